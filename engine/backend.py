@@ -1,0 +1,29 @@
+"""What the engine needs from a generation backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Protocol
+
+
+class Backend(Protocol):
+    """One resident model that answers prompts.
+
+    ``load_weights`` swaps a checkpoint's tensors into the resident model in
+    place; the model is never re-instantiated per candidate. ``generate``
+    answers instructions greedily (the backend applies the chat template).
+    """
+
+    def load_weights(self, weights_file: Path) -> None: ...
+
+    def generate(
+        self,
+        instructions: list[str],
+        *,
+        max_new_tokens: int,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[str]:
+        """Answers each instruction; ``on_batch(n)`` is called after each batch of n."""
+        ...
+
+    def close(self) -> None: ...

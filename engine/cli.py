@@ -1,0 +1,160 @@
+"""The ``acdc-engine`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from acdc_engine.config import Config, load_config
+from acdc_engine.errors import AcdcError
+from acdc_engine.plugin_manager import ALWAYS_ON, build_plugin_manager, discover
+from acdc_engine.store import RunStore
+from acdc_engine.view import ProgressView, archive_table
+
+console = Console(soft_wrap=True)
+
+
+def _plugins_option(f):
+    return click.option("--plugins", help="Comma-separated optional plugins, e.g. merge,taskgen "
+                        f"(always on: {', '.join(ALWAYS_ON)}).")(f)
+
+
+def _set_option(f):
+    return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                        help="Override a config value, e.g. --set run.generations=5.")(f)
+
+
+def _quiet_libraries() -> None:
+    """Offline, and no library progress bars fighting the live view."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def _execute(config: Config, store: RunStore) -> None:
+    from acdc_engine.loop import Coevolution
+
+    _quiet_libraries()
+
+    view = ProgressView(console)
+    pm = build_plugin_manager(config.run.plugins, extra=[view])
+    run = Coevolution(config, store, pm)
+    try:
+        with view:
+            run.run()
+    except KeyboardInterrupt:
+        console.print(f"interrupted; committed generations are kept. Resume: acdc-engine resume {store.run_dir}")
+        sys.exit(130)
+    finally:
+        run.close()
+        store.close()
+    console.print(f"results: {store.run_dir} (run.sqlite, weights/). Inspect: acdc-engine status {store.run_dir}")
+
+
+def _start(config_file, overrides, plugins, run_dir) -> None:
+    extra = [f"run.plugins={[p.strip() for p in plugins.split(',') if p.strip()]!r}"] if plugins else []
+    config = load_config(config_file, [*overrides, *extra])
+    build_plugin_manager(config.run.plugins)  # unknown plugin names fail before any work
+    if run_dir is None:
+        run_dir = Path(config.run.output_dir) / datetime.now().strftime("run-%Y%m%d-%H%M%S")
+    store = RunStore.create(Path(run_dir), config.model_dump_json())
+    _execute(config, store)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except AcdcError as exc:
+            console.print(f"error: {exc}", style="red", highlight=False, markup=False)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, invoke_without_command=True)
+@_plugins_option
+@_set_option
+@click.pass_context
+def main(ctx, plugins, overrides):
+    """Coevolve LLM experts and tasks (AC/DC). With no command, runs the
+    embedded default config."""
+    ctx.obj = {"plugins": plugins, "overrides": overrides}
+    if ctx.invoked_subcommand is None:
+        _start(None, overrides, plugins, None)
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file laid over the defaults.")
+@_set_option
+@_plugins_option
+@click.option("--run-dir", type=click.Path(path_type=Path), help="Directory for this run (default: a new one).")
+@click.pass_obj
+def run(group, config_file, overrides, plugins, run_dir):
+    """Start a new run."""
+    _start(config_file, [*group["overrides"], *overrides], plugins or group["plugins"], run_dir)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+def resume(run_dir):
+    """Continue a run from its last committed generation."""
+    store = RunStore.open(run_dir)
+    _execute(Config.model_validate_json(store.config_json()), store)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+def status(run_dir):
+    """Show where a run stands."""
+    store = RunStore.open(run_dir)
+    config = Config.model_validate_json(store.config_json())
+    last = store.last_generation()
+    console.print(f"run {run_dir}: generation {last if last is not None else '-'} of {config.run.generations} "
+                  f"committed; plugins {', '.join(config.run.plugins)}")
+    if last is None:
+        return
+    state = store.generation(last)
+    console.print(archive_table(state["archive"], title=f"archive after generation {last}"))
+    counts: dict[str, int] = {}
+    for row in store.tasks():
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    console.print("tasks: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    stats = Table(title="per generation")
+    keys = ["gen", "elites", "fit_max", "fit_mean", "coverage", "born", "rejected_models", "new_tasks", "elapsed_s"]
+    for k in keys:
+        stats.add_column(k, justify="right")
+    for s in store.all_stats():
+        stats.add_row(*(f"{s[k]:.3f}" if isinstance(s[k], float) and k != "elapsed_s" else str(s[k]) for k in keys))
+    console.print(stats)
+    force = store.task_force()
+    if force is not None:
+        console.print(f"task force {', '.join(json.loads(force['model_ids']))}: Coverage "
+                      f"{force['coverage']:.3f} of {force['n_tasks']} tasks (seed alone {force['seed_coverage']:.3f})")
+
+
+@main.command()
+def plugins():
+    """List every plugin found, built-in or from an entry point, with its hooks."""
+    table = Table(title="plugins")
+    for col in ("name", "origin", "hooks"):
+        table.add_column(col)
+    for info in discover():
+        table.add_row(info.name, info.origin, info.error or ", ".join(info.hooks))
+    console.print(table)
+
+
+@main.command("config-reference")
+def config_reference():
+    """Print the config reference (docs/config.md) as Markdown."""
+    from acdc_engine.config import reference_markdown
+
+    click.echo(reference_markdown(), nl=False)

@@ -1,0 +1,209 @@
+"""The run configuration: typed, validated, loaded from TOML with overrides.
+
+The embedded default lives in ``default_config.toml`` beside this module. A
+user file is laid over it, then ``--set section.key=value`` overrides; the
+result is validated by the pydantic models below, and any bad value is
+reported as one line naming the field.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from acdc_engine.errors import AcdcError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunConfig(_Section):
+    """Length of the run, its seed, where it goes and which plugins it uses."""
+
+    generations: int = Field(3, ge=0, description="Generations after the initial population.")
+    seed: int = Field(0, description="Seed of every random choice in the run.")
+    output_dir: str = Field("runs", description="Folder under which each run gets its own directory.")
+    plugins: list[str] = Field(
+        default_factory=lambda: ["merge", "taskgen"],
+        description="Optional plugins to enable (built-in or entry-point names).",
+    )
+
+
+class ModelsConfig(_Section):
+    """Seed models and the base model that task vectors are taken against."""
+
+    seeds: list[str] = Field(
+        default_factory=lambda: ["smollm2"],
+        min_length=1,
+        description="Seed model specs: 'smollm2' or a local safetensors directory.",
+    )
+    base: str = Field("smollm2", description="Spec of the base model for task vectors (theta_base).")
+    cache_dir: str = Field("~/.cache/acdc-engine", description="Cache for converted seed checkpoints.")
+
+
+class EvolutionConfig(_Section):
+    """Model archive and operators."""
+
+    archive_size: int = Field(6, ge=1, description="Models kept by Dominated Novelty Search.")
+    initial_population: int = Field(4, ge=1, description="Seeds plus offspring of random seed pairs at generation 0.")
+    offspring_per_generation: int = Field(4, ge=1, description="Recipes asked from the emitter each generation.")
+    dns_k: int = Field(3, ge=1, description="Fitter neighbours averaged in the DNS score.")
+    crossover: str = Field("linear", description="Merge method name (see `acdc-engine plugins`).")
+    crossover_std: float = Field(0.01, ge=0, description="Std of the merge weights drawn around 1.")
+    mutation: str = Field("svd", description="Mutation method name, or 'none'.")
+    mutation_std: float = Field(0.25, ge=0, description="Std of the noise added by the mutation.")
+    keep_rank: int = Field(256, ge=1, description="Top singular values perturbed by the SVD mutation.")
+
+
+class TasksConfig(_Section):
+    """The task pool and its adaptation."""
+
+    initial_families: int = Field(12, ge=1, description="Task families generated for the initial pool.")
+    instances_per_family: int = Field(3, ge=1, description="Instances in each generated family.")
+    active_cap: int = Field(24, ge=1, description="Most tasks in the active pool; the oldest are pruned.")
+    adapt_every: int = Field(2, ge=1, description="Generations between task-pool adaptations.")
+    new_per_adaptation: int = Field(6, ge=0, description="New task families asked for at each adaptation.")
+    pass_threshold: float = Field(0.5, ge=0, le=1, description="Mean score at which a model solves a task.")
+
+    @model_validator(mode="after")
+    def _cap_holds_initial(self) -> TasksConfig:
+        if self.initial_families > self.active_cap:
+            raise ValueError(
+                f"initial_families ({self.initial_families}) exceeds active_cap ({self.active_cap})"
+            )
+        return self
+
+
+class GenerationConfig(_Section):
+    """How models answer tasks."""
+
+    backend: str = Field("transformers", description="Generation backend name.")
+    dtype: Literal["float32", "bfloat16"] = Field("bfloat16", description="Dtype of the resident model.")
+    max_new_tokens: int = Field(48, ge=1, le=4096, description="Most tokens in one answer (greedy).")
+    batch_size: int = Field(24, ge=1, description="Prompts per generate() call.")
+
+
+class SandboxConfig(_Section):
+    """Limits on task code, which always runs in a separate process."""
+
+    timeout_s: float = Field(10.0, gt=0, description="Wall-clock limit of one task-code process.")
+    memory_mb: int = Field(512, ge=64, description="Address-space limit of one task-code process.")
+
+
+class ResultConfig(_Section):
+    """What is reported at the end of a run."""
+
+    task_force_size: int = Field(3, ge=1, description="Models in the final task force.")
+
+
+class Config(_Section):
+    """A whole run configuration."""
+
+    run: RunConfig = RunConfig()
+    models: ModelsConfig = ModelsConfig()
+    evolution: EvolutionConfig = EvolutionConfig()
+    tasks: TasksConfig = TasksConfig()
+    generation: GenerationConfig = GenerationConfig()
+    sandbox: SandboxConfig = SandboxConfig()
+    result: ResultConfig = ResultConfig()
+
+
+def default_config_text() -> str:
+    """The embedded default config, as TOML text."""
+    return resources.files("acdc_engine").joinpath("default_config.toml").read_text()
+
+
+def _parse_value(raw: str) -> Any:
+    """Reads an override value as TOML (numbers, booleans, lists), else as a string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """Applies one ``section.key=value`` override to raw config data in place."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or "." not in key:
+        raise AcdcError(f"--set {assignment!r}: expected section.key=value")
+    *sections, leaf = key.strip().split(".")
+    node = data
+    for section in sections:
+        node = node.setdefault(section, {})
+        if not isinstance(node, dict):
+            raise AcdcError(f"--set {assignment!r}: {section} is not a section")
+    node[leaf] = _parse_value(raw.strip())
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def validate(data: dict) -> Config:
+    """Validates raw config data; a bad value raises one line naming the field."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "config"
+        got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+        raise AcdcError(f"config field {field}: {err['msg']}{got}") from None
+
+
+def load_config(path: Path | None = None, overrides: list[str] = ()) -> Config:
+    """The default config, laid over by a TOML file and ``--set`` overrides."""
+    data = tomllib.loads(default_config_text())
+    if path is not None:
+        try:
+            data = _merge(data, tomllib.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise AcdcError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise AcdcError(f"config file {path} is not valid TOML: {exc}") from None
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return validate(data)
+
+
+_BOUND_SYMBOLS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<", "min_length": "min length"}
+
+
+def _bound(constraint) -> str:
+    """``ge=1`` style metadata as text, e.g. ``>= 1``."""
+    name = type(constraint).__name__
+    key = {"Ge": "ge", "Gt": "gt", "Le": "le", "Lt": "lt", "MinLen": "min_length"}.get(name)
+    return f"{_BOUND_SYMBOLS[key]} {getattr(constraint, key)}" if key else name
+
+
+def reference_markdown() -> str:
+    """docs/config.md, generated from the models above (a test keeps it current)."""
+    lines = [
+        "# Config reference",
+        "",
+        "Generated from `engine/config.py` by `acdc-engine config-reference`; do not edit by hand.",
+        "A run's config is the embedded default (`engine/default_config.toml`), laid over by",
+        "`--config FILE.toml`, then by `--set section.key=value` (values are read as TOML).",
+        "",
+    ]
+    for section, field in Config.model_fields.items():
+        model = field.annotation
+        lines += [f"## [{section}]", "", model.__doc__.strip(), "", "| key | type | default | meaning |",
+                  "|---|---|---|---|"]
+        for key, f in model.model_fields.items():
+            default = f.get_default(call_default_factory=True)
+            kind = getattr(f.annotation, "__name__", str(f.annotation)).replace("typing.", "")
+            bounds = ", ".join(_bound(m) for m in f.metadata)
+            lines.append(f"| `{key}` | {kind}{f' ({bounds})' if bounds else ''} | `{default!r}` | {f.description} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,157 @@
+"""The hook specifications: the public contract of acdc-engine plugins.
+
+A plugin is any module or object with functions named like the hooks below,
+decorated with :data:`hookimpl`. Built-in plugins (``acdc_engine.plugins``)
+use exactly this API; a third-party package registers its plugin under the
+entry-point group ``acdc_engine`` (see docs/plugins.md).
+
+Hooks marked *firstresult* stop at the first plugin that returns something
+other than ``None``: return ``None`` to pass the call on ("not mine").
+Other hooks collect a list with one result per plugin.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from acdc_engine.backend import Backend
+    from acdc_engine.config import Config, SandboxConfig
+    from acdc_engine.operators import MergeMethod, MutationMethod
+    from acdc_engine.tasks import Instance, TaskRequest, TaskSpec
+
+PROJECT = "acdc_engine"
+hookspec = pluggy.HookspecMarker(PROJECT)
+#: Decorate plugin functions with this to implement a hook.
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --- seed models ----------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def acdc_resolve_seed(spec: str, cache_dir: Path) -> Path | None:
+    """Turn a seed-model spec from ``[models] seeds`` into a checkpoint directory.
+
+    The directory must hold ``config.json``, tokenizer files and one
+    ``model.safetensors``. Convert or download into ``cache_dir`` if needed,
+    atomically (an interrupted conversion must leave no half-written cache).
+    Return ``None`` if the spec is not yours; raise ``AcdcError`` naming the
+    spec if it is yours but cannot be resolved.
+    """
+
+
+# --- model operators ------------------------------------------------------
+
+
+@hookspec
+def acdc_merge_methods() -> dict[str, MergeMethod]:
+    """Return the crossover (merge) methods this plugin offers, by name.
+
+    Selected with ``[evolution] crossover = NAME``. Names must be unique over
+    all plugins.
+    """
+
+
+@hookspec
+def acdc_mutation_methods() -> dict[str, MutationMethod]:
+    """Return the mutation methods this plugin offers, by name.
+
+    Selected with ``[evolution] mutation = NAME`` (``none`` turns mutation off).
+    """
+
+
+# --- tasks ----------------------------------------------------------------
+
+
+@hookspec
+def acdc_generate_tasks(request: TaskRequest) -> list[TaskSpec] | None:
+    """Write new task families for the pool.
+
+    ``request.mode`` is ``initial`` (up to ``request.n`` families for a fresh
+    pool), ``harder`` or ``novel`` (variants of ``request.parent``). Return
+    ``None`` or ``[]`` for a parent another generator wrote (compare
+    ``request.parent.generator`` with your name). Use ``request.seed`` for all
+    randomness. Every returned family still has to run cleanly in the sandbox
+    before it is accepted.
+    """
+
+
+@hookspec(firstresult=True)
+def acdc_task_instances(task: TaskSpec, limits: SandboxConfig) -> list[Instance] | None:
+    """Run a family's ``get_tasks()`` and ``get_instructions()`` in the sandbox.
+
+    Raise ``TaskCodeError`` with a one-line reason if the code fails, hangs,
+    exceeds its limits or returns the wrong shapes. Never run task code in the
+    engine's process.
+    """
+
+
+@hookspec(firstresult=True)
+def acdc_score_submissions(
+    task: TaskSpec, instances: list[Instance], submissions: list[str], limits: SandboxConfig
+) -> list[float | None] | None:
+    """Score each submission with the family's own ``score()``, in the sandbox.
+
+    Returns one score per submission, aligned with ``instances``. Raise
+    ``TaskCodeError`` if the task code fails; the engine marks the task broken.
+    """
+
+
+# --- models: evaluation, criterion, descriptors ---------------------------
+
+
+@hookspec(firstresult=True)
+def acdc_make_backend(config: Config, model_dir: Path) -> Backend | None:
+    """Create the generation backend named by ``[generation] backend``.
+
+    ``model_dir`` is a seed checkpoint that fixes the architecture and
+    tokenizer. Return ``None`` if the configured backend is not yours.
+    """
+
+
+@hookspec
+def acdc_minimal_criterion(responses: list[str]) -> str | None:
+    """Judge whether a new model is viable from its raw responses.
+
+    Return ``None`` if it passes, or a short reason (e.g. ``"gibberish: ..."``)
+    if it fails. Every implementation is asked; any reason rejects the model
+    before it reaches the archive.
+    """
+
+
+@hookspec(firstresult=True)
+def acdc_descriptors(skills: np.ndarray, difficulty: np.ndarray, measure_dim: int) -> np.ndarray | None:
+    """Map skill vectors to the archive's measures.
+
+    ``skills`` is a (models x active tasks) 0/1 matrix, ``difficulty`` a
+    weight per task; return a (models x ``measure_dim``) float array.
+    ``measure_dim`` is fixed for the run (the active pool's cap).
+    """
+
+
+# --- run events -------------------------------------------------------------
+
+
+@hookspec
+def acdc_event(kind: str, data: dict[str, Any]) -> None:
+    """Observe the run. Called for every event; return values are ignored.
+
+    Kinds and their data:
+
+    - ``run_started``: run_dir, generations, start_generation
+    - ``generation_started``: generation
+    - ``step``: name (materialise, evaluate, score, select, adapt tasks,
+      checkpoint), total (units of work), generation
+    - ``advance``: n (units of the current step done)
+    - ``model_done``: model_id, fitness, solved, status, reason
+    - ``task_rejected``: name, reason
+    - ``generation_committed``: generation, archive (list of row dicts),
+      pool (counts), stats (logbook record)
+    - ``run_finished``: run_dir, task_force, coverage, seed_coverage
+    """

@@ -1,0 +1,436 @@
+"""The coevolution algorithm (AC/DC), readable from :meth:`Coevolution.run` down.
+
+Models evolve by pyribs ask/tell on a DNS archive; tasks evolve by periodic
+adaptation of the active pool. Everything a generation does is gathered in a
+:class:`~acdc_engine.store.Commit` and written at its end in one transaction;
+a resumed run rebuilds this object's state from the store.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from itertools import zip_longest
+from pathlib import Path
+
+import numpy as np
+from deap import tools
+from ribs.schedulers import Scheduler
+
+from acdc_engine.answers import extract_answer
+from acdc_engine.archives import ModelArchive, RecipeEmitter, coverage, greedy_task_force, plan_adaptation
+from acdc_engine.archives.task_pool import prune_oldest
+from acdc_engine.config import Config
+from acdc_engine.errors import AcdcError
+from acdc_engine.materialise import materialise
+from acdc_engine.recipe import Recipe
+from acdc_engine.seeds import resolve_seeds
+from acdc_engine.store import Commit, RunStore
+from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec
+
+SALT_EMIT, SALT_ADAPT, SALT_TASKS = 1, 2, 3
+
+
+@dataclass
+class TaskRecord:
+    """A task in the run: its spec, its instances and where it stands."""
+
+    id: str
+    spec: TaskSpec
+    instances: list[Instance]
+    generation: int
+    status: str  # active | retired | removed | broken | rejected
+
+
+@dataclass
+class ModelRecord:
+    id: str
+    recipe: Recipe
+    weights: Path | None
+    generation: int
+
+
+class Coevolution:
+    """One AC/DC run over a run store, with plugins from a plugin manager."""
+
+    def __init__(self, config: Config, store: RunStore, plugin_manager) -> None:
+        self.cfg, self.store, self.hook = config, store, plugin_manager.hook
+        evo = config.evolution
+        self.merge = self._operator(self.hook.acdc_merge_methods(), evo.crossover, "crossover")
+        self.mutation = (
+            None if evo.mutation == "none" else self._operator(self.hook.acdc_mutation_methods(), evo.mutation, "mutation")
+        )
+        self.seed_dirs, self.base_dir = resolve_seeds(self.hook, config.models)
+        self.archive = ModelArchive(
+            capacity=evo.archive_size, measure_dim=config.tasks.active_cap, k_neighbors=evo.dns_k, seed=config.run.seed
+        )
+        self.emitter = RecipeEmitter(
+            self.archive, batch_size=evo.offspring_per_generation, merge=self.merge, mutation=self.mutation,
+            evolution_config=evo, seed=config.run.seed,
+        )
+        self.scheduler = Scheduler(self.archive, [self.emitter], add_mode="batch")
+        self.tasks: dict[str, TaskRecord] = {}
+        self.active: list[str] = []
+        self.models: dict[str, ModelRecord] = {}
+        self.scores: dict[tuple[str, str], float] = {}
+        self.logbook = tools.Logbook()
+        self.backend = None
+        self.started = time.monotonic()
+
+    # --- the algorithm ------------------------------------------------------
+
+    def run(self) -> None:
+        """Runs (or resumes) every generation, then picks the task force."""
+        start = self.restore()
+        self.emit("run_started", run_dir=str(self.store.run_dir), generations=self.cfg.run.generations,
+                  start_generation=start)
+        for gen in range(start, self.cfg.run.generations + 1):
+            self.emit("generation_started", generation=gen)
+            commit = Commit(generation=gen)
+            if gen == 0:
+                self.add_tasks([TaskRequest("initial", self.cfg.tasks.initial_families, self.rng_seed(0, SALT_TASKS),
+                                            self.cfg.tasks.instances_per_family)], gen, commit)
+                self.add_seeds(commit)
+                breed = self.cfg.evolution.initial_population - len(self.seed_dirs)
+            else:
+                breed = self.cfg.evolution.offspring_per_generation
+            if breed > 0:
+                self.breed(gen, breed, commit)
+            if gen > 0 and gen % self.cfg.tasks.adapt_every == 0:
+                self.adapt_tasks(gen, commit)
+            self.checkpoint(commit)
+        if self.store.task_force() is None:
+            self.pick_task_force()
+
+    def breed(self, gen: int, n: int, commit: Commit) -> None:
+        """ask -> materialise -> evaluate -> score -> minimal criterion -> tell."""
+        self.emitter.batch_size = n
+        self.emitter.reseed(self.rng_seed(gen, SALT_EMIT))
+        recipes = self.scheduler.ask()
+        children = [self.new_model(r, gen, commit) for r in recipes]
+        self.step("materialise", len(children), gen)
+        for child in children:
+            materialise(
+                child.recipe,
+                parent_files=[self.models[p].weights for p in child.recipe.parents],
+                base_file=self.base_dir / "model.safetensors",
+                merge=self.merge, mutation=self.mutation, out_file=child.weights,
+            )
+            self.emit("advance", n=1)
+        ids = [c.id for c in children]
+        responses = self.answer(ids, self.active, gen)
+        self.score(responses, gen, commit)
+        self.step("select", 1, gen)
+        reasons = {m: self.criterion(responses[m]) for m in ids}
+        for row in commit.models:
+            if row["id"] in reasons:
+                row["reason"] = reasons[row["id"]]
+        viable = np.array([reasons[m] is None for m in ids])
+        objectives, measures = self.measure(ids)
+        self.scheduler.tell(objectives, measures, model_id=np.array(ids + [None], dtype=object)[:-1], viable=viable)
+        for model_id, ok, fit in zip(ids, viable, objectives):
+            self.emit("model_done", model_id=model_id, fitness=float(fit), solved=self.solved_count(model_id),
+                      status="evaluated" if ok else "rejected", reason=reasons[model_id])
+        self.emit("advance", n=1)
+
+    def adapt_tasks(self, gen: int, commit: Commit) -> None:
+        """Pass rates over the archive decide: remove, harder variant, novel variant."""
+        members = self.archive.member_ids()
+        threshold = self.cfg.tasks.pass_threshold
+        rates = {t: float(np.mean([self.scores.get((m, t), 0) >= threshold for m in members])) for t in self.active}
+        plan = plan_adaptation(rates, n_new=self.cfg.tasks.new_per_adaptation,
+                               rng=np.random.default_rng(self.rng_seed(gen, SALT_ADAPT)))
+        self.step("adapt tasks", len(plan.remove) + len(plan.harder) + len(plan.novel), gen)
+        for task_id in plan.remove:
+            self.retire_task(task_id, "removed", "solved by no archive member", commit)
+        seed = self.rng_seed(gen, SALT_TASKS)
+        inst = self.cfg.tasks.instances_per_family
+        requests = [TaskRequest(mode, 1, seed + i, inst, self.tasks[t].spec, t)
+                    for i, (mode, t) in enumerate([("harder", t) for t in plan.harder] + [("novel", t) for t in plan.novel])]
+        if not requests:  # nobody solves anything: start afresh rather than empty the pool
+            requests = [TaskRequest("initial", self.cfg.tasks.new_per_adaptation, seed, inst)]
+        new = self.add_tasks(requests, gen, commit)
+        self.active, pruned = prune_oldest(self.active, self.cfg.tasks.active_cap)
+        for task_id in pruned:
+            self.retire_task(task_id, "retired", "pruned: oldest beyond the active cap", commit, drop=False)
+        if new:
+            self.score(self.answer(members, new, gen), gen, commit)
+        self.remeasure()
+
+    def checkpoint(self, commit: Commit) -> None:
+        """Settles model statuses and weight files, records stats, commits."""
+        self.step("checkpoint", 1, commit.generation)
+        members = self.archive.member_ids()
+        fitness = dict(zip(members, (float(f) for f in self.archive.data("objective"))))
+        new_ids = {row["id"] for row in commit.models}
+        for row in commit.models:
+            model = self.models[row["id"]]
+            row["fitness"] = self.fitness(row["id"])
+            if row["id"] in fitness:
+                row["status"] = "elite"
+                if not model.recipe.is_seed:
+                    commit.keep_weights[row["id"]] = model.weights
+                    model.weights = self.store.weights_path(row["id"])
+                row["weights"] = str(model.weights)
+            else:
+                row["status"] = "rejected" if row["reason"] else "retired"
+                if model.recipe.is_seed:
+                    row["weights"] = str(model.weights)
+                else:
+                    model.weights = None
+        for model_id in self.previous_members - new_ids:
+            if model_id in fitness:
+                commit.model_updates.append((model_id, "elite", fitness[model_id]))
+            else:
+                commit.model_updates.append((model_id, "retired", self.fitness(model_id)))
+                if not self.models[model_id].recipe.is_seed:
+                    commit.drop_weights.append(model_id)
+                    self.models[model_id].weights = None
+        dns = self.archive.dns_scores()
+        commit.archive = [
+            {"id": m, "parents": list(self.models[m].recipe.parents) or [self.models[m].recipe.describe()],
+             "fitness": fitness[m], "solved": self.solved_count(m), "dns": dns[m]}
+            for m in sorted(members, key=lambda m: -fitness[m])
+        ]
+        commit.active = list(self.active)
+        commit.stats = self.record_stats(commit)
+        self.store.commit(commit)
+        self.emit("advance", n=1)
+        self.previous_members = set(members)
+        self.emit("generation_committed", generation=commit.generation, archive=commit.archive,
+                  pool=self.pool_counts(), stats=commit.stats)
+
+    def pick_task_force(self) -> None:
+        """Greedy Coverage over every accepted task, beside the first seed alone."""
+        members = self.archive.member_ids()
+        seed_id = next(m.id for m in self.models.values() if m.recipe.is_seed)
+        everything = [t for t, rec in self.tasks.items() if rec.status in ("active", "retired", "removed")]
+        commit = Commit(generation=self.cfg.run.generations)
+        for model_id in dict.fromkeys(members + [seed_id]):
+            todo = [t for t in everything if (model_id, t) not in self.scores]
+            if todo:
+                self.score(self.answer([model_id], todo, commit.generation), commit.generation, commit)
+        everything = [t for t in everything if self.tasks[t].status != "broken"]
+        solved = self.solved_matrix(members, everything)
+        fitness = [self.fitness(m) for m in members]
+        force = [members[i] for i in greedy_task_force(solved, self.cfg.result.task_force_size, np.array(fitness))]
+        cov = coverage(self.solved_matrix(force, everything))
+        seed_cov = coverage(self.solved_matrix([seed_id], everything))
+        self.store.save_task_force(force, cov, seed_cov, len(everything), commit.evaluations)
+        self.emit("run_finished", run_dir=str(self.store.run_dir), task_force=force, coverage=cov,
+                  seed_coverage=seed_cov, n_tasks=len(everything))
+
+    # --- models ---------------------------------------------------------------
+
+    def add_seeds(self, commit: Commit) -> None:
+        seeds = [self.new_model(Recipe(seed_spec=spec), 0, commit, weights=d / "model.safetensors")
+                 for spec, d in self.seed_dirs.items()]
+        self.score(self.answer([s.id for s in seeds], self.active, 0), 0, commit)
+        ids = [s.id for s in seeds]
+        objectives, measures = self.measure(ids)
+        self.archive.add(np.array([s.recipe for s in seeds] + [None], dtype=object)[:-1], objectives, measures,
+                         model_id=np.array(ids + [None], dtype=object)[:-1], viable=np.ones(len(ids), dtype=bool))
+
+    def new_model(self, recipe: Recipe, gen: int, commit: Commit, weights: Path | None = None) -> ModelRecord:
+        model_id = f"m{len(self.models) + 1:04d}"
+        model = ModelRecord(model_id, recipe, weights or self.store.staged_path(model_id), gen)
+        self.models[model_id] = model
+        commit.models.append({"id": model_id, "recipe": recipe.to_json(), "parents": json.dumps(list(recipe.parents)),
+                              "generation": gen, "fitness": None, "status": "pending", "reason": None,
+                              "weights": None})
+        return model
+
+    def answer(self, model_ids: list[str], task_ids: list[str], gen: int) -> dict[str, dict[str, list[str]]]:
+        """Every model's responses to every instance of ``task_ids``."""
+        if self.backend is None:
+            self.backend = self.hook.acdc_make_backend(config=self.cfg, model_dir=self.base_dir)
+            if self.backend is None:
+                raise AcdcError(f"no plugin provides the backend {self.cfg.generation.backend!r}")
+        flat = [(t, inst) for t in task_ids for inst in self.tasks[t].instances]
+        self.step("evaluate", len(flat) * len(model_ids), gen)
+        out = {}
+        for model_id in model_ids:
+            self.backend.load_weights(self.models[model_id].weights)
+            texts = self.backend.generate([i.instruction for _, i in flat], max_new_tokens=self.cfg.generation.max_new_tokens,
+                                          on_batch=lambda k: self.emit("advance", n=k))
+            out[model_id] = {t: [] for t in task_ids}
+            for (t, _), text in zip(flat, texts):
+                out[model_id][t].append(text)
+        return out
+
+    def score(self, responses: dict[str, dict[str, list[str]]], gen: int, commit: Commit) -> None:
+        """Scores responses with each task's own ``score()`` in the sandbox."""
+        self.step("score", sum(len(r) for r in responses.values()), gen)
+        for model_id, by_task in responses.items():
+            for task_id, texts in by_task.items():
+                task = self.tasks[task_id]
+                if task.status == "broken":
+                    continue
+                subs = [extract_answer(t) for t in texts]
+                try:
+                    scores = self.hook.acdc_score_submissions(task=task.spec, instances=task.instances,
+                                                              submissions=subs, limits=self.cfg.sandbox)
+                except TaskCodeError as exc:
+                    self.retire_task(task_id, "broken", f"score() failed: {exc}", commit)
+                    self.emit("advance", n=1)
+                    continue
+                values = [0.0 if s is None else float(s) for s in scores]
+                self.scores[(model_id, task_id)] = float(np.mean(values))
+                commit.evaluations.append({
+                    "model_id": model_id, "task_id": task_id, "score": float(np.mean(values)), "generation": gen,
+                    "answers": json.dumps([{"response": r, "submission": s, "score": v}
+                                           for r, s, v in zip(texts, subs, values)]),
+                })
+                self.emit("advance", n=1)
+
+    def criterion(self, responses: dict[str, list[str]]) -> str | None:
+        flat = [r for texts in responses.values() for r in texts]
+        return next((r for r in self.hook.acdc_minimal_criterion(responses=flat) if r), None)
+
+    def fitness(self, model_id: str) -> float:
+        return float(np.mean([self.scores.get((model_id, t), 0.0) for t in self.active])) if self.active else 0.0
+
+    def solved_matrix(self, model_ids: list[str], task_ids: list[str]) -> np.ndarray:
+        thr = self.cfg.tasks.pass_threshold
+        return np.array([[self.scores.get((m, t), 0.0) >= thr for t in task_ids] for m in model_ids], dtype=bool
+                        ).reshape(len(model_ids), len(task_ids))
+
+    def solved_count(self, model_id: str) -> int:
+        return int(self.solved_matrix([model_id], self.active).sum())
+
+    def measure(self, model_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Objectives (mean score over active tasks) and measures (descriptor hook)."""
+        difficulty = np.array([self.tasks[t].spec.difficulty for t in self.active], dtype=float)
+        measures = self.hook.acdc_descriptors(skills=self.solved_matrix(model_ids, self.active), difficulty=difficulty,
+                                              measure_dim=self.cfg.tasks.active_cap)
+        return np.array([self.fitness(m) for m in model_ids]), measures
+
+    def remeasure(self) -> None:
+        """Re-measures every archive member on the current active pool."""
+        members = self.archive.member_ids()
+        objectives, measures = self.measure(members)
+        self.archive.rebuild([self.models[m].recipe for m in members], members, objectives, measures)
+
+    # --- tasks ----------------------------------------------------------------
+
+    def add_tasks(self, requests: list[TaskRequest], gen: int, commit: Commit) -> list[str]:
+        """Generates families, checks them in the sandbox, and accepts the sound ones."""
+        known = {rec.spec.digest for rec in self.tasks.values()}
+        specs = []
+        for request in requests:  # round-robin over generators, duplicates skipped, at most n each
+            results = [r or [] for r in self.hook.acdc_generate_tasks(request=request)]
+            fresh = [s for group in zip_longest(*results) for s in group if s is not None and s.digest not in known]
+            specs.extend(fresh[: request.n])
+            known.update(s.digest for s in fresh[: request.n])
+        accepted = []
+        for spec in specs:
+            task_id = f"t{len(self.tasks) + 1:04d}"
+            status, reason, instances = "active", None, []
+            try:
+                instances = self.hook.acdc_task_instances(task=spec, limits=self.cfg.sandbox)
+                self.hook.acdc_score_submissions(task=spec, instances=instances, submissions=[""] * len(instances),
+                                                 limits=self.cfg.sandbox)
+            except TaskCodeError as exc:
+                status, reason = "rejected", str(exc)
+                self.emit("task_rejected", name=spec.name, reason=reason)
+            self.tasks[task_id] = TaskRecord(task_id, spec, instances, gen, status)
+            commit.tasks.append({
+                "id": task_id, "name": spec.name, "description": spec.description, "capability": spec.capability,
+                "difficulty": spec.difficulty, "source": spec.source, "generator": spec.generator,
+                "params": json.dumps(spec.params), "parent_id": spec.parent_id, "generation": gen,
+                "status": status, "reason": reason,
+                "instances": json.dumps([{"key": i.key, "instruction": i.instruction, "data": i.data} for i in instances]),
+            })
+            if status == "active":
+                self.active.append(task_id)
+                accepted.append(task_id)
+        if not self.active:
+            raise AcdcError("the task pool is empty: no generator produced a task that runs in the sandbox")
+        return accepted
+
+    def retire_task(self, task_id: str, status: str, reason: str, commit: Commit, drop: bool = True) -> None:
+        self.tasks[task_id].status = status
+        if task_id in self.active:
+            self.active.remove(task_id)
+        for row in commit.tasks:  # accepted in this very generation
+            if row["id"] == task_id:
+                row["status"], row["reason"] = status, reason
+                break
+        else:
+            commit.task_updates.append((task_id, status, reason))
+        if status == "broken":
+            self.emit("task_rejected", name=self.tasks[task_id].spec.name, reason=reason)
+            self.remeasure()
+
+    def pool_counts(self) -> dict[str, int]:
+        counts = {"active": len(self.active)}
+        for rec in self.tasks.values():
+            if rec.status != "active":
+                counts[rec.status] = counts.get(rec.status, 0) + 1
+        counts["accepted"] = sum(r.status in ("active", "retired", "removed") for r in self.tasks.values())
+        return counts
+
+    # --- bookkeeping ----------------------------------------------------------
+
+    def record_stats(self, commit: Commit) -> dict:
+        fit = self.archive.data("objective")
+        members = self.archive.member_ids()
+        record = {
+            "gen": commit.generation, "elites": len(members), "fit_max": float(np.max(fit)),
+            "fit_mean": float(np.mean(fit)), "fit_min": float(np.min(fit)),
+            "coverage": coverage(self.solved_matrix(members, self.active)),
+            "born": len(commit.models), "rejected_models": sum(r["status"] == "rejected" for r in commit.models),
+            "new_tasks": sum(r["status"] == "active" for r in commit.tasks),
+            "rejected_tasks": sum(r["status"] == "rejected" for r in commit.tasks),
+            **{f"pool_{k}": v for k, v in self.pool_counts().items()},
+            "elapsed_s": round(time.monotonic() - self.started, 1),
+        }
+        self.logbook.record(**record)
+        return record
+
+    def restore(self) -> int:
+        """Rebuilds state from the store; returns the next generation to run."""
+        self.previous_members: set[str] = set()
+        last = self.store.last_generation()
+        if last is None:
+            return 0
+        for row in self.store.tasks():
+            spec = TaskSpec(row["name"], row["description"], row["capability"], row["difficulty"], row["source"],
+                            row["generator"], json.loads(row["params"]), row["parent_id"])
+            instances = [Instance(i["key"], i["instruction"], i["data"]) for i in json.loads(row["instances"])]
+            self.tasks[row["id"]] = TaskRecord(row["id"], spec, instances, row["generation"], row["status"])
+        for row in self.store.models():
+            self.models[row["id"]] = ModelRecord(row["id"], Recipe.from_json(row["recipe"]),
+                                                 Path(row["weights"]) if row["weights"] else None, row["generation"])
+        self.scores = self.store.scores()
+        state = self.store.generation(last)
+        self.active = state["active"]
+        members = [r["id"] for r in state["archive"]]
+        self.previous_members = set(members)
+        objectives, measures = self.measure(members)
+        self.archive.rebuild([self.models[m].recipe for m in members], members, objectives, measures)
+        for record in self.store.all_stats():
+            self.logbook.record(**record)
+        return last + 1
+
+    def rng_seed(self, gen: int, salt: int) -> int:
+        return int(np.random.SeedSequence([self.cfg.run.seed, gen, salt]).generate_state(1)[0])
+
+    def step(self, name: str, total: int, gen: int) -> None:
+        self.emit("step", name=name, total=total, generation=gen)
+
+    def emit(self, kind: str, **data) -> None:
+        self.hook.acdc_event(kind=kind, data=data)
+
+    @staticmethod
+    def _operator(table_list: list[dict], name: str, what: str):
+        table = {k: v for t in table_list for k, v in (t or {}).items()}
+        if name not in table:
+            known = ", ".join(sorted(table)) or "none (enable the 'merge' plugin)"
+            raise AcdcError(f"unknown {what} method {name!r}; known: {known}")
+        return table[name]
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()

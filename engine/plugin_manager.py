@@ -1,0 +1,109 @@
+"""Finds plugins (built-in and entry points) and registers the chosen ones.
+
+Built-in plugins are modules under ``acdc_engine.plugins``; some are always
+on (the backend, the sandbox scorer, seed providers, the criterion and
+descriptors), the rest are chosen with ``--plugins``. Third-party plugins are
+found through the entry-point group ``acdc_engine`` and registered the same
+way: all of them by default (like pytest), or only those named in
+``--plugins`` when ``ACDC_ENGINE_DISABLE_PLUGIN_AUTOLOAD`` is set.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from acdc_engine import hookspecs
+from acdc_engine.errors import AcdcError
+
+ENTRY_POINT_GROUP = "acdc_engine"
+AUTOLOAD_OFF_ENV = "ACDC_ENGINE_DISABLE_PLUGIN_AUTOLOAD"
+
+#: Built-in plugins that every run registers.
+ALWAYS_ON = {
+    "smollm2": "acdc_engine.plugins.smollm2",
+    "local-seeds": "acdc_engine.plugins.local_seeds",
+    "transformers": "acdc_engine.plugins.transformers_backend",
+    "sandbox": "acdc_engine.plugins.sandbox",
+    "gibberish": "acdc_engine.plugins.gibberish",
+    "skills": "acdc_engine.plugins.skills",
+}
+#: Built-in plugins chosen with ``--plugins``.
+OPTIONAL = {
+    "merge": "acdc_engine.plugins.merge",
+    "taskgen": "acdc_engine.plugins.taskgen",
+}
+
+
+@dataclass
+class PluginInfo:
+    """One plugin found on this installation."""
+
+    name: str
+    origin: str  # "built-in (always on)", "built-in", or "entry point: <dist>"
+    hooks: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _load(name: str, loader) -> Any:
+    try:
+        return loader()
+    except Exception as exc:  # a broken plugin is named, not a traceback wall
+        raise AcdcError(f"plugin {name!r} failed to load: {type(exc).__name__}: {exc}") from None
+
+
+def _hooks_of(plugin: Any) -> list[str]:
+    return sorted(n for n in dir(plugin) if n.startswith("acdc_") and callable(getattr(plugin, n)))
+
+
+def autoload_enabled() -> bool:
+    return os.environ.get(AUTOLOAD_OFF_ENV, "").lower() not in {"1", "true", "yes"}
+
+
+def build_plugin_manager(selected: list[str], extra: list[Any] = ()) -> pluggy.PluginManager:
+    """A plugin manager with the always-on plugins, ``selected`` and entry points.
+
+    ``extra`` objects (e.g. the live view) are registered as well. An unknown
+    name raises an error listing the known ones.
+    """
+    eps = _entry_points()
+    known = sorted({*OPTIONAL, *eps})
+    unknown = [n for n in selected if n not in OPTIONAL and n not in eps]
+    if unknown:
+        raise AcdcError(f"unknown plugin {unknown[0]!r}; known plugins: {', '.join(known)}")
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for name, module in {**ALWAYS_ON, **{n: OPTIONAL[n] for n in selected if n in OPTIONAL}}.items():
+        pm.register(importlib.import_module(module), name=name)
+    wanted = set(eps) if autoload_enabled() else {n for n in selected if n in eps}
+    for name in sorted(wanted):
+        pm.register(_load(name, eps[name].load), name=name)
+    for obj in extra:
+        pm.register(obj)
+    return pm
+
+
+def discover() -> list[PluginInfo]:
+    """Every plugin found, built-in or entry point, with the hooks it implements."""
+    found = []
+    for table, origin in ((ALWAYS_ON, "built-in (always on)"), (OPTIONAL, "built-in")):
+        for name, module in table.items():
+            found.append(PluginInfo(name, origin, _hooks_of(importlib.import_module(module))))
+    for name, ep in sorted(_entry_points().items()):
+        dist = ep.dist.name if ep.dist else "?"
+        info = PluginInfo(name, f"entry point: {dist}")
+        try:
+            info.hooks = _hooks_of(_load(name, ep.load))
+        except AcdcError as exc:
+            info.error = str(exc)
+        found.append(info)
+    return found

@@ -1,0 +1,197 @@
+"""The run store: one SQLite file (WAL) per run, plus elite weight files.
+
+Layout of a run directory::
+
+    run.sqlite          config, models, tasks, evaluations, generations
+    weights/<id>.safetensors   weights of current archive members only
+    weights/staging/    children of the generation in progress
+
+A generation is committed in one transaction. Weight files of new elites are
+moved out of staging just before it; files no longer referenced are deleted
+after it, and any stray file is cleaned up on open. So a run killed at any
+point reopens at its last committed generation with nothing committed lost.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from acdc_engine.errors import AcdcError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS models (
+    id TEXT PRIMARY KEY, recipe TEXT NOT NULL, parents TEXT NOT NULL,
+    generation INTEGER NOT NULL, fitness REAL, status TEXT NOT NULL,
+    reason TEXT, weights TEXT);
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, description TEXT NOT NULL,
+    capability TEXT NOT NULL, difficulty INTEGER NOT NULL, source TEXT NOT NULL,
+    generator TEXT NOT NULL, params TEXT NOT NULL, parent_id TEXT,
+    generation INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT,
+    instances TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS evaluations (
+    model_id TEXT NOT NULL, task_id TEXT NOT NULL, score REAL NOT NULL,
+    generation INTEGER NOT NULL, answers TEXT NOT NULL,
+    PRIMARY KEY (model_id, task_id));
+CREATE TABLE IF NOT EXISTS generations (
+    generation INTEGER PRIMARY KEY, archive TEXT NOT NULL, active TEXT NOT NULL,
+    stats TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS task_force (
+    id INTEGER PRIMARY KEY CHECK (id = 1), model_ids TEXT NOT NULL,
+    coverage REAL NOT NULL, seed_coverage REAL NOT NULL, n_tasks INTEGER NOT NULL);
+"""
+
+
+@dataclass
+class Commit:
+    """Everything one generation adds or changes, written in one transaction."""
+
+    generation: int
+    models: list[dict] = field(default_factory=list)  # rows of `models`
+    model_updates: list[tuple[str, str, float | None]] = field(default_factory=list)  # (id, status, fitness)
+    tasks: list[dict] = field(default_factory=list)  # rows of `tasks`
+    task_updates: list[tuple[str, str, str | None]] = field(default_factory=list)  # (id, status, reason)
+    evaluations: list[dict] = field(default_factory=list)
+    archive: list[dict] = field(default_factory=list)  # id, fitness, solved, dns
+    active: list[str] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    keep_weights: dict[str, Path] = field(default_factory=dict)  # model id -> staged file
+    drop_weights: list[str] = field(default_factory=list)
+
+
+class RunStore:
+    """Reads and writes one run directory."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.weights_dir = self.run_dir / "weights"
+        self.staging_dir = self.weights_dir / "staging"
+        self.db_path = self.run_dir / "run.sqlite"
+        self.conn = sqlite3.connect(self.db_path, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.executescript(SCHEMA)
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        self._clean_strays()
+
+    @classmethod
+    def create(cls, run_dir: Path, config_json: str) -> RunStore:
+        run_dir = Path(run_dir)
+        if (run_dir / "run.sqlite").exists():
+            raise AcdcError(f"run directory {run_dir} already holds a run; use `acdc-engine resume {run_dir}`")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        store = cls(run_dir)
+        store.conn.execute("INSERT INTO meta VALUES ('config', ?)", (config_json,))
+        return store
+
+    @classmethod
+    def open(cls, run_dir: Path) -> RunStore:
+        if not (Path(run_dir) / "run.sqlite").is_file():
+            raise AcdcError(f"{run_dir} is not a run directory (no run.sqlite)")
+        return cls(run_dir)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- reading ----------------------------------------------------------
+
+    def config_json(self) -> str:
+        return self.conn.execute("SELECT value FROM meta WHERE key='config'").fetchone()[0]
+
+    def last_generation(self) -> int | None:
+        return self.conn.execute("SELECT MAX(generation) FROM generations").fetchone()[0]
+
+    def generation(self, gen: int) -> dict[str, Any]:
+        row = self.conn.execute("SELECT * FROM generations WHERE generation=?", (gen,)).fetchone()
+        return {k: json.loads(row[k]) for k in ("archive", "active", "stats")}
+
+    def all_stats(self) -> list[dict]:
+        rows = self.conn.execute("SELECT stats FROM generations ORDER BY generation")
+        return [json.loads(r[0]) for r in rows]
+
+    def models(self) -> list[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM models ORDER BY id").fetchall()
+
+    def tasks(self) -> list[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM tasks ORDER BY id").fetchall()
+
+    def scores(self) -> dict[tuple[str, str], float]:
+        rows = self.conn.execute("SELECT model_id, task_id, score FROM evaluations")
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    def count(self, table: str) -> int:
+        return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+    def task_force(self) -> sqlite3.Row | None:
+        return self.conn.execute("SELECT * FROM task_force").fetchone()
+
+    def weights_path(self, model_id: str) -> Path:
+        return self.weights_dir / f"{model_id}.safetensors"
+
+    def staged_path(self, model_id: str) -> Path:
+        return self.staging_dir / f"{model_id}.safetensors"
+
+    # --- writing ----------------------------------------------------------
+
+    def commit(self, c: Commit) -> None:
+        """Writes one generation atomically (see the module docstring)."""
+        for model_id, staged in c.keep_weights.items():
+            staged.replace(self.weights_path(model_id))
+        with self.conn:
+            self.conn.execute("BEGIN")
+            self.conn.executemany(
+                "INSERT INTO models VALUES (:id, :recipe, :parents, :generation, :fitness, :status, :reason, :weights)",
+                c.models,
+            )
+            self.conn.executemany("UPDATE models SET status=?, fitness=? WHERE id=?",
+                                  [(s, f, i) for i, s, f in c.model_updates])
+            self.conn.executemany(
+                "INSERT INTO tasks VALUES (:id, :name, :description, :capability, :difficulty, :source,"
+                " :generator, :params, :parent_id, :generation, :status, :reason, :instances)",
+                c.tasks,
+            )
+            self.conn.executemany("UPDATE tasks SET status=?, reason=? WHERE id=?",
+                                  [(s, r, i) for i, s, r in c.task_updates])
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO evaluations VALUES (:model_id, :task_id, :score, :generation, :answers)",
+                c.evaluations,
+            )
+            self.conn.executemany("UPDATE models SET weights=NULL WHERE id=?", [(i,) for i in c.drop_weights])
+            self.conn.execute(
+                "INSERT INTO generations VALUES (?, ?, ?, ?)",
+                (c.generation, json.dumps(c.archive), json.dumps(c.active), json.dumps(c.stats)),
+            )
+        for model_id in c.drop_weights:
+            self.weights_path(model_id).unlink(missing_ok=True)
+        self._clean_strays()
+
+    def save_task_force(self, model_ids: list[str], coverage: float, seed_coverage: float, n_tasks: int,
+                        evaluations: list[dict]) -> None:
+        with self.conn:
+            self.conn.execute("BEGIN")
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO evaluations VALUES (:model_id, :task_id, :score, :generation, :answers)",
+                evaluations,
+            )
+            self.conn.execute(
+                "INSERT OR REPLACE INTO task_force VALUES (1, ?, ?, ?, ?)",
+                (json.dumps(model_ids), coverage, seed_coverage, n_tasks),
+            )
+
+    def _clean_strays(self) -> None:
+        """Removes staged children and weight files no committed row keeps."""
+        shutil.rmtree(self.staging_dir, ignore_errors=True)
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        keep = {
+            r[0] for r in self.conn.execute("SELECT weights FROM models WHERE weights IS NOT NULL")
+        }
+        for path in self.weights_dir.glob("*.safetensors"):
+            if str(path) not in keep:
+                path.unlink()

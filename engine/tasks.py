@@ -1,0 +1,69 @@
+"""Task families as data: what a generator writes and what the pool holds.
+
+A task family follows the METR task standard shape: Python source defining a
+class ``TaskFamily`` with static methods ``get_tasks() -> dict[str, dict]``,
+``get_instructions(t) -> str`` and ``score(t, submission) -> float | None``.
+The engine never imports that source; the sandbox plugin runs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Mode = Literal["initial", "harder", "novel"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task family as written by a generator: source plus metadata.
+
+    ``params`` is free-form data the generator needs to make variants of this
+    family later (for the procedural generator: template name, difficulty,
+    seed). ``generator`` names the plugin that wrote it.
+    """
+
+    name: str
+    description: str
+    capability: str
+    difficulty: int
+    source: str
+    generator: str
+    params: dict[str, Any] = field(default_factory=dict)
+    parent_id: str | None = None
+
+    @property
+    def digest(self) -> str:
+        """Content hash of the source: identical code is the same task."""
+        return hashlib.sha256(self.source.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One task instance: its key in ``get_tasks()``, its prompt and its data."""
+
+    key: str
+    instruction: str
+    data: Any
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """What the engine asks of task generators.
+
+    ``mode`` is ``initial`` (fill a fresh pool), ``harder`` (a harder variant
+    of ``parent``) or ``novel`` (a new variant inspired by ``parent``).
+    """
+
+    mode: Mode
+    n: int
+    seed: int
+    instances: int
+    parent: TaskSpec | None = None
+    parent_id: str | None = None
+
+
+class TaskCodeError(Exception):
+    """Task code failed in the sandbox: raised, hung, ran out of memory, or lied
+    about its shape. The message is one line naming the reason."""

@@ -1,0 +1,114 @@
+"""The live view: a Rich display on a terminal, plain log lines elsewhere.
+
+It is a plugin like any other: it implements ``acdc_event`` and renders what
+the loop reports. Nothing in the loop depends on it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from acdc_engine.hookspecs import hookimpl
+
+
+def archive_table(rows: list[dict], title: str = "archive") -> Table:
+    """The archive as a table: id, parents, fitness, tasks solved, DNS score."""
+    table = Table(title=title, expand=False)
+    for col in ("id", "parents", "fitness", "solved", "dns"):
+        table.add_column(col, justify="right" if col in ("fitness", "solved", "dns") else "left")
+    for r in rows:
+        dns = "inf" if r["dns"] == float("inf") else f"{r['dns']:.3f}"
+        table.add_row(r["id"], ",".join(r["parents"]), f"{r['fitness']:.3f}", str(r["solved"]), dns)
+    return table
+
+
+class ProgressView:
+    """Shows generation k of N, the current step's progress, the archive,
+    task-pool counts, elapsed time and ETA."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console()
+        self.live_mode = self.console.is_terminal
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=self.console)
+        self.task = None
+        self.header = ""
+        self.rows: list[dict] = []
+        self.pool: dict[str, int] = {}
+        self.generations = 0
+        self.first_gen = 0
+        self.gen = 0
+        self.t0 = time.monotonic()
+        self.done_gens = 0
+        self.live: Live | None = None
+
+    def __enter__(self) -> ProgressView:
+        if self.live_mode:
+            self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live:
+            self.live.update(self._render())
+            self.live.__exit__(*exc)
+            self.live = None
+
+    def _eta(self) -> str:
+        if not self.done_gens:
+            return "?"
+        per_gen = (time.monotonic() - self.t0) / self.done_gens
+        left = self.generations + 1 - self.first_gen - self.done_gens
+        return f"{per_gen * max(left, 0):.0f}s"
+
+    def _render(self) -> Group:
+        elapsed = time.monotonic() - self.t0
+        head = (f"[bold]generation {self.gen} of {self.generations}[/]  elapsed {elapsed:.0f}s  ETA {self._eta()}"
+                f"  tasks: " + ", ".join(f"{k} {v}" for k, v in self.pool.items()))
+        parts = [Text.from_markup(head), self.progress]
+        if self.rows:
+            parts.append(archive_table(self.rows))
+        return Group(*parts)
+
+    def _log(self, text: str) -> None:
+        (self.live.console if self.live else self.console).print(text, highlight=False, markup=False)
+
+    @hookimpl
+    def acdc_event(self, kind, data):
+        if kind == "run_started":
+            self.generations, self.first_gen = data["generations"], data["start_generation"]
+            self._log(f"run {data['run_dir']}: generations {data['start_generation']}..{data['generations']}")
+        elif kind == "generation_started":
+            self.gen = data["generation"]
+        elif kind == "step":
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            self.task = self.progress.add_task(f"gen {data['generation']}: {data['name']}", total=data["total"])
+            if not self.live_mode:
+                self._log(f"gen {data['generation']}: {data['name']} ({data['total']})")
+        elif kind == "advance" and self.task is not None:
+            self.progress.advance(self.task, data["n"])
+        elif kind == "model_done":
+            note = f" ({data['reason']})" if data["reason"] else ""
+            self._log(f"  {data['model_id']}: fitness {data['fitness']:.3f}, solved {data['solved']}, "
+                      f"{data['status']}{note}")
+        elif kind == "task_rejected":
+            self._log(f"  task {data['name']} rejected: {data['reason']}")
+        elif kind == "generation_committed":
+            self.rows, self.pool = data["archive"], data["pool"]
+            self.done_gens += 1
+            s = data["stats"]
+            self._log(f"gen {data['generation']} committed: fitness max {s['fit_max']:.3f} mean {s['fit_mean']:.3f}, "
+                      f"coverage {s['coverage']:.3f}, archive {s['elites']}, active tasks {s['pool_active']}, "
+                      f"{s['elapsed_s']}s")
+        elif kind == "run_finished":
+            self._log(f"task force {', '.join(data['task_force'])}: Coverage {data['coverage']:.3f} of "
+                      f"{data['n_tasks']} tasks (seed alone {data['seed_coverage']:.3f})")
+        if self.live:
+            self.live.update(self._render())

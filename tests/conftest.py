@@ -1,0 +1,78 @@
+"""Shared fixtures: the real SmolLM2 checkpoint and tiny llama models built here."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from acdc_engine.config import load_config
+from acdc_engine.plugin_manager import build_plugin_manager
+from acdc_engine.plugins import smollm2
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The real SmolLM2-135M-Instruct checkpoint, converted once into the user cache."""
+    return smollm2.acdc_resolve_seed(spec="smollm2", cache_dir=Path("~/.cache/acdc-engine").expanduser())
+
+
+def make_tiny_model(out_dir: Path, tokenizer_dir: Path, *, hidden: int = 64, seed: int = 0) -> Path:
+    """A 2-layer llama with the SmolLM2 tokenizer and random weights, saved as a checkpoint."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=49152, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+        bos_token_id=1, eos_token_id=2, pad_token_id=2,
+    )
+    LlamaForCausalLM(config).save_pretrained(out_dir)
+    for name in TOKENIZER_FILES:
+        if (tokenizer_dir / name).exists():
+            shutil.copy(tokenizer_dir / name, out_dir / name)
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, smollm2_dir) -> dict[str, Path]:
+    """Two tiny seeds of one architecture (different weights) and one of another size."""
+    root = tmp_path_factory.mktemp("tiny")
+    return {
+        "a": make_tiny_model(root / "a", smollm2_dir, seed=1),
+        "b": make_tiny_model(root / "b", smollm2_dir, seed=2),
+        "wide": make_tiny_model(root / "wide", smollm2_dir, hidden=96, seed=3),
+    }
+
+
+def tiny_overrides(tiny_models, tmp_path, **extra) -> list[str]:
+    """Config overrides for a seconds-long run on tiny models."""
+    a, b = tiny_models["a"], tiny_models["b"]
+    values = {
+        "run.generations": 2, "run.output_dir": str(tmp_path / "runs"),
+        "models.seeds": [str(a), str(b)], "models.base": str(a),
+        "evolution.archive_size": 3, "evolution.initial_population": 3, "evolution.offspring_per_generation": 2,
+        "evolution.keep_rank": 16, "tasks.initial_families": 6, "tasks.instances_per_family": 1,
+        "tasks.active_cap": 8, "tasks.adapt_every": 1, "tasks.new_per_adaptation": 3,
+        "generation.dtype": "float32", "generation.max_new_tokens": 4, "sandbox.timeout_s": 5.0, **extra,
+    }
+    return [f"{k}={v!r}" if not isinstance(v, str) else f"{k}={v}" for k, v in values.items()]
+
+
+@pytest.fixture
+def tiny_config(tiny_models, tmp_path):
+    """A validated config for a tiny run; call with extra overrides."""
+    def make(**extra):
+        return load_config(None, tiny_overrides(tiny_models, tmp_path, **extra))
+    return make
+
+
+@pytest.fixture
+def plugin_manager():
+    return build_plugin_manager(["merge", "taskgen"])

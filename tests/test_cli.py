@@ -1,0 +1,45 @@
+"""The command line: one-line errors, plugin listing, run/status on tiny models."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "acdc_engine", *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+def test_unknown_plugin_lists_the_known_ones(tmp_path):
+    result = cli("--plugins", "merge,nope", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout.strip() == "error: unknown plugin 'nope'; known plugins: merge, taskgen"
+
+
+def test_bad_config_value_names_the_field(tmp_path):
+    result = cli("run", "--set", "evolution.dns_k=0", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout.strip() == (
+        "error: config field evolution.dns_k: Input should be greater than or equal to 1 (got 0)")
+
+
+def test_unknown_crossover_names_the_known_ones(tmp_path, tiny_models):
+    from conftest import tiny_overrides
+
+    sets = [a for s in tiny_overrides(tiny_models, tmp_path, **{"evolution.crossover": "blend"}) for a in ("--set", s)]
+    result = cli("run", *sets, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout.strip() == "error: unknown crossover method 'blend'; known: linear"
+
+
+def test_missing_run_dir_is_named(tmp_path):
+    result = cli("status", str(tmp_path / "nope"))
+    assert result.returncode == 2 and "is not a run directory" in result.stdout
+
+
+def test_plugins_lists_builtins_with_their_hooks():
+    result = cli("plugins")
+    assert result.returncode == 0
+    for name in ("merge", "taskgen", "transformers", "sandbox", "smollm2", "acdc_merge_methods"):
+        assert name in result.stdout

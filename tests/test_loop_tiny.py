@@ -1,0 +1,120 @@
+"""The whole loop on tiny models: real plugins, real sandbox, real SQLite."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from acdc_engine.errors import AcdcError
+from acdc_engine.hookspecs import hookimpl
+from acdc_engine.loop import Coevolution
+from acdc_engine.plugin_manager import build_plugin_manager
+from acdc_engine.store import RunStore
+from acdc_engine.tasks import TaskSpec
+
+
+def run_once(config, run_dir, extra=()):
+    store = RunStore.create(run_dir, config.model_dump_json())
+    pm = build_plugin_manager(config.run.plugins, extra=list(extra))
+    evo = Coevolution(config, store, pm)
+    try:
+        evo.run()
+    finally:
+        evo.close()
+        store.close()
+    return evo
+
+
+class EventLog:
+    def __init__(self):
+        self.events = []
+
+    @hookimpl
+    def acdc_event(self, kind, data):
+        self.events.append((kind, data))
+
+
+def test_tiny_run_commits_every_generation_and_a_task_force(tiny_config, tmp_path):
+    config = tiny_config()
+    log = EventLog()
+    run_once(config, tmp_path / "run", [log])
+    db = sqlite3.connect(tmp_path / "run" / "run.sqlite")
+    assert [r[0] for r in db.execute("SELECT generation FROM generations ORDER BY 1")] == [0, 1, 2]
+    n_models = db.execute("SELECT COUNT(*) FROM models").fetchone()[0]
+    assert n_models == 3 + 2 + 2  # initial population, then two offspring per generation
+    archive = json.loads(db.execute("SELECT archive FROM generations WHERE generation=2").fetchone()[0])
+    assert 1 <= len(archive) <= 3
+    # only archive members and seeds keep weight files
+    files = {p.stem for p in (tmp_path / "run" / "weights").glob("*.safetensors")}
+    elite_children = {r["id"] for r in archive if not r["parents"][0].startswith("seed:")}
+    assert files == elite_children
+    force = db.execute("SELECT model_ids, coverage, n_tasks FROM task_force").fetchone()
+    assert force is not None and 0 <= force[1] <= 1 and force[2] >= 6
+    # adaptation ran (adapt_every=1) and the pool stayed within its cap
+    active = json.loads(db.execute("SELECT active FROM generations WHERE generation=2").fetchone()[0])
+    assert len(active) <= 8
+    kinds = [k for k, _ in log.events]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    steps = {d["name"] for k, d in log.events if k == "step"}
+    assert {"materialise", "evaluate", "score", "select", "adapt tasks", "checkpoint"} <= steps
+
+
+def test_same_seed_gives_same_run(tiny_config, tmp_path):
+    a = run_once(tiny_config(**{"run.generations": 1}), tmp_path / "a")
+    b = run_once(tiny_config(**{"run.generations": 1}), tmp_path / "b")
+    assert {m: r.recipe for m, r in a.models.items()} == {m: r.recipe for m, r in b.models.items()}
+    assert a.scores == b.scores
+
+
+def test_seeds_of_different_architectures_are_refused(tiny_config, tiny_models):
+    config = tiny_config(**{"models.seeds": [str(tiny_models["a"]), str(tiny_models["wide"])]})
+    with pytest.raises(AcdcError, match="hidden_size 64 vs 96"):
+        Coevolution(config, None, build_plugin_manager(["merge", "taskgen"]))
+
+
+def test_missing_seed_path_is_named(tiny_config, tmp_path):
+    config = tiny_config(**{"models.seeds": [str(tmp_path / "nowhere")]})
+    with pytest.raises(AcdcError, match=r"seed model path .*nowhere does not exist"):
+        Coevolution(config, None, build_plugin_manager(["merge", "taskgen"]))
+
+
+BAD_SCORES = {
+    "raises": "raise ValueError('bad task')",
+    "hangs": "while True: pass",
+    "eats-memory": "x = bytearray(1 << 34)",
+}
+
+
+def bad_family(body: str) -> str:
+    return (
+        "class TaskFamily:\n"
+        "    @staticmethod\n    def get_tasks():\n        return {'1': {'q': 1}}\n"
+        "    @staticmethod\n    def get_instructions(t):\n        return 'Say 1. Answer: <n>'\n"
+        "    @staticmethod\n    def score(t, submission):\n"
+        "        if submission == '':\n            return 0.0\n"
+        f"        {body}\n"
+    )
+
+
+class BadTasks:
+    """Adds families whose score() misbehaves only on real answers (not at acceptance)."""
+
+    @hookimpl
+    def acdc_generate_tasks(self, request):
+        if request.mode != "initial":
+            return None
+        return [TaskSpec(f"bad-{name}", f"a task that {name}", "broken", 1, bad_family(body), "bad")
+                for name, body in BAD_SCORES.items()]
+
+
+def test_tasks_whose_score_raises_hangs_or_eats_memory_are_marked_broken(tiny_config, tmp_path):
+    config = tiny_config(**{"run.generations": 1, "tasks.initial_families": 6, "sandbox.timeout_s": 2.0})
+    run_once(config, tmp_path / "run", [BadTasks()])
+    db = sqlite3.connect(tmp_path / "run" / "run.sqlite")
+    rows = {r[0]: (r[1], r[2]) for r in db.execute("SELECT name, status, reason FROM tasks WHERE generator='bad'")}
+    assert rows["bad-raises"][0] == "broken" and "ValueError: bad task" in rows["bad-raises"][1]
+    assert rows["bad-hangs"][0] == "broken" and "timed out" in rows["bad-hangs"][1]
+    assert rows["bad-eats-memory"][0] == "broken" and "MemoryError" in rows["bad-eats-memory"][1]
+    assert db.execute("SELECT MAX(generation) FROM generations").fetchone()[0] == 1  # the run went on

@@ -1,0 +1,115 @@
+"""Model operators and materialisation, on hand-computed cases and tiny models."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from acdc_engine.config import EvolutionConfig
+from acdc_engine.errors import AcdcError
+from acdc_engine.materialise import materialise
+from acdc_engine.plugins.merge import (
+    acdc_merge_methods,
+    acdc_mutation_methods,
+    linear_task_vector_merge,
+    svd_noise_mutation,
+    top_singular,
+)
+from acdc_engine.recipe import Recipe
+
+MERGE = acdc_merge_methods()["linear"]
+SVD = acdc_mutation_methods()["svd"]
+
+
+def test_linear_merge_matches_hand_computation():
+    base = torch.tensor([1.0, 1.0])
+    p1, p2 = torch.tensor([3.0, 1.0]), torch.tensor([1.0, 5.0])
+    # tau1 = (2, 0), tau2 = (0, 4); weights 1 and 3 -> (2*1 + 0*3)/4, (0*1 + 4*3)/4 = (0.5, 3)
+    out = linear_task_vector_merge("w", [p1, p2], base, {"weights": [1.0, 3.0]})
+    assert torch.allclose(out, torch.tensor([1.5, 4.0]))
+
+
+def test_merge_weights_are_drawn_around_one():
+    params = MERGE.draw_params(2, np.random.default_rng(0), EvolutionConfig(crossover_std=0.01))
+    assert len(params["weights"]) == 2 and all(abs(w - 1) < 0.1 for w in params["weights"])
+
+
+@pytest.mark.parametrize("shape", [(40, 24), (24, 40)])
+def test_gram_eigendecomposition_gives_the_top_singular_values(shape):
+    w = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    s, _, _ = top_singular(w, 10)
+    exact = torch.linalg.svdvals(w.double())[:10]
+    assert torch.allclose(s, exact, rtol=1e-10)
+
+
+@pytest.mark.parametrize("shape", [(40, 24), (24, 40)])
+def test_svd_mutation_moves_only_the_top_singular_values(shape):
+    w = torch.randn(*shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    out = svd_noise_mutation("w", w, {"std": 0.5, "keep_rank": 5}, torch.Generator().manual_seed(2))
+    before, after = torch.linalg.svdvals(w), torch.linalg.svdvals(out)
+    noise = torch.randn(5, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 0.5
+    assert torch.allclose(torch.sort(after, descending=True).values,
+                          torch.sort(torch.cat([(before[:5] + noise).clamp_min(0), before[5:]]), descending=True).values,
+                          atol=1e-9)
+    # singular vectors are kept: the change lies in the top-5 subspace
+    u, _, vt = torch.linalg.svd(w)
+    delta = out - w
+    assert torch.allclose(u[:, 5:].T @ delta @ vt[5:].T, torch.zeros(1, dtype=w.dtype), atol=1e-9)
+
+
+def test_keep_rank_above_the_rank_is_clamped():
+    w = torch.randn(6, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    out = svd_noise_mutation("k_proj.weight", w, {"std": 0.1, "keep_rank": 256}, torch.Generator().manual_seed(4))
+    assert out.shape == w.shape and not torch.equal(out, w)
+
+
+def test_norms_and_vectors_are_not_mutated():
+    assert SVD.applies_to("model.layers.0.mlp.up_proj.weight", torch.zeros(4, 4))
+    assert SVD.applies_to("model.embed_tokens.weight", torch.zeros(4, 4))
+    assert not SVD.applies_to("model.layers.0.input_layernorm.weight", torch.zeros(4))
+    assert not SVD.applies_to("model.norm.weight", torch.zeros(4, 4))
+
+
+def child(tiny_models, out: Path, seed=7):
+    recipe = Recipe.make(parents=("a", "b"), crossover="linear", crossover_params={"weights": [1.0, 1.1]},
+                         mutation="svd", mutation_params={"std": 0.25, "keep_rank": 16}, seed=seed)
+    materialise(recipe, parent_files=[tiny_models[k] / "model.safetensors" for k in "ab"],
+                base_file=tiny_models["a"] / "model.safetensors", merge=MERGE, mutation=SVD, out_file=out)
+    return load_file(out)
+
+
+def test_same_recipe_gives_bitwise_identical_weights(tiny_models, tmp_path):
+    one, two = child(tiny_models, tmp_path / "1.safetensors"), child(tiny_models, tmp_path / "2.safetensors")
+    other = child(tiny_models, tmp_path / "3.safetensors", seed=8)
+    assert one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)
+    assert not torch.equal(one["model.embed_tokens.weight"], other["model.embed_tokens.weight"])
+    # the tied embedding is one tensor in the checkpoint, so it is mutated exactly once
+    assert "lm_head.weight" not in one
+
+
+def test_models_of_different_shapes_are_refused(tiny_models, tmp_path):
+    recipe = Recipe.make(parents=("a", "wide"), crossover="linear", crossover_params={"weights": [1.0, 1.0]})
+    with pytest.raises(AcdcError, match=r"models base and wide differ: tensor model.embed_tokens.weight has shape \[49152, 64\] vs \[49152, 96\]"):
+        materialise(recipe, parent_files=[tiny_models[k] / "model.safetensors" for k in ("a", "wide")],
+                    base_file=tiny_models["a"] / "model.safetensors", merge=MERGE, mutation=None,
+                    out_file=tmp_path / "x.safetensors")
+
+
+def test_truncated_weights_file_gets_a_clear_error(tiny_models, tmp_path):
+    broken = tmp_path / "broken.safetensors"
+    data = (tiny_models["a"] / "model.safetensors").read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    recipe = Recipe.make(parents=("a", "b"), crossover="linear", crossover_params={"weights": [1.0, 1.0]})
+    with pytest.raises(AcdcError, match="cannot read weights .*broken.safetensors"):
+        materialise(recipe, parent_files=[tiny_models["a"] / "model.safetensors", broken],
+                    base_file=tiny_models["a"] / "model.safetensors", merge=MERGE, mutation=None,
+                    out_file=tmp_path / "x.safetensors")
+
+
+def test_recipe_round_trips_through_json():
+    r = Recipe.make(parents=("m1", "m2"), crossover="linear", crossover_params={"weights": [0.9, 1.1]},
+                    mutation="svd", mutation_params={"std": 0.25, "keep_rank": 256}, seed=5)
+    assert Recipe.from_json(r.to_json()) == r and hash(r) == hash(Recipe.from_json(r.to_json()))
+    assert r.describe() == "linear(m1,m2)+svd"

@@ -1,0 +1,77 @@
+"""kill -9 during a generation, then resume: nothing committed is lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+from conftest import tiny_overrides
+
+GENERATIONS = 3
+
+
+def snapshot(db_path, upto: int):
+    db = sqlite3.connect(db_path)
+    try:
+        return {
+            # status, fitness and weights of a model change as later generations evict it
+            "models": db.execute("SELECT id, recipe, parents, generation FROM models WHERE generation<=? "
+                                 "ORDER BY id", (upto,)).fetchall(),
+            "tasks": db.execute("SELECT id, name, source, instances FROM tasks WHERE generation<=? ORDER BY id",
+                                (upto,)).fetchall(),
+            "generations": db.execute("SELECT * FROM generations WHERE generation<=? ORDER BY 1", (upto,)).fetchall(),
+            "evaluations": db.execute("SELECT model_id, task_id, score FROM evaluations WHERE generation<=? "
+                                      "ORDER BY 1, 2", (upto,)).fetchall(),
+        }
+    finally:
+        db.close()
+
+
+def committed(db_path) -> int:
+    if not db_path.exists():
+        return -1
+    db = sqlite3.connect(db_path)
+    try:
+        return db.execute("SELECT COALESCE(MAX(generation), -1) FROM generations").fetchone()[0]
+    except sqlite3.OperationalError:
+        return -1
+    finally:
+        db.close()
+
+
+def test_kill_9_mid_generation_then_resume(tiny_models, tmp_path):
+    run_dir = tmp_path / "run"
+    sets = tiny_overrides(tiny_models, tmp_path, **{"run.generations": GENERATIONS})
+    args = [sys.executable, "-m", "acdc_engine", "run", "--run-dir", str(run_dir)]
+    args += [a for s in sets for a in ("--set", s)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db_path = run_dir / "run.sqlite"
+    deadline = time.monotonic() + 240
+    while committed(db_path) < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    last = committed(db_path)
+    assert 1 <= last < GENERATIONS, "the kill should land inside the run"
+    before = snapshot(db_path, last)
+
+    resumed = subprocess.run([sys.executable, "-m", "acdc_engine", "resume", str(run_dir)],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert committed(db_path) == GENERATIONS
+    assert snapshot(db_path, last) == before  # committed work untouched
+    db = sqlite3.connect(db_path)
+    assert db.execute("SELECT COUNT(*) FROM task_force").fetchone()[0] == 1
+    # no stray weights: only current elites keep files
+    files = {p.stem for p in (run_dir / "weights").glob("*.safetensors")}
+    kept = {r[0] for r in db.execute("SELECT id FROM models WHERE weights LIKE '%/weights/%'")}
+    assert files == kept and not list((run_dir / "weights" / "staging").iterdir())
+
+    status = subprocess.run([sys.executable, "-m", "acdc_engine", "status", str(run_dir)],
+                            capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0 and f"generation {GENERATIONS} of {GENERATIONS}" in status.stdout
+    assert "task force" in status.stdout

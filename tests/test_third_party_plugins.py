@@ -1,0 +1,70 @@
+"""Third-party plugins: real packages installed with pip, found by entry point."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from acdc_engine.plugin_manager import build_plugin_manager
+from conftest import tiny_overrides
+
+PACKAGES = Path(__file__).parent / "plugin_packages"
+
+
+def install(package: str, target: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(PACKAGES / package)],
+        check=True, capture_output=True,
+    )
+
+
+def cli(args, env_extra, cwd):
+    env = {**os.environ, "COLUMNS": "250", **env_extra}
+    return subprocess.run([sys.executable, "-m", "acdc_engine", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("site")
+    install("probe", root / "good")
+    install("broken", root / "bad")
+    return root
+
+
+def test_installed_plugin_is_listed_and_its_hook_is_called_in_a_run(site, tiny_models, tmp_path):
+    log = tmp_path / "events.log"
+    env = {"PYTHONPATH": str(site / "good"), "ACDC_PROBE_LOG": str(log)}
+    listing = cli(["plugins"], env, tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    assert "probe" in listing.stdout and "entry point: acdc-probe-plugin" in listing.stdout
+    args = ["run"] + [a for o in tiny_overrides(tiny_models, tmp_path, **{"run.generations": 1}) for a in ("--set", o)]
+    result = cli(args, env, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    kinds = log.read_text().split()
+    assert kinds[0] == "run_started" and "generation_committed" in kinds and kinds[-1] == "run_finished"
+
+
+def test_plugin_that_fails_on_import_is_named_in_one_line(site, tmp_path):
+    result = cli(["run", "--set", "run.generations=0"], {"PYTHONPATH": str(site / "bad")}, tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert lines == ["error: plugin 'broken' failed to load: RuntimeError: this plugin is broken on purpose"]
+    assert "Traceback" not in result.stderr
+
+
+def test_autoload_can_be_turned_off_and_a_plugin_named_instead(site, tmp_path, monkeypatch):
+    env = {"PYTHONPATH": f"{site / 'good'}:{site / 'bad'}"}
+    listing = cli(["plugins"], env, tmp_path)
+    assert listing.returncode == 0  # the listing shows the broken plugin's error instead of failing
+    assert "failed to load" in listing.stdout
+    monkeypatch.syspath_prepend(str(site / "good"))
+    monkeypatch.syspath_prepend(str(site / "bad"))
+    monkeypatch.setenv("ACDC_ENGINE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    pm = build_plugin_manager(["merge", "taskgen", "probe"])
+    assert pm.has_plugin("probe") and not pm.has_plugin("broken")
