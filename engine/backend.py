@@ -10,7 +10,9 @@ class Backend(Protocol):
     """One resident model that answers prompts.
 
     ``load_weights`` swaps a checkpoint's tensors into the resident model in
-    place; the model is never re-instantiated per candidate. ``generate``
+    place; the model is never re-instantiated per candidate. A backend whose
+    weights live in this process may also offer ``tensors()`` (checkpoint
+    name -> resident tensor) so a recipe can be materialised straight into it. ``generate``
     answers instructions greedily (the backend applies the chat template).
     """
 

@@ -55,6 +55,7 @@ class EvolutionConfig(_Section):
     dns_k: int = Field(3, ge=1, description="Fitter neighbours averaged in the DNS score.")
     crossover: str = Field("linear", description="Merge method name (see `acdc-engine plugins`).")
     crossover_std: float = Field(0.01, ge=0, description="Std of the merge weights drawn around 1.")
+    merge_density: float = Field(0.5, gt=0, le=1, description="Share of task-vector entries kept by ties/dare/breadcrumbs.")
     mutation: str = Field("svd", description="Mutation method name, or 'none'.")
     mutation_std: float = Field(0.25, ge=0, description="Std of the noise added by the mutation.")
     keep_rank: int = Field(256, ge=1, description="Top singular values perturbed by the SVD mutation.")

@@ -1,53 +1,65 @@
 """Turns a recipe into weights, tensor by tensor, from the parents' files.
 
-Parents and the base are opened lazily with ``safetensors.safe_open``; only
-one tensor of each is in memory at a time, plus the child being written.
-Each tensor's mutation noise comes from a generator seeded by the recipe's
-seed and the tensor's name, so the same recipe on the same parents gives
-bitwise-identical weights whatever the order of tensors.
+Parents and the base are read with :class:`~acdc_engine.checkpoint.CheckpointReader`
+(each tensor a zero-copy mapping that leaves memory when dropped); the child
+goes straight into a :class:`~acdc_engine.checkpoint.CheckpointWriter` and/or
+into a resident model's tensors (``into``). At no time is a whole model held
+in memory. Each tensor's random draws (mutation noise, DARE masks) come from
+generators seeded by the recipe's seed and the tensor's name, so the same
+recipe on the same parents gives bitwise-identical weights.
 """
 
 from __future__ import annotations
 
-import os
 import zlib
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
+from acdc_engine.checkpoint import CheckpointReader, CheckpointWriter
 from acdc_engine.errors import AcdcError
 from acdc_engine.operators import MergeMethod, MutationMethod
 from acdc_engine.recipe import Recipe
 
+MERGE_SALT = 0x5EED
+
 
 def tensor_seed(recipe_seed: int, name: str) -> int:
-    """The noise seed of one tensor of one child."""
+    """The seed of one tensor's random draws for one child."""
     return (recipe_seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63 - 1)
 
 
-def open_checkpoint(stack: ExitStack, path: Path):
-    try:
-        return stack.enter_context(safe_open(str(path), framework="pt"))
-    except (SafetensorError, OSError) as exc:
-        raise AcdcError(f"cannot read weights {path}: {exc}") from None
+class LazyParents(Sequence):
+    """The parents' tensors of one name, each mapped only when accessed."""
+
+    def __init__(self, readers: list[CheckpointReader], name: str) -> None:
+        self._readers, self._name = readers, name
+
+    def __len__(self) -> int:
+        return len(self._readers)
+
+    def __getitem__(self, i):
+        return self._readers[i].tensor(self._name)
 
 
-def check_compatible(files: dict[str, object]) -> list[str]:
+def check_compatible(readers: dict[str, CheckpointReader]) -> list[str]:
     """Tensor names shared by all checkpoints; one line naming the first mismatch."""
-    (ref_label, ref), *others = files.items()
-    names = list(ref.keys())
-    for label, handle in others:
-        theirs = set(handle.keys())
+    (ref_label, ref), *others = readers.items()
+    names = ref.keys()
+    for label, other in others:
+        theirs = set(other.keys())
         missing = sorted(set(names) - theirs) or sorted(theirs - set(names))
         if missing:
             raise AcdcError(f"models {ref_label} and {label} differ: tensor {missing[0]} is in only one of them")
         for name in names:
-            a, b = ref.get_slice(name).get_shape(), handle.get_slice(name).get_shape()
-            if a != b:
-                raise AcdcError(f"models {ref_label} and {label} differ: tensor {name} has shape {a} vs {b}")
+            if ref.shape(name) != other.shape(name):
+                raise AcdcError(f"models {ref_label} and {label} differ: tensor {name} has shape "
+                                f"{ref.shape(name)} vs {other.shape(name)}")
+            if ref.dtype(name) != other.dtype(name):
+                raise AcdcError(f"models {ref_label} and {label} differ: tensor {name} has dtype "
+                                f"{ref.dtype(name)} vs {other.dtype(name)}")
     return names
 
 
@@ -58,22 +70,51 @@ def materialise(
     base_file: Path,
     merge: MergeMethod | None,
     mutation: MutationMethod | None,
-    out_file: Path,
+    out_file: Path | None = None,
+    into: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Builds the child of ``recipe`` and writes it atomically to ``out_file``."""
+    """Builds the child of ``recipe`` into ``out_file`` (atomically) and/or ``into``.
+
+    ``into`` maps tensor names to a resident model's tensors, overwritten in
+    place (cast to their dtype); names missing from it are skipped.
+    """
     cparams, mparams = dict(recipe.crossover_params), dict(recipe.mutation_params)
-    out: dict[str, torch.Tensor] = {}
     with ExitStack() as stack:
-        parents = [open_checkpoint(stack, p) for p in parent_files]
-        base = open_checkpoint(stack, base_file)
-        names = check_compatible({"base": base, **{pid: h for pid, h in zip(recipe.parents, parents)}})
-        for name in names:
-            tensors = [h.get_tensor(name) for h in parents]
-            child = merge.merge(name, tensors, base.get_tensor(name), cparams) if merge else tensors[0]
-            if mutation is not None and mutation.applies_to(name, child):
-                gen = torch.Generator().manual_seed(tensor_seed(recipe.seed, name))
-                child = mutation.mutate(name, child, mparams, gen)
-            out[name] = child.contiguous()
-    tmp = out_file.with_suffix(".partial")
-    save_file(out, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, out_file)
+        parents = [stack.enter_context(CheckpointReader(p)) for p in parent_files]
+        base = stack.enter_context(CheckpointReader(base_file))
+        names = check_compatible({"base": base, **dict(zip(recipe.parents, parents))})
+        writer = None
+        if out_file is not None:
+            writer = CheckpointWriter(out_file, {n: (base.dtype(n), base.shape(n)) for n in names})
+        try:
+            for name in names:
+                target = None if into is None else into.get(name)
+                child = _child_tensor(recipe, name, parents, base, merge, mutation, cparams, mparams, target)
+                if writer is not None:
+                    writer.write(name, child.to(base.dtype(name)))
+                if target is not None and child is not target:
+                    target.copy_(child)
+            if writer is not None:
+                writer.commit()
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+
+
+def _child_tensor(recipe, name, parents, base, merge, mutation, cparams, mparams, target):
+    """One merged (and mutated) tensor, computed into ``target`` where it can be."""
+    lazy = LazyParents(parents, name)
+    writable = target if target is not None and target.dtype == base.dtype(name) else None
+    if merge is None:
+        child = lazy[0].clone()
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(tensor_seed(recipe.seed ^ MERGE_SALT, name))
+            child = merge.merge(name, lazy, base.tensor(name), cparams, out=writable)
+        if child is not writable:
+            child = child.to(base.dtype(name)).contiguous()
+    if mutation is not None and mutation.applies_to(name, child):
+        gen = torch.Generator().manual_seed(tensor_seed(recipe.seed, name))
+        child = mutation.mutate(name, child, mparams, gen)
+    return child

@@ -7,7 +7,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from acdc_engine.errors import AcdcError
-from acdc_engine.materialise import check_compatible, open_checkpoint
+from acdc_engine.checkpoint import CheckpointReader
+from acdc_engine.materialise import check_compatible
 
 #: config.json fields that must agree between all seeds and the base.
 ARCH_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
@@ -33,7 +34,7 @@ def check_same_architecture(dirs: dict[str, Path]) -> None:
                     f"{key} {ref_cfg.get(key)} vs {cfg.get(key)}"
                 )
     with ExitStack() as stack:
-        check_compatible({n: open_checkpoint(stack, d / "model.safetensors") for n, d in dirs.items()})
+        check_compatible({n: stack.enter_context(CheckpointReader(d / "model.safetensors")) for n, d in dirs.items()})
 
 
 def resolve_seeds(hook, models_config) -> tuple[dict[str, Path], Path]:

@@ -1,45 +1,127 @@
-"""Built-in plugin ``merge``: task-vector crossover and singular-value mutation.
+"""Built-in plugin ``merge``: crossover (merge) and mutation operators.
 
-Crossover ``linear`` (the AC/DC default): with task vectors
-``tau_i = theta_i - theta_base``, the child is
-``theta_base + sum_i w_i tau_i / sum_i w_i`` with weights ``w_i ~ N(1, std)``
-drawn once per child (``[evolution] crossover_std``).
+Every operator is a small function over one tensor, registered by name and
+applied tensor by tensor by :mod:`acdc_engine.materialise`. ``parents`` is a
+lazy sequence: each access maps that parent's tensor, so use each one and let
+it go. Parameters that hold for the whole child are drawn once by
+``draw_params`` and stored in its recipe.
 
-Mutation ``svd`` (the AC/DC default): Gaussian noise with std
-``[evolution] mutation_std`` on the top ``keep_rank`` singular values of every
-2-D weight matrix except norms, clamped at zero. ``keep_rank`` above a
-matrix's rank is clamped to the rank. Embeddings are mutated (as in the
-reference code); 1-D tensors (norms, biases) are not. A tied embedding is one
-tensor in the checkpoint and is mutated once.
+Merges (``[evolution] crossover``), with task vectors ``tau_i = p_i - base``:
 
-Instead of a full SVD, the top singular pairs come from an eigendecomposition
-of the float64 Gram matrix of the smaller side: with ``W V_k = U_k S_k``, the
-update ``U_k diag(d) V_k^T`` equals ``W V_k diag(d / s_k) V_k^T``. Directions
-whose singular value is below ``1e-8 * s_max`` are left alone.
+- ``linear`` (the AC/DC default): ``base + sum_i w_i tau_i / sum_i w_i`` with
+  ``w_i ~ N(1, crossover_std)``. The weights are normalised, so the base
+  cancels: the child is the weighted average of its parents, computed that
+  way (two parents: one fused ``lerp``).
+- ``task_arithmetic``: ``base + lambda * sum_i w_i tau_i`` (no normalisation).
+- ``slerp``: spherical interpolation of two parents at ``t ~ U(0.25, 0.75)``,
+  per output row (mergekit's ``slerp``).
+- ``ties``: trim each ``tau_i`` to its top ``merge_density`` magnitudes, elect
+  a sign per entry, average the agreeing entries (mergekit's ``sparsify`` and
+  ``get_mask``).
+- ``dare_ties`` / ``dare_linear``: random drop with rescaling (DARE), then
+  TIES sign consensus / plain weighted average.
+- ``breadcrumbs``: drop the largest and smallest magnitudes
+  (mergekit's ``magnitude_outliers``), then a weighted average.
 
-Mutation ``gaussian``: ``W + N(0, mutation_std)`` on the same tensors.
+Mutations (``[evolution] mutation``): ``svd`` (the AC/DC default) adds
+N(0, ``mutation_std``) to the top ``keep_rank`` singular values of each 2-D
+weight matrix except norms (embeddings included, as in the reference code;
+``keep_rank`` above the rank is clamped; a tied embedding is one tensor and
+is mutated once). ``gaussian`` adds N(0, ``mutation_std``) elementwise.
+
+The SVD mutation needs only the top-k singular pairs. They come from the
+float64 Gram matrix of the smaller side, accumulated in row chunks, decomposed
+in float32 and refined in float64 by one Rayleigh-Ritz step on the top-k
+block (see ``benchmarks/operators.py`` for speed and accuracy against a full
+SVD). With ``W V_k = U_k S_k`` the update
+``U_k diag(d) V_k^T`` equals ``W V_k diag(d / s_k) V_k^T = W M``, applied in
+place chunk by chunk, so no float64 copy of a large matrix is ever made.
+Directions with a singular value below ``1e-8 * s_max`` are left alone.
 """
 
 from __future__ import annotations
 
 import torch
+from mergekit.merge_methods.generalized_task_arithmetic import get_mask
+from mergekit.merge_methods.slerp import slerp
+from mergekit.sparsify import RescaleNorm, SparsificationMethod, sparsify
 
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.operators import MergeMethod, MutationMethod
 
+CHUNK_ROWS = 4096
 
-def linear_task_vector_merge(name, parents, base, params):
-    """``base + sum_i w_i (p_i - base) / sum_i w_i``, computed in float32."""
+
+# --- merges -------------------------------------------------------------------
+
+
+def linear_task_vector_merge(name, parents, base, params, out=None):
+    """Normalised linear task-vector merge: the weighted average of the parents."""
     weights = params["weights"]
     total = float(sum(weights))
-    acc = torch.zeros_like(base, dtype=torch.float32)
-    for w, p in zip(weights, parents):
-        acc.add_(p.to(torch.float32) - base.to(torch.float32), alpha=w / total)
-    return (base.to(torch.float32) + acc).to(base.dtype)
+    if len(weights) == 2:
+        a, b = parents[0], parents[1]
+        if out is None or out.dtype != a.dtype:
+            return torch.lerp(a, b, weights[1] / total)
+        return torch.lerp(a, b, weights[1] / total, out=out)
+    acc = parents[0].to(torch.float32) * (weights[0] / total)
+    for w, i in zip(weights[1:], range(1, len(weights))):
+        acc.add_(parents[i], alpha=w / total)
+    return acc
 
 
-def _draw_merge_weights(n_parents, rng, evo):
+def task_arithmetic(name, parents, base, params, out=None):
+    """``base + lambda * sum_i w_i (p_i - base)``."""
+    acc = torch.zeros(base.shape, dtype=torch.float32)
+    for w, i in zip(params["weights"], range(len(parents))):
+        acc.add_(parents[i].to(torch.float32) - base, alpha=w)
+    return base.to(torch.float32) + params.get("lambda", 1.0) * acc
+
+
+def slerp_merge(name, parents, base, params, out=None):
+    """SLERP of two parents at ``t`` (mergekit's per-row slerp)."""
+    a, b = parents[0], parents[1]
+    if a.ndim == 0:
+        return torch.lerp(a, b, params["t"])
+    return slerp(torch.tensor(params["t"]), a, b)
+
+
+def _sparse_merge(method: SparsificationMethod | None, consensus: bool):
+    """Generalised task arithmetic (TIES / DARE / breadcrumbs) on mergekit's parts."""
+
+    def merge(name, parents, base, params, out=None):
+        base32 = base.to(torch.float32)
+        deltas = []
+        for i in range(len(parents)):
+            delta = parents[i].to(torch.float32) - base32
+            if method is not None:
+                extra = {"gamma": params.get("gamma", 0.01)} if method == SparsificationMethod.magnitude_outliers else {}
+                rescale = RescaleNorm.l1 if method == SparsificationMethod.random else None  # DARE rescales
+                delta = sparsify(delta, density=params["density"], method=method, rescale_norm=rescale, **extra)
+            deltas.append(delta)
+        stacked = torch.stack(deltas)
+        weights = torch.tensor(params["weights"], dtype=torch.float32).view(-1, *[1] * base.ndim)
+        stacked.mul_(weights)
+        if consensus:
+            mask = get_mask(stacked, method="sum")
+            mixed, divisor = (stacked * mask).sum(0), (weights * mask).sum(0)
+        else:
+            mixed, divisor = stacked.sum(0), weights.sum(0).expand_as(base32).clone()
+        divisor[divisor.abs() < 1e-8] = 1
+        return base32 + mixed / divisor
+
+    return merge
+
+
+def _draw_weights(n_parents, rng, evo):
     return {"weights": [float(w) for w in rng.normal(1.0, evo.crossover_std, size=n_parents)]}
+
+
+def _draw_sparse(n_parents, rng, evo):
+    return {**_draw_weights(n_parents, rng, evo), "density": evo.merge_density}
+
+
+# --- mutations ----------------------------------------------------------------
 
 
 def is_mutable_matrix(name: str, tensor: torch.Tensor) -> bool:
@@ -47,42 +129,73 @@ def is_mutable_matrix(name: str, tensor: torch.Tensor) -> bool:
     return tensor.ndim == 2 and "norm" not in name
 
 
-def top_singular(w: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Top-k singular values (descending) and the matching right (or left)
-    singular vectors of ``w`` from the float64 Gram matrix of its smaller side.
+def _gram(w: torch.Tensor, right: bool) -> torch.Tensor:
+    """Float64 Gram matrix of the smaller side of ``w``, accumulated in row chunks."""
+    if not right:
+        a = w.to(torch.float64)
+        return a @ a.T
+    gram = torch.zeros(w.shape[1], w.shape[1], dtype=torch.float64)
+    for start in range(0, w.shape[0], CHUNK_ROWS):
+        chunk = w[start : start + CHUNK_ROWS].to(torch.float64)
+        gram.addmm_(chunk.T, chunk)
+    return gram
 
-    Returns ``(s, vecs, right)``: right singular vectors (n x k) if ``right``,
-    else left ones (m x k).
+
+def top_singular(w: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Top-k singular values (descending) of ``w`` and the matching singular
+    vectors of its smaller side: right (n x k) if ``right``, else left (m x k).
+
+    The float64 Gram matrix is decomposed in float32 (fast), then the top-k
+    block is refined by one Rayleigh-Ritz step in float64: the Ritz values of
+    the float64 Gram on the float32 eigenvectors' span.
     """
-    a = w.to(torch.float64)
-    right = a.shape[0] >= a.shape[1]
-    gram = a.T @ a if right else a @ a.T
-    evals, evecs = torch.linalg.eigh(gram)
-    evals, evecs = evals.flip(0)[:k], evecs.flip(1)[:, :k]
-    return evals.clamp_min(0).sqrt(), evecs, right
+    right = w.shape[0] >= w.shape[1]
+    gram = _gram(w, right)
+    _, approx = torch.linalg.eigh(gram.to(torch.float32))
+    basis = approx[:, -k:].to(torch.float64)
+    basis, _ = torch.linalg.qr(basis)
+    evals, rot = torch.linalg.eigh(basis.T @ gram @ basis)
+    evals, vecs = evals.flip(0), (basis @ rot).flip(1)
+    return evals.clamp_min(0).sqrt(), vecs, right
 
 
 def svd_noise_mutation(name, tensor, params, generator):
-    """Adds N(0, std) to the top-k singular values of ``tensor``, clamped at 0."""
+    """Adds N(0, std) to the top-k singular values of ``tensor`` (clamped at 0), in place."""
     k = min(int(params["keep_rank"]), *tensor.shape)
     s, vecs, right = top_singular(tensor, k)
     noise = torch.randn(k, generator=generator, dtype=torch.float64) * float(params["std"])
     new_s = (s + noise).clamp_min(0)
     scale = torch.where(s > 1e-8 * s[0], (new_s - s) / s.clamp_min(1e-300), torch.zeros_like(s))
-    a = tensor.to(torch.float64)
-    delta = (a @ vecs) * scale @ vecs.T if right else vecs @ ((vecs.T @ a) * scale[:, None])
-    return (a + delta).to(tensor.dtype)
+    work = torch.float64 if tensor.dtype == torch.float64 else torch.float32
+    update = ((vecs * scale) @ vecs.T).to(work)  # M: W' = W + W M (right) or W + M W (left)
+    if right:
+        for start in range(0, tensor.shape[0], CHUNK_ROWS):
+            chunk = tensor[start : start + CHUNK_ROWS]
+            chunk.add_((chunk.to(work) @ update).to(tensor.dtype))
+    else:
+        tensor.add_((update @ tensor.to(work)).to(tensor.dtype))
+    return tensor
 
 
 def gaussian_mutation(name, tensor, params, generator):
-    """Adds N(0, std) elementwise."""
+    """Adds N(0, std) elementwise, in place."""
     noise = torch.randn(tensor.shape, generator=generator, dtype=torch.float32) * float(params["std"])
-    return (tensor.to(torch.float32) + noise).to(tensor.dtype)
+    return tensor.add_(noise.to(tensor.dtype))
 
 
 @hookimpl
 def acdc_merge_methods():
-    return {"linear": MergeMethod("linear", linear_task_vector_merge, _draw_merge_weights)}
+    return {
+        "linear": MergeMethod("linear", linear_task_vector_merge, _draw_weights),
+        "task_arithmetic": MergeMethod("task_arithmetic", task_arithmetic, _draw_weights),
+        "slerp": MergeMethod("slerp", slerp_merge, lambda n, rng, evo: {"t": float(rng.uniform(0.25, 0.75))}),
+        "ties": MergeMethod("ties", _sparse_merge(SparsificationMethod.magnitude, True), _draw_sparse),
+        "dare_ties": MergeMethod("dare_ties", _sparse_merge(SparsificationMethod.random, True), _draw_sparse),
+        "dare_linear": MergeMethod("dare_linear", _sparse_merge(SparsificationMethod.random, False), _draw_sparse),
+        "breadcrumbs": MergeMethod(
+            "breadcrumbs", _sparse_merge(SparsificationMethod.magnitude_outliers, False), _draw_sparse
+        ),
+    }
 
 
 @hookimpl

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
+from acdc_engine.checkpoint import CheckpointReader
 from acdc_engine.errors import AcdcError
 from acdc_engine.hookspecs import hookimpl
 
@@ -37,11 +37,15 @@ class TransformersBackend:
     @torch.no_grad()
     def load_weights(self, weights_file: Path) -> None:
         """Copies every tensor of ``weights_file`` into the resident model."""
-        with safe_open(str(weights_file), framework="pt") as f:
+        with CheckpointReader(weights_file) as f:
             for name in f.keys():
                 if name not in self._params:
                     raise AcdcError(f"weights {weights_file}: tensor {name} is not in the resident model")
-                self._params[name].copy_(f.get_tensor(name))
+                self._params[name].copy_(f.tensor(name))
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The resident model's tensors by checkpoint name, for in-place materialisation."""
+        return self._params
 
     def _prompt(self, instruction: str) -> str:
         messages = [{"role": "user", "content": instruction}]

@@ -47,7 +47,7 @@ def test_gram_eigendecomposition_gives_the_top_singular_values(shape):
 @pytest.mark.parametrize("shape", [(40, 24), (24, 40)])
 def test_svd_mutation_moves_only_the_top_singular_values(shape):
     w = torch.randn(*shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    out = svd_noise_mutation("w", w, {"std": 0.5, "keep_rank": 5}, torch.Generator().manual_seed(2))
+    out = svd_noise_mutation("w", w.clone(), {"std": 0.5, "keep_rank": 5}, torch.Generator().manual_seed(2))
     before, after = torch.linalg.svdvals(w), torch.linalg.svdvals(out)
     noise = torch.randn(5, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 0.5
     assert torch.allclose(torch.sort(after, descending=True).values,
@@ -61,7 +61,7 @@ def test_svd_mutation_moves_only_the_top_singular_values(shape):
 
 def test_keep_rank_above_the_rank_is_clamped():
     w = torch.randn(6, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    out = svd_noise_mutation("k_proj.weight", w, {"std": 0.1, "keep_rank": 256}, torch.Generator().manual_seed(4))
+    out = svd_noise_mutation("k_proj.weight", w.clone(), {"std": 0.1, "keep_rank": 256}, torch.Generator().manual_seed(4))
     assert out.shape == w.shape and not torch.equal(out, w)
 
 
@@ -113,3 +113,84 @@ def test_recipe_round_trips_through_json():
                     mutation="svd", mutation_params={"std": 0.25, "keep_rank": 256}, seed=5)
     assert Recipe.from_json(r.to_json()) == r and hash(r) == hash(Recipe.from_json(r.to_json()))
     assert r.describe() == "linear(m1,m2)+svd"
+
+
+def merge_fn(name):
+    return acdc_merge_methods()[name].merge
+
+
+def test_task_arithmetic_adds_weighted_task_vectors():
+    base = torch.tensor([1.0, 1.0])
+    out = merge_fn("task_arithmetic")("w", [torch.tensor([3.0, 1.0]), torch.tensor([1.0, 5.0])], base,
+                                      {"weights": [1.0, 0.5]})
+    assert torch.allclose(out, torch.tensor([3.0, 3.0]))  # 1 + 2*1 + 0*0.5, 1 + 0*1 + 4*0.5
+
+
+def test_ties_trims_elects_signs_and_averages_agreeing_entries():
+    base = torch.zeros(4)
+    p1, p2 = torch.tensor([3.0, -1.0, 0.5, 2.0]), torch.tensor([-2.0, -4.0, 1.0, 1.0])
+    full = merge_fn("ties")("w", [p1, p2], base, {"weights": [1.0, 1.0], "density": 1.0})
+    # elected signs (+, -, +, +); p2's -2 disagrees in entry 0
+    assert torch.allclose(full, torch.tensor([3.0, -2.5, 0.75, 1.5]))
+    trimmed = merge_fn("ties")("w", [p1, p2], base, {"weights": [1.0, 1.0], "density": 0.5})
+    # top-2 magnitudes kept: p1 -> (3, 0, 0, 2), p2 -> (-2, -4, 0, 0)
+    assert torch.allclose(trimmed, torch.tensor([3.0, -4.0, 0.0, 2.0]))
+
+
+def test_dare_drops_at_random_rescales_and_is_seeded(tiny_models, tmp_path):
+    base = torch.zeros(10_000)
+    p = torch.ones(10_000)
+    torch.manual_seed(0)
+    out = merge_fn("dare_linear")("w", [p, base], base, {"weights": [1.0, 1.0], "density": 0.3})
+    kept = (out != 0).float().mean().item()
+    # about 30 % of p's task vector survives, rescaled to keep its l1 norm; the average halves it
+    assert 0.27 < kept < 0.33 and abs(out.sum().item() - 5_000) < 1.0
+    one = materialise_with(tiny_models, tmp_path / "d1.safetensors", "dare_ties")
+    two = materialise_with(tiny_models, tmp_path / "d2.safetensors", "dare_ties")
+    assert all(torch.equal(one[k], two[k]) for k in one)
+
+
+def test_slerp_interpolates_on_the_sphere():
+    v0, v1 = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    mid = merge_fn("slerp")("w", [v0, v1], v0, {"t": 0.5})
+    assert torch.allclose(mid, torch.tensor([[2**-0.5, 2**-0.5]]), atol=1e-6)
+
+
+def test_breadcrumbs_drops_outliers_and_small_entries():
+    base = torch.zeros(100)
+    p = torch.arange(1.0, 101.0)
+    out = merge_fn("breadcrumbs")("w", [p, p], base, {"weights": [1.0, 1.0], "density": 0.5, "gamma": 0.1})
+    kept = out.nonzero().flatten()
+    assert len(kept) == 50 and 100 - 1 not in kept.tolist() and 0 not in kept.tolist()
+
+
+def materialise_with(tiny_models, out, crossover):
+    method = acdc_merge_methods()[crossover]
+    recipe = Recipe.make(parents=("a", "b"), crossover=crossover,
+                         crossover_params=method.draw_params(2, np.random.default_rng(0), EvolutionConfig()),
+                         mutation="svd", mutation_params={"std": 0.25, "keep_rank": 16}, seed=3)
+    materialise(recipe, parent_files=[tiny_models[k] / "model.safetensors" for k in "ab"],
+                base_file=tiny_models["a"] / "model.safetensors", merge=method, mutation=SVD, out_file=out)
+    return load_file(out)
+
+
+@pytest.mark.parametrize("crossover", sorted(acdc_merge_methods()))
+def test_every_merge_method_materialises_a_loadable_child(tiny_models, tmp_path, crossover):
+    child = materialise_with(tiny_models, tmp_path / "c.safetensors", crossover)
+    parent = load_file(tiny_models["a"] / "model.safetensors")
+    assert child.keys() == parent.keys()
+    assert all(child[k].shape == parent[k].shape and torch.isfinite(child[k]).all() for k in child)
+
+
+def test_materialising_into_a_resident_model_equals_the_file(tiny_models, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    file_child = child(tiny_models, tmp_path / "f.safetensors")
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["a"], dtype=torch.float32)
+    resident = dict(model.state_dict())
+    recipe = Recipe.make(parents=("a", "b"), crossover="linear", crossover_params={"weights": [1.0, 1.1]},
+                         mutation="svd", mutation_params={"std": 0.25, "keep_rank": 16}, seed=7)
+    materialise(recipe, parent_files=[tiny_models[k] / "model.safetensors" for k in "ab"],
+                base_file=tiny_models["a"] / "model.safetensors", merge=MERGE, mutation=SVD, into=resident)
+    assert all(torch.equal(resident[k], file_child[k]) for k in file_child)
+    assert torch.equal(model.lm_head.weight, file_child["model.embed_tokens.weight"])  # tied: follows
