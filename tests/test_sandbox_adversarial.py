@@ -183,6 +183,8 @@ def test_signals_reach_nothing_outside_the_sandbox():
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
 def test_a_timed_out_worker_is_killed_with_everything_it_started(isolation):
+    sandbox.close_pools()  # only this pool's worker is left to watch
+    assert no_sandbox_processes_soon()
     score(GOOD, isolation)
     before = set(sandbox_processes())
     assert before
