@@ -18,9 +18,11 @@ Time spent judging does not count against the batch's deadline.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
+import logging
 import math
 import os
 import select
@@ -39,12 +41,19 @@ from acdc_engine.tasks import TaskCodeError
 REPLY_LIMIT = 16 * 1024 * 1024
 START_TIMEOUT_S = 60.0
 NO_JUDGE = "judge() is unavailable: no plugin answers acdc_judge"
+log = logging.getLogger(__name__)
 
 Judge = Callable[[str, str, str], "float | None"]
 
 
 class _OutOfStep(Exception):
     """A reply for an earlier batch: that batch's task code wrote on the protocol pipe."""
+
+
+@functools.cache
+def _warn_no_seccomp() -> None:
+    log.warning("the sandbox worker could not install its seccomp filter (unknown architecture?): "
+                "task code can start processes, bounded only by the timeout and RLIMIT_NPROC")
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -72,7 +81,8 @@ class Worker:
         except TaskCodeError as exc:
             self.kill()
             raise AcdcError(f"the sandbox worker did not start ({launch.isolation}): {exc}") from None
-        self.seccomp = bool(hello.get("seccomp"))
+        if not hello.get("seccomp"):
+            _warn_no_seccomp()
 
     def idle_and_alive(self) -> bool:
         """True if nothing is waiting on the pipe: no stray output, no exit."""
