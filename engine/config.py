@@ -90,10 +90,14 @@ class GenerationConfig(_Section):
 
 
 class SandboxConfig(_Section):
-    """Limits on task code, which always runs in a separate process."""
+    """Isolation and limits of task code, which always runs in a separate process."""
 
-    timeout_s: float = Field(10.0, gt=0, description="Wall-clock limit of one task-code process.")
-    memory_mb: int = Field(512, ge=64, description="Address-space limit of one task-code process.")
+    timeout_s: float = Field(10.0, gt=0, description="Wall-clock limit of one batch of calls to one family's code.")
+    memory_mb: int = Field(512, ge=64, description="Address-space limit of one sandbox worker process.")
+    isolation: Literal["auto", "bubblewrap", "rlimits"] = Field(
+        "auto", description="bubblewrap namespaces where they run ('auto' falls back with a warning), "
+        "or only rlimits.")
+    judge_budget: int = Field(8, ge=0, description="Most judge() calls task code may make in one batch.")
 
 
 class ResultConfig(_Section):

@@ -103,6 +103,20 @@ def acdc_score_submissions(
     """
 
 
+@hookspec(firstresult=True)
+def acdc_judge(question: str, answer: str, rubric: str) -> float | None:
+    """Grade ``answer`` to ``question`` against ``rubric``; task code's ``judge()``.
+
+    Task code running in the sandbox calls the global ``judge(question,
+    answer, rubric)``; the sandbox passes the call to this hook on the engine
+    side (at most ``sandbox.judge_budget`` calls per batch) and hands the
+    number back. Return a score, conventionally in [0, 1], or ``None`` to
+    leave the call to another plugin; if no plugin answers, the task's batch
+    fails with ``TaskCodeError``. An exception raised here is not the task's
+    fault: it stops the run.
+    """
+
+
 # --- models: evaluation, criterion, descriptors ---------------------------
 
 
@@ -132,6 +146,27 @@ def acdc_descriptors(skills: np.ndarray, difficulty: np.ndarray, measure_dim: in
     ``skills`` is a (models x active tasks) 0/1 matrix, ``difficulty`` a
     weight per task; return a (models x ``measure_dim``) float array.
     ``measure_dim`` is fixed for the run (the active pool's cap).
+    """
+
+
+# --- run lifecycle and events ----------------------------------------------
+
+
+@hookspec
+def acdc_configure(config: Config, hook: Any) -> None:
+    """Called once when a run's loop is built, with its config and the hook relay.
+
+    ``hook`` is the plugin manager's ``hook`` attribute, so a plugin can call
+    other hooks later (the sandbox relays ``judge()`` to ``hook.acdc_judge``).
+    Start nothing expensive here; start it on first use.
+    """
+
+
+@hookspec
+def acdc_unconfigure() -> None:
+    """Called once when the run ends (``Coevolution.close()``), even after an error.
+
+    Release what the plugin holds: processes, connections, files.
     """
 
 

@@ -77,6 +77,7 @@ class Coevolution:
         self.logbook = tools.Logbook()
         self.backend = None
         self.started = time.monotonic()
+        self.hook.acdc_configure(config=config, hook=self.hook)
 
     # --- the algorithm ------------------------------------------------------
 
@@ -432,5 +433,9 @@ class Coevolution:
         return table[name]
 
     def close(self) -> None:
-        if self.backend is not None:
-            self.backend.close()
+        """Releases the backend and whatever plugins hold (sandbox workers)."""
+        try:
+            if self.backend is not None:
+                self.backend.close()
+        finally:
+            self.hook.acdc_unconfigure()

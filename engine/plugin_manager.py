@@ -37,6 +37,7 @@ ALWAYS_ON = {
 OPTIONAL = {
     "merge": "acdc_engine.plugins.merge",
     "taskgen": "acdc_engine.plugins.taskgen",
+    "judge-overlap": "acdc_engine.plugins.judge_overlap",
 }
 
 

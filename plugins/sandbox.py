@@ -1,85 +1,100 @@
 """Built-in plugin ``sandbox`` (always on): runs task-family code out of process.
 
-Every call to task code (``get_tasks``, ``get_instructions``, ``score``) runs
-in a fresh ``python -I -S`` subprocess of ``sandbox_runner.py`` with:
-a wall-clock timeout (the whole process group is killed), rlimits that the
-runner sets on itself before loading task code (address space, CPU seconds,
-file size, open files, core dumps), an empty
-environment, and a private temporary working directory that is removed
-afterwards. Calls for one family are batched into one process.
+Every batch of calls to task code (``get_tasks``, ``get_instructions``,
+``score``) goes to a warm worker of a :class:`~sandbox_pool.WorkerPool`:
+a long-lived ``python -I -S`` process under bubblewrap where it runs (see
+``sandbox_jail.py``), else a plain rlimited subprocess, with rlimits and a
+seccomp filter against new processes (``sandbox_worker.py``) and a
+wall-clock limit per batch (``sandbox.timeout_s``). Task code may call
+``judge(question, answer, rubric)``; the worker passes it to the engine,
+which asks the ``acdc_judge`` hook, at most ``sandbox.judge_budget`` times
+per batch. Pools are closed by ``acdc_unconfigure`` and at interpreter exit.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import signal
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
+import atexit
+import threading
 
 from acdc_engine.hookspecs import hookimpl
-from acdc_engine.tasks import Instance, TaskCodeError
+from acdc_engine.plugins.sandbox_jail import launch_for
+from acdc_engine.plugins.sandbox_pool import Judge, WorkerPool
+from acdc_engine.tasks import Instance
 
-RUNNER = Path(__file__).with_name("sandbox_runner.py")
-REPLY_LIMIT = 16 * 1024 * 1024
+POOL_SIZE = 2
 
 
-def run_task_code(source: str, calls: list[dict], *, timeout_s: float, memory_mb: int) -> list:
-    """Runs ``calls`` against a family's source in a limited subprocess.
+class _Pools:
+    """The open worker pools by (isolation, memory limit), and the judge relay."""
+
+    def __init__(self) -> None:
+        self.pools: dict[tuple[str, int], WorkerPool] = {}
+        self.lock = threading.Lock()
+        self.judge: Judge | None = None
+
+    def get(self, isolation: str, memory_mb: int) -> WorkerPool:
+        with self.lock:
+            key = (isolation, memory_mb)
+            if key not in self.pools:
+                self.pools[key] = WorkerPool(launch=launch_for(isolation, memory_mb), size=POOL_SIZE)
+            return self.pools[key]
+
+    def close(self) -> None:
+        with self.lock:
+            pools, self.pools = list(self.pools.values()), {}
+        for pool in pools:
+            pool.close()
+
+
+_POOLS = _Pools()
+atexit.register(_POOLS.close)
+
+
+def run_task_code(source: str, calls: list[dict], *, timeout_s: float, memory_mb: int, isolation: str = "auto",
+                  judge: Judge | None = None, judge_budget: int = 8) -> list:
+    """Runs ``calls`` against a family's source in a warm sandboxed worker.
 
     Returns the list of results; raises :class:`TaskCodeError` with a one-line
-    reason if the code fails, hangs, or dies.
+    reason if the code fails, hangs, dies or exceeds its judge budget.
     """
-    payload = json.dumps({"source": source, "calls": calls})
-    with tempfile.TemporaryDirectory(prefix="acdc-sandbox-") as workdir:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(RUNNER), str(memory_mb), str(math.ceil(timeout_s))],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            cwd=workdir,
-            env={"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir},
-            start_new_session=True,
-        )
-        try:
-            out, _ = proc.communicate(payload.encode(), timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            raise TaskCodeError(f"timed out after {timeout_s:g} s") from None
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-    if proc.returncode < 0:
-        name = signal.Signals(-proc.returncode).name
-        hint = " (CPU time limit)" if name == "SIGXCPU" else ""
-        raise TaskCodeError(f"killed by {name}{hint}")
-    if len(out) > REPLY_LIMIT:
-        raise TaskCodeError(f"reply larger than {REPLY_LIMIT} bytes")
-    try:
-        reply = json.loads(out.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise TaskCodeError(f"no valid reply (exit status {proc.returncode})") from None
-    if not reply.get("ok"):
-        raise TaskCodeError(reply.get("error", "failed"))
-    return reply["results"]
+    return _POOLS.get(isolation, memory_mb).run(source, calls, timeout_s=timeout_s, judge=judge,
+                                                 judge_budget=judge_budget)
+
+
+def close_pools() -> None:
+    """Kills every sandbox worker of this process (pools reopen on next use)."""
+    _POOLS.close()
+
+
+def _run(task, calls: list[dict], limits) -> list:
+    return run_task_code(task.source, calls, timeout_s=limits.timeout_s, memory_mb=limits.memory_mb,
+                         isolation=limits.isolation, judge=_POOLS.judge, judge_budget=limits.judge_budget)
+
+
+@hookimpl
+def acdc_configure(config, hook):
+    """Relays task code's ``judge()`` calls to the ``acdc_judge`` hook."""
+    _POOLS.judge = lambda question, answer, rubric: hook.acdc_judge(question=question, answer=answer, rubric=rubric)
+
+
+@hookimpl
+def acdc_unconfigure():
+    """Kills the warm workers and forgets the judge relay."""
+    _POOLS.judge = None
+    _POOLS.close()
 
 
 @hookimpl
 def acdc_task_instances(task, limits):
     """Runs ``get_tasks()`` and ``get_instructions()`` for every instance."""
-    (tasks,) = run_task_code(task.source, [{"op": "tasks"}], timeout_s=limits.timeout_s, memory_mb=limits.memory_mb)
+    (tasks,) = _run(task, [{"op": "tasks"}], limits)
     keys = list(tasks)
-    calls = [{"op": "instructions", "t": tasks[k]} for k in keys]
-    texts = run_task_code(task.source, calls, timeout_s=limits.timeout_s, memory_mb=limits.memory_mb)
+    texts = _run(task, [{"op": "instructions", "t": tasks[k]} for k in keys], limits)
     return [Instance(key=k, instruction=text, data=tasks[k]) for k, text in zip(keys, texts)]
 
 
 @hookimpl
 def acdc_score_submissions(task, instances, submissions, limits):
-    """Runs ``score(t, submission)`` for every instance in one process."""
+    """Runs ``score(t, submission)`` for every instance in one batch."""
     calls = [{"op": "score", "t": inst.data, "submission": sub} for inst, sub in zip(instances, submissions)]
-    return run_task_code(task.source, calls, timeout_s=limits.timeout_s, memory_mb=limits.memory_mb)
+    return _run(task, calls, limits)

@@ -1,0 +1,286 @@
+"""A pool of long-lived sandboxed workers that run task-family code.
+
+A worker (``sandbox_worker.py``, started as :mod:`sandbox_jail` says) is fed
+one JSON line per batch of calls and answers one JSON line, so a warm
+``score()`` costs a pipe round trip, not a process start. Each batch has a
+wall-clock deadline. Whatever goes wrong in a batch (a timeout, the worker
+dying, garbage, invalid UTF-8 or an oversized reply on the protocol pipe, an
+error raised by the task code) costs only that worker: it is killed with its
+whole process group (under bubblewrap, its pid namespace goes with it) and a
+fresh one is started for the next batch. The task gets a one-line
+:class:`TaskCodeError`.
+
+``judge(question, answer, rubric)`` calls from task code arrive as request
+lines on the same pipe while a batch runs; the engine answers them with the
+``judge`` callable it was given, at most ``judge_budget`` times per batch.
+Time spent judging does not count against the batch's deadline.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+import logging
+import math
+import os
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+
+from acdc_engine.errors import AcdcError
+from acdc_engine.plugins.sandbox_jail import ENV, Launch
+from acdc_engine.tasks import TaskCodeError
+
+REPLY_LIMIT = 16 * 1024 * 1024
+START_TIMEOUT_S = 60.0
+NO_JUDGE = "judge() is unavailable: no plugin answers acdc_judge"
+log = logging.getLogger(__name__)
+
+Judge = Callable[[str, str, str], "float | None"]
+
+
+class _OutOfStep(Exception):
+    """A reply for an earlier batch: that batch's task code wrote on the protocol pipe."""
+
+
+@functools.cache
+def _warn_no_seccomp() -> None:
+    log.warning("the sandbox worker could not install its seccomp filter (unknown architecture?): "
+                "task code can start processes, bounded only by the timeout and RLIMIT_NPROC")
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    return (text.strip().splitlines() or [""])[0][:limit]
+
+
+class Worker:
+    """One sandboxed worker process and its protocol pipes."""
+
+    def __init__(self, launch: Launch) -> None:
+        self.isolation = launch.isolation
+        self.home = tempfile.mkdtemp(prefix="acdc-sandbox-") if launch.isolation == "rlimits" else None
+        env = {**ENV, "HOME": self.home, "TMPDIR": self.home} if self.home else ENV
+        self.proc = subprocess.Popen(launch.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, cwd=self.home, env=env, start_new_session=True,
+                                     bufsize=0)
+        self.out_fd, self.in_fd = self.proc.stdout.fileno(), self.proc.stdin.fileno()
+        os.set_blocking(self.in_fd, False)
+        self.poll_in, self.poll_out = select.poll(), select.poll()
+        self.poll_in.register(self.out_fd, select.POLLIN)
+        self.poll_out.register(self.in_fd, select.POLLOUT)
+        self.buffer = bytearray()
+        try:
+            hello = self._receive(time.monotonic() + START_TIMEOUT_S, START_TIMEOUT_S)
+        except TaskCodeError as exc:
+            self.kill()
+            raise AcdcError(f"the sandbox worker did not start ({launch.isolation}): {exc}") from None
+        if not hello.get("seccomp"):
+            _warn_no_seccomp()
+
+    def idle_and_alive(self) -> bool:
+        """True if nothing is waiting on the pipe: no stray output, no exit."""
+        return not self.buffer and not self.poll_in.poll(0)
+
+    def run(self, message: dict, *, timeout_s: float, judge: Judge | None, judge_budget: int) -> list:
+        """Sends one batch, answers its judge requests, returns its results."""
+        deadline = time.monotonic() + timeout_s
+        self._send(message, deadline, timeout_s)
+        judged, refusal = 0, None
+        while True:
+            reply = self._receive(deadline, timeout_s)
+            if "judge" in reply:
+                started = time.monotonic()
+                answer, refusal = self._judge(reply["judge"], judge, judged, judge_budget, refusal)
+                judged += 1
+                deadline += time.monotonic() - started
+                self._send(answer, deadline, timeout_s)
+                continue
+            if reply.get("id") != message["id"]:
+                raise _OutOfStep
+            if refusal:
+                raise TaskCodeError(refusal)
+            if reply.get("ok") is not True:
+                raise TaskCodeError(_one_line(str(reply.get("error") or "failed")))
+            return _checked(message["calls"], reply.get("results"))
+
+    @staticmethod
+    def _judge(request, judge: Judge | None, judged: int, budget: int, refusal: str | None):
+        """The answer to one judge request, and the batch's refusal reason if any."""
+        if refusal:
+            return {"error": refusal}, refusal
+        if judged >= budget:
+            refusal = f"judge() called more than {budget} times in one batch (sandbox.judge_budget)"
+        elif not (isinstance(request, list) and len(request) == 3 and all(isinstance(x, str) for x in request)):
+            refusal = "malformed judge() request on the protocol pipe"
+        else:
+            value = judge(*request) if judge is not None else None
+            if value is None:
+                refusal = NO_JUDGE
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise AcdcError(f"acdc_judge returned {value!r}, not a finite number")
+            else:
+                return {"value": float(value)}, None
+        return {"error": refusal}, refusal
+
+    def _send(self, message: dict, deadline: float, timeout_s: float) -> None:
+        view = memoryview((json.dumps(message) + "\n").encode())
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TaskCodeError(f"timed out after {timeout_s:g} s")
+            if not self.poll_out.poll(remaining * 1000):
+                continue
+            try:
+                view = view[os.write(self.in_fd, view):]
+            except BrokenPipeError:
+                raise TaskCodeError(self._death()) from None
+
+    def _receive(self, deadline: float, timeout_s: float) -> dict:
+        while (end := self.buffer.find(b"\n")) < 0:
+            if len(self.buffer) > REPLY_LIMIT:
+                raise TaskCodeError(f"reply larger than {REPLY_LIMIT} bytes")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TaskCodeError(f"timed out after {timeout_s:g} s")
+            if not self.poll_in.poll(remaining * 1000):
+                continue
+            chunk = os.read(self.out_fd, 1 << 20)
+            if not chunk:
+                raise TaskCodeError(self._death())
+            self.buffer += chunk
+        line = bytes(self.buffer[:end])
+        del self.buffer[: end + 1]
+        try:
+            reply = json.loads(line.decode("utf-8"))
+        except ValueError:  # includes UnicodeDecodeError
+            raise TaskCodeError("no valid reply (garbage on the protocol pipe)") from None
+        if not isinstance(reply, dict):
+            raise TaskCodeError("no valid reply (garbage on the protocol pipe)")
+        return reply
+
+    def _death(self) -> str:
+        """Why the worker closed its pipe: the signal or exit status."""
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return "the worker closed its protocol pipe"
+        number = -code if code < 0 else code - 128 if self.isolation == "bubblewrap" and code > 128 else 0
+        try:
+            name = signal.Signals(number).name if number else None
+        except ValueError:
+            name = None
+        if name:
+            return f"killed by {name}" + (" (CPU time limit)" if name == "SIGXCPU" else "")
+        return f"no valid reply (exit status {code})"
+
+    def kill(self) -> None:
+        """Kills the worker's process group (and with bubblewrap its namespaces)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+        if self.home:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+
+def _checked(calls: list[dict], results) -> list:
+    """The engine's own check of a batch's results (the pipe can be forged)."""
+    if not isinstance(results, list) or len(results) != len(calls):
+        raise TaskCodeError("no valid reply (wrong number of results)")
+    for call, result in zip(calls, results):
+        kind = {"tasks": dict, "instructions": str, "score": (float, type(None))}[call["op"]]
+        if not isinstance(result, kind):
+            raise TaskCodeError(f"no valid reply ({call['op']} result is {type(result).__name__})")
+    try:
+        json.dumps(results, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise TaskCodeError("no valid reply (text that is not valid UTF-8)") from None
+    return results
+
+
+class WorkerPool:
+    """Warm sandboxed workers of one kind (launch command); safe to share between threads.
+
+    Workers start lazily, at most ``size`` at once; a worker whose batch
+    failed is killed and replaced. :meth:`close` kills them all.
+    """
+
+    def __init__(self, *, launch: Launch, size: int = 2) -> None:
+        self.launch, self.size = launch, size
+        self.idle: list[Worker] = []
+        self.busy = 0
+        self.closed = False
+        self.ids = itertools.count(1)
+        self.cond = threading.Condition()
+
+    def run(self, source: str, calls: list[dict], *, timeout_s: float, judge: Judge | None = None,
+            judge_budget: int = 8) -> list:
+        """Runs ``calls`` against a family's source; raises :class:`TaskCodeError` on failure."""
+        digest = hashlib.sha256(source.encode()).hexdigest()
+        for _ in range(2):  # a worker found out of step is replaced and the batch retried once
+            worker = self._acquire()
+            message = {"id": next(self.ids), "digest": digest, "source": source, "calls": calls,
+                       "cpu_s": math.ceil(timeout_s)}
+            healthy = False
+            try:
+                results = worker.run(message, timeout_s=timeout_s, judge=judge, judge_budget=judge_budget)
+                healthy = True
+                return results
+            except _OutOfStep:
+                continue
+            finally:
+                self._release(worker, healthy)
+        raise TaskCodeError("sandbox workers fell out of step twice")
+
+    def _acquire(self) -> Worker:
+        with self.cond:
+            while True:
+                if self.closed:
+                    raise AcdcError("the sandbox worker pool is closed")
+                if self.idle:
+                    worker = self.idle.pop()
+                    if worker.idle_and_alive():
+                        self.busy += 1
+                        return worker
+                    worker.kill()
+                elif self.busy < self.size:
+                    self.busy += 1
+                    break
+                else:
+                    self.cond.wait()
+        try:
+            return Worker(self.launch)
+        except BaseException:
+            with self.cond:
+                self.busy -= 1
+                self.cond.notify()
+            raise
+
+    def _release(self, worker: Worker, healthy: bool) -> None:
+        with self.cond:
+            self.busy -= 1
+            keep = healthy and not self.closed
+            if keep:
+                self.idle.append(worker)
+            self.cond.notify()
+        if not keep:
+            worker.kill()
+
+    def close(self) -> None:
+        """Kills the idle workers now and busy ones when their batch ends."""
+        with self.cond:
+            self.closed = True
+            idle, self.idle = self.idle, []
+            self.cond.notify_all()
+        for worker in idle:
+            worker.kill()
