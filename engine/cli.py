@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -158,3 +159,42 @@ def config_reference():
     from acdc_engine.config import reference_markdown
 
     click.echo(reference_markdown(), nl=False)
+
+
+def _run_plugins(store: RunStore):
+    config = Config.model_validate_json(store.config_json())
+    pm = build_plugin_manager(config.run.plugins)
+    return config, pm
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("model_id")
+def lineage(run_dir, model_id):
+    """Print a model's ancestry tree with operators and fitness."""
+    from acdc_engine.lineage import lineage_tree
+
+    console.print(lineage_tree(RunStore.open(run_dir), model_id))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("model_id")
+@click.argument("out_dir", type=click.Path(path_type=Path))
+def export(run_dir, model_id, out_dir):
+    """Write a model as a Hugging Face checkpoint (rebuilt from its recipes if needed)."""
+    from acdc_engine.lineage import rebuild_weights
+    from acdc_engine.seeds import resolve_seeds
+
+    store = RunStore.open(run_dir)
+    config, pm = _run_plugins(store)
+    _, base_dir = resolve_seeds(pm.hook, config.models)
+    merges = {k: v for t in pm.hook.acdc_merge_methods() for k, v in (t or {}).items()}
+    mutations = {k: v for t in pm.hook.acdc_mutation_methods() for k, v in (t or {}).items()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rebuild_weights(store, model_id, base_file=base_dir / "model.safetensors", merges=merges, mutations=mutations,
+                    out_file=out_dir / "model.safetensors")
+    for f in base_dir.iterdir():
+        if f.is_file() and f.name != "model.safetensors":
+            shutil.copy(f, out_dir / f.name)
+    console.print(f"exported {model_id} to {out_dir} (load with AutoModelForCausalLM.from_pretrained)")
