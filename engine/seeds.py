@@ -22,7 +22,7 @@ def resolve(hook, spec: str, cache_dir: Path) -> Path:
 
 
 def check_same_architecture(dirs: dict[str, Path]) -> None:
-    """One line naming the first config field or tensor on which two models differ."""
+    """One line naming the first config field, tokenizer file or tensor on which two models differ."""
     (ref_name, ref_dir), *others = dirs.items()
     ref_cfg = json.loads((ref_dir / "config.json").read_text())
     for name, d in others:
@@ -33,6 +33,10 @@ def check_same_architecture(dirs: dict[str, Path]) -> None:
                     f"seed models {ref_name} and {name} have different architectures: "
                     f"{key} {ref_cfg.get(key)} vs {cfg.get(key)}"
                 )
+        for tok_file in ("tokenizer.json",):
+            ours, theirs = ref_dir / tok_file, d / tok_file
+            if ours.is_file() and theirs.is_file() and ours.read_bytes() != theirs.read_bytes():
+                raise AcdcError(f"seed models {ref_name} and {name} have different tokenizers ({tok_file} differs)")
     with ExitStack() as stack:
         check_compatible({n: stack.enter_context(CheckpointReader(d / "model.safetensors")) for n, d in dirs.items()})
 

@@ -1,16 +1,27 @@
-"""Built-in plugin ``local-seeds`` (always on): seed specs that are directories.
+"""Built-in plugin ``local-seeds`` (always on): seed specs that are local paths.
 
-A spec containing a path separator or naming an existing directory is taken
-as a local Hugging Face checkpoint with ``config.json`` and
-``model.safetensors``.
+A spec containing a path separator or naming an existing path is either a
+Hugging Face checkpoint directory with ``config.json`` and
+``model.safetensors``, or a ``.gguf`` file, converted once into the cache
+(keyed by the file's content hash).
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from acdc_engine.errors import AcdcError
 from acdc_engine.hookspecs import hookimpl
+from acdc_engine.plugins.gguf_conversion import cached_checkpoint
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 @hookimpl
@@ -18,6 +29,8 @@ def acdc_resolve_seed(spec, cache_dir):
     path = Path(spec).expanduser()
     if "/" not in spec and not path.exists():
         return None
+    if path.is_file() and path.suffix == ".gguf":
+        return cached_checkpoint(path, cache_dir, f"{path.stem}-{_digest(path)}")
     if not path.is_dir():
         raise AcdcError(f"seed model path {spec} does not exist")
     for needed in ("config.json", "model.safetensors"):
