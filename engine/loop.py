@@ -24,6 +24,7 @@ from acdc_engine.archives.task_pool import prune_oldest
 from acdc_engine.config import Config
 from acdc_engine.errors import AcdcError
 from acdc_engine.materialise import materialise
+from acdc_engine.plugin_manager import merged_tables
 from acdc_engine.recipe import Recipe
 from acdc_engine.seeds import resolve_seeds
 from acdc_engine.store import Commit, RunStore
@@ -426,7 +427,7 @@ class Coevolution:
 
     @staticmethod
     def _operator(table_list: list[dict], name: str, what: str):
-        table = {k: v for t in table_list for k, v in (t or {}).items()}
+        table = merged_tables(table_list)
         if name not in table:
             known = ", ".join(sorted(table)) or "none (enable the 'merge' plugin)"
             raise AcdcError(f"unknown {what} method {name!r}; known: {known}")

@@ -66,6 +66,11 @@ def _hooks_of(plugin: Any) -> list[str]:
     return sorted(n for n in dir(plugin) if n.startswith("acdc_") and callable(getattr(plugin, n)))
 
 
+def merged_tables(results: list[dict | None]) -> dict:
+    """One name -> object table from a collecting hook's per-plugin dicts."""
+    return {k: v for table in results for k, v in (table or {}).items()}
+
+
 def autoload_enabled() -> bool:
     return os.environ.get(AUTOLOAD_OFF_ENV, "").lower() not in {"1", "true", "yes"}
 
