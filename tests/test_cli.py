@@ -30,7 +30,8 @@ def test_unknown_crossover_names_the_known_ones(tmp_path, tiny_models):
     sets = [a for s in tiny_overrides(tiny_models, tmp_path, **{"evolution.crossover": "blend"}) for a in ("--set", s)]
     result = cli("run", *sets, cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stdout.strip() == "error: unknown crossover method 'blend'; known: linear"
+    assert result.stdout.strip() == ("error: unknown crossover method 'blend'; known: breadcrumbs, dare_linear, "
+                                     "dare_ties, linear, slerp, task_arithmetic, ties")
 
 
 def test_missing_run_dir_is_named(tmp_path):
