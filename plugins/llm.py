@@ -16,6 +16,7 @@ scientist, the novelty judge and the LLM gibberish judge:
 from __future__ import annotations
 
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -63,7 +64,8 @@ class OpenAIChat:
                 max_tokens=max_tokens or self.max_tokens,
             )
         except openai.APIStatusError as exc:
-            raise LLMError(f"LLM {self.base_url}: HTTP {exc.status_code}: {_one_line(exc.message)}") from None
+            detail = re.sub(r"^Error code: \d+ - ", "", _one_line(exc.message))
+            raise LLMError(f"LLM {self.base_url}: HTTP {exc.status_code}: {detail}") from None
         except openai.APIError as exc:
             raise LLMError(f"LLM {self.base_url}: {type(exc).__name__}: {_one_line(str(exc))}") from None
         if not reply.choices:

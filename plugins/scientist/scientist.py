@@ -101,7 +101,7 @@ class Scientist:
         try:
             instances = self.hook.acdc_task_instances(task=spec, limits=self.limits)
         except TaskCodeError as exc:
-            return Trial(f"ERROR in get_tasks() or get_instructions(): {exc}", False)
+            return Trial(f"ERROR: {exc}", False)
         if not instances:
             return Trial("ERROR: get_tasks() returned no instances.", False)
         tried = instances[:TRIED_INSTANCES]
@@ -112,7 +112,7 @@ class Scientist:
             scores = self.hook.acdc_score_submissions(task=spec, instances=tried, submissions=submissions,
                                                       limits=self.limits)
         except TaskCodeError as exc:
-            return Trial(f"ERROR in score(): {exc}", False)
+            return Trial(f"ERROR: {exc}", False)
         lines = [f"The code ran: get_tasks() gave {len(instances)} instances. You answered {len(tried)} of them:"]
         for inst, response, sub, score in zip(tried, responses, submissions, scores):
             lines += ["", f"Instance {inst.key!r}: {_clip(inst.data, 300)}",
