@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
@@ -335,7 +336,7 @@ class Coevolution:
 
     def add_tasks(self, requests: list[TaskRequest], gen: int, commit: Commit) -> list[str]:
         """Generates families, vets them (novelty, sandbox) and accepts the sound ones; returns their ids."""
-        accepted = []
+        accepted, rejected = [], Counter()
         for spec, request in self.collect_specs(requests):
             status, reason, instances = self.vet(spec)
             task_id = self.record_task(spec, instances, gen, status, reason, commit)
@@ -345,9 +346,11 @@ class Coevolution:
                 if request.mode == "harder" and request.parent_id in self.active:
                     self.hold(request.parent_id, task_id, commit)
             else:
+                rejected[reason.split(":", 1)[0]] += 1
                 self.emit("task_rejected", name=spec.name, reason=reason)
         if not self.active:
-            raise AcdcError("the task pool is empty: no generator produced a task that runs in the sandbox")
+            why = ", ".join(f"{k} {v}" for k, v in sorted(rejected.items())) or "none generated"
+            raise AcdcError(f"the task pool is empty at generation {gen}: no new task was accepted (rejected: {why})")
         return accepted
 
     def collect_specs(self, requests: list[TaskRequest]) -> list[tuple[TaskSpec, TaskRequest]]:
