@@ -126,20 +126,36 @@ def status(run_dir):
     state = store.generation(last)
     console.print(archive_table(state["archive"], title=f"archive after generation {last}"))
     counts: dict[str, int] = {}
+    reasons: dict[str, dict[str, int]] = {"rejected": {}, "removed": {}}
     for row in store.tasks():
         counts[row["status"]] = counts.get(row["status"], 0) + 1
+        if row["status"] in reasons:
+            by = reasons[row["status"]]
+            category = reason_category(row["reason"])
+            by[category] = by.get(category, 0) + 1
     console.print("tasks: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    for status, by in reasons.items():
+        if by:
+            console.print(f"  {status} by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(by.items())),
+                          highlight=False, markup=False)
     stats = Table(title="per generation")
-    keys = ["gen", "elites", "fit_max", "fit_mean", "coverage", "born", "rejected_models", "new_tasks", "elapsed_s"]
+    keys = ["gen", "elites", "fit_max", "fit_mean", "coverage", "diversity", "born", "rejected_models", "new_tasks",
+            "rejected_tasks", "elapsed_s"]
     for k in keys:
         stats.add_column(k, justify="right")
     for s in store.all_stats():
-        stats.add_row(*(f"{s[k]:.3f}" if isinstance(s[k], float) and k != "elapsed_s" else str(s[k]) for k in keys))
+        stats.add_row(*(f"{s.get(k):.3f}" if isinstance(s.get(k), float) and k != "elapsed_s" else
+                        str(s.get(k, "-")) for k in keys))
     console.print(stats)
     force = store.task_force()
     if force is not None:
         console.print(f"task force {', '.join(json.loads(force['model_ids']))}: Coverage "
                       f"{force['coverage']:.3f} of {force['n_tasks']} tasks (seed alone {force['seed_coverage']:.3f})")
+
+
+def reason_category(reason: str | None) -> str:
+    """The part of a task's reason before the first colon, e.g. ``not novel``."""
+    return (reason or "unknown").split(":", 1)[0].strip() or "unknown"
 
 
 @main.command()

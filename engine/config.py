@@ -70,6 +70,7 @@ class TasksConfig(_Section):
     adapt_every: int = Field(2, ge=1, description="Generations between task-pool adaptations.")
     new_per_adaptation: int = Field(6, ge=0, description="New task families asked for at each adaptation.")
     pass_threshold: float = Field(0.5, ge=0, le=1, description="Mean score at which a model solves a task.")
+    inspirations: int = Field(3, ge=0, description="Random active tasks sent with each request as inspiration.")
 
     @model_validator(mode="after")
     def _cap_holds_initial(self) -> TasksConfig:
@@ -100,6 +101,42 @@ class SandboxConfig(_Section):
     judge_budget: int = Field(8, ge=0, description="Most judge() calls task code may make in one batch.")
 
 
+class LLMConfig(_Section):
+    """The chat LLM shared by the scientist, the novelty judge and the LLM gibberish judge."""
+
+    endpoint: str = Field(
+        "local",
+        description="'local' (a checkpoint run by transformers in this process) or an OpenAI-compatible "
+        "base URL such as http://127.0.0.1:8000/v1.",
+    )
+    model: str = Field("smollm2", description="Local: a seed spec or checkpoint dir. URL: the served model name.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key (URL only).")
+    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature (0 = greedy).")
+    max_new_tokens: int = Field(768, ge=1, le=32768, description="Most tokens in one LLM reply.")
+    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout (URL only).")
+    max_retries: int = Field(4, ge=0, description="Retries with exponential backoff on 429, 5xx and connection errors.")
+    concurrency: int = Field(4, ge=1, description="Most requests in flight at once (URL only).")
+
+
+class ScientistConfig(_Section):
+    """The LLM scientist task generator (plugin `scientist`)."""
+
+    reflections: int = Field(3, ge=1, le=10, description="Most rounds of sandbox feedback and revision per task.")
+
+
+class NoveltyConfig(_Section):
+    """Task embeddings and the novelty filter (plugins `embeddings`, `novelty`)."""
+
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2", description="'all-MiniLM-L6-v2' (the packaged model) or a sentence-transformers dir."
+    )
+    threshold: float = Field(0.85, ge=-1, le=1, description="Cosine similarity above which an archived task is a near neighbour.")
+    neighbours: int = Field(3, ge=1, description="Most near neighbours shown to the judge.")
+    judge: Literal["llm", "rule"] = Field(
+        "rule", description="'llm': the [llm] model judges near neighbours; 'rule': any near neighbour rejects."
+    )
+
+
 class ResultConfig(_Section):
     """What is reported at the end of a run."""
 
@@ -115,6 +152,9 @@ class Config(_Section):
     tasks: TasksConfig = TasksConfig()
     generation: GenerationConfig = GenerationConfig()
     sandbox: SandboxConfig = SandboxConfig()
+    llm: LLMConfig = LLMConfig()
+    scientist: ScientistConfig = ScientistConfig()
+    novelty: NoveltyConfig = NoveltyConfig()
     result: ResultConfig = ResultConfig()
 
 

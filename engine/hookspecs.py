@@ -31,6 +31,22 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
+# --- run set-up -----------------------------------------------------------
+
+
+@hookspec
+def acdc_configure(config: Config, hook: Any) -> None:
+    """Called once when a run is set up (also on resume), before any other hook.
+
+    ``config`` is the validated run config: read your own section from it.
+    ``hook`` is the plugin manager's hook relay, for calling other plugins'
+    hooks (e.g. ``hook.acdc_task_instances(task=..., limits=config.sandbox)``
+    to try task code in the sandbox; the sandbox relays ``judge()`` to
+    ``hook.acdc_judge``). Start nothing expensive here; start it on first
+    use. Return values are ignored.
+    """
+
+
 # --- seed models ----------------------------------------------------------
 
 
@@ -73,12 +89,15 @@ def acdc_mutation_methods() -> dict[str, MutationMethod]:
 def acdc_generate_tasks(request: TaskRequest) -> list[TaskSpec] | None:
     """Write new task families for the pool.
 
-    ``request.mode`` is ``initial`` (up to ``request.n`` families for a fresh
-    pool), ``harder`` or ``novel`` (variants of ``request.parent``). Return
-    ``None`` or ``[]`` for a parent another generator wrote (compare
+    ``request.mode`` is ``initial`` (up to ``request.n`` completely new
+    families), ``harder`` or ``novel`` (variants of ``request.parent``).
+    ``request.inspiration`` holds a few random tasks of the active pool.
+    Return ``None`` or ``[]`` for a parent you cannot vary (compare
     ``request.parent.generator`` with your name). Use ``request.seed`` for all
-    randomness. Every returned family still has to run cleanly in the sandbox
-    before it is accepted.
+    randomness. Every returned family still passes the novelty hooks and must
+    run cleanly in the sandbox before it is accepted. A family you gave up on
+    may be returned with ``rejected="category: detail"`` set: the engine
+    records it in the reject log and never runs it.
     """
 
 
@@ -100,6 +119,25 @@ def acdc_score_submissions(
 
     Returns one score per submission, aligned with ``instances``. Raise
     ``TaskCodeError`` if the task code fails; the engine marks the task broken.
+    """
+
+
+@hookspec(firstresult=True)
+def acdc_task_embeddings(texts: list[str]) -> np.ndarray | None:
+    """Embed task descriptions: a (len(texts) x dim) float array, rows of unit length.
+
+    Used for the novelty filter and for the task-diversity (Vendi) statistic.
+    """
+
+
+@hookspec
+def acdc_task_novelty(candidate: TaskSpec, archive: list[TaskSpec]) -> str | None:
+    """Judge whether a candidate family is new enough to enter the pool.
+
+    ``archive`` is every task accepted so far in the run (the global archive).
+    Return ``None`` to let it in, or a short reason starting ``not novel:``.
+    Every implementation is asked; any reason rejects the candidate (it is
+    kept in the reject log with that reason).
     """
 
 
@@ -153,16 +191,6 @@ def acdc_descriptors(skills: np.ndarray, difficulty: np.ndarray, measure_dim: in
 
 
 @hookspec
-def acdc_configure(config: Config, hook: Any) -> None:
-    """Called once when a run's loop is built, with its config and the hook relay.
-
-    ``hook`` is the plugin manager's ``hook`` attribute, so a plugin can call
-    other hooks later (the sandbox relays ``judge()`` to ``hook.acdc_judge``).
-    Start nothing expensive here; start it on first use.
-    """
-
-
-@hookspec
 def acdc_unconfigure() -> None:
     """Called once when the run ends (``Coevolution.close()``), even after an error.
 
@@ -186,6 +214,8 @@ def acdc_event(kind: str, data: dict[str, Any]) -> None:
     - ``advance``: n (units of the current step done)
     - ``model_done``: model_id, fitness, solved, status, reason
     - ``task_rejected``: name, reason
+    - ``task_limbo``: task_id, child_id, outcome (``held``, ``restored``,
+      ``replaced``)
     - ``generation_committed``: generation, archive (list of row dicts),
       pool (counts), stats (logbook record)
     - ``run_finished``: run_dir, task_force, coverage, seed_coverage

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
@@ -19,7 +20,9 @@ from deap import tools
 from ribs.schedulers import Scheduler
 
 from acdc_engine.answers import extract_answer
-from acdc_engine.archives import ModelArchive, RecipeEmitter, coverage, greedy_task_force, plan_adaptation
+from acdc_engine.archives import (
+    ModelArchive, RecipeEmitter, coverage, greedy_task_force, plan_adaptation, vendi_score,
+)
 from acdc_engine.archives.task_pool import prune_oldest
 from acdc_engine.config import Config
 from acdc_engine.errors import AcdcError
@@ -31,6 +34,8 @@ from acdc_engine.store import Commit, RunStore
 from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec
 
 SALT_EMIT, SALT_ADAPT, SALT_TASKS = 1, 2, 3
+#: Task statuses of the global archive: every task ever accepted into the pool.
+ACCEPTED = ("active", "limbo", "retired", "removed")
 
 
 @dataclass
@@ -41,7 +46,7 @@ class TaskRecord:
     spec: TaskSpec
     instances: list[Instance]
     generation: int
-    status: str  # active | retired | removed | broken | rejected
+    status: str  # active | limbo | retired | removed | broken | rejected
 
 
 @dataclass
@@ -57,6 +62,7 @@ class Coevolution:
 
     def __init__(self, config: Config, store: RunStore, plugin_manager) -> None:
         self.cfg, self.store, self.hook = config, store, plugin_manager.hook
+        self.hook.acdc_configure(config=config, hook=self.hook)
         evo = config.evolution
         self.merge = self._operator(self.hook.acdc_merge_methods(), evo.crossover, "crossover")
         self.mutation = (
@@ -73,12 +79,12 @@ class Coevolution:
         self.scheduler = Scheduler(self.archive, [self.emitter], add_mode="batch")
         self.tasks: dict[str, TaskRecord] = {}
         self.active: list[str] = []
+        self.limbo: dict[str, str] = {}  # harder variant id -> its parent, held back until the variant proves solvable
         self.models: dict[str, ModelRecord] = {}
         self.scores: dict[tuple[str, str], float] = {}
         self.logbook = tools.Logbook()
         self.backend = None
         self.started = time.monotonic()
-        self.hook.acdc_configure(config=config, hook=self.hook)
 
     # --- the algorithm ------------------------------------------------------
 
@@ -144,20 +150,23 @@ class Coevolution:
         plan = plan_adaptation(rates, n_new=self.cfg.tasks.new_per_adaptation,
                                rng=np.random.default_rng(self.rng_seed(gen, SALT_ADAPT)))
         self.step("adapt tasks", len(plan.remove) + len(plan.harder) + len(plan.novel), gen)
+        too_hard = self.settle_limbo(rates, commit)
         for task_id in plan.remove:
-            self.retire_task(task_id, "removed", "solved by no archive member", commit)
+            reason = "too hard: solved by no archive member; parent restored" if task_id in too_hard else \
+                "impossible: solved by no archive member"
+            self.retire_task(task_id, "removed", reason, commit)
         seed = self.rng_seed(gen, SALT_TASKS)
         inst = self.cfg.tasks.instances_per_family
-        requests = [TaskRequest(mode, 1, seed + i, inst, self.tasks[t].spec, t)
+        requests = [TaskRequest(mode, 1, seed + i, inst, self.tasks[t].spec, t, self.inspiration(seed + i))
                     for i, (mode, t) in enumerate([("harder", t) for t in plan.harder] + [("novel", t) for t in plan.novel])]
         if not requests:  # nobody solves anything: start afresh rather than empty the pool
-            requests = [TaskRequest("initial", self.cfg.tasks.new_per_adaptation, seed, inst)]
-        new = self.add_tasks(requests, gen, commit)
+            requests = [TaskRequest("initial", self.cfg.tasks.new_per_adaptation, seed, inst,
+                                    inspiration=self.inspiration(seed))]
+        self.add_tasks(requests, gen, commit)
         self.active, pruned = prune_oldest(self.active, self.cfg.tasks.active_cap)
         for task_id in pruned:
             self.retire_task(task_id, "retired", "pruned: oldest beyond the active cap", commit, drop=False)
-        if new:
-            self.score(self.answer(members, new, gen), gen, commit)
+        self.evaluate_missing(members, gen, commit)
         self.remeasure()
 
     def checkpoint(self, commit: Commit) -> None:
@@ -207,7 +216,7 @@ class Coevolution:
         """Greedy Coverage over every accepted task, beside the first seed alone."""
         members = self.archive.member_ids()
         seed_id = next(m.id for m in self.models.values() if m.recipe.is_seed)
-        everything = [t for t, rec in self.tasks.items() if rec.status in ("active", "retired", "removed")]
+        everything = [t for t, rec in self.tasks.items() if rec.status in ACCEPTED]
         commit = Commit(generation=self.cfg.run.generations)
         for model_id in dict.fromkeys(members + [seed_id]):
             todo = [t for t in everything if (model_id, t) not in self.scores]
@@ -286,6 +295,16 @@ class Coevolution:
                 })
                 self.emit("advance", n=1)
 
+    def evaluate_missing(self, model_ids: list[str], gen: int, commit: Commit) -> None:
+        """Scores each model on the active tasks it has no score for (new or restored tasks)."""
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for model_id in model_ids:
+            todo = tuple(t for t in self.active if (model_id, t) not in self.scores)
+            if todo:
+                groups.setdefault(todo, []).append(model_id)
+        for todo, ids in groups.items():
+            self.score(self.answer(ids, list(todo), gen), gen, commit)
+
     def criterion(self, responses: dict[str, list[str]]) -> str | None:
         flat = [r for texts in responses.values() for r in texts]
         return next((r for r in self.hook.acdc_minimal_criterion(responses=flat) if r), None)
@@ -317,60 +336,130 @@ class Coevolution:
     # --- tasks ----------------------------------------------------------------
 
     def add_tasks(self, requests: list[TaskRequest], gen: int, commit: Commit) -> list[str]:
-        """Generates families, checks them in the sandbox, and accepts the sound ones."""
-        known = {rec.spec.digest for rec in self.tasks.values()}
-        specs = []
-        for request in requests:  # round-robin over generators, duplicates skipped, at most n each
-            results = [r or [] for r in self.hook.acdc_generate_tasks(request=request)]
-            fresh = [s for group in zip_longest(*results) for s in group if s is not None and s.digest not in known]
-            specs.extend(fresh[: request.n])
-            known.update(s.digest for s in fresh[: request.n])
-        accepted = []
-        for spec in specs:
-            task_id = f"t{len(self.tasks) + 1:04d}"
-            status, reason, instances = "active", None, []
-            try:
-                instances = self.hook.acdc_task_instances(task=spec, limits=self.cfg.sandbox)
-                self.hook.acdc_score_submissions(task=spec, instances=instances, submissions=[""] * len(instances),
-                                                 limits=self.cfg.sandbox)
-            except TaskCodeError as exc:
-                status, reason = "rejected", str(exc)
-                self.emit("task_rejected", name=spec.name, reason=reason)
-            self.tasks[task_id] = TaskRecord(task_id, spec, instances, gen, status)
-            commit.tasks.append({
-                "id": task_id, "name": spec.name, "description": spec.description, "capability": spec.capability,
-                "difficulty": spec.difficulty, "source": spec.source, "generator": spec.generator,
-                "params": json.dumps(spec.params), "parent_id": spec.parent_id, "generation": gen,
-                "status": status, "reason": reason,
-                "instances": json.dumps([{"key": i.key, "instruction": i.instruction, "data": i.data} for i in instances]),
-            })
+        """Generates families, vets them (novelty, sandbox) and accepts the sound ones; returns their ids."""
+        accepted, rejected = [], Counter()
+        for spec, request in self.collect_specs(requests):
+            status, reason, instances = self.vet(spec)
+            task_id = self.record_task(spec, instances, gen, status, reason, commit)
             if status == "active":
                 self.active.append(task_id)
                 accepted.append(task_id)
+                if request.mode == "harder" and request.parent_id in self.active:
+                    self.hold(request.parent_id, task_id, commit)
+            else:
+                rejected[reason.split(":", 1)[0]] += 1
+                self.emit("task_rejected", name=spec.name, reason=reason)
         if not self.active:
-            raise AcdcError("the task pool is empty: no generator produced a task that runs in the sandbox")
+            why = ", ".join(f"{k} {v}" for k, v in sorted(rejected.items())) or "none generated"
+            raise AcdcError(f"the task pool is empty at generation {gen}: no new task was accepted (rejected: {why})")
         return accepted
+
+    def collect_specs(self, requests: list[TaskRequest]) -> list[tuple[TaskSpec, TaskRequest]]:
+        """Every generator's families per request, round-robin, duplicates skipped, at most ``n`` kept.
+
+        Families a generator gave up on (``rejected`` set) all pass, for the reject log.
+        """
+        known = {rec.spec.digest for rec in self.tasks.values()}
+        out = []
+        for request in requests:
+            results = [r or [] for r in self.hook.acdc_generate_tasks(request=request)]
+            merged = [s for group in zip_longest(*results) for s in group if s is not None]
+            fresh = list({s.digest: s for s in merged if not s.rejected and s.digest not in known}.values())
+            kept = fresh[: request.n] + [s for s in merged if s.rejected]
+            known.update(s.digest for s in kept)
+            out += [(s, request) for s in kept]
+        return out
+
+    def vet(self, spec: TaskSpec) -> tuple[str, str | None, list[Instance]]:
+        """(status, reason, instances): given up on, not novel, failing in the sandbox, or active."""
+        if spec.rejected:
+            return "rejected", spec.rejected, []
+        archive = [rec.spec for rec in self.tasks.values() if rec.status in ACCEPTED]
+        reason = next((r for r in self.hook.acdc_task_novelty(candidate=spec, archive=archive) if r), None)
+        if reason:
+            return "rejected", reason, []
+        try:
+            instances = self.hook.acdc_task_instances(task=spec, limits=self.cfg.sandbox)
+            self.hook.acdc_score_submissions(task=spec, instances=instances, submissions=[""] * len(instances),
+                                             limits=self.cfg.sandbox)
+        except TaskCodeError as exc:
+            return "rejected", f"failed in sandbox: {exc}", []
+        return "active", None, instances
+
+    def record_task(self, spec: TaskSpec, instances: list[Instance], gen: int, status: str, reason: str | None,
+                    commit: Commit) -> str:
+        task_id = f"t{len(self.tasks) + 1:04d}"
+        self.tasks[task_id] = TaskRecord(task_id, spec, instances, gen, status)
+        commit.tasks.append({
+            "id": task_id, "name": spec.name, "description": spec.description, "capability": spec.capability,
+            "difficulty": spec.difficulty, "source": spec.source, "generator": spec.generator,
+            "params": json.dumps(spec.params), "parent_id": spec.parent_id, "generation": gen,
+            "status": status, "reason": reason,
+            "instances": json.dumps([{"key": i.key, "instruction": i.instruction, "data": i.data} for i in instances]),
+        })
+        return task_id
+
+    def inspiration(self, seed: int) -> tuple[TaskSpec, ...]:
+        """A few random active tasks, shown to generators as inspiration."""
+        k = min(self.cfg.tasks.inspirations, len(self.active))
+        picks = np.random.default_rng(seed).choice(len(self.active), size=k, replace=False)
+        return tuple(self.tasks[self.active[i]].spec for i in sorted(picks))
+
+    # --- task limbo -------------------------------------------------------------
+
+    def hold(self, parent_id: str, child_id: str, commit: Commit) -> None:
+        """A parent with an accepted harder variant leaves the pool, held in limbo until the variant is judged."""
+        self.limbo[child_id] = parent_id
+        self.active.remove(parent_id)
+        self.tasks[parent_id].status = "limbo"
+        self.update_task(parent_id, "limbo", f"held back for its harder variant {child_id}", commit)
+        self.emit("task_limbo", task_id=parent_id, child_id=child_id, outcome="held")
+
+    def settle_limbo(self, rates: dict[str, float], commit: Commit) -> set[str]:
+        """Restores each held parent whose harder variant nobody solves (or broke); retires the others.
+
+        Returns the variants found too hard.
+        """
+        too_hard = set()
+        for child_id, parent_id in list(self.limbo.items()):
+            child = self.tasks[child_id]
+            restore = child.status == "broken" or (child.status == "active" and rates.get(child_id, 0) == 0)
+            if restore:
+                too_hard.add(child_id)
+                self.active.append(parent_id)
+                status, reason = "active", f"restored: its harder variant {child_id} was solved by nobody"
+            else:
+                status, reason = "retired", f"replaced by its harder variant {child_id}"
+            self.tasks[parent_id].status = status
+            self.update_task(parent_id, status, reason, commit)
+            del self.limbo[child_id]
+            self.emit("task_limbo", task_id=parent_id, child_id=child_id, outcome="restored" if restore else "replaced")
+        return too_hard
 
     def retire_task(self, task_id: str, status: str, reason: str, commit: Commit, drop: bool = True) -> None:
         self.tasks[task_id].status = status
         if task_id in self.active:
             self.active.remove(task_id)
-        for row in commit.tasks:  # accepted in this very generation
-            if row["id"] == task_id:
-                row["status"], row["reason"] = status, reason
-                break
-        else:
-            commit.task_updates.append((task_id, status, reason))
+        self.update_task(task_id, status, reason, commit)
         if status == "broken":
             self.emit("task_rejected", name=self.tasks[task_id].spec.name, reason=reason)
             self.remeasure()
+
+    @staticmethod
+    def update_task(task_id: str, status: str, reason: str | None, commit: Commit) -> None:
+        """Records a task's new status in this generation's commit."""
+        for row in commit.tasks:  # accepted in this very generation
+            if row["id"] == task_id:
+                row["status"], row["reason"] = status, reason
+                return
+        commit.task_updates.append((task_id, status, reason))
 
     def pool_counts(self) -> dict[str, int]:
         counts = {"active": len(self.active)}
         for rec in self.tasks.values():
             if rec.status != "active":
                 counts[rec.status] = counts.get(rec.status, 0) + 1
-        counts["accepted"] = sum(r.status in ("active", "retired", "removed") for r in self.tasks.values())
+        counts["accepted"] = sum(r.status in ACCEPTED for r in self.tasks.values())
         return counts
 
     # --- bookkeeping ----------------------------------------------------------
@@ -385,11 +474,18 @@ class Coevolution:
             "born": len(commit.models), "rejected_models": sum(r["status"] == "rejected" for r in commit.models),
             "new_tasks": sum(r["status"] == "active" for r in commit.tasks),
             "rejected_tasks": sum(r["status"] == "rejected" for r in commit.tasks),
+            "diversity": self.diversity(),
             **{f"pool_{k}": v for k, v in self.pool_counts().items()},
             "elapsed_s": round(time.monotonic() - self.started, 1),
         }
         self.logbook.record(**record)
         return record
+
+    def diversity(self) -> float | None:
+        """Vendi score of the active pool's description embeddings (``None`` without an embedding plugin)."""
+        texts = [self.tasks[t].spec.description for t in self.active]
+        embeddings = self.hook.acdc_task_embeddings(texts=texts) if texts else None
+        return None if embeddings is None else round(vendi_score(embeddings), 4)
 
     def restore(self) -> int:
         """Rebuilds state from the store; returns the next generation to run."""
@@ -406,6 +502,10 @@ class Coevolution:
             self.models[row["id"]] = ModelRecord(row["id"], Recipe.from_json(row["recipe"]),
                                                  Path(row["weights"]) if row["weights"] else None, row["generation"])
         self.scores = self.store.scores()
+        for parent_id, rec in self.tasks.items():  # a held parent's variant is its newest child
+            if rec.status == "limbo":
+                child = max(t for t, r in self.tasks.items() if r.spec.parent_id == parent_id and r.status != "rejected")
+                self.limbo[child] = parent_id
         state = self.store.generation(last)
         self.active = state["active"]
         members = [r["id"] for r in state["archive"]]

@@ -32,12 +32,17 @@ ALWAYS_ON = {
     "sandbox": "acdc_engine.plugins.sandbox",
     "gibberish": "acdc_engine.plugins.gibberish",
     "skills": "acdc_engine.plugins.skills",
+    "embeddings": "acdc_engine.plugins.embeddings",
 }
 #: Built-in plugins chosen with ``--plugins``.
 OPTIONAL = {
     "merge": "acdc_engine.plugins.merge",
     "taskgen": "acdc_engine.plugins.taskgen",
     "judge-overlap": "acdc_engine.plugins.judge_overlap",
+    "scientist": "acdc_engine.plugins.scientist",
+    "novelty": "acdc_engine.plugins.novelty",
+    "llm-gibberish": "acdc_engine.plugins.llm_gibberish",
+    "llm-judge": "acdc_engine.plugins.llm_judge",
 }
 
 

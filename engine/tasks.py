@@ -21,7 +21,8 @@ class TaskSpec:
 
     ``params`` is free-form data the generator needs to make variants of this
     family later (for the procedural generator: template name, difficulty,
-    seed). ``generator`` names the plugin that wrote it.
+    seed). ``generator`` names the plugin that wrote it. ``rejected`` is set
+    by a generator that gave up on the family (``"category: detail"``).
     """
 
     name: str
@@ -32,6 +33,7 @@ class TaskSpec:
     generator: str
     params: dict[str, Any] = field(default_factory=dict)
     parent_id: str | None = None
+    rejected: str | None = None
 
     @property
     def digest(self) -> str:
@@ -52,8 +54,9 @@ class Instance:
 class TaskRequest:
     """What the engine asks of task generators.
 
-    ``mode`` is ``initial`` (fill a fresh pool), ``harder`` (a harder variant
-    of ``parent``) or ``novel`` (a new variant inspired by ``parent``).
+    ``mode`` is ``initial`` (completely new families), ``harder`` (a harder
+    variant of ``parent``) or ``novel`` (a new variant related to ``parent``).
+    ``inspiration`` holds a few random tasks of the active pool.
     """
 
     mode: Mode
@@ -62,6 +65,7 @@ class TaskRequest:
     instances: int
     parent: TaskSpec | None = None
     parent_id: str | None = None
+    inspiration: tuple[TaskSpec, ...] = ()
 
 
 class TaskCodeError(Exception):

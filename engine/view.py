@@ -106,7 +106,10 @@ class ProgressView:
             s = data["stats"]
             self._log(f"gen {data['generation']} committed: fitness max {s['fit_max']:.3f} mean {s['fit_mean']:.3f}, "
                       f"coverage {s['coverage']:.3f}, archive {s['elites']}, active tasks {s['pool_active']}, "
-                      f"{s['elapsed_s']}s")
+                      + (f"diversity {s['diversity']:.2f}, " if s.get("diversity") is not None else "")
+                      + f"{s['elapsed_s']}s")
+        elif kind == "task_limbo":
+            self._log(f"  task {data['task_id']} {data['outcome']} (harder variant {data['child_id']})")
         elif kind == "run_finished":
             self._log(f"task force {', '.join(data['task_force'])}: Coverage {data['coverage']:.3f} of "
                       f"{data['n_tasks']} tasks (seed alone {data['seed_coverage']:.3f})")

@@ -4,7 +4,9 @@ One resident ``AutoModelForCausalLM`` on the CPU, built once from a seed
 checkpoint. Candidates' weights are copied into it in place, tensor by tensor
 from their safetensors file (tied tensors are shared storage, so they follow).
 Answers are greedy, use the tokenizer's chat template, and are generated in
-batches of prompts sorted by length with left padding.
+batches of prompts sorted by length with left padding. :meth:`TransformersBackend.chat`
+also answers whole conversations, sampling when given a temperature (the
+local LLM of ``plugins/llm.py`` uses it).
 """
 
 from __future__ import annotations
@@ -47,25 +49,37 @@ class TransformersBackend:
         """The resident model's tensors by checkpoint name, for in-place materialisation."""
         return self._params
 
-    def _prompt(self, instruction: str) -> str:
-        messages = [{"role": "user", "content": instruction}]
+    def _prompt(self, messages: list[dict]) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    @torch.inference_mode()
     def generate(self, instructions, *, max_new_tokens, on_batch=None):
-        prompts = [self._prompt(i) for i in instructions]
+        """Greedy answers to single-turn instructions."""
+        return self.chat([[{"role": "user", "content": i}] for i in instructions], max_new_tokens=max_new_tokens,
+                         on_batch=on_batch)
+
+    @torch.inference_mode()
+    def chat(self, conversations, *, max_new_tokens, temperature=0.0, seed=0, on_batch=None):
+        """The next assistant turn of each conversation (lists of role/content dicts).
+
+        Greedy when ``temperature`` is 0; otherwise sampled, reproducibly from ``seed``.
+        """
+        prompts = [self._prompt(m) for m in conversations]
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 else {
+            "do_sample": False}
         lengths = [len(self.tokenizer(p).input_ids) for p in prompts]
         order = sorted(range(len(prompts)), key=lengths.__getitem__)
         answers: list[str] = [""] * len(prompts)
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             enc = self.tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True)
-            out = self.model.generate(
-                **enc,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
+            with torch.random.fork_rng():
+                torch.manual_seed(seed + start)
+                out = self.model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    **sampling,
+                )
             new = out[:, enc.input_ids.shape[1] :]
             for i, row in zip(idx, new):
                 answers[i] = self.tokenizer.decode(row, skip_special_tokens=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,85 @@ def tiny_config(tiny_models, tmp_path):
 @pytest.fixture
 def plugin_manager():
     return build_plugin_manager(["merge", "taskgen"])
+
+
+class ChatServer:
+    """A real OpenAI-compatible HTTP server on 127.0.0.1 that serves canned chat completions.
+
+    ``plan`` is a list of steps used in order, then the last one again; a step
+    is a reply text, an ``int`` HTTP status to fail with, a ``("slow", seconds,
+    text)`` tuple, or a callable ``messages -> text``. Every request body is kept
+    in ``requests``; ``max_in_flight`` counts concurrent requests.
+    """
+
+    def __init__(self, plan):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.plan, self.requests, self.in_flight, self.max_in_flight = list(plan), [], 0, 0
+        self.lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with owner.lock:
+                    owner.requests.append(body)
+                    step = owner.plan[min(len(owner.requests), len(owner.plan)) - 1]
+                    owner.in_flight += 1
+                    owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
+                try:
+                    self.answer(step, body)
+                finally:
+                    with owner.lock:
+                        owner.in_flight -= 1
+
+            def answer(self, step, body):
+                if isinstance(step, int):
+                    return self.send(step, {"error": {"message": f"canned {step}"}}, {"retry-after-ms": "20"})
+                if isinstance(step, tuple):
+                    time.sleep(step[1])
+                    step = step[2]
+                text = step(body["messages"]) if callable(step) else step
+                self.send(200, {"id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
+                                "choices": [{"index": 0, "finish_reason": "stop",
+                                             "message": {"role": "assistant", "content": text}}],
+                                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+
+            def send(self, status, payload, headers=None):
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    for k, v in {"Content-Type": "application/json", "Content-Length": str(len(data)),
+                                 **(headers or {})}.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout test)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def chat_server():
+    """Starts :class:`ChatServer` with a plan; every server is shut down after the test."""
+    servers = []
+
+    def start(*plan):
+        servers.append(ChatServer(plan))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()

@@ -14,7 +14,8 @@ def cli(*args, cwd=None):
 def test_unknown_plugin_lists_the_known_ones(tmp_path):
     result = cli("--plugins", "merge,nope", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stdout.strip() == "error: unknown plugin 'nope'; known plugins: judge-overlap, merge, taskgen"
+    assert result.stdout.strip() == ("error: unknown plugin 'nope'; known plugins: judge-overlap, llm-gibberish, "
+                                     "llm-judge, merge, novelty, scientist, taskgen")
 
 
 def test_bad_config_value_names_the_field(tmp_path):

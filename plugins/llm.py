@@ -1,0 +1,151 @@
+"""Chat LLM access for plugins: an OpenAI-compatible server or a local checkpoint.
+
+:func:`shared_llm` returns one client per ``[llm]`` config, shared by the
+scientist, the novelty judge and the LLM gibberish judge:
+
+- ``endpoint = "http://..."``: the official ``openai`` client against any
+  OpenAI-compatible server (vLLM, llama.cpp server, OpenAI). It retries 408,
+  409, 429, 5xx, connection errors and timeouts with exponential backoff
+  (0.5 s doubling up to 8 s, with jitter; a server's ``Retry-After`` wins);
+  a thread pool caps the requests in flight at ``concurrency``.
+- ``endpoint = "local"``: the checkpoint named by ``model`` (a seed spec such
+  as ``smollm2`` or a directory), run by the ``transformers`` backend in this
+  process, apart from the model under evaluation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Protocol
+
+from acdc_engine.errors import AcdcError
+
+Message = dict[str, str]
+
+
+class LLMError(AcdcError):
+    """The LLM could not answer (after retries): one line naming the endpoint."""
+
+
+class ChatLLM(Protocol):
+    """Answers conversations; the result is the next assistant turn of each."""
+
+    def chat(self, conversations: list[list[Message]], *, temperature: float | None = None,
+             max_tokens: int | None = None, seed: int = 0) -> list[str]: ...
+
+
+class OpenAIChat:
+    """An OpenAI-compatible chat-completions endpoint."""
+
+    def __init__(self, *, base_url: str, model: str, api_key: str | None, temperature: float, max_tokens: int,
+                 timeout_s: float, max_retries: int, concurrency: int) -> None:
+        import openai
+
+        self.base_url, self.model = base_url, model
+        self.temperature, self.max_tokens = temperature, max_tokens
+        self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "unused", timeout=timeout_s,
+                                    max_retries=max_retries)
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="acdc-llm")
+
+    def complete(self, messages: list[Message], *, temperature: float | None = None, max_tokens: int | None = None,
+                 seed: int = 0) -> str:
+        """One chat completion (retried by the client); raises :class:`LLMError`."""
+        import openai
+
+        try:
+            reply = self.client.chat.completions.create(
+                model=self.model, messages=messages, seed=seed,
+                temperature=self.temperature if temperature is None else temperature,
+                max_tokens=max_tokens or self.max_tokens,
+            )
+        except openai.APIStatusError as exc:
+            detail = re.sub(r"^Error code: \d+ - ", "", _one_line(exc.message))
+            raise LLMError(f"LLM {self.base_url}: HTTP {exc.status_code}: {detail}") from None
+        except openai.APIError as exc:
+            raise LLMError(f"LLM {self.base_url}: {type(exc).__name__}: {_one_line(str(exc))}") from None
+        if not reply.choices:
+            raise LLMError(f"LLM {self.base_url}: reply without choices")
+        return reply.choices[0].message.content or ""
+
+    def chat(self, conversations, *, temperature=None, max_tokens=None, seed=0):
+        jobs = [self.pool.submit(self.complete, m, temperature=temperature, max_tokens=max_tokens, seed=seed + i)
+                for i, m in enumerate(conversations)]
+        return [job.result() for job in jobs]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.client.close()
+
+
+class LocalChat:
+    """A local checkpoint answering through the transformers backend."""
+
+    def __init__(self, model_dir: Path, *, temperature: float, max_tokens: int, dtype: str = "bfloat16") -> None:
+        from acdc_engine.plugins.transformers_backend import TransformersBackend
+
+        self.temperature, self.max_tokens = temperature, max_tokens
+        self.backend = TransformersBackend(model_dir, dtype=dtype, batch_size=8)
+
+    def chat(self, conversations, *, temperature=None, max_tokens=None, seed=0):
+        return self.backend.chat(conversations, max_new_tokens=max_tokens or self.max_tokens,
+                                 temperature=self.temperature if temperature is None else temperature, seed=seed)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())[:300]
+
+
+def make_llm(llm_config, *, hook=None, cache_dir: str = "~/.cache/acdc-engine", dtype: str = "bfloat16") -> ChatLLM:
+    """The client for an ``[llm]`` config; ``hook`` resolves a local model spec."""
+    if llm_config.endpoint == "local":
+        from acdc_engine.seeds import resolve
+
+        model_dir = Path(llm_config.model).expanduser()
+        if not (model_dir / "config.json").is_file():
+            if hook is None:
+                raise AcdcError(f"llm.model {llm_config.model!r} is not a checkpoint directory")
+            model_dir = resolve(hook, llm_config.model, Path(cache_dir).expanduser())
+        return LocalChat(model_dir, temperature=llm_config.temperature, max_tokens=llm_config.max_new_tokens,
+                         dtype=dtype)
+    if not llm_config.endpoint.startswith(("http://", "https://")):
+        raise AcdcError(f"llm.endpoint {llm_config.endpoint!r}: expected 'local' or an http(s) URL")
+    return OpenAIChat(
+        base_url=llm_config.endpoint, model=llm_config.model, api_key=os.environ.get(llm_config.api_key_env),
+        temperature=llm_config.temperature, max_tokens=llm_config.max_new_tokens, timeout_s=llm_config.timeout_s,
+        max_retries=llm_config.max_retries, concurrency=llm_config.concurrency,
+    )
+
+
+_shared: dict[tuple, ChatLLM] = {}
+
+
+def shared_llm(config, hook) -> ChatLLM:
+    """One client per run config's ``[llm]`` section, built on first use and then shared."""
+    key = (config.llm, config.models.cache_dir, config.generation.dtype)
+    if key not in _shared:
+        _shared[key] = make_llm(config.llm, hook=hook, cache_dir=config.models.cache_dir,
+                                dtype=config.generation.dtype)
+    return _shared[key]
+
+
+def plugin_prompt(name: str, **fields) -> str:
+    """The prompt template ``plugins/prompts/<name>.md`` with ``$fields`` filled in."""
+    text = resources.files("acdc_engine.plugins").joinpath("prompts", f"{name}.md").read_text()
+    return Template(text).safe_substitute(fields)
+
+
+def ask_once(config, hook, question: str, *, max_tokens: int = 64) -> str | None:
+    """The shared LLM's greedy reply to one question, or ``None`` if it cannot be reached."""
+    try:
+        return shared_llm(config, hook).chat([[{"role": "user", "content": question}]], temperature=0.0,
+                                             max_tokens=max_tokens)[0]
+    except LLMError:
+        return None
