@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -41,21 +42,36 @@ def _quiet_libraries() -> None:
     hf_logging.set_verbosity_error()
 
 
+def _stop_on_ctrl_c(run) -> None:
+    """First Ctrl-C: stop after the current step; a second one: stop at once."""
+    def handler(signum, frame):
+        if run.stop_requested:
+            raise KeyboardInterrupt
+        run.stop_requested = True
+        console.print("stopping after the current step (Ctrl-C again to stop at once)", highlight=False)
+
+    signal.signal(signal.SIGINT, handler)
+
+
 def _execute(config: Config, store: RunStore) -> None:
-    from acdc_engine.loop import Coevolution
+    from acdc_engine.loop import Coevolution, RunInterrupted
 
     _quiet_libraries()
 
     view = ProgressView(console)
     pm = build_plugin_manager(config.run.plugins, extra=[view])
     run = Coevolution(config, store, pm)
+    _stop_on_ctrl_c(run)
     try:
         with view:
             run.run()
-    except KeyboardInterrupt:
-        console.print(f"interrupted; committed generations are kept. Resume: acdc-engine resume {store.run_dir}")
+    except (KeyboardInterrupt, RunInterrupted) as exc:
+        note = f" ({exc})" if str(exc) else ""
+        console.print(f"interrupted{note}; committed generations are kept. Resume: acdc-engine resume {store.run_dir}",
+                      highlight=False)
         sys.exit(130)
     finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         run.close()
         store.close()
     console.print(f"results: {store.run_dir} (run.sqlite, weights/). Inspect: acdc-engine status {store.run_dir}")

@@ -32,6 +32,7 @@ ALWAYS_ON = {
     "sandbox": "acdc_engine.plugins.sandbox",
     "gibberish": "acdc_engine.plugins.gibberish",
     "skills": "acdc_engine.plugins.skills",
+    "capabilities": "acdc_engine.plugins.capability_rates",
 }
 #: Built-in plugins chosen with ``--plugins``.
 OPTIONAL = {
