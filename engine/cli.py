@@ -174,3 +174,48 @@ def config_reference():
     from acdc_engine.config import reference_markdown
 
     click.echo(reference_markdown(), nl=False)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--benchmark", "specs", multiple=True, required=True, metavar="SPEC",
+              help="FILE.jsonl (question/answer records), FILE.json (BIG-bench task), humaneval or humaneval:N.")
+@click.option("--model-dir", "model_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="Another checkpoint directory to compare (same architecture); repeatable.")
+@click.option("--samples", type=click.IntRange(min=1), help="N for the control (default: the task-force size).")
+@click.option("--method", type=click.Choice(["greedy", "exact", "top-fitness", "random"]),
+              help="Re-select the task force from the kept models (default: the run's own).")
+@click.option("--judge-dir", type=click.Path(path_type=Path), help="Judge checkpoint for best-of-N (default: base).")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), help="Answer length (default: the run's).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the control's sampling.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the results as JSON here.")
+def evaluate(run_dir, specs, model_dirs, samples, method, judge_dir, max_new_tokens, seed, json_out):
+    """Score the task force, the seeds, a control and other models on outside benchmarks."""
+    from acdc_engine.evaluate import Evaluation
+
+    _quiet_libraries()
+    ev = Evaluation(run_dir, model_dirs=list(model_dirs), samples=samples, judge_dir=judge_dir, method=method,
+                    max_new_tokens=max_new_tokens, seed=seed,
+                    on_progress=lambda text: console.print(f"evaluating {text}", highlight=False, style="dim"))
+    try:
+        results = ev.run(list(specs))
+    finally:
+        ev.close()
+    console.print(results_table(results))
+    if json_out:
+        Path(json_out).write_text(json.dumps(results, indent=1))
+        console.print(f"results written to {json_out}", highlight=False)
+
+
+def results_table(results: dict) -> Table:
+    """Coverage / majority vote / best-of-N per system and benchmark."""
+    table = Table(title=f"outside benchmarks (judge: {Path(results['judge']).name}; cov / maj / best-of-N)")
+    table.add_column("system")
+    benches = results["benchmarks"]
+    for name, b in benches.items():
+        table.add_column(f"{name} ({b['n_items']})", justify="right")
+    systems = next(iter(benches.values()))["systems"]
+    for system in systems:
+        cells = [benches[b]["systems"][system] for b in benches]
+        table.add_row(system, *(f"{c['coverage']:.2f} / {c['majority']:.2f} / {c['best_of_n']:.2f}" for c in cells))
+    return table

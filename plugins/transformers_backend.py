@@ -3,8 +3,10 @@
 One resident ``AutoModelForCausalLM`` on the CPU, built once from a seed
 checkpoint. Candidates' weights are copied into it in place, tensor by tensor
 from their safetensors file (tied tensors are shared storage, so they follow).
-Answers are greedy, use the tokenizer's chat template, and are generated in
-batches of prompts sorted by length with left padding.
+Answers are greedy unless a temperature is given (the control of
+``acdc-engine evaluate`` samples), use the tokenizer's chat template, and are
+generated in batches of prompts sorted by length with left padding.
+``mean_logprob`` scores given responses, for the best-of-N judge.
 """
 
 from __future__ import annotations
@@ -48,19 +50,25 @@ class TransformersBackend:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     @torch.inference_mode()
-    def generate(self, instructions, *, max_new_tokens, on_batch=None):
+    def generate(self, instructions, *, max_new_tokens, on_batch=None, temperature=0.0, seed=None):
+        """Answers each instruction: greedy by default; sampled at ``temperature``
+        (> 0) from a generator seeded with ``seed``."""
         prompts = [self._prompt(i) for i in instructions]
         lengths = [len(self.tokenizer(p).input_ids) for p in prompts]
         order = sorted(range(len(prompts)), key=lengths.__getitem__)
         answers: list[str] = [""] * len(prompts)
+        sampling = {"do_sample": False}
+        if temperature > 0:
+            sampling = {"do_sample": True, "temperature": temperature}
+            torch.manual_seed(0 if seed is None else seed)  # transformers samples from torch's default generator
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             enc = self.tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True)
             out = self.model.generate(
                 **enc,
                 max_new_tokens=max_new_tokens,
-                do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
+                **sampling,
             )
             new = out[:, enc.input_ids.shape[1] :]
             for i, row in zip(idx, new):
@@ -68,6 +76,23 @@ class TransformersBackend:
             if on_batch:
                 on_batch(len(idx))
         return answers
+
+    @torch.inference_mode()
+    def mean_logprob(self, instructions: list[str], responses: list[str]) -> list[float]:
+        """Mean log-probability per token of each response after its instruction
+        (``-inf`` for an empty response): the judge's preference."""
+        out = []
+        for instruction, response in zip(instructions, responses):
+            prompt = self.tokenizer(self._prompt(instruction), add_special_tokens=False).input_ids
+            answer = self.tokenizer(response, add_special_tokens=False).input_ids
+            if not answer:
+                out.append(float("-inf"))
+                continue
+            ids = torch.tensor([prompt + answer])
+            logits = self.model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float()
+            logp = torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(answer)[:, None])
+            out.append(float(logp.mean()))
+        return out
 
     def close(self) -> None:
         self.model = None
