@@ -219,3 +219,16 @@ def results_table(results: dict) -> Table:
         cells = [benches[b]["systems"][system] for b in benches]
         table.add_row(system, *(f"{c['coverage']:.2f} / {c['majority']:.2f} / {c['best_of_n']:.2f}" for c in cells))
     return table
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="HTML file to write (default: RUN_DIR/report.html).")
+def report(run_dir, out):
+    """Write a self-contained HTML report with plots of a run."""
+    from acdc_engine.report import build_report
+
+    page = build_report(run_dir)
+    out = out or Path(run_dir) / "report.html"
+    out.write_text(page)
+    console.print(f"report written to {out}", highlight=False)
