@@ -21,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from acdc_engine.config import Config  # noqa: E402
@@ -44,6 +45,7 @@ def plot_progress(stats: list[dict]) -> str:
         ax.plot(gens, [s[key] for s in stats], marker="o", label=label)
     ax.set(xlabel="generation", ylabel="share of tasks", ylim=(-0.02, 1.02), title="Coverage and fitness")
     ax.legend(fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _png(fig)
 
 
@@ -61,6 +63,8 @@ def plot_pool(stats: list[dict]) -> str:
         right.plot(gens, [s["diversity"] for s in stats], marker="s", label="archive diversity")
     right.set(xlabel="generation", ylim=(-0.02, 1.02), title="Acceptance and diversity")
     right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _png(fig)
 
 
@@ -94,6 +98,7 @@ def plot_lineage(rows) -> str:
     for r in rows:
         ax.annotate(r["id"], pos[r["id"]], fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set(xlabel="generation born", yticks=[], title="Lineage (edges: parents)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8)
     return _png(fig)
 

@@ -22,16 +22,17 @@ from rich.text import Text
 
 from acdc_engine.hookspecs import hookimpl
 
-SHADES = " ░▒▓█"
+SHADES = "·░▒▓█"
 MAX_ROWS = 8
 
 
 def heat(rates: dict[str, float], capabilities: list[str]) -> str:
-    """One shaded character per capability: blank (none solved) to full (all)."""
+    """One shaded character per capability: a dot (none solved) to a full block
+    (all); blank where the active pool has no task of that capability."""
     out = []
     for cap in capabilities:
         rate = rates.get(cap)
-        out.append("·" if rate is None else SHADES[min(int(rate * (len(SHADES) - 1) + 0.5), len(SHADES) - 1)])
+        out.append(" " if rate is None else SHADES[min(int(rate * (len(SHADES) - 1) + 0.5), len(SHADES) - 1)])
     return "".join(out)
 
 
