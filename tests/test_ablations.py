@@ -78,7 +78,8 @@ def test_task_force_methods():
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_tiny_run_with_each_archive(kind, tiny_config, tmp_path):
-    config = tiny_config(**{"run.generations": 1, "evolution.archive": kind, "evolution.grid_cells": 2,
+    config = tiny_config(**{"run.generations": 1, "tasks.initial_families": 4, "tasks.new_per_adaptation": 2,
+                            "evolution.archive": kind, "evolution.grid_cells": 2,
                             "evolution.cvt_cells": 4, "result.task_force_method": "exact"})
     run_once(config, tmp_path / "run")
     db = sqlite3.connect(tmp_path / "run" / "run.sqlite")
@@ -92,7 +93,7 @@ def test_tiny_run_with_each_archive(kind, tiny_config, tmp_path):
 
 
 def test_ablation_switches_static_pool_and_no_minimal_criterion(tiny_config, tmp_path):
-    config = tiny_config(**{"run.generations": 2, "tasks.static_pool": True, "evolution.minimal_criterion": False,
+    config = tiny_config(**{"run.generations": 2, "tasks.initial_families": 4, "tasks.static_pool": True, "evolution.minimal_criterion": False,
                             "evolution.mutation": "none"})
     run_once(config, tmp_path / "run")
     db = sqlite3.connect(tmp_path / "run" / "run.sqlite")

@@ -12,7 +12,7 @@ from test_loop_tiny import run_once
 
 
 def test_report_embeds_png_plots_of_a_tiny_run(tiny_config, tmp_path):
-    run_once(tiny_config(**{"run.generations": 2}), tmp_path / "run")
+    run_once(tiny_config(**{"run.generations": 1, "tasks.initial_families": 4}), tmp_path / "run")
     out = tmp_path / "report.html"
     result = CliRunner().invoke(main, ["report", str(tmp_path / "run"), "--out", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output

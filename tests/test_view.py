@@ -66,7 +66,8 @@ def test_plain_lines_off_a_terminal():
 
 
 def run_args(tiny_models, tmp_path, run_dir, generations):
-    sets = tiny_overrides(tiny_models, tmp_path, **{"run.generations": generations})
+    sets = tiny_overrides(tiny_models, tmp_path, **{"run.generations": generations, "tasks.initial_families": 4,
+                                                     "tasks.new_per_adaptation": 2})
     return ["run", "--run-dir", str(run_dir)] + [a for s in sets for a in ("--set", s)]
 
 
