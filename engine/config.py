@@ -71,6 +71,16 @@ class EvolutionConfig(_Section):
     cvt_cells: int = Field(32, ge=2, description="Cells (k-means centroids) of the MAP-Elites CVT.")
     minimal_criterion: bool = Field(True, description="Reject gibberish models (false: the ablation without it).")
 
+    @model_validator(mode="after")
+    def _grid_fits(self) -> EvolutionConfig:
+        if self.archive.startswith("map-elites"):
+            if self.descriptor_kind != "capabilities":
+                raise ValueError(f"archive {self.archive} needs descriptors = 'capabilities' (skill vectors have "
+                                 "one axis per task slot, too many for a grid)")
+            if self.archive == "map-elites-grid" and self.grid_cells ** len(self.capabilities) > 1_000_000:
+                raise ValueError(f"grid_cells ** {len(self.capabilities)} capabilities exceeds 1,000,000 cells")
+        return self
+
     @property
     def descriptor_kind(self) -> str:
         """The descriptors in use, with 'auto' resolved."""

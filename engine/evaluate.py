@@ -100,6 +100,8 @@ class Evaluation:
         self.on_progress = on_progress or (lambda text: None)
         weights = {r["id"]: r["weights"] for r in self.store.models()}
         force = stored_task_force(self.store, method, self.samples, seed)
+        if not force:
+            raise AcdcError(f"run {run_dir} kept no model weights to form a task force from")
         missing = [m for m in force if not weights.get(m) or not Path(weights[m]).is_file()]
         if missing:
             raise AcdcError(f"task-force model {missing[0]} has no weights in {run_dir}")

@@ -17,7 +17,7 @@ from acdc_engine.hookspecs import hookimpl
 def acdc_descriptors(skills, measure_dim, capabilities, axes, kind):
     if kind != "capabilities":
         return None
-    skills = np.asarray(skills, dtype=float).reshape(-1, len(capabilities))
+    skills = np.asarray(skills, dtype=float)
     out = np.zeros((skills.shape[0], measure_dim))
     tags = np.asarray(capabilities, dtype=object)
     for j, axis in enumerate(axes[:measure_dim]):

@@ -101,3 +101,8 @@ def test_ablation_switches_static_pool_and_no_minimal_criterion(tiny_config, tmp
     assert db.execute("SELECT COUNT(*) FROM models WHERE status='rejected'").fetchone()[0] == 0
     recipes = [json.loads(r[0]) for r in db.execute("SELECT recipe FROM models WHERE generation>0")]
     assert recipes and all(r.get("mutation") is None for r in recipes)
+
+
+def test_map_elites_with_skill_vectors_is_refused_in_one_line(tiny_config):
+    with pytest.raises(AcdcError, match="evolution: Value error, archive map-elites-grid needs descriptors"):
+        tiny_config(**{"evolution.archive": "map-elites-grid", "evolution.descriptors": "skills"})
