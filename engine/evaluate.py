@@ -75,7 +75,9 @@ def score_answers(items: list[Item], answers: list[list[str]], limits) -> list[l
             verdicts = {}
             for a in group:
                 if a not in verdicts:
-                    body = a if f"def {item.code['entry_point']}" in a else item.code["prompt"] + a
+                    # the prompt brings the imports; a whole function in the answer redefines its stub
+                    whole = f"def {item.code['entry_point']}" in a
+                    body = item.code["prompt"] + ("\n\n" if whole else "") + a
                     program = f"{body}\n\n{item.code['test']}\n\ncheck({item.code['entry_point']})\n"
                     verdicts[a] = program_passes(program, timeout_s=limits.timeout_s, memory_mb=limits.memory_mb)
             out.append([verdicts[a] for a in group])

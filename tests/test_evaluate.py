@@ -119,3 +119,13 @@ def test_evaluate_errors_are_one_line(tiny_run, tmp_path):
     assert missing.exit_code == 2 and "is not a run directory" in missing.output
     unknown = runner.invoke(main, ["evaluate", str(tiny_run), "--benchmark", "mmlu"])
     assert unknown.exit_code == 2 and "unknown benchmark spec 'mmlu'" in unknown.output
+
+
+def test_humaneval_answers_as_whole_functions_get_the_prompt_imports():
+    from acdc_engine.config import SandboxConfig
+    from acdc_engine.evaluate import score_answers
+
+    items = load_benchmark("humaneval:1").items
+    head = "def has_close_elements(numbers: List[float], threshold: float) -> bool:\n"
+    right = head + "    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n"
+    assert score_answers(items, [[right, head + "    return True\n"]], SandboxConfig()) == [[True, False]]
