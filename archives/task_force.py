@@ -1,8 +1,21 @@
-"""Task forces: small sets of models chosen to cover the most tasks."""
+"""Task forces: small sets of models chosen to cover the most tasks.
+
+Four selection methods, selectable by name through :func:`select_task_force`:
+``greedy`` (the AC/DC method), ``exact`` (every combination, for small
+problems), and the baselines ``top-fitness`` and ``random`` (seeded).
+"""
 
 from __future__ import annotations
 
+from itertools import combinations
+from math import comb
+
 import numpy as np
+
+from acdc_engine.errors import AcdcError
+
+#: Most combinations :func:`exact_task_force` will enumerate.
+EXACT_LIMIT = 200_000
 
 
 def coverage(solved: np.ndarray) -> float:
@@ -31,3 +44,54 @@ def greedy_task_force(solved: np.ndarray, size: int, fitness: np.ndarray | None 
         chosen.append(best)
         covered |= solved[best]
     return chosen
+
+
+def exact_task_force(solved: np.ndarray, size: int, fitness: np.ndarray | None = None) -> list[int]:
+    """The ``size`` rows with the highest Coverage, by trying every combination.
+
+    Ties go to the higher total fitness, then the first combination in
+    lexicographic order. Refuses (``AcdcError``) more than
+    :data:`EXACT_LIMIT` combinations.
+    """
+    solved = np.asarray(solved, dtype=bool)
+    fitness = np.zeros(len(solved)) if fitness is None else np.asarray(fitness, dtype=float)
+    size = min(size, len(solved))
+    if comb(len(solved), size) > EXACT_LIMIT:
+        raise AcdcError(f"exact task force: C({len(solved)}, {size}) combinations exceed {EXACT_LIMIT}; "
+                        "use 'greedy'")
+    best = max(combinations(range(len(solved)), size),
+               key=lambda c: (int(solved[list(c)].any(axis=0).sum()), float(fitness[list(c)].sum())),
+               default=())
+    return list(best)
+
+
+def top_fitness_task_force(solved: np.ndarray, size: int, fitness: np.ndarray | None = None) -> list[int]:
+    """The ``size`` fittest rows (ties: lower index): the no-diversity baseline."""
+    fitness = np.zeros(len(solved)) if fitness is None else np.asarray(fitness, dtype=float)
+    return sorted(range(len(fitness)), key=lambda i: (-fitness[i], i))[: min(size, len(fitness))]
+
+
+def random_task_force(solved: np.ndarray, size: int, fitness: np.ndarray | None = None, *,
+                      seed: int | None = None) -> list[int]:
+    """``size`` rows drawn uniformly without replacement: the chance baseline."""
+    rng = np.random.default_rng(seed)
+    n = len(solved)
+    return [int(i) for i in rng.choice(n, size=min(size, n), replace=False)]
+
+
+METHODS = {
+    "greedy": greedy_task_force,
+    "exact": exact_task_force,
+    "top-fitness": top_fitness_task_force,
+    "random": random_task_force,
+}
+
+
+def select_task_force(method: str, solved: np.ndarray, size: int, fitness: np.ndarray | None = None, *,
+                      seed: int | None = None) -> list[int]:
+    """Row indices of a task force picked by ``method`` (one of :data:`METHODS`)."""
+    if method not in METHODS:
+        raise AcdcError(f"unknown task-force method {method!r}; known: {', '.join(METHODS)}")
+    if method == "random":
+        return random_task_force(solved, size, fitness, seed=seed)
+    return METHODS[method](solved, size, fitness)

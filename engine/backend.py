@@ -12,8 +12,9 @@ class Backend(Protocol):
     ``load_weights`` swaps a checkpoint's tensors into the resident model in
     place; the model is never re-instantiated per candidate. A backend whose
     weights live in this process may also offer ``tensors()`` (checkpoint
-    name -> resident tensor) so a recipe can be materialised straight into it. ``generate``
-    answers instructions greedily (the backend applies the chat template).
+    name -> resident tensor) so a recipe can be materialised straight into it.
+    ``generate`` answers instructions, greedily unless asked to sample (the
+    backend applies the chat template).
     """
 
     def load_weights(self, weights_file: Path) -> None: ...
@@ -24,8 +25,16 @@ class Backend(Protocol):
         *,
         max_new_tokens: int,
         on_batch: Callable[[int], None] | None = None,
+        temperature: float = 0.0,
+        seed: int | None = None,
     ) -> list[str]:
-        """Answers each instruction; ``on_batch(n)`` is called after each batch of n."""
+        """Answers each instruction; ``on_batch(n)`` is called after each batch of n.
+        Greedy at ``temperature`` 0, else sampled with ``seed``."""
+        ...
+
+    def mean_logprob(self, instructions: list[str], responses: list[str]) -> list[float]:
+        """Mean per-token log-probability of each response after its instruction
+        (used by ``acdc-engine evaluate``'s best-of-N judge; optional for runs)."""
         ...
 
     def close(self) -> None: ...

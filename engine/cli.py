@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -42,21 +43,36 @@ def _quiet_libraries() -> None:
     hf_logging.set_verbosity_error()
 
 
+def _stop_on_ctrl_c(run) -> None:
+    """First Ctrl-C: stop after the current step; a second one: stop at once."""
+    def handler(signum, frame):
+        if run.stop_requested:
+            raise KeyboardInterrupt
+        run.stop_requested = True
+        console.print("stopping after the current step (Ctrl-C again to stop at once)", highlight=False)
+
+    signal.signal(signal.SIGINT, handler)
+
+
 def _execute(config: Config, store: RunStore) -> None:
-    from acdc_engine.loop import Coevolution
+    from acdc_engine.loop import Coevolution, RunInterrupted
 
     _quiet_libraries()
 
     view = ProgressView(console)
     pm = build_plugin_manager(config.run.plugins, extra=[view])
     run = Coevolution(config, store, pm)
+    _stop_on_ctrl_c(run)
     try:
         with view:
             run.run()
-    except KeyboardInterrupt:
-        console.print(f"interrupted; committed generations are kept. Resume: acdc-engine resume {store.run_dir}")
+    except (KeyboardInterrupt, RunInterrupted) as exc:
+        note = f" ({exc})" if str(exc) else ""
+        console.print(f"interrupted{note}; committed generations are kept. Resume: acdc-engine resume {store.run_dir}",
+                      highlight=False)
         sys.exit(130)
     finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         run.close()
         store.close()
     console.print(f"results: {store.run_dir} (run.sqlite, weights/). Inspect: acdc-engine status {store.run_dir}")
@@ -139,8 +155,8 @@ def status(run_dir):
             console.print(f"  {status} by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(by.items())),
                           highlight=False, markup=False)
     stats = Table(title="per generation")
-    keys = ["gen", "elites", "fit_max", "fit_mean", "coverage", "diversity", "born", "rejected_models", "new_tasks",
-            "rejected_tasks", "elapsed_s"]
+    keys = ["gen", "elites", "fit_max", "fit_mean", "coverage", "model_diversity", "task_diversity", "born",
+            "rejected_models", "new_tasks", "rejected_tasks", "elapsed_s"]
     for k in keys:
         stats.add_column(k, justify="right")
     for s in store.all_stats():
@@ -195,6 +211,51 @@ def lineage(run_dir, model_id):
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--benchmark", "specs", multiple=True, required=True, metavar="SPEC",
+              help="FILE.jsonl (question/answer records), FILE.json (BIG-bench task), humaneval or humaneval:N.")
+@click.option("--model-dir", "model_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="Another checkpoint directory to compare (same architecture); repeatable.")
+@click.option("--samples", type=click.IntRange(min=1), help="N for the control (default: the task-force size).")
+@click.option("--method", type=click.Choice(["greedy", "exact", "top-fitness", "random"]),
+              help="Re-select the task force from the kept models (default: the run's own).")
+@click.option("--judge-dir", type=click.Path(path_type=Path), help="Judge checkpoint for best-of-N (default: base).")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), help="Answer length (default: the run's).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the control's sampling.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the results as JSON here.")
+def evaluate(run_dir, specs, model_dirs, samples, method, judge_dir, max_new_tokens, seed, json_out):
+    """Score the task force, the seeds, a control and other models on outside benchmarks."""
+    from acdc_engine.evaluate import Evaluation
+
+    _quiet_libraries()
+    ev = Evaluation(run_dir, model_dirs=list(model_dirs), samples=samples, judge_dir=judge_dir, method=method,
+                    max_new_tokens=max_new_tokens, seed=seed,
+                    on_progress=lambda text: console.print(f"evaluating {text}", highlight=False, style="dim"))
+    try:
+        results = ev.run(list(specs))
+    finally:
+        ev.close()
+    console.print(results_table(results))
+    if json_out:
+        Path(json_out).write_text(json.dumps(results, indent=1))
+        console.print(f"results written to {json_out}", highlight=False)
+
+
+def results_table(results: dict) -> Table:
+    """Coverage / majority vote / best-of-N per system and benchmark."""
+    table = Table(title=f"outside benchmarks (judge: {Path(results['judge']).name}; cov / maj / best-of-N)")
+    table.add_column("system")
+    benches = results["benchmarks"]
+    for name, b in benches.items():
+        table.add_column(f"{name} ({b['n_items']})", justify="right")
+    systems = next(iter(benches.values()))["systems"]
+    for system in systems:
+        cells = [benches[b]["systems"][system] for b in benches]
+        table.add_row(system, *(f"{c['coverage']:.2f} / {c['majority']:.2f} / {c['best_of_n']:.2f}" for c in cells))
+    return table
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
 @click.argument("model_id")
 @click.argument("out_dir", type=click.Path(path_type=Path))
 def export(run_dir, model_id, out_dir):
@@ -214,3 +275,16 @@ def export(run_dir, model_id, out_dir):
         if f.is_file() and f.name != "model.safetensors":
             shutil.copy(f, out_dir / f.name)
     console.print(f"exported {model_id} to {out_dir} (load with AutoModelForCausalLM.from_pretrained)")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="HTML file to write (default: RUN_DIR/report.html).")
+def report(run_dir, out):
+    """Write a self-contained HTML report with plots of a run."""
+    from acdc_engine.report import build_report
+
+    page = build_report(run_dir)
+    out = out or Path(run_dir) / "report.html"
+    out.write_text(page)
+    console.print(f"report written to {out}", highlight=False)

@@ -59,6 +59,35 @@ class EvolutionConfig(_Section):
     mutation: str = Field("svd", description="Mutation method name, or 'none'.")
     mutation_std: float = Field(0.25, ge=0, description="Std of the noise added by the mutation.")
     keep_rank: int = Field(256, ge=1, description="Top singular values perturbed by the SVD mutation.")
+    archive: Literal["dns", "map-elites-grid", "map-elites-cvt", "nsga2", "top-fitness"] = Field(
+        "dns", description="Model archive: DNS (AC/DC), MAP-Elites on a grid or CVT, NSGA-II (fitness, novelty), "
+        "or top-fitness only.")
+    descriptors: Literal["auto", "skills", "capabilities"] = Field(
+        "auto", description="Archive measures: skill vectors, or pass rate per capability; 'auto' picks "
+        "capabilities for MAP-Elites and skills otherwise.")
+    capabilities: list[str] = Field(
+        default_factory=lambda: ["arithmetic", "strings", "lists", "units", "code", "knowledge"], min_length=1,
+        description="Capability axes of the 'capabilities' descriptors (tasks of other capabilities are ignored).")
+    grid_cells: int = Field(4, ge=1, description="Cells per capability axis of the MAP-Elites grid.")
+    cvt_cells: int = Field(32, ge=2, description="Cells (k-means centroids) of the MAP-Elites CVT.")
+    minimal_criterion: bool = Field(True, description="Reject gibberish models (false: the ablation without it).")
+
+    @model_validator(mode="after")
+    def _grid_fits(self) -> EvolutionConfig:
+        if self.archive.startswith("map-elites"):
+            if self.descriptor_kind != "capabilities":
+                raise ValueError(f"archive {self.archive} needs descriptors = 'capabilities' (skill vectors have "
+                                 "one axis per task slot, too many for a grid)")
+            if self.archive == "map-elites-grid" and self.grid_cells ** len(self.capabilities) > 1_000_000:
+                raise ValueError(f"grid_cells ** {len(self.capabilities)} capabilities exceeds 1,000,000 cells")
+        return self
+
+    @property
+    def descriptor_kind(self) -> str:
+        """The descriptors in use, with 'auto' resolved."""
+        if self.descriptors != "auto":
+            return self.descriptors
+        return "capabilities" if self.archive.startswith("map-elites") else "skills"
 
 
 class TasksConfig(_Section):
@@ -71,6 +100,7 @@ class TasksConfig(_Section):
     new_per_adaptation: int = Field(6, ge=0, description="New task families asked for at each adaptation.")
     pass_threshold: float = Field(0.5, ge=0, le=1, description="Mean score at which a model solves a task.")
     inspirations: int = Field(3, ge=0, description="Random active tasks sent with each request as inspiration.")
+    static_pool: bool = Field(False, description="Never adapt the task pool (the static-pool ablation).")
 
     @model_validator(mode="after")
     def _cap_holds_initial(self) -> TasksConfig:
@@ -141,6 +171,9 @@ class ResultConfig(_Section):
     """What is reported at the end of a run."""
 
     task_force_size: int = Field(3, ge=1, description="Models in the final task force.")
+    task_force_method: Literal["greedy", "exact", "top-fitness", "random"] = Field(
+        "greedy", description="Task-force selection over the final archive: greedy Coverage, exact search "
+        "(small archives), or the top-fitness / random baselines.")
 
 
 class Config(_Section):

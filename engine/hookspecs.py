@@ -178,12 +178,19 @@ def acdc_minimal_criterion(responses: list[str]) -> str | None:
 
 
 @hookspec(firstresult=True)
-def acdc_descriptors(skills: np.ndarray, difficulty: np.ndarray, measure_dim: int) -> np.ndarray | None:
+def acdc_descriptors(
+    skills: np.ndarray, difficulty: np.ndarray, measure_dim: int, capabilities: list[str], axes: list[str], kind: str
+) -> np.ndarray | None:
     """Map skill vectors to the archive's measures.
 
     ``skills`` is a (models x active tasks) 0/1 matrix, ``difficulty`` a
-    weight per task; return a (models x ``measure_dim``) float array.
-    ``measure_dim`` is fixed for the run (the active pool's cap).
+    weight per task and ``capabilities`` each task's capability; return a
+    (models x ``measure_dim``) float array. ``kind`` is the configured
+    descriptor kind (``[evolution] descriptors``, 'auto' resolved, e.g.
+    ``skills`` or ``capabilities``): return ``None`` for kinds that are not
+    yours. ``measure_dim`` is fixed for the run; ``axes`` names the measure
+    axes where the kind has named ones (the capability names for
+    ``capabilities``), else it is empty.
     """
 
 
@@ -216,6 +223,7 @@ def acdc_event(kind: str, data: dict[str, Any]) -> None:
     - ``task_rejected``: name, reason
     - ``task_limbo``: task_id, child_id, outcome (``held``, ``restored``,
       ``replaced``)
+    - ``tasks_added``: accepted (list of task names), generation
     - ``generation_committed``: generation, archive (list of row dicts),
       pool (counts), stats (logbook record)
     - ``run_finished``: run_dir, task_force, coverage, seed_coverage

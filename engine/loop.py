@@ -21,7 +21,7 @@ from ribs.schedulers import Scheduler
 
 from acdc_engine.answers import extract_answer
 from acdc_engine.archives import (
-    ModelArchive, RecipeEmitter, coverage, greedy_task_force, plan_adaptation, vendi_score,
+    RecipeEmitter, coverage, make_archive, plan_adaptation, select_task_force, vendi_score,
 )
 from acdc_engine.archives.task_pool import prune_oldest
 from acdc_engine.config import Config
@@ -33,9 +33,13 @@ from acdc_engine.seeds import resolve_seeds
 from acdc_engine.store import Commit, RunStore
 from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec
 
-SALT_EMIT, SALT_ADAPT, SALT_TASKS = 1, 2, 3
+SALT_EMIT, SALT_ADAPT, SALT_TASKS, SALT_FORCE = 1, 2, 3, 4
 #: Task statuses of the global archive: every task ever accepted into the pool.
 ACCEPTED = ("active", "limbo", "retired", "removed")
+
+
+class RunInterrupted(Exception):
+    """A stop was requested (Ctrl-C); the run stopped between two steps."""
 
 
 @dataclass
@@ -69,8 +73,10 @@ class Coevolution:
             None if evo.mutation == "none" else self._operator(self.hook.acdc_mutation_methods(), evo.mutation, "mutation")
         )
         self.seed_dirs, self.base_dir = resolve_seeds(self.hook, config.models)
-        self.archive = ModelArchive(
-            capacity=evo.archive_size, measure_dim=config.tasks.active_cap, k_neighbors=evo.dns_k, seed=config.run.seed
+        self.axes = list(evo.capabilities) if evo.descriptor_kind == "capabilities" else []
+        self.archive = make_archive(
+            evo.archive, capacity=evo.archive_size, measure_dim=len(self.axes) or config.tasks.active_cap,
+            k_neighbors=evo.dns_k, grid_cells=evo.grid_cells, cvt_cells=evo.cvt_cells, seed=config.run.seed,
         )
         self.emitter = RecipeEmitter(
             self.archive, batch_size=evo.offspring_per_generation, merge=self.merge, mutation=self.mutation,
@@ -85,6 +91,7 @@ class Coevolution:
         self.logbook = tools.Logbook()
         self.backend = None
         self.started = time.monotonic()
+        self.stop_requested = False
 
     # --- the algorithm ------------------------------------------------------
 
@@ -105,7 +112,7 @@ class Coevolution:
                 breed = self.cfg.evolution.offspring_per_generation
             if breed > 0:
                 self.breed(gen, breed, commit)
-            if gen > 0 and gen % self.cfg.tasks.adapt_every == 0:
+            if gen > 0 and gen % self.cfg.tasks.adapt_every == 0 and not self.cfg.tasks.static_pool:
                 self.adapt_tasks(gen, commit)
             self.checkpoint(commit)
         if self.store.task_force() is None:
@@ -130,7 +137,7 @@ class Coevolution:
         responses = self.answer(ids, self.active, gen)
         self.score(responses, gen, commit)
         self.step("select", 1, gen)
-        reasons = {m: self.criterion(responses[m]) for m in ids}
+        reasons = {m: self.criterion(responses[m]) if self.cfg.evolution.minimal_criterion else None for m in ids}
         for row in commit.models:
             if row["id"] in reasons:
                 row["reason"] = reasons[row["id"]]
@@ -173,7 +180,7 @@ class Coevolution:
         """Settles model statuses and weight files, records stats, commits."""
         self.step("checkpoint", 1, commit.generation)
         members = self.archive.member_ids()
-        fitness = dict(zip(members, (float(f) for f in self.archive.data("objective"))))
+        fitness = self.archive.member_objectives()
         new_ids = {row["id"] for row in commit.models}
         for row in commit.models:
             model = self.models[row["id"]]
@@ -198,10 +205,11 @@ class Coevolution:
                 if not self.models[model_id].recipe.is_seed:
                     commit.drop_weights.append(model_id)
                     self.models[model_id].weights = None
-        dns = self.archive.dns_scores()
+        scores = self.archive.member_scores()
         commit.archive = [
             {"id": m, "parents": list(self.models[m].recipe.parents) or [self.models[m].recipe.describe()],
-             "fitness": fitness[m], "solved": self.solved_count(m), "dns": dns[m]}
+             "fitness": fitness[m], "solved": self.solved_count(m), "score": scores[m],
+             "capabilities": self.capability_rates(m)}
             for m in sorted(members, key=lambda m: -fitness[m])
         ]
         commit.active = list(self.active)
@@ -213,7 +221,7 @@ class Coevolution:
                   pool=self.pool_counts(), stats=commit.stats)
 
     def pick_task_force(self) -> None:
-        """Greedy Coverage over every accepted task, beside the first seed alone."""
+        """A task force (``result.task_force_method``) over every accepted task, beside the first seed alone."""
         members = self.archive.member_ids()
         seed_id = next(m.id for m in self.models.values() if m.recipe.is_seed)
         everything = [t for t, rec in self.tasks.items() if rec.status in ACCEPTED]
@@ -225,7 +233,9 @@ class Coevolution:
         everything = [t for t in everything if self.tasks[t].status != "broken"]
         solved = self.solved_matrix(members, everything)
         fitness = [self.fitness(m) for m in members]
-        force = [members[i] for i in greedy_task_force(solved, self.cfg.result.task_force_size, np.array(fitness))]
+        picks = select_task_force(self.cfg.result.task_force_method, solved, self.cfg.result.task_force_size,
+                                  np.array(fitness), seed=self.rng_seed(commit.generation, SALT_FORCE))
+        force = [members[i] for i in picks]
         cov = coverage(self.solved_matrix(force, everything))
         seed_cov = coverage(self.solved_matrix([seed_id], everything))
         self.store.save_task_force(force, cov, seed_cov, len(everything), commit.evaluations)
@@ -317,14 +327,27 @@ class Coevolution:
         return np.array([[self.scores.get((m, t), 0.0) >= thr for t in task_ids] for m in model_ids], dtype=bool
                         ).reshape(len(model_ids), len(task_ids))
 
+    def capability_rates(self, model_id: str) -> dict[str, float]:
+        """Share of active tasks solved, per capability."""
+        by_cap: dict[str, list[bool]] = {}
+        for t, ok in zip(self.active, self.solved_matrix([model_id], self.active)[0]):
+            by_cap.setdefault(self.tasks[t].spec.capability, []).append(bool(ok))
+        return {c: float(np.mean(v)) for c, v in sorted(by_cap.items())}
+
     def solved_count(self, model_id: str) -> int:
         return int(self.solved_matrix([model_id], self.active).sum())
 
     def measure(self, model_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Objectives (mean score over active tasks) and measures (descriptor hook)."""
         difficulty = np.array([self.tasks[t].spec.difficulty for t in self.active], dtype=float)
-        measures = self.hook.acdc_descriptors(skills=self.solved_matrix(model_ids, self.active), difficulty=difficulty,
-                                              measure_dim=self.cfg.tasks.active_cap)
+        measures = self.hook.acdc_descriptors(
+            skills=self.solved_matrix(model_ids, self.active), difficulty=difficulty,
+            measure_dim=len(self.axes) or self.cfg.tasks.active_cap,
+            capabilities=[self.tasks[t].spec.capability for t in self.active], axes=self.axes,
+            kind=self.cfg.evolution.descriptor_kind,
+        )
+        if measures is None:
+            raise AcdcError(f"no plugin provides descriptors of kind {self.cfg.evolution.descriptor_kind!r}")
         return np.array([self.fitness(m) for m in model_ids]), measures
 
     def remeasure(self) -> None:
@@ -349,6 +372,8 @@ class Coevolution:
             else:
                 rejected[reason.split(":", 1)[0]] += 1
                 self.emit("task_rejected", name=spec.name, reason=reason)
+        if accepted:
+            self.emit("tasks_added", generation=gen, accepted=[self.tasks[t].spec.name for t in accepted])
         if not self.active:
             why = ", ".join(f"{k} {v}" for k, v in sorted(rejected.items())) or "none generated"
             raise AcdcError(f"the task pool is empty at generation {gen}: no new task was accepted (rejected: {why})")
@@ -465,23 +490,25 @@ class Coevolution:
     # --- bookkeeping ----------------------------------------------------------
 
     def record_stats(self, commit: Commit) -> dict:
-        fit = self.archive.data("objective")
         members = self.archive.member_ids()
+        fit = np.array([self.archive.member_objectives()[m] for m in members])
+        skills = self.solved_matrix(members, self.active)
         record = {
             "gen": commit.generation, "elites": len(members), "fit_max": float(np.max(fit)),
             "fit_mean": float(np.mean(fit)), "fit_min": float(np.min(fit)),
-            "coverage": coverage(self.solved_matrix(members, self.active)),
+            "coverage": coverage(skills),
+            "model_diversity": model_diversity(skills),
             "born": len(commit.models), "rejected_models": sum(r["status"] == "rejected" for r in commit.models),
             "new_tasks": sum(r["status"] == "active" for r in commit.tasks),
             "rejected_tasks": sum(r["status"] == "rejected" for r in commit.tasks),
-            "diversity": self.diversity(),
+            "task_diversity": self.task_diversity(),
             **{f"pool_{k}": v for k, v in self.pool_counts().items()},
             "elapsed_s": round(time.monotonic() - self.started, 1),
         }
         self.logbook.record(**record)
         return record
 
-    def diversity(self) -> float | None:
+    def task_diversity(self) -> float | None:
         """Vendi score of the active pool's description embeddings (``None`` without an embedding plugin)."""
         texts = [self.tasks[t].spec.description for t in self.active]
         embeddings = self.hook.acdc_task_embeddings(texts=texts) if texts else None
@@ -520,6 +547,9 @@ class Coevolution:
         return int(np.random.SeedSequence([self.cfg.run.seed, gen, salt]).generate_state(1)[0])
 
     def step(self, name: str, total: int, gen: int) -> None:
+        """Starts a step; a requested stop takes effect here, between steps."""
+        if self.stop_requested:
+            raise RunInterrupted(f"stopped before {name} of generation {gen}")
         self.emit("step", name=name, total=total, generation=gen)
 
     def emit(self, kind: str, **data) -> None:
@@ -540,3 +570,15 @@ class Coevolution:
                 self.backend.close()
         finally:
             self.hook.acdc_unconfigure()
+        if self.backend is not None:
+            self.backend.close()
+
+
+def model_diversity(skills: np.ndarray) -> float:
+    """Mean pairwise share of tasks on which two members differ (0 for fewer than two)."""
+    skills = np.asarray(skills, dtype=bool)
+    n = len(skills)
+    if n < 2 or skills.shape[1] == 0:
+        return 0.0
+    differ = (skills[:, None, :] != skills[None, :, :]).mean(axis=-1)
+    return float(differ[np.triu_indices(n, 1)].mean())

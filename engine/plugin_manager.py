@@ -33,6 +33,7 @@ ALWAYS_ON = {
     "gibberish": "acdc_engine.plugins.gibberish",
     "skills": "acdc_engine.plugins.skills",
     "embeddings": "acdc_engine.plugins.embeddings",
+    "capabilities": "acdc_engine.plugins.capability_rates",
 }
 #: Built-in plugins chosen with ``--plugins``.
 OPTIONAL = {

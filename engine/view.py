@@ -1,13 +1,19 @@
 """The live view: a Rich display on a terminal, plain log lines elsewhere.
 
 It is a plugin like any other: it implements ``acdc_event`` and renders what
-the loop reports. Nothing in the loop depends on it.
+the loop reports. Nothing in the loop depends on it. On a terminal it shows,
+within 80 x 24: generation k of N with elapsed time, ETA and throughput; the
+current step's progress; the archive with a compact skill heatmap by
+capability; the task pool (active, accepted, rejected by reason); and the
+most recent events.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter, deque
 
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -16,36 +22,67 @@ from rich.text import Text
 
 from acdc_engine.hookspecs import hookimpl
 
+SHADES = "·░▒▓█"
+MAX_ROWS = 8
 
-def archive_table(rows: list[dict], title: str = "archive") -> Table:
-    """The archive as a table: id, parents, fitness, tasks solved, DNS score."""
-    table = Table(title=title, expand=False)
-    for col in ("id", "parents", "fitness", "solved", "dns"):
-        table.add_column(col, justify="right" if col in ("fitness", "solved", "dns") else "left")
-    for r in rows:
-        dns = "inf" if r["dns"] == float("inf") else f"{r['dns']:.3f}"
-        table.add_row(r["id"], ",".join(r["parents"]), f"{r['fitness']:.3f}", str(r["solved"]), dns)
+
+def heat(rates: dict[str, float], capabilities: list[str]) -> str:
+    """One shaded character per capability: a dot (none solved) to a full block
+    (all); blank where the active pool has no task of that capability."""
+    out = []
+    for cap in capabilities:
+        rate = rates.get(cap)
+        out.append(" " if rate is None else SHADES[min(int(rate * (len(SHADES) - 1) + 0.5), len(SHADES) - 1)])
+    return "".join(out)
+
+
+def archive_table(rows: list[dict], title: str = "archive", max_rows: int | None = None) -> Table:
+    """The archive as a table: id, parents, fitness, tasks solved, the archive's
+    own score (DNS score for DNS) and a skill heatmap by capability."""
+    caps = sorted({c for r in rows for c in r.get("capabilities", {})})
+    legend = "".join(c[0] for c in caps)
+    table = Table(title=title, expand=False, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    for col in ("id", "parents", "fitness", "solved", "score", f"skills {legend}".strip()):
+        table.add_column(col, justify="right" if col in ("fitness", "solved", "score") else "left",
+                         no_wrap=True, overflow="ellipsis", max_width=22 if col == "parents" else None)
+    shown = rows if max_rows is None else rows[:max_rows]
+    for r in shown:
+        score = r.get("score", r.get("dns", float("nan")))
+        score = "inf" if score == float("inf") else f"{score:.3f}"
+        table.add_row(r["id"], ",".join(r["parents"]), f"{r['fitness']:.3f}", str(r["solved"]), score,
+                      heat(r.get("capabilities", {}), caps))
+    if len(shown) < len(rows):
+        table.add_row(f"+{len(rows) - len(shown)} more", "", "", "", "", "")
     return table
 
 
+def reason_kind(reason: str) -> str:
+    """A short class of a task's rejection reason, for counting."""
+    head = reason.split(":")[0] if "raised" not in reason else reason.split(":")[0].split(" raised ")[-1]
+    return head.strip()[:24] or "unknown"
+
+
 class ProgressView:
-    """Shows generation k of N, the current step's progress, the archive,
-    task-pool counts, elapsed time and ETA."""
+    """Shows the run as it goes (see the module docstring)."""
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console()
         self.live_mode = self.console.is_terminal
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=self.console)
         self.task = None
-        self.header = ""
         self.rows: list[dict] = []
         self.pool: dict[str, int] = {}
+        self.rejected: Counter[str] = Counter()
+        self.events: deque[str] = deque(maxlen=4)
         self.generations = 0
         self.first_gen = 0
         self.gen = 0
         self.t0 = time.monotonic()
         self.done_gens = 0
+        self.models_done = 0
+        self.answers = 0
+        self.evaluating = False
         self.live: Live | None = None
 
     def __enter__(self) -> ProgressView:
@@ -67,17 +104,29 @@ class ProgressView:
         left = self.generations + 1 - self.first_gen - self.done_gens
         return f"{per_gen * max(left, 0):.0f}s"
 
+    def throughput(self) -> str:
+        minutes = max(time.monotonic() - self.t0, 1e-6) / 60
+        return f"{self.models_done / minutes:.1f} models/min, {self.answers / (minutes * 60):.1f} answers/s"
+
     def _render(self) -> Group:
         elapsed = time.monotonic() - self.t0
-        head = (f"[bold]generation {self.gen} of {self.generations}[/]  elapsed {elapsed:.0f}s  ETA {self._eta()}"
-                f"  tasks: " + ", ".join(f"{k} {v}" for k, v in self.pool.items()))
-        parts = [Text.from_markup(head), self.progress]
+        head = Text.from_markup(f"[bold]gen {self.gen}/{self.generations}[/]  {elapsed:.0f}s  ETA {self._eta()}  "
+                                f"{self.throughput()}", overflow="ellipsis")
+        head.no_wrap = True
+        parts = [head, self.progress]
         if self.rows:
-            parts.append(archive_table(self.rows))
+            parts.append(archive_table(self.rows, max_rows=MAX_ROWS))
+        rejected = ", ".join(f"{k} {v}" for k, v in self.rejected.most_common(3)) or "none"
+        pool = Text(f"tasks: active {self.pool.get('active', 0)}, accepted {self.pool.get('accepted', 0)}, "
+                    f"rejected: {rejected}", overflow="ellipsis", no_wrap=True)
+        parts.append(pool)
+        parts.extend(Text(e, overflow="ellipsis", no_wrap=True, style="dim") for e in self.events)
         return Group(*parts)
 
     def _log(self, text: str) -> None:
-        (self.live.console if self.live else self.console).print(text, highlight=False, markup=False)
+        self.events.append(text)
+        if not self.live_mode:
+            self.console.print(text, highlight=False, markup=False)
 
     @hookimpl
     def acdc_event(self, kind, data):
@@ -90,23 +139,30 @@ class ProgressView:
             if self.task is not None:
                 self.progress.remove_task(self.task)
             self.task = self.progress.add_task(f"gen {data['generation']}: {data['name']}", total=data["total"])
+            self.evaluating = data["name"] == "evaluate"
             if not self.live_mode:
                 self._log(f"gen {data['generation']}: {data['name']} ({data['total']})")
         elif kind == "advance" and self.task is not None:
             self.progress.advance(self.task, data["n"])
+            if self.evaluating:
+                self.answers += data["n"]
         elif kind == "model_done":
+            self.models_done += 1
             note = f" ({data['reason']})" if data["reason"] else ""
-            self._log(f"  {data['model_id']}: fitness {data['fitness']:.3f}, solved {data['solved']}, "
+            self._log(f"{data['model_id']}: fitness {data['fitness']:.3f}, solved {data['solved']}, "
                       f"{data['status']}{note}")
         elif kind == "task_rejected":
-            self._log(f"  task {data['name']} rejected: {data['reason']}")
+            self.rejected[reason_kind(data["reason"])] += 1
+            self._log(f"task {data['name']} rejected: {data['reason']}")
+        elif kind == "tasks_added":
+            self._log(f"gen {data['generation']}: {len(data['accepted'])} tasks accepted")
         elif kind == "generation_committed":
             self.rows, self.pool = data["archive"], data["pool"]
             self.done_gens += 1
             s = data["stats"]
             self._log(f"gen {data['generation']} committed: fitness max {s['fit_max']:.3f} mean {s['fit_mean']:.3f}, "
                       f"coverage {s['coverage']:.3f}, archive {s['elites']}, active tasks {s['pool_active']}, "
-                      + (f"diversity {s['diversity']:.2f}, " if s.get("diversity") is not None else "")
+                      + (f"task diversity {s['task_diversity']:.2f}, " if s.get("task_diversity") is not None else "")
                       + f"{s['elapsed_s']}s")
         elif kind == "task_limbo":
             self._log(f"  task {data['task_id']} {data['outcome']} (harder variant {data['child_id']})")

@@ -98,3 +98,30 @@ def acdc_score_submissions(task, instances, submissions, limits):
     """Runs ``score(t, submission)`` for every instance in one batch."""
     calls = [{"op": "score", "t": inst.data, "submission": sub} for inst, sub in zip(instances, submissions)]
     return _run(task, calls, limits)
+
+
+_PROGRAM_FAMILY = '''class TaskFamily:
+    @staticmethod
+    def get_tasks():
+        return {"0": {}}
+
+    @staticmethod
+    def get_instructions(t):
+        return "run a program"
+
+    @staticmethod
+    def score(t, submission):
+        exec(compile(submission, "<program>", "exec"), {"__name__": "__program__"})
+        return 1.0
+'''
+
+
+def program_passes(program: str, *, timeout_s: float, memory_mb: int) -> bool:
+    """Whether a Python program (e.g. a completion followed by its tests) runs
+    to the end without raising, in the same limited subprocess as task code."""
+    try:
+        run_task_code(_PROGRAM_FAMILY, [{"op": "score", "t": {}, "submission": program}],
+                      timeout_s=timeout_s, memory_mb=memory_mb)
+    except TaskCodeError:
+        return False
+    return True

@@ -19,7 +19,9 @@ from acdc_engine.hookspecs import hookimpl
 
 
 @hookimpl
-def acdc_descriptors(skills, difficulty, measure_dim):
+def acdc_descriptors(skills, difficulty, measure_dim, kind):
+    if kind != "skills":
+        return None
     skills = np.asarray(skills, dtype=float)
     weights = np.asarray(difficulty, dtype=float)
     out = np.zeros((skills.shape[0], measure_dim))

@@ -3,10 +3,12 @@
 One resident ``AutoModelForCausalLM`` on the CPU, built once from a seed
 checkpoint. Candidates' weights are copied into it in place, tensor by tensor
 from their safetensors file (tied tensors are shared storage, so they follow).
-Answers are greedy, use the tokenizer's chat template, and are generated in
-batches of prompts sorted by length with left padding. :meth:`TransformersBackend.chat`
-also answers whole conversations, sampling when given a temperature (the
-local LLM of ``plugins/llm.py`` uses it).
+Answers are greedy unless a temperature is given (the control of
+``acdc-engine evaluate`` samples), use the tokenizer's chat template, and are
+generated in batches of prompts sorted by length with left padding.
+:meth:`TransformersBackend.chat` also answers whole conversations (the local
+LLM of ``plugins/llm.py`` uses it); ``mean_logprob`` scores given responses,
+for the best-of-N judge.
 """
 
 from __future__ import annotations
@@ -52,10 +54,11 @@ class TransformersBackend:
     def _prompt(self, messages: list[dict]) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def generate(self, instructions, *, max_new_tokens, on_batch=None):
-        """Greedy answers to single-turn instructions."""
+    def generate(self, instructions, *, max_new_tokens, on_batch=None, temperature=0.0, seed=None):
+        """Answers single-turn instructions: greedy by default; sampled at
+        ``temperature`` (> 0), reproducibly from ``seed``."""
         return self.chat([[{"role": "user", "content": i}] for i in instructions], max_new_tokens=max_new_tokens,
-                         on_batch=on_batch)
+                         temperature=temperature, seed=seed or 0, on_batch=on_batch)
 
     @torch.inference_mode()
     def chat(self, conversations, *, max_new_tokens, temperature=0.0, seed=0, on_batch=None):
@@ -69,6 +72,10 @@ class TransformersBackend:
         lengths = [len(self.tokenizer(p).input_ids) for p in prompts]
         order = sorted(range(len(prompts)), key=lengths.__getitem__)
         answers: list[str] = [""] * len(prompts)
+        sampling = {"do_sample": False}
+        if temperature > 0:
+            sampling = {"do_sample": True, "temperature": temperature}
+            torch.manual_seed(0 if seed is None else seed)  # transformers samples from torch's default generator
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             enc = self.tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True)
@@ -86,6 +93,24 @@ class TransformersBackend:
             if on_batch:
                 on_batch(len(idx))
         return answers
+
+    @torch.inference_mode()
+    def mean_logprob(self, instructions: list[str], responses: list[str]) -> list[float]:
+        """Mean log-probability per token of each response after its instruction
+        (``-inf`` for an empty response): the judge's preference."""
+        out = []
+        for instruction, response in zip(instructions, responses):
+            prompt = self.tokenizer(self._prompt([{"role": "user", "content": instruction}]),
+                                    add_special_tokens=False).input_ids
+            answer = self.tokenizer(response, add_special_tokens=False).input_ids
+            if not answer:
+                out.append(float("-inf"))
+                continue
+            ids = torch.tensor([prompt + answer])
+            logits = self.model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float()
+            logp = torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(answer)[:, None])
+            out.append(float(logp.mean()))
+        return out
 
     def close(self) -> None:
         self.model = None

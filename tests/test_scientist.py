@@ -132,9 +132,9 @@ def test_tiny_run_with_the_scientist_records_rejects_and_status_shows_them(chat_
     assert gen0[3][2] == "unparseable: no `class TaskFamily` in the reply"
     assert {r[0] for r in rows} == {"scientist"} and any(r[3] == 1 for r in rows)  # it adapted the pool too
     stats = json.loads(db.execute("SELECT stats FROM generations WHERE generation=0").fetchone()[0])
-    assert stats["rejected_tasks"] == 1 and 1 <= stats["diversity"] <= 3
+    assert stats["rejected_tasks"] == 1 and 1 <= stats["task_diversity"] <= 3
     out = subprocess.run([sys.executable, "-m", "acdc_engine", "status", str(tmp_path / "run")],
                          capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
     assert out.returncode == 0, out.stderr
     assert "rejected by reason: unparseable" in out.stdout and "removed by reason: impossible 3" in out.stdout
-    assert "diversity" in out.stdout
+    assert "task_diversity" in out.stdout

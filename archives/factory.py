@@ -1,0 +1,22 @@
+"""The archive choice: one small factory over ``[evolution] archive``."""
+
+from __future__ import annotations
+
+from acdc_engine.archives.model_archive import CVTModelArchive, GridModelArchive, ModelArchive
+from acdc_engine.archives.population import PopulationArchive
+
+KINDS = ("dns", "map-elites-grid", "map-elites-cvt", "nsga2", "top-fitness")
+
+
+def make_archive(kind: str, *, capacity: int, measure_dim: int, k_neighbors: int, grid_cells: int, cvt_cells: int,
+                 seed: int | None = None):
+    """A model archive of ``kind`` (one of :data:`KINDS`)."""
+    if kind == "dns":
+        return ModelArchive(capacity=capacity, measure_dim=measure_dim, k_neighbors=k_neighbors, seed=seed)
+    if kind == "map-elites-grid":
+        return GridModelArchive(measure_dim=measure_dim, cells_per_dim=grid_cells, seed=seed)
+    if kind == "map-elites-cvt":
+        return CVTModelArchive(measure_dim=measure_dim, cells=cvt_cells, seed=seed)
+    if kind in ("nsga2", "top-fitness"):
+        return PopulationArchive(rule=kind, capacity=capacity, measure_dim=measure_dim, k_neighbors=k_neighbors)
+    raise ValueError(f"unknown archive kind {kind!r}; known: {', '.join(KINDS)}")

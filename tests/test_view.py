@@ -1,0 +1,130 @@
+"""The live view: fits 80 x 24 (rendered, and in a real tmux pane), plain lines
+off a terminal, and Ctrl-C stops a real run after the current step; it resumes."""
+
+from __future__ import annotations
+
+import io
+import os
+import shlex
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from rich.console import Console
+
+from acdc_engine.view import ProgressView, heat
+from conftest import tiny_overrides
+
+ROWS = [{"id": f"m{i:04d}", "parents": ["m0001", "m0002"], "fitness": 0.5 - i / 100, "solved": 3, "score": 0.1 * i,
+         "capabilities": {"arithmetic": 1.0, "code": 0.0, "strings": 0.5}} for i in range(12)]
+STATS = {"fit_max": 0.5, "fit_mean": 0.4, "coverage": 0.6, "elites": 12, "pool_active": 9, "elapsed_s": 3.0}
+
+
+def feed(view: ProgressView) -> None:
+    view.acdc_event("run_started", {"run_dir": "runs/x", "generations": 3, "start_generation": 0})
+    view.acdc_event("generation_started", {"generation": 1})
+    view.acdc_event("step", {"name": "evaluate", "total": 10, "generation": 1})
+    view.acdc_event("advance", {"n": 4})
+    view.acdc_event("task_rejected", {"name": "t", "reason": "score() raised ValueError: bad"})
+    view.acdc_event("task_rejected", {"name": "u", "reason": "timed out after 2 s"})
+    for i in range(6):
+        view.acdc_event("model_done", {"model_id": f"m{i:04d}", "fitness": 0.4, "solved": 3, "status": "evaluated",
+                                       "reason": None})
+    view.acdc_event("generation_committed", {"generation": 1, "archive": ROWS,
+                                             "pool": {"active": 9, "accepted": 14}, "stats": STATS})
+
+
+def test_rendered_view_fits_80_by_24_and_shows_every_panel():
+    console = Console(file=io.StringIO(), force_terminal=True, width=80, height=24, color_system=None)
+    view = ProgressView(console)
+    feed(view)
+    out = Console(file=io.StringIO(), width=80, color_system=None, record=True)
+    out.print(view._render())
+    lines = out.export_text().rstrip("\n").split("\n")
+    assert len(lines) <= 24 and max(len(line) for line in lines) <= 80
+    text = "\n".join(lines)
+    assert "gen 1/3" in text and "models/min" in text and "answers/s" in text  # header with throughput
+    assert "skills acs" in text and heat(ROWS[0]["capabilities"], ["arithmetic", "code", "strings"]) in text
+    assert "+4 more" in text  # 12 members, 8 shown
+    assert "active 9, accepted 14" in text and "ValueError 1" in text and "timed out after 2 s 1" in text
+    assert "m0005: fitness 0.400" in text  # recent events
+
+
+def test_plain_lines_off_a_terminal():
+    buf = io.StringIO()
+    view = ProgressView(Console(file=buf, width=200))
+    assert not view.live_mode
+    with view:
+        feed(view)
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == "run runs/x: generations 0..3" and "gen 1: evaluate (10)" in lines
+    assert any(line.startswith("gen 1 committed: fitness max 0.500") for line in lines)
+
+
+def run_args(tiny_models, tmp_path, run_dir, generations):
+    sets = tiny_overrides(tiny_models, tmp_path, **{"run.generations": generations, "tasks.initial_families": 4,
+                                                     "tasks.new_per_adaptation": 2})
+    return ["run", "--run-dir", str(run_dir)] + [a for s in sets for a in ("--set", s)]
+
+
+def committed(db_path) -> int:
+    try:
+        db = sqlite3.connect(db_path)
+        try:
+            return db.execute("SELECT COALESCE(MAX(generation), -1) FROM generations").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return -1
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_live_view_in_an_80x24_tmux_pane(tiny_models, tmp_path):
+    session = f"acdc-view-{os.getpid()}"
+    args = [sys.executable, "-m", "acdc_engine", *run_args(tiny_models, tmp_path, tmp_path / "run", 1)]
+    script = tmp_path / "go.sh"
+    script.write_text(f"cd {shlex.quote(str(tmp_path))} && {shlex.join(args)}; sleep 30\n")
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", "bash", str(script)],
+                   check=True)
+    try:
+        deadline, screen = time.monotonic() + 180, ""
+        while time.monotonic() < deadline:
+            capture = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True)
+            assert capture.returncode == 0, f"the tmux session ended early: {capture.stderr}"
+            screen = capture.stdout
+            if "results:" in screen:
+                break
+            time.sleep(0.5)
+        lines = screen.splitlines()
+        assert "results:" in screen, screen
+        assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
+        assert "gen 1/1" in screen and "models/min" in screen and "skills" in screen
+        assert "tasks: active" in screen and "task force" in screen
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_ctrl_c_stops_after_the_current_step_and_the_run_resumes(tiny_models, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "acdc_engine", *run_args(tiny_models, tmp_path, run_dir, 2)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    while committed(run_dir / "run.sqlite") < 0 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "stopping after the current step" in out and "interrupted (stopped before" in out
+    assert "Traceback" not in out
+    last = committed(run_dir / "run.sqlite")
+    assert 0 <= last < 2
+    resumed = subprocess.run([sys.executable, "-m", "acdc_engine", "resume", str(run_dir)], capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert committed(run_dir / "run.sqlite") == 2
+    db = sqlite3.connect(run_dir / "run.sqlite")
+    assert db.execute("SELECT COUNT(*) FROM task_force").fetchone()[0] == 1
