@@ -19,7 +19,7 @@ import threading
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.plugins.sandbox_jail import launch_for
 from acdc_engine.plugins.sandbox_pool import Judge, WorkerPool
-from acdc_engine.tasks import Instance
+from acdc_engine.tasks import Instance, TaskCodeError
 
 POOL_SIZE = 2
 

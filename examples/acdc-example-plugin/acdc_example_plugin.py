@@ -81,7 +81,7 @@ def acdc_generate_tasks(request):
             for _ in range(request.n)]
 
 
-def slerp(name, parents, base, params):
+def task_slerp(name, parents, base, params, out=None):
     """Spherical interpolation of the two parents' task vectors (theta - base) at ``t``;
     linear where they are (anti)parallel or zero."""
     t = params["t"]
@@ -104,4 +104,4 @@ def draw_t(n_parents, rng, evolution_config):
 
 @hookimpl
 def acdc_merge_methods():
-    return {"slerp": MergeMethod("slerp", slerp, draw_t)}
+    return {"task_slerp": MergeMethod("task_slerp", task_slerp, draw_t)}
