@@ -17,7 +17,7 @@ from acdc_engine.config import Config, load_config
 from acdc_engine.errors import AcdcError
 from acdc_engine.plugin_manager import ALWAYS_ON, build_plugin_manager, discover
 from acdc_engine.store import RunStore
-from acdc_engine.view import ProgressView, archive_table
+from acdc_engine.view import ProgressView, archive_table, time_table
 
 console = Console(soft_wrap=True)
 
@@ -136,6 +136,7 @@ def status(run_dir):
     for s in store.all_stats():
         stats.add_row(*(f"{s[k]:.3f}" if isinstance(s[k], float) and k != "elapsed_s" else str(s[k]) for k in keys))
     console.print(stats)
+    console.print(time_table(store.all_stats()))
     force = store.task_force()
     if force is not None:
         console.print(f"task force {', '.join(json.loads(force['model_ids']))}: Coverage "

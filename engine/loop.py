@@ -22,12 +22,14 @@ from acdc_engine.answers import extract_answer
 from acdc_engine.archives import ModelArchive, RecipeEmitter, coverage, greedy_task_force, plan_adaptation
 from acdc_engine.archives.task_pool import prune_oldest
 from acdc_engine.config import Config
+from acdc_engine.digest import recipe_digest, text_digest
 from acdc_engine.errors import AcdcError
 from acdc_engine.materialise import materialise
 from acdc_engine.recipe import Recipe
 from acdc_engine.seeds import resolve_seeds
 from acdc_engine.store import Commit, RunStore
 from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec
+from acdc_engine.timing import PhaseClock
 
 SALT_EMIT, SALT_ADAPT, SALT_TASKS = 1, 2, 3
 
@@ -75,7 +77,12 @@ class Coevolution:
         self.models: dict[str, ModelRecord] = {}
         self.scores: dict[tuple[str, str], float] = {}
         self.logbook = tools.Logbook()
+        self.digests: dict[str, str] = {}  # model id -> weights digest (evaluation cache key)
+        gen_cfg = config.generation
+        self.decoding = text_digest(json.dumps({"backend": gen_cfg.backend, "dtype": gen_cfg.dtype,
+                                                "max_new_tokens": gen_cfg.max_new_tokens}))
         self.backend = None
+        self.clock = PhaseClock()
         self.started = time.monotonic()
         self.hook.acdc_configure(config=config, hook=self.hook)
 
@@ -88,8 +95,10 @@ class Coevolution:
                   start_generation=start)
         for gen in range(start, self.cfg.run.generations + 1):
             self.emit("generation_started", generation=gen)
+            self.clock.restart("other")
             commit = Commit(generation=gen)
             if gen == 0:
+                self.clock.switch("adapt tasks")
                 self.add_tasks([TaskRequest("initial", self.cfg.tasks.initial_families, self.rng_seed(0, SALT_TASKS),
                                             self.cfg.tasks.instances_per_family)], gen, commit)
                 self.add_seeds(commit)
@@ -237,28 +246,45 @@ class Coevolution:
         model_id = f"m{len(self.models) + 1:04d}"
         model = ModelRecord(model_id, recipe, weights or self.store.staged_path(model_id), gen)
         self.models[model_id] = model
+        self.digests[model_id] = self.weights_digest(model)
         commit.models.append({"id": model_id, "recipe": recipe.to_json(), "parents": json.dumps(list(recipe.parents)),
                               "generation": gen, "fitness": None, "status": "pending", "reason": None,
                               "weights": None})
         return model
 
     def answer(self, model_ids: list[str], task_ids: list[str], gen: int) -> dict[str, dict[str, list[str]]]:
-        """Every model's responses to every instance of ``task_ids``."""
+        """Every model's responses to every instance of ``task_ids``, from the cache where known."""
+        flat = [(t, inst) for t in task_ids for inst in self.tasks[t].instances]
+        self.step("evaluate", len(flat) * len(model_ids), gen)
+        keys = [text_digest(i.instruction) for _, i in flat]
+        out = {}
+        for model_id in model_ids:
+            known = self.store.cached_answers(self.digests[model_id], self.decoding, list(dict.fromkeys(keys)))
+            todo = {k: i.instruction for k, (_, i) in zip(keys, flat) if k not in known}
+            self.clock.counts["answers_cached"] += len(flat) - sum(k in todo for k in keys)
+            self.emit("advance", n=len(flat) - len(todo))
+            if todo:
+                fresh = self.generate(model_id, list(todo.values()))
+                self.store.cache_answers(self.digests[model_id], self.decoding, dict(zip(todo, fresh)))
+                known.update(zip(todo, fresh))
+            out[model_id] = {t: [] for t in task_ids}
+            for (t, _), k in zip(flat, keys):
+                out[model_id][t].append(known[k])
+        return out
+
+    def generate(self, model_id: str, instructions: list[str]) -> list[str]:
+        """Answers from the backend with ``model_id``'s weights swapped in."""
         if self.backend is None:
             self.backend = self.hook.acdc_make_backend(config=self.cfg, model_dir=self.base_dir)
             if self.backend is None:
                 raise AcdcError(f"no plugin provides the backend {self.cfg.generation.backend!r}")
-        flat = [(t, inst) for t in task_ids for inst in self.tasks[t].instances]
-        self.step("evaluate", len(flat) * len(model_ids), gen)
-        out = {}
-        for model_id in model_ids:
-            self.backend.load_weights(self.models[model_id].weights)
-            texts = self.backend.generate([i.instruction for _, i in flat], max_new_tokens=self.cfg.generation.max_new_tokens,
-                                          on_batch=lambda k: self.emit("advance", n=k))
-            out[model_id] = {t: [] for t in task_ids}
-            for (t, _), text in zip(flat, texts):
-                out[model_id][t].append(text)
-        return out
+        self.backend.load_weights(self.models[model_id].weights)
+        before = getattr(self.backend, "generated_tokens", 0)
+        texts = self.backend.generate(instructions, max_new_tokens=self.cfg.generation.max_new_tokens,
+                                      on_batch=lambda k: self.emit("advance", n=k))
+        self.clock.tokens += getattr(self.backend, "generated_tokens", 0) - before
+        self.clock.counts["answers_generated"] += len(instructions)
+        return texts
 
     def score(self, responses: dict[str, dict[str, list[str]]], gen: int, commit: Commit) -> None:
         """Scores responses with each task's own ``score()`` in the sandbox."""
@@ -284,6 +310,13 @@ class Coevolution:
                                            for r, s, v in zip(texts, subs, values)]),
                 })
                 self.emit("advance", n=1)
+
+    def weights_digest(self, model: ModelRecord) -> str:
+        """A seed's file digest, or a child's digest from its recipe and its parents' digests."""
+        if model.recipe.is_seed:
+            return self.store.file_digest(model.weights)
+        return recipe_digest(model.recipe, parent_digests=[self.digests[p] for p in model.recipe.parents],
+                             base_digest=self.store.file_digest(self.base_dir / "model.safetensors"))
 
     def criterion(self, responses: dict[str, list[str]]) -> str | None:
         flat = [r for texts in responses.values() for r in texts]
@@ -386,6 +419,7 @@ class Coevolution:
             "rejected_tasks": sum(r["status"] == "rejected" for r in commit.tasks),
             **{f"pool_{k}": v for k, v in self.pool_counts().items()},
             "elapsed_s": round(time.monotonic() - self.started, 1),
+            **self.clock.record(),
         }
         self.logbook.record(**record)
         return record
@@ -404,6 +438,7 @@ class Coevolution:
         for row in self.store.models():
             self.models[row["id"]] = ModelRecord(row["id"], Recipe.from_json(row["recipe"]),
                                                  Path(row["weights"]) if row["weights"] else None, row["generation"])
+            self.digests[row["id"]] = self.weights_digest(self.models[row["id"]])
         self.scores = self.store.scores()
         state = self.store.generation(last)
         self.active = state["active"]
@@ -419,6 +454,7 @@ class Coevolution:
         return int(np.random.SeedSequence([self.cfg.run.seed, gen, salt]).generate_state(1)[0])
 
     def step(self, name: str, total: int, gen: int) -> None:
+        self.clock.switch("generate" if name == "evaluate" else name)
         self.emit("step", name=name, total=total, generation=gen)
 
     def emit(self, kind: str, **data) -> None:

@@ -28,9 +28,41 @@ def archive_table(rows: list[dict], title: str = "archive") -> Table:
     return table
 
 
+TIME_COLUMNS = {"materialise": "time_materialise_s", "generate": "time_generate_s", "score": "time_score_s",
+                "select": "time_select_s", "adapt": "time_adapt_tasks_s", "checkpoint": "time_checkpoint_s",
+                "other": "time_other_s", "total": "time_total_s", "tokens": "tokens", "tok/s": "tokens_per_s",
+                "cached": "answers_cached", "generated": "answers_generated"}
+
+
+def time_table(stats: list[dict]) -> Table:
+    """Where each generation's time went (seconds per phase) and the tokens it generated."""
+    table = Table(title="time per generation (s)")
+    table.add_column("gen", justify="right")
+    for col in TIME_COLUMNS:
+        table.add_column(col, justify="right")
+    for s in stats:
+        table.add_row(str(s["gen"]), *(_cell(s.get(key)) for key in TIME_COLUMNS.values()))
+    return table
+
+
+def time_line(s: dict) -> str:
+    """One generation's time per phase, tokens and cache use, as one log line."""
+    phases = ", ".join(f"{col} {s[key]:.1f}s" for col, key in TIME_COLUMNS.items()
+                       if key.startswith("time_") and key != "time_total_s" and s.get(key))
+    return (f"  time {s.get('time_total_s', 0):.1f}s ({phases}); {s.get('tokens', 0)} tokens at "
+            f"{s.get('tokens_per_s', 0):.1f} tok/s; answers {s.get('answers_generated', 0)} generated, "
+            f"{s.get('answers_cached', 0)} cached")
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
 class ProgressView:
     """Shows generation k of N, the current step's progress, the archive,
-    task-pool counts, elapsed time and ETA."""
+    task-pool counts, elapsed time and ETA, and where the last generation's time went."""
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console()
@@ -40,6 +72,7 @@ class ProgressView:
         self.task = None
         self.header = ""
         self.rows: list[dict] = []
+        self.last_stats: dict = {}
         self.pool: dict[str, int] = {}
         self.generations = 0
         self.first_gen = 0
@@ -74,6 +107,8 @@ class ProgressView:
         parts = [Text.from_markup(head), self.progress]
         if self.rows:
             parts.append(archive_table(self.rows))
+        if self.last_stats:
+            parts.append(Text(time_line(self.last_stats).strip()))
         return Group(*parts)
 
     def _log(self, text: str) -> None:
@@ -103,10 +138,11 @@ class ProgressView:
         elif kind == "generation_committed":
             self.rows, self.pool = data["archive"], data["pool"]
             self.done_gens += 1
-            s = data["stats"]
+            s = self.last_stats = data["stats"]
             self._log(f"gen {data['generation']} committed: fitness max {s['fit_max']:.3f} mean {s['fit_mean']:.3f}, "
                       f"coverage {s['coverage']:.3f}, archive {s['elites']}, active tasks {s['pool_active']}, "
                       f"{s['elapsed_s']}s")
+            self._log(time_line(s))
         elif kind == "run_finished":
             self._log(f"task force {', '.join(data['task_force'])}: Coverage {data['coverage']:.3f} of "
                       f"{data['n_tasks']} tasks (seed alone {data['seed_coverage']:.3f})")

@@ -4,11 +4,15 @@ One resident ``AutoModelForCausalLM`` on the CPU, built once from a seed
 checkpoint. Candidates' weights are copied into it in place, tensor by tensor
 from their safetensors file (tied tensors are shared storage, so they follow).
 Answers are greedy, use the tokenizer's chat template, and are generated in
-batches of prompts sorted by length with left padding.
+batches of prompts sorted by length with left padding; a batch stops as soon
+as every sequence in it has produced an end-of-sequence token. With
+``batch_size = 0`` the batch size is chosen from the memory available now
+(:func:`auto_batch_size`).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -18,21 +22,60 @@ from acdc_engine.errors import AcdcError
 from acdc_engine.hookspecs import hookimpl
 
 NAME = "transformers"
+MAX_AUTO_BATCH = 64  # beyond this a 2-core CPU gains nothing and the longest answer holds the batch
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (``MemAvailable`` of /proc/meminfo)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def sequence_bytes(config, length: int, dtype_bytes: int) -> int:
+    """Rough peak bytes one sequence of ``length`` tokens needs while generating.
+
+    KV cache, the prefill's activations and attention scores, and the logits
+    and scores over the vocabulary at each step.
+    """
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    kv = 2 * config.num_hidden_layers * kv_heads * head_dim * length * dtype_bytes
+    activations = length * (4 * config.hidden_size + 3 * config.intermediate_size) * dtype_bytes
+    attention = heads * length * length * 4
+    logits = 4 * config.vocab_size * 4
+    return kv + activations + attention + logits
+
+
+def auto_batch_size(config, length: int, dtype_bytes: int, available: int | None = None) -> int:
+    """Sequences per batch that fit in a quarter of the available memory, 1 to MAX_AUTO_BATCH."""
+    free = available_memory() if available is None else available
+    return max(1, min(MAX_AUTO_BATCH, free // 4 // sequence_bytes(config, length, dtype_bytes)))
 
 
 class TransformersBackend:
     """A resident transformers model whose weights are swapped per candidate."""
 
-    def __init__(self, model_dir: Path, *, dtype: str = "bfloat16", batch_size: int = 16) -> None:
+    def __init__(self, model_dir: Path, *, dtype: str = "bfloat16", batch_size: int = 0) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.batch_size = batch_size
+        self.generated_tokens = 0  # tokens produced so far, up to each answer's end
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
         self._params = dict(self.model.state_dict())
+        eos = self.model.generation_config.eos_token_id
+        eos = [eos] if isinstance(eos, int) else list(eos or [])
+        self.eos_ids = sorted({*eos, self.tokenizer.eos_token_id} - {None})
 
     @torch.no_grad()
     def load_weights(self, weights_file: Path) -> None:
@@ -54,24 +97,35 @@ class TransformersBackend:
     @torch.inference_mode()
     def generate(self, instructions, *, max_new_tokens, on_batch=None):
         prompts = [self._prompt(i) for i in instructions]
-        lengths = [len(self.tokenizer(p).input_ids) for p in prompts]
-        order = sorted(range(len(prompts)), key=lengths.__getitem__)
+        ids = self.tokenizer(prompts).input_ids
+        order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
         answers: list[str] = [""] * len(prompts)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            enc = self.tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True)
-            out = self.model.generate(
-                **enc,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
-            new = out[:, enc.input_ids.shape[1] :]
-            for i, row in zip(idx, new):
-                answers[i] = self.tokenizer.decode(row, skip_special_tokens=True)
+        start = 0
+        while start < len(order):
+            size = self.batch_size or auto_batch_size(
+                self.model.config, len(ids[order[min(start + MAX_AUTO_BATCH, len(order)) - 1]]) + max_new_tokens,
+                self.model.dtype.itemsize)
+            idx = order[start : start + size]
+            for i, text in zip(idx, self._generate_batch([ids[i] for i in idx], max_new_tokens)):
+                answers[i] = text
+            start += len(idx)
             if on_batch:
                 on_batch(len(idx))
         return answers
+
+    def _generate_batch(self, batch: list[list[int]], max_new_tokens: int) -> list[str]:
+        """Greedy answers to one batch of tokenised prompts, left-padded."""
+        enc = self.tokenizer.pad({"input_ids": batch}, return_tensors="pt", padding=True)
+        out = self.model.generate(
+            **enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=self.eos_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        texts = []
+        for row in out[:, enc.input_ids.shape[1] :].tolist():
+            end = next((k + 1 for k, t in enumerate(row) if t in self.eos_ids), len(row))
+            self.generated_tokens += end
+            texts.append(self.tokenizer.decode(row[:end], skip_special_tokens=True))
+        return texts
 
     def close(self) -> None:
         self.model = None
