@@ -98,10 +98,13 @@ def main(ctx, plugins, overrides):
 @_set_option
 @_plugins_option
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Directory for this run (default: a new one).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), help="Where models are built and evaluated "
+              "(run.executor; ray needs acdc-engine[ray]).")
 @click.pass_obj
-def run(group, config_file, overrides, plugins, run_dir):
+def run(group, config_file, overrides, plugins, run_dir, executor):
     """Start a new run."""
-    _start(config_file, [*group["overrides"], *overrides], plugins or group["plugins"], run_dir)
+    extra = [f"run.executor={executor}"] if executor else []
+    _start(config_file, [*group["overrides"], *overrides, *extra], plugins or group["plugins"], run_dir)
 
 
 @main.command()

@@ -186,6 +186,8 @@ def acdc_event(kind: str, data: dict[str, Any]) -> None:
     - ``advance``: n (units of the current step done)
     - ``model_done``: model_id, fitness, solved, status, reason
     - ``task_rejected``: name, reason
+    - ``worker_lost``: slot, job (materialise or generate), retry: a Ray
+      actor died; it was replaced and its job re-queued
     - ``generation_committed``: generation, archive (list of row dicts),
       pool (counts), stats (logbook record)
     - ``run_finished``: run_dir, task_force, coverage, seed_coverage

@@ -24,7 +24,7 @@ from acdc_engine.archives.task_pool import prune_oldest
 from acdc_engine.config import Config
 from acdc_engine.digest import recipe_digest, text_digest
 from acdc_engine.errors import AcdcError
-from acdc_engine.materialise import materialise
+from acdc_engine.executor import GenerateJob, MaterialiseJob, Operators, Worker, make_executor
 from acdc_engine.recipe import Recipe
 from acdc_engine.seeds import resolve_seeds
 from acdc_engine.store import Commit, RunStore
@@ -59,10 +59,8 @@ class Coevolution:
     def __init__(self, config: Config, store: RunStore, plugin_manager) -> None:
         self.cfg, self.store, self.hook = config, store, plugin_manager.hook
         evo = config.evolution
-        self.merge = self._operator(self.hook.acdc_merge_methods(), evo.crossover, "crossover")
-        self.mutation = (
-            None if evo.mutation == "none" else self._operator(self.hook.acdc_mutation_methods(), evo.mutation, "mutation")
-        )
+        ops = Operators(self.hook, evo)
+        self.merge, self.mutation = ops.merge, ops.mutation
         self.seed_dirs, self.base_dir = resolve_seeds(self.hook, config.models)
         self.archive = ModelArchive(
             capacity=evo.archive_size, measure_dim=config.tasks.active_cap, k_neighbors=evo.dns_k, seed=config.run.seed
@@ -81,7 +79,8 @@ class Coevolution:
         gen_cfg = config.generation
         self.decoding = text_digest(json.dumps({"backend": gen_cfg.backend, "dtype": gen_cfg.dtype,
                                                 "max_new_tokens": gen_cfg.max_new_tokens}))
-        self.backend = None
+        self.executor = make_executor(config, Worker(config=config, hook=self.hook, base_dir=self.base_dir,
+                                                     operators=ops), self.emit)
         self.clock = PhaseClock()
         self.started = time.monotonic()
         self.hook.acdc_configure(config=config, hook=self.hook)
@@ -120,14 +119,8 @@ class Coevolution:
         recipes = self.scheduler.ask()
         children = [self.new_model(r, gen, commit) for r in recipes]
         self.step("materialise", len(children), gen)
-        for child in children:
-            materialise(
-                child.recipe,
-                parent_files=[self.models[p].weights for p in child.recipe.parents],
-                base_file=self.base_dir / "model.safetensors",
-                merge=self.merge, mutation=self.mutation, out_file=child.weights,
-            )
-            self.emit("advance", n=1)
+        self.executor.materialise([MaterialiseJob(c.recipe, [self.models[p].weights for p in c.recipe.parents],
+                                                  c.weights) for c in children])
         ids = [c.id for c in children]
         responses = self.answer(ids, self.active, gen)
         self.score(responses, gen, commit)
@@ -257,34 +250,29 @@ class Coevolution:
         flat = [(t, inst) for t in task_ids for inst in self.tasks[t].instances]
         self.step("evaluate", len(flat) * len(model_ids), gen)
         keys = [text_digest(i.instruction) for _, i in flat]
-        out = {}
-        for model_id in model_ids:
-            known = self.store.cached_answers(self.digests[model_id], self.decoding, list(dict.fromkeys(keys)))
-            todo = {k: i.instruction for k, (_, i) in zip(keys, flat) if k not in known}
-            self.clock.counts["answers_cached"] += len(flat) - sum(k in todo for k in keys)
-            self.emit("advance", n=len(flat) - len(todo))
-            if todo:
-                fresh = self.generate(model_id, list(todo.values()))
-                self.store.cache_answers(self.digests[model_id], self.decoding, dict(zip(todo, fresh)))
-                known.update(zip(todo, fresh))
-            out[model_id] = {t: [] for t in task_ids}
-            for (t, _), k in zip(flat, keys):
-                out[model_id][t].append(known[k])
-        return out
+        known = {m: self.store.cached_answers(self.digests[m], self.decoding, list(dict.fromkeys(keys)))
+                 for m in model_ids}
+        todo = {m: {k: i.instruction for k, (_, i) in zip(keys, flat) if k not in known[m]} for m in model_ids}
+        hits = sum(k in known[m] for m in model_ids for k in keys)
+        self.clock.counts["answers_cached"] += hits
+        self.emit("advance", n=hits)
+        pending = [m for m in model_ids if todo[m]]
 
-    def generate(self, model_id: str, instructions: list[str]) -> list[str]:
-        """Answers from the backend with ``model_id``'s weights swapped in."""
-        if self.backend is None:
-            self.backend = self.hook.acdc_make_backend(config=self.cfg, model_dir=self.base_dir)
-            if self.backend is None:
-                raise AcdcError(f"no plugin provides the backend {self.cfg.generation.backend!r}")
-        self.backend.load_weights(self.models[model_id].weights)
-        before = getattr(self.backend, "generated_tokens", 0)
-        texts = self.backend.generate(instructions, max_new_tokens=self.cfg.generation.max_new_tokens,
-                                      on_batch=lambda k: self.emit("advance", n=k))
-        self.clock.tokens += getattr(self.backend, "generated_tokens", 0) - before
-        self.clock.counts["answers_generated"] += len(instructions)
-        return texts
+        def on_result(i: int, texts: list[str], tokens: int) -> None:
+            model_id = pending[i]
+            fresh = dict(zip(todo[model_id], texts))
+            self.store.cache_answers(self.digests[model_id], self.decoding, fresh)  # at once: survives a crash
+            known[model_id].update(fresh)
+            self.clock.tokens += tokens
+            self.clock.counts["answers_generated"] += len(texts)
+
+        self.executor.generate([GenerateJob(self.models[m].weights, list(todo[m].values())) for m in pending],
+                               on_result)
+        out = {m: {t: [] for t in task_ids} for m in model_ids}
+        for m in model_ids:
+            for (t, _), k in zip(flat, keys):
+                out[m][t].append(known[m][k])
+        return out
 
     def score(self, responses: dict[str, dict[str, list[str]]], gen: int, commit: Commit) -> None:
         """Scores responses with each task's own ``score()`` in the sandbox."""
@@ -460,18 +448,9 @@ class Coevolution:
     def emit(self, kind: str, **data) -> None:
         self.hook.acdc_event(kind=kind, data=data)
 
-    @staticmethod
-    def _operator(table_list: list[dict], name: str, what: str):
-        table = {k: v for t in table_list for k, v in (t or {}).items()}
-        if name not in table:
-            known = ", ".join(sorted(table)) or "none (enable the 'merge' plugin)"
-            raise AcdcError(f"unknown {what} method {name!r}; known: {known}")
-        return table[name]
-
     def close(self) -> None:
-        """Releases the backend and whatever plugins hold (sandbox workers)."""
+        """Releases the executor (its backends) and whatever plugins hold (sandbox workers)."""
         try:
-            if self.backend is not None:
-                self.backend.close()
+            self.executor.close()
         finally:
             self.hook.acdc_unconfigure()

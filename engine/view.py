@@ -133,6 +133,9 @@ class ProgressView:
             note = f" ({data['reason']})" if data["reason"] else ""
             self._log(f"  {data['model_id']}: fitness {data['fitness']:.3f}, solved {data['solved']}, "
                       f"{data['status']}{note}")
+        elif kind == "worker_lost":
+            self._log(f"  worker {data['slot']} lost during {data['job']}; replaced, job re-queued "
+                      f"(retry {data['retry']})")
         elif kind == "task_rejected":
             self._log(f"  task {data['name']} rejected: {data['reason']}")
         elif kind == "generation_committed":
