@@ -15,6 +15,10 @@ class Backend(Protocol):
     name -> resident tensor) so a recipe can be materialised straight into it.
     ``generate`` answers instructions, greedily unless asked to sample (the
     backend applies the chat template).
+    A backend may keep ``generated_tokens``, a running count of the tokens it
+    generated (up to each answer's end); the loop records it per generation.
+    Answers must be a pure function of (weights, instruction, decoding
+    settings): the engine caches them under that key.
     """
 
     def load_weights(self, weights_file: Path) -> None: ...

@@ -18,7 +18,7 @@ from acdc_engine.config import Config, load_config
 from acdc_engine.errors import AcdcError
 from acdc_engine.plugin_manager import ALWAYS_ON, build_plugin_manager, discover, merged_tables
 from acdc_engine.store import RunStore
-from acdc_engine.view import ProgressView, archive_table
+from acdc_engine.view import ProgressView, archive_table, time_table
 
 console = Console(soft_wrap=True)
 
@@ -114,10 +114,13 @@ def main(ctx, plugins, overrides):
 @_set_option
 @_plugins_option
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Directory for this run (default: a new one).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), help="Where models are built and evaluated "
+              "(run.executor; ray needs acdc-engine[ray]).")
 @click.pass_obj
-def run(group, config_file, overrides, plugins, run_dir):
+def run(group, config_file, overrides, plugins, run_dir, executor):
     """Start a new run."""
-    _start(config_file, [*group["overrides"], *overrides], plugins or group["plugins"], run_dir)
+    extra = [f"run.executor={executor}"] if executor else []
+    _start(config_file, [*group["overrides"], *overrides, *extra], plugins or group["plugins"], run_dir)
 
 
 @main.command()
@@ -163,6 +166,7 @@ def status(run_dir):
         stats.add_row(*(f"{s.get(k):.3f}" if isinstance(s.get(k), float) and k != "elapsed_s" else
                         str(s.get(k, "-")) for k in keys))
     console.print(stats)
+    console.print(time_table(store.all_stats()))
     force = store.task_force()
     if force is not None:
         console.print(f"task force {', '.join(json.loads(force['model_ids']))}: Coverage "

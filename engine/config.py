@@ -32,6 +32,9 @@ class RunConfig(_Section):
         default_factory=lambda: ["merge", "taskgen"],
         description="Optional plugins to enable (built-in or entry-point names).",
     )
+    executor: Literal["local", "ray"] = Field(
+        "local", description="Where materialisation and generation run: this process, or Ray actors "
+        "(extra acdc-engine[ray]).")
 
 
 class ModelsConfig(_Section):
@@ -117,7 +120,17 @@ class GenerationConfig(_Section):
     backend: str = Field("transformers", description="Generation backend name.")
     dtype: Literal["float32", "bfloat16"] = Field("bfloat16", description="Dtype of the resident model.")
     max_new_tokens: int = Field(48, ge=1, le=4096, description="Most tokens in one answer (greedy).")
-    batch_size: int = Field(24, ge=1, description="Prompts per generate() call.")
+    batch_size: int = Field(0, ge=0, description="Prompts per batch; 0 chooses it from the memory available.")
+
+
+class RayConfig(_Section):
+    """The Ray executor (``run.executor = "ray"``): workers and their resources."""
+
+    address: str = Field("", description="Ray cluster to join; empty starts a local one.")
+    workers: int = Field(2, ge=1, description="Actors, each with a resident model.")
+    cpus_per_worker: float = Field(1.0, ge=0, description="CPUs Ray reserves for each actor.")
+    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs Ray reserves for each actor.")
+    max_retries: int = Field(3, ge=0, description="Times a job is re-queued after its worker died.")
 
 
 class SandboxConfig(_Section):
@@ -184,6 +197,7 @@ class Config(_Section):
     evolution: EvolutionConfig = EvolutionConfig()
     tasks: TasksConfig = TasksConfig()
     generation: GenerationConfig = GenerationConfig()
+    ray: RayConfig = RayConfig()
     sandbox: SandboxConfig = SandboxConfig()
     llm: LLMConfig = LLMConfig()
     scientist: ScientistConfig = ScientistConfig()

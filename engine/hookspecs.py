@@ -224,6 +224,8 @@ def acdc_event(kind: str, data: dict[str, Any]) -> None:
     - ``task_limbo``: task_id, child_id, outcome (``held``, ``restored``,
       ``replaced``)
     - ``tasks_added``: accepted (list of task names), generation
+    - ``worker_lost``: slot, job (materialise or generate), retry: a Ray
+      actor died; it was replaced and its job re-queued
     - ``generation_committed``: generation, archive (list of row dicts),
       pool (counts), stats (logbook record)
     - ``run_finished``: run_dir, task_force, coverage, seed_coverage

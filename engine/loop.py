@@ -25,13 +25,14 @@ from acdc_engine.archives import (
 )
 from acdc_engine.archives.task_pool import prune_oldest
 from acdc_engine.config import Config
+from acdc_engine.digest import recipe_digest, text_digest
 from acdc_engine.errors import AcdcError
-from acdc_engine.materialise import materialise
-from acdc_engine.plugin_manager import merged_tables
+from acdc_engine.executor import GenerateJob, MaterialiseJob, Operators, Worker, make_executor
 from acdc_engine.recipe import Recipe
 from acdc_engine.seeds import resolve_seeds
 from acdc_engine.store import Commit, RunStore
 from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec
+from acdc_engine.timing import PhaseClock
 
 SALT_EMIT, SALT_ADAPT, SALT_TASKS, SALT_FORCE = 1, 2, 3, 4
 #: Task statuses of the global archive: every task ever accepted into the pool.
@@ -68,10 +69,8 @@ class Coevolution:
         self.cfg, self.store, self.hook = config, store, plugin_manager.hook
         self.hook.acdc_configure(config=config, hook=self.hook)
         evo = config.evolution
-        self.merge = self._operator(self.hook.acdc_merge_methods(), evo.crossover, "crossover")
-        self.mutation = (
-            None if evo.mutation == "none" else self._operator(self.hook.acdc_mutation_methods(), evo.mutation, "mutation")
-        )
+        ops = Operators(self.hook, evo)
+        self.merge, self.mutation = ops.merge, ops.mutation
         self.seed_dirs, self.base_dir = resolve_seeds(self.hook, config.models)
         self.axes = list(evo.capabilities) if evo.descriptor_kind == "capabilities" else []
         self.archive = make_archive(
@@ -89,7 +88,13 @@ class Coevolution:
         self.models: dict[str, ModelRecord] = {}
         self.scores: dict[tuple[str, str], float] = {}
         self.logbook = tools.Logbook()
-        self.backend = None
+        self.digests: dict[str, str] = {}  # model id -> weights digest (evaluation cache key)
+        gen_cfg = config.generation
+        self.decoding = text_digest(json.dumps({"backend": gen_cfg.backend, "dtype": gen_cfg.dtype,
+                                                "max_new_tokens": gen_cfg.max_new_tokens}))
+        self.executor = make_executor(config, Worker(config=config, hook=self.hook, base_dir=self.base_dir,
+                                                     operators=ops), self.emit)
+        self.clock = PhaseClock()
         self.started = time.monotonic()
         self.stop_requested = False
 
@@ -102,8 +107,10 @@ class Coevolution:
                   start_generation=start)
         for gen in range(start, self.cfg.run.generations + 1):
             self.emit("generation_started", generation=gen)
+            self.clock.restart("other")
             commit = Commit(generation=gen)
             if gen == 0:
+                self.clock.switch("adapt tasks")
                 self.add_tasks([TaskRequest("initial", self.cfg.tasks.initial_families, self.rng_seed(0, SALT_TASKS),
                                             self.cfg.tasks.instances_per_family)], gen, commit)
                 self.add_seeds(commit)
@@ -125,14 +132,8 @@ class Coevolution:
         recipes = self.scheduler.ask()
         children = [self.new_model(r, gen, commit) for r in recipes]
         self.step("materialise", len(children), gen)
-        for child in children:
-            materialise(
-                child.recipe,
-                parent_files=[self.models[p].weights for p in child.recipe.parents],
-                base_file=self.base_dir / "model.safetensors",
-                merge=self.merge, mutation=self.mutation, out_file=child.weights,
-            )
-            self.emit("advance", n=1)
+        self.executor.materialise([MaterialiseJob(c.recipe, [self.models[p].weights for p in c.recipe.parents],
+                                                  c.weights) for c in children])
         ids = [c.id for c in children]
         responses = self.answer(ids, self.active, gen)
         self.score(responses, gen, commit)
@@ -257,27 +258,39 @@ class Coevolution:
         model_id = f"m{len(self.models) + 1:04d}"
         model = ModelRecord(model_id, recipe, weights or self.store.staged_path(model_id), gen)
         self.models[model_id] = model
+        self.digests[model_id] = self.weights_digest(model)
         commit.models.append({"id": model_id, "recipe": recipe.to_json(), "parents": json.dumps(list(recipe.parents)),
                               "generation": gen, "fitness": None, "status": "pending", "reason": None,
                               "weights": None})
         return model
 
     def answer(self, model_ids: list[str], task_ids: list[str], gen: int) -> dict[str, dict[str, list[str]]]:
-        """Every model's responses to every instance of ``task_ids``."""
-        if self.backend is None:
-            self.backend = self.hook.acdc_make_backend(config=self.cfg, model_dir=self.base_dir)
-            if self.backend is None:
-                raise AcdcError(f"no plugin provides the backend {self.cfg.generation.backend!r}")
+        """Every model's responses to every instance of ``task_ids``, from the cache where known."""
         flat = [(t, inst) for t in task_ids for inst in self.tasks[t].instances]
         self.step("evaluate", len(flat) * len(model_ids), gen)
-        out = {}
-        for model_id in model_ids:
-            self.backend.load_weights(self.models[model_id].weights)
-            texts = self.backend.generate([i.instruction for _, i in flat], max_new_tokens=self.cfg.generation.max_new_tokens,
-                                          on_batch=lambda k: self.emit("advance", n=k))
-            out[model_id] = {t: [] for t in task_ids}
-            for (t, _), text in zip(flat, texts):
-                out[model_id][t].append(text)
+        keys = [text_digest(i.instruction) for _, i in flat]
+        known = {m: self.store.cached_answers(self.digests[m], self.decoding, list(dict.fromkeys(keys)))
+                 for m in model_ids}
+        todo = {m: {k: i.instruction for k, (_, i) in zip(keys, flat) if k not in known[m]} for m in model_ids}
+        hits = sum(k in known[m] for m in model_ids for k in keys)
+        self.clock.counts["answers_cached"] += hits
+        self.emit("advance", n=hits)
+        pending = [m for m in model_ids if todo[m]]
+
+        def on_result(i: int, texts: list[str], tokens: int) -> None:
+            model_id = pending[i]
+            fresh = dict(zip(todo[model_id], texts))
+            self.store.cache_answers(self.digests[model_id], self.decoding, fresh)  # at once: survives a crash
+            known[model_id].update(fresh)
+            self.clock.tokens += tokens
+            self.clock.counts["answers_generated"] += len(texts)
+
+        self.executor.generate([GenerateJob(self.models[m].weights, list(todo[m].values())) for m in pending],
+                               on_result)
+        out = {m: {t: [] for t in task_ids} for m in model_ids}
+        for m in model_ids:
+            for (t, _), k in zip(flat, keys):
+                out[m][t].append(known[m][k])
         return out
 
     def score(self, responses: dict[str, dict[str, list[str]]], gen: int, commit: Commit) -> None:
@@ -314,6 +327,13 @@ class Coevolution:
                 groups.setdefault(todo, []).append(model_id)
         for todo, ids in groups.items():
             self.score(self.answer(ids, list(todo), gen), gen, commit)
+
+    def weights_digest(self, model: ModelRecord) -> str:
+        """A seed's file digest, or a child's digest from its recipe and its parents' digests."""
+        if model.recipe.is_seed:
+            return self.store.file_digest(model.weights)
+        return recipe_digest(model.recipe, parent_digests=[self.digests[p] for p in model.recipe.parents],
+                             base_digest=self.store.file_digest(self.base_dir / "model.safetensors"))
 
     def criterion(self, responses: dict[str, list[str]]) -> str | None:
         flat = [r for texts in responses.values() for r in texts]
@@ -504,6 +524,7 @@ class Coevolution:
             "task_diversity": self.task_diversity(),
             **{f"pool_{k}": v for k, v in self.pool_counts().items()},
             "elapsed_s": round(time.monotonic() - self.started, 1),
+            **self.clock.record(),
         }
         self.logbook.record(**record)
         return record
@@ -528,6 +549,7 @@ class Coevolution:
         for row in self.store.models():
             self.models[row["id"]] = ModelRecord(row["id"], Recipe.from_json(row["recipe"]),
                                                  Path(row["weights"]) if row["weights"] else None, row["generation"])
+            self.digests[row["id"]] = self.weights_digest(self.models[row["id"]])
         self.scores = self.store.scores()
         for parent_id, rec in self.tasks.items():  # a held parent's variant is its newest child
             if rec.status == "limbo":
@@ -550,28 +572,18 @@ class Coevolution:
         """Starts a step; a requested stop takes effect here, between steps."""
         if self.stop_requested:
             raise RunInterrupted(f"stopped before {name} of generation {gen}")
+        self.clock.switch("generate" if name == "evaluate" else name)
         self.emit("step", name=name, total=total, generation=gen)
 
     def emit(self, kind: str, **data) -> None:
         self.hook.acdc_event(kind=kind, data=data)
 
-    @staticmethod
-    def _operator(table_list: list[dict], name: str, what: str):
-        table = merged_tables(table_list)
-        if name not in table:
-            known = ", ".join(sorted(table)) or "none (enable the 'merge' plugin)"
-            raise AcdcError(f"unknown {what} method {name!r}; known: {known}")
-        return table[name]
-
     def close(self) -> None:
-        """Releases the backend and whatever plugins hold (sandbox workers)."""
+        """Releases the executor (its backends) and whatever plugins hold (sandbox workers)."""
         try:
-            if self.backend is not None:
-                self.backend.close()
+            self.executor.close()
         finally:
             self.hook.acdc_unconfigure()
-        if self.backend is not None:
-            self.backend.close()
 
 
 def model_diversity(skills: np.ndarray) -> float:

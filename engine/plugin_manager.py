@@ -29,6 +29,7 @@ ALWAYS_ON = {
     "smollm2": "acdc_engine.plugins.smollm2",
     "local-seeds": "acdc_engine.plugins.local_seeds",
     "transformers": "acdc_engine.plugins.transformers_backend",
+    "vllm": "acdc_engine.plugins.vllm_backend",
     "sandbox": "acdc_engine.plugins.sandbox",
     "gibberish": "acdc_engine.plugins.gibberish",
     "skills": "acdc_engine.plugins.skills",

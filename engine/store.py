@@ -10,6 +10,12 @@ A generation is committed in one transaction. Weight files of new elites are
 moved out of staging just before it; files no longer referenced are deleted
 after it, and any stray file is cleaned up on open. So a run killed at any
 point reopens at its last committed generation with nothing committed lost.
+
+Two tables live outside that transaction: ``answer_cache`` (a response per
+weights digest, decoding settings and prompt digest) and ``file_digests``.
+Their rows are pure functions of their keys, so they are written as soon as
+they are known and survive a crash: a resumed run never generates again
+what it had generated before the crash.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from acdc_engine.digest import file_digest
 from acdc_engine.errors import AcdcError
 
 SCHEMA = """
@@ -45,6 +52,11 @@ CREATE TABLE IF NOT EXISTS generations (
 CREATE TABLE IF NOT EXISTS task_force (
     id INTEGER PRIMARY KEY CHECK (id = 1), model_ids TEXT NOT NULL,
     coverage REAL NOT NULL, seed_coverage REAL NOT NULL, n_tasks INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS answer_cache (
+    weights TEXT NOT NULL, decoding TEXT NOT NULL, prompt TEXT NOT NULL,
+    response TEXT NOT NULL, PRIMARY KEY (weights, decoding, prompt));
+CREATE TABLE IF NOT EXISTS file_digests (
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, digest TEXT NOT NULL);
 """
 
 
@@ -137,6 +149,38 @@ class RunStore:
 
     def staged_path(self, model_id: str) -> Path:
         return self.staging_dir / f"{model_id}.safetensors"
+
+    # --- evaluation cache (outside the generation transaction) -------------
+
+    def cached_answers(self, weights: str, decoding: str, prompts: list[str]) -> dict[str, str]:
+        """Cached responses by prompt digest, for those of ``prompts`` that have one."""
+        out: dict[str, str] = {}
+        for start in range(0, len(prompts), 500):
+            chunk = prompts[start : start + 500]
+            rows = self.conn.execute(
+                f"SELECT prompt, response FROM answer_cache WHERE weights=? AND decoding=? AND prompt IN "
+                f"({','.join('?' * len(chunk))})", (weights, decoding, *chunk))
+            out.update((r[0], r[1]) for r in rows)
+        return out
+
+    def cache_answers(self, weights: str, decoding: str, answers: dict[str, str]) -> None:
+        """Stores responses by prompt digest at once, in their own transaction."""
+        with self.conn:
+            self.conn.execute("BEGIN")
+            self.conn.executemany("INSERT OR REPLACE INTO answer_cache VALUES (?, ?, ?, ?)",
+                                  [(weights, decoding, p, r) for p, r in answers.items()])
+
+    def file_digest(self, path: Path) -> str:
+        """SHA-256 of a file, remembered while its size and mtime stay the same."""
+        st = Path(path).stat()
+        row = self.conn.execute("SELECT digest FROM file_digests WHERE path=? AND size=? AND mtime_ns=?",
+                                (str(path), st.st_size, st.st_mtime_ns)).fetchone()
+        if row:
+            return row[0]
+        digest = file_digest(path)
+        self.conn.execute("INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?)",
+                          (str(path), st.st_size, st.st_mtime_ns, digest))
+        return digest
 
     # --- writing ----------------------------------------------------------
 

@@ -62,8 +62,41 @@ def reason_kind(reason: str) -> str:
     return head.strip()[:24] or "unknown"
 
 
+TIME_COLUMNS = {"materialise": "time_materialise_s", "generate": "time_generate_s", "score": "time_score_s",
+                "select": "time_select_s", "adapt": "time_adapt_tasks_s", "checkpoint": "time_checkpoint_s",
+                "other": "time_other_s", "total": "time_total_s", "tokens": "tokens", "tok/s": "tokens_per_s",
+                "cached": "answers_cached", "generated": "answers_generated"}
+
+
+def time_table(stats: list[dict]) -> Table:
+    """Where each generation's time went (seconds per phase) and the tokens it generated."""
+    table = Table(title="time per generation (s)")
+    table.add_column("gen", justify="right")
+    for col in TIME_COLUMNS:
+        table.add_column(col, justify="right")
+    for s in stats:
+        table.add_row(str(s["gen"]), *(_cell(s.get(key)) for key in TIME_COLUMNS.values()))
+    return table
+
+
+def time_line(s: dict) -> str:
+    """One generation's time per phase, tokens and cache use, as one log line."""
+    phases = ", ".join(f"{col} {s[key]:.1f}s" for col, key in TIME_COLUMNS.items()
+                       if key.startswith("time_") and key != "time_total_s" and s.get(key))
+    return (f"  time {s.get('time_total_s', 0):.1f}s ({phases}); {s.get('tokens', 0)} tokens at "
+            f"{s.get('tokens_per_s', 0):.1f} tok/s; answers {s.get('answers_generated', 0)} generated, "
+            f"{s.get('answers_cached', 0)} cached")
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
 class ProgressView:
-    """Shows the run as it goes (see the module docstring)."""
+    """Shows generation k of N, the current step's progress, the archive,
+    task-pool counts, elapsed time and ETA, and where the last generation's time went."""
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console()
@@ -72,6 +105,7 @@ class ProgressView:
                                  TimeElapsedColumn(), console=self.console)
         self.task = None
         self.rows: list[dict] = []
+        self.last_stats: dict = {}
         self.pool: dict[str, int] = {}
         self.rejected: Counter[str] = Counter()
         self.events: deque[str] = deque(maxlen=4)
@@ -121,6 +155,8 @@ class ProgressView:
                     f"rejected: {rejected}", overflow="ellipsis", no_wrap=True)
         parts.append(pool)
         parts.extend(Text(e, overflow="ellipsis", no_wrap=True, style="dim") for e in self.events)
+        if self.last_stats:
+            parts.append(Text(time_line(self.last_stats).strip()))
         return Group(*parts)
 
     def _log(self, text: str) -> None:
@@ -151,6 +187,9 @@ class ProgressView:
             note = f" ({data['reason']})" if data["reason"] else ""
             self._log(f"{data['model_id']}: fitness {data['fitness']:.3f}, solved {data['solved']}, "
                       f"{data['status']}{note}")
+        elif kind == "worker_lost":
+            self._log(f"  worker {data['slot']} lost during {data['job']}; replaced, job re-queued "
+                      f"(retry {data['retry']})")
         elif kind == "task_rejected":
             self.rejected[reason_kind(data["reason"])] += 1
             self._log(f"task {data['name']} rejected: {data['reason']}")
@@ -159,11 +198,12 @@ class ProgressView:
         elif kind == "generation_committed":
             self.rows, self.pool = data["archive"], data["pool"]
             self.done_gens += 1
-            s = data["stats"]
+            s = self.last_stats = data["stats"]
             self._log(f"gen {data['generation']} committed: fitness max {s['fit_max']:.3f} mean {s['fit_mean']:.3f}, "
                       f"coverage {s['coverage']:.3f}, archive {s['elites']}, active tasks {s['pool_active']}, "
                       + (f"task diversity {s['task_diversity']:.2f}, " if s.get("task_diversity") is not None else "")
                       + f"{s['elapsed_s']}s")
+            self._log(time_line(s))
         elif kind == "task_limbo":
             self._log(f"  task {data['task_id']} {data['outcome']} (harder variant {data['child_id']})")
         elif kind == "run_finished":

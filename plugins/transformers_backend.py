@@ -3,16 +3,20 @@
 One resident ``AutoModelForCausalLM`` on the CPU, built once from a seed
 checkpoint. Candidates' weights are copied into it in place, tensor by tensor
 from their safetensors file (tied tensors are shared storage, so they follow).
-Answers are greedy unless a temperature is given (the control of
-``acdc-engine evaluate`` samples), use the tokenizer's chat template, and are
-generated in batches of prompts sorted by length with left padding.
-:meth:`TransformersBackend.chat` also answers whole conversations (the local
-LLM of ``plugins/llm.py`` uses it); ``mean_logprob`` scores given responses,
-for the best-of-N judge.
+Answers use the tokenizer's chat template and are generated in batches of
+prompts sorted by length with left padding; a batch stops as soon as every
+sequence in it has produced an end-of-sequence token. With ``batch_size = 0``
+the batch size is chosen from the memory available now
+(:func:`auto_batch_size`). Answers are greedy unless a temperature is given
+(the control of ``acdc-engine evaluate`` samples). :meth:`TransformersBackend.chat`
+also answers whole conversations (the local LLM of ``plugins/llm.py`` uses
+it); ``mean_logprob`` scores given responses, for the best-of-N judge.
 """
+
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -22,21 +26,60 @@ from acdc_engine.errors import AcdcError
 from acdc_engine.hookspecs import hookimpl
 
 NAME = "transformers"
+MAX_AUTO_BATCH = 64  # beyond this a 2-core CPU gains nothing and the longest answer holds the batch
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (``MemAvailable`` of /proc/meminfo)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def sequence_bytes(config, length: int, dtype_bytes: int) -> int:
+    """Rough peak bytes one sequence of ``length`` tokens needs while generating.
+
+    KV cache, the prefill's activations and attention scores, and the logits
+    and scores over the vocabulary at each step.
+    """
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    kv = 2 * config.num_hidden_layers * kv_heads * head_dim * length * dtype_bytes
+    activations = length * (4 * config.hidden_size + 3 * config.intermediate_size) * dtype_bytes
+    attention = heads * length * length * 4
+    logits = 4 * config.vocab_size * 4
+    return kv + activations + attention + logits
+
+
+def auto_batch_size(config, length: int, dtype_bytes: int, available: int | None = None) -> int:
+    """Sequences per batch that fit in a quarter of the available memory, 1 to MAX_AUTO_BATCH."""
+    free = available_memory() if available is None else available
+    return max(1, min(MAX_AUTO_BATCH, free // 4 // sequence_bytes(config, length, dtype_bytes)))
 
 
 class TransformersBackend:
     """A resident transformers model whose weights are swapped per candidate."""
 
-    def __init__(self, model_dir: Path, *, dtype: str = "bfloat16", batch_size: int = 16) -> None:
+    def __init__(self, model_dir: Path, *, dtype: str = "bfloat16", batch_size: int = 0) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.batch_size = batch_size
+        self.generated_tokens = 0  # tokens produced so far, up to each answer's end
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
         self._params = dict(self.model.state_dict())
+        eos = self.model.generation_config.eos_token_id
+        eos = [eos] if isinstance(eos, int) else list(eos or [])
+        self.eos_ids = sorted({*eos, self.tokenizer.eos_token_id} - {None})
 
     @torch.no_grad()
     def load_weights(self, weights_file: Path) -> None:
@@ -66,33 +109,40 @@ class TransformersBackend:
 
         Greedy when ``temperature`` is 0; otherwise sampled, reproducibly from ``seed``.
         """
-        prompts = [self._prompt(m) for m in conversations]
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 else {
-            "do_sample": False}
-        lengths = [len(self.tokenizer(p).input_ids) for p in prompts]
-        order = sorted(range(len(prompts)), key=lengths.__getitem__)
-        answers: list[str] = [""] * len(prompts)
-        sampling = {"do_sample": False}
-        if temperature > 0:
-            sampling = {"do_sample": True, "temperature": temperature}
-            torch.manual_seed(0 if seed is None else seed)  # transformers samples from torch's default generator
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            enc = self.tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True)
+        ids = self.tokenizer([self._prompt(m) for m in conversations]).input_ids
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        answers: list[str] = [""] * len(ids)
+        start = 0
+        while start < len(order):
+            size = self.batch_size or auto_batch_size(
+                self.model.config, len(ids[order[min(start + MAX_AUTO_BATCH, len(order)) - 1]]) + max_new_tokens,
+                self.model.dtype.itemsize)
+            idx = order[start : start + size]
             with torch.random.fork_rng():
                 torch.manual_seed(seed + start)
-                out = self.model.generate(
-                    **enc,
-                    max_new_tokens=max_new_tokens,
-                    pad_token_id=self.tokenizer.pad_token_id,
-                    **sampling,
-                )
-            new = out[:, enc.input_ids.shape[1] :]
-            for i, row in zip(idx, new):
-                answers[i] = self.tokenizer.decode(row, skip_special_tokens=True)
+                texts = self._generate_batch([ids[i] for i in idx], max_new_tokens, temperature)
+            for i, text in zip(idx, texts):
+                answers[i] = text
+            start += len(idx)
             if on_batch:
                 on_batch(len(idx))
         return answers
+
+    def _generate_batch(self, batch: list[list[int]], max_new_tokens: int, temperature: float) -> list[str]:
+        """Answers to one batch of tokenised prompts, left-padded."""
+        enc = self.tokenizer.pad({"input_ids": batch}, return_tensors="pt", padding=True)
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 else {
+            "do_sample": False}
+        out = self.model.generate(
+            **enc, max_new_tokens=max_new_tokens, eos_token_id=self.eos_ids,
+            pad_token_id=self.tokenizer.pad_token_id, **sampling,
+        )
+        texts = []
+        for row in out[:, enc.input_ids.shape[1] :].tolist():
+            end = next((k + 1 for k, t in enumerate(row) if t in self.eos_ids), len(row))
+            self.generated_tokens += end
+            texts.append(self.tokenizer.decode(row[:end], skip_special_tokens=True))
+        return texts
 
     @torch.inference_mode()
     def mean_logprob(self, instructions: list[str], responses: list[str]) -> list[float]:
