@@ -92,7 +92,7 @@ def main() -> None:
     timer.reset()
     before = backend.generated_tokens
     t0 = time.perf_counter()
-    batched = backend.generate(texts, max_new_tokens=MAX_NEW)
+    backend.generate(texts, max_new_tokens=MAX_NEW)
     wall = time.perf_counter() - t0
     tokens = backend.generated_tokens - before
     forward, prefill = timer.total, timer.prefill

@@ -160,3 +160,19 @@ def chat_server():
     yield start
     for server in servers:
         server.close()
+
+
+def run_in_process(config, run_dir, extra=(), *, resume=False):
+    """A whole run in this process on a fresh (or, with ``resume``, the existing)
+    run store; returns the finished loop."""
+    from acdc_engine.loop import Coevolution
+    from acdc_engine.store import RunStore
+
+    store = RunStore.open(run_dir) if resume else RunStore.create(run_dir, config.model_dump_json())
+    evo = Coevolution(config, store, build_plugin_manager(config.run.plugins, extra=list(extra)))
+    try:
+        evo.run()
+    finally:
+        evo.close()
+        store.close()
+    return evo

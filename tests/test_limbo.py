@@ -5,10 +5,8 @@ from __future__ import annotations
 import sqlite3
 
 from acdc_engine.hookspecs import hookimpl
-from acdc_engine.loop import Coevolution
-from acdc_engine.plugin_manager import build_plugin_manager
-from acdc_engine.store import RunStore
 from acdc_engine.tasks import TaskSpec
+from conftest import run_in_process
 
 
 def family(score: float, tag: str) -> str:
@@ -48,20 +46,13 @@ class Events:
             self.limbo.append((data["task_id"], data["child_id"], data["outcome"]))
 
 
-def run(config, store, extra):
-    evo = Coevolution(config, store, build_plugin_manager(config.run.plugins, extra=extra))
-    try:
-        evo.run()
-    finally:
-        evo.close()
-        store.close()
-    return evo
+run = run_in_process
 
 
 def test_too_hard_variant_gives_its_parent_back_and_a_solved_one_replaces_it(tiny_config, tmp_path):
     config = tiny_config(**{"run.plugins": ["merge"], "run.generations": 2, "tasks.initial_families": 2})
     events = Events()
-    evo = run(config, RunStore.create(tmp_path / "run", config.model_dump_json()), [Ladder(), events])
+    evo = run(config, tmp_path / "run", [Ladder(), events])
     db = sqlite3.connect(tmp_path / "run" / "run.sqlite")
     rows = {r[0]: r[1:] for r in db.execute("SELECT name, id, status, reason FROM tasks")}
     a, b, wall, medium = (rows[n][0] for n in ("easy-a", "easy-b", "wall", "medium"))
@@ -79,10 +70,10 @@ def test_too_hard_variant_gives_its_parent_back_and_a_solved_one_replaces_it(tin
 def test_limbo_survives_resume(tiny_config, tmp_path):
     first = tiny_config(**{"run.plugins": ["merge"], "run.generations": 1, "tasks.initial_families": 2})
     ladder = Ladder()
-    run(first, RunStore.create(tmp_path / "run", first.model_dump_json()), [ladder])
+    run(first, tmp_path / "run", [ladder])
     db = sqlite3.connect(tmp_path / "run" / "run.sqlite")
     assert sorted(r[0] for r in db.execute("SELECT status FROM tasks")) == ["active", "active", "limbo", "limbo"]
     events = Events()
     longer = tiny_config(**{"run.plugins": ["merge"], "run.generations": 2, "tasks.initial_families": 2})
-    evo = run(longer, RunStore.open(tmp_path / "run"), [ladder, events])
+    evo = run(longer, tmp_path / "run", [ladder, events], resume=True)
     assert [e[2] for e in events.limbo] == ["restored", "replaced"] and len(evo.active) == 2

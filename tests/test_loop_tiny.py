@@ -11,20 +11,11 @@ from acdc_engine.errors import AcdcError
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.loop import Coevolution
 from acdc_engine.plugin_manager import build_plugin_manager
-from acdc_engine.store import RunStore
 from acdc_engine.tasks import TaskSpec
+from conftest import run_in_process
 
 
-def run_once(config, run_dir, extra=()):
-    store = RunStore.create(run_dir, config.model_dump_json())
-    pm = build_plugin_manager(config.run.plugins, extra=list(extra))
-    evo = Coevolution(config, store, pm)
-    try:
-        evo.run()
-    finally:
-        evo.close()
-        store.close()
-    return evo
+run_once = run_in_process
 
 
 class EventLog:

@@ -12,11 +12,10 @@ from acdc_engine.archives import vendi_score
 from acdc_engine.config import load_config
 from acdc_engine.errors import AcdcError
 from acdc_engine.hookspecs import hookimpl
-from acdc_engine.loop import Coevolution
 from acdc_engine.plugin_manager import build_plugin_manager
 from acdc_engine.plugins import llm_gibberish
-from acdc_engine.store import RunStore
 from acdc_engine.tasks import TaskSpec
+from conftest import run_in_process
 
 ADD = TaskSpec("add", "Add two whole numbers and give the sum.", "arithmetic", 1, "a", "x")
 SUM = TaskSpec("sum", "Compute the sum of two integers.", "arithmetic", 1, "b", "x")
@@ -91,15 +90,7 @@ class Trio:
         return None
 
 
-def run(config, run_dir, extra=()):
-    store = RunStore.create(run_dir, config.model_dump_json())
-    evo = Coevolution(config, store, build_plugin_manager(config.run.plugins, extra=list(extra)))
-    try:
-        evo.run()
-    finally:
-        evo.close()
-        store.close()
-    return evo
+run = run_in_process
 
 
 def test_tiny_run_with_novelty_keeps_near_duplicates_out_and_records_diversity(tiny_config, tmp_path):

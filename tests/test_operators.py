@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from acdc_engine.config import EvolutionConfig
 from acdc_engine.errors import AcdcError

@@ -8,7 +8,6 @@ signals) need bubblewrap and are skipped, with the reason, where it cannot run.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import sqlite3
 import subprocess

@@ -9,12 +9,11 @@ import subprocess
 import sys
 
 from acdc_engine.config import load_config
-from acdc_engine.loop import Coevolution
 from acdc_engine.plugin_manager import build_plugin_manager
 from acdc_engine.plugins.llm import OpenAIChat
 from acdc_engine.plugins.scientist import Scientist
-from acdc_engine.store import RunStore
 from acdc_engine.tasks import TaskRequest, TaskSpec
+from conftest import run_in_process
 
 GOOD = '''class TaskFamily:
     @staticmethod
@@ -117,13 +116,7 @@ def test_tiny_run_with_the_scientist_records_rejects_and_status_shows_them(chat_
     server = chat_server(ScriptedScientist(garbage_every=3))
     config = tiny_config(**{"run.plugins": ["merge", "scientist"], "run.generations": 1, "llm.endpoint": server.url,
                             "llm.max_retries": 0, "scientist.reflections": 1, "tasks.initial_families": 4})
-    store = RunStore.create(tmp_path / "run", config.model_dump_json())
-    evo = Coevolution(config, store, build_plugin_manager(config.run.plugins))
-    try:
-        evo.run()
-    finally:
-        evo.close()
-        store.close()
+    run_in_process(config, tmp_path / "run")
     db = sqlite3.connect(tmp_path / "run" / "run.sqlite")
     rows = db.execute("SELECT generator, status, reason, generation FROM tasks ORDER BY id").fetchall()
     gen0 = [r for r in rows if r[3] == 0]

@@ -10,10 +10,8 @@ import sqlite3
 
 import pytest
 
-from acdc_engine.loop import Coevolution
-from acdc_engine.plugin_manager import build_plugin_manager
 from acdc_engine.plugins.llm import LocalChat
-from acdc_engine.store import RunStore
+from conftest import run_in_process
 
 CATEGORIES = ("unparseable", "failed in sandbox after", "not done after", "not novel", "failed in sandbox")
 
@@ -25,13 +23,7 @@ def test_smollm2_scientist_tasks_are_vetted_and_rejects_recorded(smollm2_dir, ti
         "tasks.new_per_adaptation": 1, "llm.endpoint": "local", "llm.model": str(smollm2_dir),
         "llm.max_new_tokens": 64, "scientist.reflections": 1,
     })
-    store = RunStore.create(tmp_path / "run", config.model_dump_json())
-    evo = Coevolution(config, store, build_plugin_manager(config.run.plugins))
-    try:
-        evo.run()
-    finally:
-        evo.close()
-        store.close()
+    run_in_process(config, tmp_path / "run")
     db = sqlite3.connect(tmp_path / "run" / "run.sqlite")
     assert db.execute("SELECT MAX(generation) FROM generations").fetchone()[0] == 1
     rows = db.execute("SELECT status, reason, source FROM tasks WHERE generator='scientist'").fetchall()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-import json
 
 import pytest
 from click.testing import CliRunner
