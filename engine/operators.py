@@ -15,9 +15,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-#: (tensor name, parents' tensors, base tensor, params) -> child tensor
-MergeFn = Callable[[str, list[torch.Tensor], torch.Tensor, dict[str, Any]], torch.Tensor]
-#: (tensor name, tensor, params, generator seeded for this tensor) -> mutated tensor
+#: (tensor name, parents' tensors, base tensor, params, out=None) -> child tensor.
+#: ``parents`` is a lazy sequence (each item mapped on access); a function may
+#: write into ``out`` (a resident tensor of the same dtype) and return it.
+MergeFn = Callable[..., torch.Tensor]
+#: (tensor name, tensor, params, generator seeded for this tensor) -> mutated tensor (in place allowed)
 MutateFn = Callable[[str, torch.Tensor, dict[str, Any], torch.Generator], torch.Tensor]
 
 

@@ -74,8 +74,15 @@ def _hooks_of(plugin: Any) -> list[str]:
 
 
 def merged_tables(results: list[dict | None]) -> dict:
-    """One name -> object table from a collecting hook's per-plugin dicts."""
-    return {k: v for table in results for k, v in (table or {}).items()}
+    """One name -> object table from a collecting hook's per-plugin dicts;
+    a name offered by two plugins is an error."""
+    merged: dict = {}
+    for table in results:
+        for name, value in (table or {}).items():
+            if name in merged:
+                raise AcdcError(f"two plugins offer an operator named {name!r}; rename one of them")
+            merged[name] = value
+    return merged
 
 
 def autoload_enabled() -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 
 def cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "acdc_engine", *args], capture_output=True, text=True,
@@ -45,3 +47,19 @@ def test_plugins_lists_builtins_with_their_hooks():
     assert result.returncode == 0
     for name in ("merge", "taskgen", "transformers", "sandbox", "smollm2", "acdc_merge_methods"):
         assert name in result.stdout
+
+
+def test_two_plugins_offering_one_operator_name_are_refused():
+    from acdc_engine.errors import AcdcError
+    from acdc_engine.hookspecs import hookimpl
+    from acdc_engine.operators import MergeMethod
+    from acdc_engine.plugin_manager import build_plugin_manager, merged_tables
+
+    class Clash:
+        @hookimpl
+        def acdc_merge_methods(self):
+            return {"linear": MergeMethod("linear", lambda *a, **k: None, lambda *a: {})}
+
+    pm = build_plugin_manager(["merge"], extra=[Clash()])
+    with pytest.raises(AcdcError, match="two plugins offer an operator named 'linear'; rename one of them"):
+        merged_tables(pm.hook.acdc_merge_methods())
