@@ -288,6 +288,7 @@ def report(run_dir, out):
     """Write a self-contained HTML report with plots of a run."""
     from acdc_engine.report import build_report
 
+    _quiet_libraries()
     page = build_report(run_dir)
     out = out or Path(run_dir) / "report.html"
     out.write_text(page)
