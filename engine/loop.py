@@ -173,7 +173,7 @@ class Coevolution:
         self.add_tasks(requests, gen, commit)
         self.active, pruned = prune_oldest(self.active, self.cfg.tasks.active_cap)
         for task_id in pruned:
-            self.retire_task(task_id, "retired", "pruned: oldest beyond the active cap", commit, drop=False)
+            self.retire_task(task_id, "retired", "pruned: oldest beyond the active cap", commit)
         self.evaluate_missing(members, gen, commit)
         self.remeasure()
 
@@ -481,7 +481,7 @@ class Coevolution:
             self.emit("task_limbo", task_id=parent_id, child_id=child_id, outcome="restored" if restore else "replaced")
         return too_hard
 
-    def retire_task(self, task_id: str, status: str, reason: str, commit: Commit, drop: bool = True) -> None:
+    def retire_task(self, task_id: str, status: str, reason: str, commit: Commit) -> None:
         self.tasks[task_id].status = status
         if task_id in self.active:
             self.active.remove(task_id)
