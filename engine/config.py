@@ -183,6 +183,14 @@ class NoveltyConfig(_Section):
     )
 
 
+class StoreConfig(_Section):
+    """The run directory's weight files (kept for archive members and seeds, by content digest)."""
+
+    weights_budget_mb: int = Field(
+        0, ge=0, description="Disk budget of kept weight files, seeds included, in MiB; 0 = unlimited. Beyond it "
+        "the least recently used files that are not seeds' are evicted, and rebuilt from recipes when needed.")
+
+
 class ResultConfig(_Section):
     """What is reported at the end of a run."""
 
@@ -205,6 +213,7 @@ class Config(_Section):
     llm: LLMConfig = LLMConfig()
     scientist: ScientistConfig = ScientistConfig()
     novelty: NoveltyConfig = NoveltyConfig()
+    store: StoreConfig = StoreConfig()
     result: ResultConfig = ResultConfig()
 
 
