@@ -127,7 +127,7 @@ def run(group, config_file, overrides, plugins, run_dir, executor):
 @click.argument("run_dir", type=click.Path(path_type=Path))
 def resume(run_dir):
     """Continue a run from its last committed generation."""
-    store = RunStore.open(run_dir)
+    store = RunStore.open(run_dir, writer=True)
     _execute(Config.model_validate_json(store.config_json()), store)
 
 

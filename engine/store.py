@@ -84,7 +84,8 @@ class Commit:
 class RunStore:
     """Reads and writes one run directory."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, *, writer: bool = False) -> None:
+        """``writer``: the one process that runs the loop; it alone removes uncommitted files."""
         self.run_dir = Path(run_dir)
         self.weights_dir = self.run_dir / "weights"
         self.staging_dir = self.weights_dir / "staging"
@@ -98,8 +99,9 @@ class RunStore:
             self.conn.close()
             raise AcdcError(f"run {run_dir} was written by an older acdc-engine (weights by model id); "
                             "start a new run")
-        self.staging_dir.mkdir(parents=True, exist_ok=True)
-        self._clean_strays()
+        if writer:
+            self.staging_dir.mkdir(parents=True, exist_ok=True)
+            self._clean_strays()
 
     @classmethod
     def create(cls, run_dir: Path, config_json: str) -> RunStore:
@@ -107,15 +109,16 @@ class RunStore:
         if (run_dir / "run.sqlite").exists():
             raise AcdcError(f"run directory {run_dir} already holds a run; use `acdc-engine resume {run_dir}`")
         run_dir.mkdir(parents=True, exist_ok=True)
-        store = cls(run_dir)
+        store = cls(run_dir, writer=True)
         store.conn.execute("INSERT INTO meta VALUES ('config', ?)", (config_json,))
         return store
 
     @classmethod
-    def open(cls, run_dir: Path) -> RunStore:
+    def open(cls, run_dir: Path, *, writer: bool = False) -> RunStore:
+        """An existing run; readers (status, export, ...) leave a live run's files alone."""
         if not (Path(run_dir) / "run.sqlite").is_file():
             raise AcdcError(f"{run_dir} is not a run directory (no run.sqlite)")
-        return cls(run_dir)
+        return cls(run_dir, writer=writer)
 
     def close(self) -> None:
         self.conn.close()

@@ -92,7 +92,7 @@ def test_a_resumed_run_and_a_reevaluation_hit_the_cache(tiny_config, tmp_path):
     assert store.last_generation() == 0 and first.calls[1] > 0  # generation 1 answered, not committed
     store.close()
 
-    store = RunStore.open(tmp_path / "run")
+    store = RunStore.open(tmp_path / "run", writer=True)
     again = CountingBackend()
     evo = run(Config.model_validate_json(store.config_json()), store, again)
     assert 1 not in again.calls  # every answer of generation 1 came from the cache

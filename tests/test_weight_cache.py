@@ -133,3 +133,14 @@ def test_a_run_from_before_content_addressing_is_named(tmp_path):
     db.close()
     with pytest.raises(AcdcError, match="written by an older acdc-engine"):
         RunStore.open(run_dir)
+
+
+def test_readers_leave_a_live_runs_uncommitted_files_alone(tmp_path):
+    """status/export/report open the store while a run may be writing: only the writer sweeps."""
+    store = RunStore.create(tmp_path / "run", "{}")
+    staged = store.staging_dir / "m0001.safetensors"
+    staged.write_bytes(b"child in progress")
+    RunStore.open(tmp_path / "run").close()
+    assert staged.is_file()
+    RunStore.open(tmp_path / "run", writer=True).close()
+    assert not staged.exists()
