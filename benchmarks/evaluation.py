@@ -4,15 +4,15 @@ Usage: python benchmarks/evaluation.py [CHECKPOINT_DIR] [--dtype bfloat16|float3
 
 Builds the default initial task pool (procedural families, instances from
 the sandbox), then answers every instruction with SmolLM2 (the seed
-checkpoint) twice: with the default backend (``TransformersBackend``:
-continuous batching, answers in flight chosen from free memory, shared
-prompt-prefix pages) and with a plain loop of single-prompt
-``model.generate()`` calls on the same resident model.
+checkpoint) twice: with the default backend (``TransformersBackend``,
+automatic batch size, length-sorted batches, early stop) and with a plain
+loop of single-prompt ``model.generate()`` calls on the same resident model.
 Prints useful tokens/s (tokens up to each answer's end) and the speed-up, and
 the engine's overhead: the share of the default backend's wall time spent
 outside the model's forward passes (timed with forward hooks). Also prints
-the share of prompt tokens that are the chat template's shared prefix (what
-prefix reuse can save).
+the share of the forward time spent in prefill, and the share of prompt
+tokens that are the chat template's shared prefix, to size what prefix
+KV-cache reuse could save.
 """
 
 from __future__ import annotations
@@ -33,22 +33,26 @@ MAX_NEW = 48
 
 
 class ForwardTimer:
-    """Sums the wall time of the model's forward passes (on whichever thread runs them)."""
+    """Sums the wall time of the model's forward passes, prefill (more than one position) apart."""
 
     def __init__(self, model) -> None:
-        self.total = 0.0
+        self.total = self.prefill = 0.0
         self._t = 0.0
-        model.register_forward_pre_hook(self._pre)
-        model.register_forward_hook(self._post)
+        model.register_forward_pre_hook(self._pre, with_kwargs=True)
+        model.register_forward_hook(self._post, with_kwargs=True)
 
-    def _pre(self, module, args):
+    def _pre(self, module, args, kwargs):
         self._t = time.perf_counter()
 
-    def _post(self, module, args, output):
-        self.total += time.perf_counter() - self._t
+    def _post(self, module, args, kwargs, output):
+        dt = time.perf_counter() - self._t
+        self.total += dt
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is not None and ids.shape[-1] > 1:
+            self.prefill += dt
 
     def reset(self) -> None:
-        self.total = 0.0
+        self.total = self.prefill = 0.0
 
 
 def instructions(n_families: int) -> list[str]:
@@ -61,6 +65,7 @@ def instructions(n_families: int) -> list[str]:
 
 
 def user(text: str) -> list[dict]:
+    """A one-turn conversation."""
     return [{"role": "user", "content": text}]
 
 
@@ -95,14 +100,15 @@ def main() -> None:
     backend.generate(texts, max_new_tokens=MAX_NEW)
     wall = time.perf_counter() - t0
     tokens = backend.generated_tokens - before
-    forward = timer.total
+    forward, prefill = timer.total, timer.prefill
     prefix = backend._prompt(user("\x00")).split("\x00")[0]
     prefix_tokens = len(backend.tokenizer(prefix).input_ids)
     prompt_tokens = sum(len(backend.tokenizer(backend._prompt(user(t))).input_ids) for t in texts)
     print(f"{len(texts)} prompts, {args.dtype}, max_new_tokens {MAX_NEW}, torch threads {torch.get_num_threads()}")
     print(f"default backend : {tokens} tokens in {wall:.1f} s = {tokens / wall:.1f} tok/s")
     print(f"overhead        : {1 - forward / wall:.1%} of the default backend's wall time outside forward passes")
-    print(f"shared prefix   : {prefix_tokens * len(texts) / prompt_tokens:.1%} of prompt tokens ({prefix_tokens} of "
+    print(f"prefill         : {prefill / forward:.1%} of forward time; shared chat prefix "
+          f"{prefix_tokens * len(texts) / prompt_tokens:.1%} of prompt tokens ({prefix_tokens} of "
           f"{prompt_tokens / len(texts):.0f} per prompt)", flush=True)
 
     t0 = time.perf_counter()

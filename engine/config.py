@@ -120,8 +120,7 @@ class GenerationConfig(_Section):
     backend: str = Field("transformers", description="Generation backend name.")
     dtype: Literal["float32", "bfloat16"] = Field("bfloat16", description="Dtype of the resident model.")
     max_new_tokens: int = Field(48, ge=1, le=4096, description="Most tokens in one answer (greedy).")
-    batch_size: int = Field(0, ge=0, description="Most answers generated at once (continuous batching); 0 chooses "
-                            "it from the memory available.")
+    batch_size: int = Field(0, ge=0, description="Prompts per batch; 0 chooses it from the memory available.")
     vllm_compile: bool = Field(True, description="vLLM backend: compile the model (torch.compile, CUDA graphs on "
                                "GPUs): a slower start (about 90 s on 2 CPU cores), faster answers. false = eager mode.")
 
