@@ -28,7 +28,7 @@ while all(len(x) > P + 1 and x[P] == ids[0][P] for x in ids): P += 1
 print("prefix tokens", P, "mean prompt", sum(map(len, ids)) / len(ids))
 N = int(sys.argv[4])
 def plain():
-    return b._generate_batch(ids, N)
+    return b._generate_batch(ids, N, 0.0, 0)
 @torch.inference_mode()
 def prefixed():
     pre = torch.tensor([ids[0][:P]])
