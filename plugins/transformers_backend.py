@@ -4,9 +4,14 @@ One resident ``AutoModelForCausalLM`` on the CPU, built once from a seed
 checkpoint. Candidates' weights are copied into it in place, tensor by tensor
 from their safetensors file (tied tensors are shared storage, so they follow).
 Answers use the tokenizer's chat template and are generated in batches of
-prompts sorted by length with left padding, by a plain decode loop over the
-model's forward and its KV cache: an answer leaves the batch the step it
-produces an end-of-sequence token, and the batch stops when none is left. With ``batch_size = 0``
+prompts sorted by length, by a plain decode loop over the model's forward
+and its KV cache. The tokens every prompt of a batch starts with (the chat
+template's system prompt) are run once and their KV cache repeated to the
+batch, laid out as [shared prefix][left padding][rest of the prompt] with
+positions following the attention mask. An answer leaves the batch (its
+cache rows are dropped) the step it produces an end-of-sequence token. In
+float32 the answers equal one plain ``generate()`` per prompt; in bfloat16 a
+few differ, as with any change of batch layout. With ``batch_size = 0``
 the batch size is chosen from the memory available now
 (:func:`auto_batch_size`). Answers are greedy unless a temperature is given
 (the control of ``acdc-engine evaluate`` samples). :meth:`TransformersBackend.chat`
@@ -29,6 +34,7 @@ from acdc_engine.errors import AcdcError
 from acdc_engine.hookspecs import hookimpl
 
 NAME = "transformers"
+MIN_SHARED_PREFIX = 8  # a shorter common prefix is not worth its own forward pass
 MAX_AUTO_BATCH = 64  # beyond this a 2-core CPU gains nothing and the longest answer holds the batch
 
 
@@ -139,13 +145,17 @@ class TransformersBackend:
         the batch (its rows of the KV cache are dropped), so the last long
         answer does not drag the finished ones through every step.
         """
-        enc = self.tokenizer.pad({"input_ids": batch}, return_tensors="pt", padding=True)
-        mask = enc.attention_mask
+        shared = _shared_prefix(batch) if len(batch) > 1 else 0
+        cache = DynamicCache(config=self.model.config)
+        if shared:  # the prefix's KV once, repeated to the batch: [prefix][pads][rest]
+            self.model(input_ids=torch.tensor([batch[0][:shared]]), **{self._cache_arg: cache})
+            cache.batch_repeat_interleave(len(batch))
+        enc = self.tokenizer.pad({"input_ids": [ids[shared:] for ids in batch]}, return_tensors="pt", padding=True)
+        mask = torch.cat([enc.attention_mask.new_ones(len(batch), shared), enc.attention_mask], dim=1)
         position = mask.cumsum(-1) - 1
         position.masked_fill_(mask == 0, 1)
         pick = _token_picker(temperature, seed)
-        cache = DynamicCache(config=self.model.config)
-        logits = self.model(input_ids=enc.input_ids, attention_mask=mask, position_ids=position,
+        logits = self.model(input_ids=enc.input_ids, attention_mask=mask, position_ids=position[:, shared:],
                             logits_to_keep=1, **{self._cache_arg: cache}).logits[:, -1]
         position = position[:, -1]
         live = list(range(len(batch)))  # batch rows still answering, in cache order
@@ -192,6 +202,14 @@ class TransformersBackend:
     def close(self) -> None:
         self.model = None
         self._params = {}
+
+
+def _shared_prefix(batch: list[list[int]]) -> int:
+    """Tokens all prompts start with (at least one left to each), or 0 below MIN_SHARED_PREFIX."""
+    shared = min(len(ids) for ids in batch) - 1
+    for ids in batch[1:]:
+        shared = next((k for k in range(shared) if ids[k] != batch[0][k]), shared)
+    return shared if shared >= MIN_SHARED_PREFIX else 0
 
 
 def _token_picker(temperature: float, seed: int):
