@@ -12,10 +12,12 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from acdc_engine.config import Config, load_config
 from acdc_engine.errors import AcdcError
+from acdc_engine.forge import DEFAULT_CAPABILITIES, ForgeRecipe
 from acdc_engine.plugin_manager import ALWAYS_ON, build_plugin_manager, discover
 from acdc_engine.store import RunStore
 from acdc_engine.view import ProgressView, archive_table, time_table
@@ -255,6 +257,88 @@ def results_table(results: dict) -> Table:
     for system in systems:
         cells = [benches[b]["systems"][system] for b in benches]
         table.add_row(system, *(f"{c['coverage']:.2f} / {c['majority']:.2f} / {c['best_of_n']:.2f}" for c in cells))
+    return table
+
+
+@main.command()
+@click.option("--base", help="Base model spec (default: models.base).")
+@click.option("--capabilities", default=",".join(DEFAULT_CAPABILITIES), show_default=True,
+              help="Comma-separated capabilities of the procedural tasks, one expert each.")
+@click.option("--steps", type=click.IntRange(min=1), default=ForgeRecipe.steps, show_default=True,
+              help="Training steps per expert.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=ForgeRecipe.lr, show_default=True,
+              help="Peak learning rate (decays linearly to 0).")
+@click.option("--rank", type=click.IntRange(min=1), default=ForgeRecipe.rank, show_default=True, help="LoRA rank.")
+@click.option("--force", is_flag=True, help="Forge again even if the cache holds these experts.")
+@click.option("--no-eval", is_flag=True, help="Skip the comparison on held-out tasks.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file laid over the defaults.")
+@_set_option
+@click.pass_obj
+def forge(group, base, capabilities, steps, lr, rank, force, no_eval, config_file, overrides):
+    """Make seed experts from a base model: a short LoRA fine-tune per capability.
+
+    Experts are cached (forged again only with --force or other settings) and
+    resolve as the seed spec forged:BASE, which the default config uses.
+    """
+    from acdc_engine.forge import Forge, capabilities as all_capabilities, check_capabilities, compare, held_out
+
+    caps = [c.strip() for c in capabilities.split(",") if c.strip()]
+    check_capabilities(caps)
+    _quiet_libraries()
+    config = load_config(config_file, [*group["overrides"], *overrides])
+    hook = build_plugin_manager(config.run.plugins).hook
+    smith = Forge(hook, config, base=base, recipe=ForgeRecipe(steps=steps, lr=lr, rank=rank))
+    experts = {}
+    try:
+        with _progress() as progress:
+            if not smith.replay_file.is_file() and any(force or not smith.cached(c) for c in caps):
+                task = progress.add_task("replay: the base's answers", total=len(smith.replay_prompts))
+                smith.replay(on_batch=lambda n: progress.advance(task, n))
+                progress.remove_task(task)
+            for cap in caps:
+                task = progress.add_task(f"forging {cap}", total=steps)
+
+                def on_step(step, loss, task=task, cap=cap):
+                    progress.update(task, completed=step, description=f"forging {cap} (loss {loss:.3f})")
+
+                done = smith.forge(cap, force=force, on_step=on_step)
+                progress.remove_task(task)
+                how = f"cached (forged in {_duration(done.seconds)})" if done.cached else \
+                    f"forged in {_duration(done.seconds)}"
+                progress.console.print(f"{cap}: {how}: {done.path}", highlight=False)
+                experts[f"{cap} expert"] = (cap, done.path)
+            if no_eval:
+                return
+            held = held_out(hook, config.sandbox, all_capabilities())
+            models = {"base": smith.base_dir, **{name: d for name, (_, d) in experts.items()}}
+            task = progress.add_task("evaluating on held-out tasks",
+                                     total=len(models) * sum(len(i) for pairs in held.values() for _, i in pairs))
+            rates = compare(hook, config, models, held, on_batch=lambda n: progress.advance(task, n))
+            progress.remove_task(task)
+    except KeyboardInterrupt:
+        console.print("interrupted; no half-written expert is left in the cache", highlight=False)
+        sys.exit(130)
+    console.print(forge_table(rates, held, {name: cap for name, (cap, _) in experts.items()}))
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=True)
+
+
+def _duration(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s" if seconds >= 60 else f"{seconds:.1f} s"
+
+
+def forge_table(rates: dict[str, dict[str, float]], held: dict, own: dict[str, str]) -> Table:
+    """Pass rate (%) per model and capability on held-out tasks; a model's own capability marked."""
+    table = Table(title="held-out pass rate % (* own capability)")
+    table.add_column("model")
+    for cap, pairs in held.items():
+        table.add_column(f"{cap} ({sum(len(i) for _, i in pairs)})", justify="right")
+    for name, by_cap in rates.items():
+        table.add_row(name, *(f"[bold green]{100 * r:.0f}*[/]" if own.get(name) == cap else f"{100 * r:.0f}"
+                              for cap, r in by_cap.items()))
     return table
 
 

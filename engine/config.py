@@ -41,12 +41,13 @@ class ModelsConfig(_Section):
     """Seed models and the base model that task vectors are taken against."""
 
     seeds: list[str] = Field(
-        default_factory=lambda: ["smollm2"],
+        default_factory=lambda: ["smollm2", "forged:smollm2"],
         min_length=1,
-        description="Seed model specs: 'smollm2' or a local safetensors directory.",
+        description="Seed model specs: 'smollm2', a local safetensors directory, or 'forged:BASE' (the experts "
+        "`acdc-engine forge` made from BASE, none until it has run).",
     )
     base: str = Field("smollm2", description="Spec of the base model for task vectors (theta_base).")
-    cache_dir: str = Field("~/.cache/acdc-engine", description="Cache for converted seed checkpoints.")
+    cache_dir: str = Field("~/.cache/acdc-engine", description="Cache for converted seed checkpoints and forged experts.")
 
 
 class EvolutionConfig(_Section):

@@ -51,14 +51,17 @@ def acdc_configure(config: Config, hook: Any) -> None:
 
 
 @hookspec(firstresult=True)
-def acdc_resolve_seed(spec: str, cache_dir: Path) -> Path | None:
+def acdc_resolve_seed(spec: str, cache_dir: Path) -> Path | dict[str, Path] | None:
     """Turn a seed-model spec from ``[models] seeds`` into a checkpoint directory.
 
     The directory must hold ``config.json``, tokenizer files and one
     ``model.safetensors``. Convert or download into ``cache_dir`` if needed,
     atomically (an interrupted conversion must leave no half-written cache).
-    Return ``None`` if the spec is not yours; raise ``AcdcError`` naming the
-    spec if it is yours but cannot be resolved.
+    A spec may name a group of models (e.g. ``forged:smollm2``, every expert
+    forged from smollm2): return a dict from each member's own spec (which
+    must resolve alone) to its directory; it may be empty. Return ``None`` if
+    the spec is not yours; raise ``AcdcError`` naming the spec if it is yours
+    but cannot be resolved.
     """
 
 

@@ -28,6 +28,7 @@ AUTOLOAD_OFF_ENV = "ACDC_ENGINE_DISABLE_PLUGIN_AUTOLOAD"
 ALWAYS_ON = {
     "smollm2": "acdc_engine.plugins.smollm2",
     "local-seeds": "acdc_engine.plugins.local_seeds",
+    "forged-seeds": "acdc_engine.plugins.forged_seeds",  # after local-seeds, so asked first (pluggy is LIFO)
     "transformers": "acdc_engine.plugins.transformers_backend",
     "vllm": "acdc_engine.plugins.vllm_backend",
     "sandbox": "acdc_engine.plugins.sandbox",

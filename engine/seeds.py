@@ -14,11 +14,22 @@ from acdc_engine.materialise import check_compatible
 ARCH_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 
 
-def resolve(hook, spec: str, cache_dir: Path) -> Path:
-    path = hook.acdc_resolve_seed(spec=spec, cache_dir=cache_dir)
-    if path is None:
+def expand(hook, spec: str, cache_dir: Path) -> dict[str, Path]:
+    """The directories a seed spec names, by their own specs (a group spec names any number)."""
+    found = hook.acdc_resolve_seed(spec=spec, cache_dir=cache_dir)
+    if found is None:
         raise AcdcError(f"no plugin resolves the seed model {spec!r} (try 'smollm2' or a checkpoint directory)")
-    return Path(path)
+    if isinstance(found, dict):
+        return {name: Path(d) for name, d in found.items()}
+    return {spec: Path(found)}
+
+
+def resolve(hook, spec: str, cache_dir: Path) -> Path:
+    """The one directory a seed spec names."""
+    found = expand(hook, spec, cache_dir)
+    if list(found) != [spec]:
+        raise AcdcError(f"seed spec {spec!r} names a group of models ({len(found)}), not one model")
+    return found[spec]
 
 
 def check_same_architecture(dirs: dict[str, Path]) -> None:
@@ -42,9 +53,13 @@ def check_same_architecture(dirs: dict[str, Path]) -> None:
 
 
 def resolve_seeds(hook, models_config) -> tuple[dict[str, Path], Path]:
-    """Seed directories by spec, and the base directory; all checked compatible."""
+    """Seed directories by spec (group specs expanded), and the base directory; all checked compatible."""
     cache = Path(models_config.cache_dir).expanduser()
-    seeds = {spec: resolve(hook, spec, cache) for spec in dict.fromkeys(models_config.seeds)}
+    seeds: dict[str, Path] = {}
+    for spec in models_config.seeds:
+        seeds.update(expand(hook, spec, cache))
+    if not seeds:
+        raise AcdcError(f"the seed specs {', '.join(models_config.seeds)} name no model yet")
     base = seeds.get(models_config.base) or resolve(hook, models_config.base, cache)
     check_same_architecture({"base": base, **seeds} if models_config.base not in seeds else dict(seeds))
     return seeds, base

@@ -9,7 +9,7 @@ from acdc_engine.errors import AcdcError
 def test_default_config_is_the_embedded_one():
     cfg = load_config()
     assert cfg.run.generations == 3 and cfg.run.plugins == ["merge", "taskgen"]
-    assert cfg.models.seeds == ["smollm2"] and cfg.evolution.dns_k == 3
+    assert cfg.models.seeds == ["smollm2", "forged:smollm2"] and cfg.evolution.dns_k == 3
 
 
 def test_file_and_overrides_are_laid_over_defaults(tmp_path):

@@ -1,0 +1,427 @@
+"""Forged seed experts: a base model fine-tuned briefly on one capability.
+
+AC/DC starts from several experts of one base, and only one SmolLM2
+checkpoint exists offline. ``forge`` makes more: a short LoRA fine-tune
+(peft) of the base on the procedural generator's task families of one
+capability, with their correct answers as targets (``Answer: ...``, the
+format the instructions ask for), mixed with *replay*: the base's own greedy
+answers to general prompts and to the other capabilities' tasks, generated
+once per base and cached, so that the expert keeps what the base could do.
+The LoRA is merged into the weights and the checkpoint written in the base's
+exact layout (tensor names, shapes, dtypes; config and tokenizer files
+copied), atomically, to ``<cache_dir>/forged/<base>-<capability>-<key>``,
+where the key hashes the base's weights, the capability and the recipe. A
+``forge.json`` manifest beside the weights lets the ``forged-seeds`` plugin
+resolve ``forged:<base>`` seed specs.
+
+:func:`compare` scores the base and the experts on held-out instances of
+every capability (other task seeds than training and replay) with the run's
+backend, answer extraction and the families' own scorers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from acdc_engine.answers import extract_answer
+from acdc_engine.digest import file_digest
+from acdc_engine.errors import AcdcError
+from acdc_engine.plugins.taskgen import build_family
+from acdc_engine.plugins.taskgen.families import TEMPLATES
+from acdc_engine.tasks import TaskSpec
+
+if TYPE_CHECKING:  # torch is imported where it is used, so that the CLI starts fast
+    import torch
+
+FORGED_DIR = "forged"
+MANIFEST = "forge.json"
+DEFAULT_CAPABILITIES = ("arithmetic", "strings", "code")
+EVAL_DIFFICULTIES = (1, 2)  # those of the default initial pool
+HELD_OUT_PER_FAMILY = 6  # held-out instances per variant and difficulty
+REPLAY_PER_FAMILY = 2  # replayed task instances per variant and difficulty (1-3)
+
+#: General prompts whose base answers are replayed (beside the other capabilities' tasks).
+GENERAL_PROMPTS = (
+    "What is the capital of France?", "Name three primary colors.", "Write one sentence about the sea.",
+    "What is photosynthesis?", "Give me a tip for sleeping better.", "Translate 'good morning' into Spanish.",
+    "Who wrote Romeo and Juliet?", "Describe a cat in one sentence.", "Why is the sky blue?",
+    "What does a computer's CPU do?", "Suggest a name for a pet goldfish.", "How many continents are there?",
+    "Write a haiku about autumn.", "What are the benefits of exercise?", "Explain what a verb is.",
+    "What is the opposite of 'hot'?", "Give an example of a mammal.", "What language is spoken in Brazil?",
+    "How do you make a cup of tea?", "What is gravity?", "Tell me a fun fact about octopuses.",
+    "What is the chemical symbol for water?", "Summarize the story of Cinderella in one sentence.",
+    "What is a synonym for 'happy'?", "What should I pack for a day at the beach?", "Who painted the Mona Lisa?",
+    "Write a polite opening line for an email.", "What is the main ingredient of guacamole?",
+    "Explain recycling to a child.", "What does DNA stand for?", "Name a famous scientist and their discovery.",
+    "What is the tallest mountain in the world?", "Give me a word that rhymes with 'light'.",
+    "What is the difference between weather and climate?", "What is a noun?", "How do bees make honey?",
+    "What is the largest animal on Earth?", "Why do we have seasons?", "Write a short thank-you note to a friend.",
+    "What is the plural of 'mouse'?",
+)
+
+
+@dataclass(frozen=True)
+class ForgeRecipe:
+    """How an expert is trained; every field is part of its cache key.
+
+    Each step sees ``batch_size`` examples: ``replay_per_batch`` replayed, the
+    rest the capability's tasks (``train_per_family`` instances per variant
+    and difficulty in ``difficulties``, cycled).
+    """
+
+    steps: int = 60
+    batch_size: int = 8
+    replay_per_batch: int = 4
+    lr: float = 1e-3
+    rank: int = 16
+    train_per_family: int = 24
+    difficulties: tuple[int, ...] = (1, 2, 3)
+    max_len: int = 160
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training text: a user prompt and the reply to learn (``ended``: it stops there)."""
+
+    prompt: str
+    reply: str
+    ended: bool = True
+
+
+@dataclass(frozen=True)
+class Forged:
+    """A forged expert's directory; ``cached`` if an earlier forge made it."""
+
+    capability: str
+    path: Path
+    cached: bool
+    seconds: float
+
+
+# --- data -------------------------------------------------------------------------
+
+
+def capabilities() -> list[str]:
+    """Every capability of the procedural generator, in its order."""
+    return list(dict.fromkeys(t.capability for t in TEMPLATES.values()))
+
+
+def check_capabilities(names: list[str]) -> None:
+    known = capabilities()
+    for name in names:
+        if name not in known:
+            raise AcdcError(f"unknown capability {name!r}; known: {', '.join(known)}")
+
+
+def _seed(*parts) -> int:
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "little")
+
+
+def families(capability: str, difficulties: tuple[int, ...], count: int, split: str, seed: int = 0) -> list[TaskSpec]:
+    """``count`` instances of every variant of ``capability`` at each difficulty.
+
+    ``split`` (``train``, ``replay``, ``held-out``) salts the task seeds, so the
+    splits draw different instances.
+    """
+    return [build_family(name, variant, d, _seed(split, seed, name, variant, d), count)
+            for name, template in TEMPLATES.items() if template.capability == capability
+            for variant in template.variants for d in difficulties]
+
+
+def instances(hook, specs: list[TaskSpec], limits) -> list[tuple[TaskSpec, list]]:
+    """Each family with its instances, from its own code in the sandbox."""
+    return [(spec, hook.acdc_task_instances(task=spec, limits=limits)) for spec in specs]
+
+
+def target(data: dict) -> str:
+    """The correct reply in the format the instructions ask for."""
+    answer = data["answer"]
+    return "Answer: " + (", ".join(map(str, answer)) if isinstance(answer, list) else str(answer))
+
+
+def task_examples(hook, capability: str, recipe: ForgeRecipe, limits, exclude: set[str]) -> list[Example]:
+    """Training examples of ``capability``: distinct instructions, none in ``exclude`` (the held-out ones)."""
+    out: dict[str, Example] = {}
+    for _, insts in instances(hook, families(capability, recipe.difficulties, recipe.train_per_family, "train",
+                                             recipe.seed), limits):
+        for inst in insts:
+            if inst.instruction not in exclude:
+                out.setdefault(inst.instruction, Example(inst.instruction, target(inst.data)))
+    return list(out.values())
+
+
+def held_out(hook, limits, caps: list[str]) -> dict[str, list[tuple[TaskSpec, list]]]:
+    """Held-out families of each capability with their instances (other seeds than training and replay)."""
+    return {cap: instances(hook, families(cap, EVAL_DIFFICULTIES, HELD_OUT_PER_FAMILY, "held-out"), limits)
+            for cap in caps}
+
+
+def replay_prompts(hook, limits) -> list[tuple[str | None, str]]:
+    """(capability or None, prompt): the general prompts, then a few instances of every capability."""
+    out: list[tuple[str | None, str]] = [(None, p) for p in GENERAL_PROMPTS]
+    for cap in capabilities():
+        for _, insts in instances(hook, families(cap, (1, 2, 3), REPLAY_PER_FAMILY, "replay"), limits):
+            out += [(cap, inst.instruction) for inst in insts]
+    return out
+
+
+def generate_replay(hook, config, base_dir: Path, prompts: list[tuple[str | None, str]], on_batch=None) -> list[dict]:
+    """The base's greedy replies to ``prompts`` with the run's backend; ``ended``: before the token limit."""
+    from transformers import AutoTokenizer
+
+    limit = config.generation.max_new_tokens
+    backend = _backend(hook, config, base_dir)
+    try:
+        replies = backend.generate([p for _, p in prompts], max_new_tokens=limit, on_batch=on_batch)
+    finally:
+        backend.close()
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    return [{"capability": cap, "prompt": p, "reply": r,
+             "ended": len(tokenizer(r, add_special_tokens=False).input_ids) < limit}
+            for (cap, p), r in zip(prompts, replies)]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# --- training -----------------------------------------------------------------------
+
+
+def _encode(tokenizer, ex: Example, max_len: int) -> tuple[list[int], list[int]]:
+    """Token ids of the chat-formatted prompt plus reply, and labels (-100 on the prompt)."""
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": ex.prompt}], tokenize=False,
+                                           add_generation_prompt=True)
+    p = tokenizer(prompt).input_ids
+    a = tokenizer(ex.reply, add_special_tokens=False).input_ids + ([tokenizer.eos_token_id] if ex.ended else [])
+    return (p + a)[:max_len], ([-100] * len(p) + a)[:max_len]
+
+
+def _batch(encoded: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    import torch
+
+    width = max(len(ids) for ids, _ in encoded)
+    ids = torch.tensor([i + [pad_id] * (width - len(i)) for i, _ in encoded])
+    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in encoded])
+    mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in encoded])
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def _loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean over examples of each example's mean token loss (a long reply counts as much as a short one)."""
+    import torch
+
+    logits, labels = logits[:, :-1], labels[:, 1:]
+    tokens = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
+                                               ignore_index=-100, reduction="none").view(labels.shape)
+    counts = (labels != -100).sum(1).clamp(min=1)
+    return (tokens.sum(1) / counts).mean()
+
+
+def _cycle(items: list, rng: random.Random):
+    while True:
+        order = list(items)
+        rng.shuffle(order)
+        yield from order
+
+
+def train(base_dir: Path, tasks: list[Example], replayed: list[Example], recipe: ForgeRecipe,
+          on_step: Callable[[int, float], None] | None = None):
+    """The base with a LoRA trained on ``tasks`` and ``replayed``, merged into its weights."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(recipe.seed)
+    rng = random.Random(recipe.seed)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    lora = LoraConfig(r=recipe.rank, lora_alpha=2 * recipe.rank, lora_dropout=0.0, target_modules="all-linear",
+                      task_type="CAUSAL_LM")
+    with warnings.catch_warnings():  # peft 0.21 calls a transformers 5 name deprecated for v6
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        model = get_peft_model(model, lora)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / recipe.steps)
+    task_stream = _cycle([_encode(tokenizer, e, recipe.max_len) for e in tasks], rng)
+    n_replay = recipe.replay_per_batch if replayed else 0
+    replay_stream = _cycle([_encode(tokenizer, e, recipe.max_len) for e in replayed], rng) if n_replay else None
+    model.train()
+    for step in range(recipe.steps):
+        batch = [next(task_stream) for _ in range(recipe.batch_size - n_replay)]
+        batch += [next(replay_stream) for _ in range(n_replay)]
+        enc = _batch(batch, pad_id)
+        loss = _loss(model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits, enc["labels"])
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        if on_step:
+            on_step(step + 1, loss.item())
+    return model.merge_and_unload().eval()
+
+
+def save_like_base(model, base_dir: Path, out_dir: Path) -> None:
+    """Writes ``model``'s weights in the base's exact safetensors layout and copies its other files."""
+    from acdc_engine.checkpoint import CheckpointReader, CheckpointWriter
+
+    with CheckpointReader(base_dir / "model.safetensors") as base:
+        layout = {name: (base.dtype(name), base.shape(name)) for name in base.keys()}
+        metadata = base.metadata
+    state = model.state_dict()
+    missing = [name for name in layout if name not in state]
+    if missing:
+        raise AcdcError(f"forged model has no tensor {missing[0]} of the base {base_dir}")
+    writer = CheckpointWriter(out_dir / "model.safetensors", layout, metadata or None)
+    try:
+        for name, (dtype, _) in layout.items():
+            writer.write(name, state[name].detach().to(dtype))
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    for f in base_dir.iterdir():
+        if f.is_file() and f.name not in ("model.safetensors", MANIFEST):
+            shutil.copy2(f, out_dir / f.name)
+
+
+# --- the cache ------------------------------------------------------------------------
+
+
+def expert_dir(cache_dir: Path, base_spec: str, base_digest: str, capability: str, recipe: ForgeRecipe,
+               replay_key: str) -> Path:
+    """Where the expert of these inputs lives: named by base, capability and a hash of everything."""
+    key = hashlib.sha256(json.dumps([base_spec, base_digest, capability, asdict(recipe), replay_key])
+                         .encode()).hexdigest()[:10]
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", base_spec.rstrip("/").rsplit("/", 1)[-1]).strip("._") or "base"
+    return Path(cache_dir).expanduser() / FORGED_DIR / f"{slug}-{capability}-{key}"
+
+
+def _install(tmp: Path, final: Path) -> None:
+    """Moves a complete expert directory into place (replacing an older one)."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+class Forge:
+    """Forges experts of one base; they share its replay data."""
+
+    def __init__(self, hook, config, *, base: str | None = None, recipe: ForgeRecipe = ForgeRecipe()) -> None:
+        from acdc_engine.seeds import resolve
+
+        self.hook, self.config, self.recipe = hook, config, recipe
+        self.cache_dir = Path(config.models.cache_dir).expanduser()
+        self.base_spec = base or config.models.base
+        self.base_dir = resolve(hook, self.base_spec, self.cache_dir)
+        self.base_digest = file_digest(self.base_dir / "model.safetensors")
+        self.replay_prompts = replay_prompts(hook, config.sandbox)
+        gen = config.generation
+        self.replay_key = hashlib.sha256(json.dumps([self.base_digest, gen.backend, gen.dtype, gen.max_new_tokens,
+                                                     self.replay_prompts]).encode()).hexdigest()[:12]
+        self.replay_file = self.cache_dir / FORGED_DIR / f"replay-{self.replay_key}.json"
+
+    def replay(self, on_batch=None) -> list[dict]:
+        """The base's replies to the replay prompts: cached, or generated now."""
+        if not self.replay_file.is_file():
+            records = generate_replay(self.hook, self.config, self.base_dir, self.replay_prompts, on_batch)
+            _write_atomic(self.replay_file, json.dumps(records, indent=0))
+        return json.loads(self.replay_file.read_text())
+
+    def path(self, capability: str) -> Path:
+        return expert_dir(self.cache_dir, self.base_spec, self.base_digest, capability, self.recipe, self.replay_key)
+
+    def cached(self, capability: str) -> Forged | None:
+        path = self.path(capability)
+        if not (path / MANIFEST).is_file():
+            return None
+        return Forged(capability, path, True, json.loads((path / MANIFEST).read_text())["seconds"])
+
+    def forge(self, capability: str, *, force: bool = False, on_step=None) -> Forged:
+        """The expert of ``capability``: from the cache, or trained, merged and saved (atomically).
+
+        Its time counts from the training data to the installed directory
+        (the replay data, shared by all experts, is made before).
+        """
+        check_capabilities([capability])
+        if not force and (found := self.cached(capability)):
+            return found
+        records = self.replay()
+        final = self.path(capability)
+        started = time.monotonic()
+        (pairs,) = held_out(self.hook, self.config.sandbox, [capability]).values()
+        exclude = {inst.instruction for _, insts in pairs for inst in insts}
+        tasks = task_examples(self.hook, capability, self.recipe, self.config.sandbox, exclude)
+        replayed = [Example(r["prompt"], r["reply"], r["ended"]) for r in records if r["capability"] != capability]
+        model = train(self.base_dir, tasks, replayed, self.recipe, on_step)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+        try:
+            save_like_base(model, self.base_dir, tmp)
+            seconds = time.monotonic() - started
+            (tmp / MANIFEST).write_text(json.dumps({
+                "base": self.base_spec, "base_digest": self.base_digest, "capability": capability,
+                "recipe": asdict(self.recipe), "task_examples": len(tasks), "replay_examples": len(replayed),
+                "seconds": round(seconds, 1), "created": time.time()}, indent=1))
+            _install(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return Forged(capability, final, False, seconds)
+
+
+# --- evaluation -----------------------------------------------------------------------
+
+
+def _backend(hook, config, base_dir: Path):
+    backend = hook.acdc_make_backend(config=config, model_dir=base_dir)
+    if backend is None:
+        raise AcdcError(f"no plugin provides the backend {config.generation.backend!r}")
+    return backend
+
+
+def compare(hook, config, models: dict[str, Path], held: dict[str, list[tuple[TaskSpec, list]]], *,
+            on_batch=None) -> dict[str, dict[str, float]]:
+    """Pass rate (mean score) of each model on each capability's held-out families (:func:`held_out`).
+
+    ``models`` maps names to checkpoints of one architecture; the first fixes it for the backend.
+    """
+    prompts = [inst.instruction for pairs in held.values() for _, insts in pairs for inst in insts]
+    backend = _backend(hook, config, next(iter(models.values())))
+    rates: dict[str, dict[str, float]] = {}
+    try:
+        for name, d in models.items():
+            backend.load_weights(Path(d) / "model.safetensors")
+            texts = iter(backend.generate(prompts, max_new_tokens=config.generation.max_new_tokens,
+                                          on_batch=on_batch))
+            rates[name] = {}
+            for cap, pairs in held.items():
+                scores = []
+                for spec, insts in pairs:
+                    subs = [extract_answer(next(texts)) for _ in insts]
+                    scores += hook.acdc_score_submissions(task=spec, instances=insts, submissions=subs,
+                                                          limits=config.sandbox)
+                rates[name][cap] = sum(s or 0.0 for s in scores) / len(scores)
+    finally:
+        backend.close()
+    return rates

@@ -1,0 +1,185 @@
+"""Forged seed experts (engine/forge.py, plugins/forged_seeds.py) on a tiny llama, one real SmolLM2 forge."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from acdc_engine.checkpoint import CheckpointReader
+from acdc_engine.config import load_config
+from acdc_engine.errors import AcdcError
+from acdc_engine.forge import MANIFEST, Forge, ForgeRecipe, families
+from acdc_engine.plugin_manager import build_plugin_manager
+from acdc_engine.seeds import check_same_architecture, resolve, resolve_seeds
+
+from conftest import make_tiny_model
+
+QUICK = ForgeRecipe(steps=3, batch_size=4, replay_per_batch=2, train_per_family=2, difficulties=(1,), max_len=96)
+
+
+def tiny_settings(root, base) -> list[str]:
+    return [f"models.cache_dir={root / 'cache'}", f"models.base={base}", f"models.seeds=['{base}', 'forged:{base}']",
+            "generation.dtype=float32", "generation.max_new_tokens=4"]
+
+
+@pytest.fixture(scope="module")
+def forged(tmp_path_factory, smollm2_dir):
+    """A tiny base in its own cache, and its arithmetic expert forged once."""
+    root = tmp_path_factory.mktemp("forge")
+    base = make_tiny_model(root / "base", smollm2_dir, seed=5)
+    config = load_config(None, tiny_settings(root, base))
+    hook = build_plugin_manager([]).hook
+    smith = Forge(hook, config, recipe=QUICK)
+    losses = []
+    expert = smith.forge("arithmetic", on_step=lambda step, loss: losses.append((step, loss)))
+    return {"root": root, "base": base, "config": config, "hook": hook, "smith": smith, "expert": expert,
+            "losses": losses}
+
+
+def test_expert_has_the_base_layout_and_files_but_new_weights(forged):
+    base, expert = forged["base"], forged["expert"]
+    assert not expert.cached and expert.seconds > 0 and [s for s, _ in forged["losses"]] == [1, 2, 3]
+    assert expert.path.parent == forged["root"] / "cache" / "forged"
+    assert expert.path.name.startswith("base-arithmetic-")
+    with CheckpointReader(base / "model.safetensors") as a, CheckpointReader(expert.path / "model.safetensors") as b:
+        assert a.keys() == b.keys()
+        assert all(a.shape(n) == b.shape(n) and a.dtype(n) == b.dtype(n) for n in a.keys())
+        changed = [n for n in a.keys() if not a.tensor(n).equal(b.tensor(n))]
+    assert any("q_proj" in n for n in changed) and any("down_proj" in n for n in changed)
+    assert not any("norm" in n or "embed" in n for n in changed)  # LoRA touches the linear layers only
+    for f in base.iterdir():
+        if f.name != "model.safetensors":
+            assert (expert.path / f.name).read_bytes() == f.read_bytes()
+    check_same_architecture({"base": base, "expert": expert.path})
+    manifest = json.loads((expert.path / MANIFEST).read_text())
+    assert manifest["base"] == str(base) and manifest["capability"] == "arithmetic"
+    assert manifest["recipe"]["steps"] == 3 and manifest["task_examples"] > 0 and manifest["replay_examples"] > 0
+
+
+def test_training_and_held_out_instances_are_disjoint():
+    train = {s.source for s in families("strings", (1, 2), 3, "train")}
+    held = {s.source for s in families("strings", (1, 2), 3, "held-out")}
+    assert train and held and not train & held
+
+
+def test_second_forge_is_cached_and_force_forges_again(forged):
+    smith, expert = forged["smith"], forged["expert"]
+    started = time.monotonic()
+    again = smith.forge("arithmetic")
+    assert again.cached and again.path == expert.path and time.monotonic() - started < 5
+    created = json.loads((expert.path / MANIFEST).read_text())["created"]
+    redone = smith.forge("arithmetic", force=True)
+    assert not redone.cached and redone.path == expert.path
+    assert json.loads((expert.path / MANIFEST).read_text())["created"] > created
+    assert sorted(p.name for p in expert.path.parent.iterdir() if p.name.startswith(".")) == []
+
+
+def test_other_settings_give_another_directory(forged):
+    other = Forge(forged["hook"], forged["config"], recipe=ForgeRecipe(**{**QUICK.__dict__, "lr": 5e-4}))
+    assert other.path("arithmetic") != forged["expert"].path
+    assert forged["smith"].path("strings") != forged["expert"].path
+    assert other.replay_file == forged["smith"].replay_file  # replay data is per base, shared
+
+
+def test_interrupted_forge_leaves_nothing_half_written(forged):
+    def stop(step, loss):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        forged["smith"].forge("strings", on_step=stop)
+    cache = forged["root"] / "cache" / "forged"
+    assert not [p for p in cache.iterdir() if "strings" in p.name or p.name.startswith(".")]
+
+
+def test_unknown_capability_is_named(forged):
+    with pytest.raises(AcdcError, match=r"^unknown capability 'poetry'; known: arithmetic, strings, lists, units, "
+                                        r"code, knowledge$"):
+        forged["smith"].forge("poetry")
+
+
+def test_forged_spec_resolves_to_the_experts_of_its_base(forged):
+    hook, base, cache = forged["hook"], forged["base"], forged["root"] / "cache"
+    seeds, base_dir = resolve_seeds(hook, forged["config"].models)
+    assert seeds == {str(base): base, f"forged:{base}:arithmetic": forged["expert"].path} and base_dir == base
+    assert resolve(hook, f"forged:{base}:arithmetic", cache) == forged["expert"].path
+    assert hook.acdc_resolve_seed(spec="forged:elsewhere", cache_dir=cache) == {}
+    with pytest.raises(AcdcError, match=r"^seed forged:.*:units: no units expert forged from .* yet"):
+        resolve(hook, f"forged:{base}:units", cache)
+    with pytest.raises(AcdcError, match=r"names a group of models \(1\), not one model"):
+        resolve(hook, f"forged:{base}", cache)
+
+
+def test_no_expert_yet_means_the_base_alone(tmp_path, tiny_models):
+    config = load_config(None, tiny_settings(tmp_path, tiny_models["a"]))
+    seeds, _ = resolve_seeds(build_plugin_manager([]).hook, config.models)
+    assert list(seeds) == [str(tiny_models["a"])]
+    alone = load_config(None, [*tiny_settings(tmp_path, tiny_models["a"]), f"models.seeds=['forged:{tiny_models['a']}']"])
+    with pytest.raises(AcdcError, match=r"^the seed specs forged:.* name no model yet$"):
+        resolve_seeds(build_plugin_manager([]).hook, alone.models)
+
+
+def test_default_config_uses_the_base_and_its_forged_experts(tmp_path, smollm2_dir):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / smollm2_dir.name).symlink_to(smollm2_dir)
+    config = load_config(None, [f"models.cache_dir={cache}"])
+    hook = build_plugin_manager([]).hook
+    assert list(resolve_seeds(hook, config.models)[0]) == ["smollm2"]
+    for cap, created in (("code", 2.0), ("arithmetic", 1.0), ("code", 1.0)):  # the newest per capability counts
+        expert = cache / "forged" / f"smollm2-{cap}-{created}"
+        expert.mkdir(parents=True)
+        for f in smollm2_dir.iterdir():
+            (expert / f.name).symlink_to(f)
+        (expert / MANIFEST).write_text(json.dumps({"base": "smollm2", "capability": cap, "created": created}))
+    seeds, base = resolve_seeds(hook, config.models)
+    assert seeds == {"smollm2": base, "forged:smollm2:arithmetic": cache / "forged/smollm2-arithmetic-1.0",
+                     "forged:smollm2:code": cache / "forged/smollm2-code-2.0"}
+    assert base == cache / smollm2_dir.name
+
+
+def cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "acdc_engine", *args], capture_output=True, text=True, timeout=600,
+                          cwd=cwd, env={**os.environ, "COLUMNS": "160"})
+
+
+def test_cli_forges_evaluates_and_reuses(tmp_path, tiny_models):
+    sets = [a for s in tiny_settings(tmp_path, tiny_models["b"]) for a in ("--set", s)]
+    first = cli("forge", "--capabilities", "code", "--steps", "2", *sets, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "code: forged in " in first.stdout and "held-out pass rate %" in first.stdout
+    table = first.stdout[first.stdout.index("held-out pass rate"):]
+    assert "base" in table and "code expert" in table and "code (36)" in table and "*" in table
+    second = cli("forge", "--capabilities", "code", "--steps", "2", "--no-eval", *sets, cwd=tmp_path)
+    assert second.returncode == 0 and "code: cached (forged in " in second.stdout
+    assert "held-out" not in second.stdout
+
+
+def test_cli_names_bad_input(tmp_path):
+    result = cli("forge", "--capabilities", "arithmetic,poetry", cwd=tmp_path)
+    assert (result.returncode, result.stdout.strip()) == (
+        2, "error: unknown capability 'poetry'; known: arithmetic, strings, lists, units, code, knowledge")
+    result = cli("forge", "--base", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert (result.returncode, result.stdout.strip()) == (2, f"error: seed model path {tmp_path / 'nowhere'} "
+                                                             "does not exist")
+
+
+@pytest.mark.slow
+def test_real_smollm2_expert_is_mergeable_with_its_base(tmp_path, smollm2_dir):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / smollm2_dir.name).symlink_to(smollm2_dir)
+    config = load_config(None, [f"models.cache_dir={cache}", "generation.max_new_tokens=4"])
+    hook = build_plugin_manager([]).hook
+    recipe = ForgeRecipe(steps=2, batch_size=2, replay_per_batch=1, train_per_family=1, difficulties=(1,), max_len=96)
+    expert = Forge(hook, config, recipe=recipe).forge("arithmetic")
+    seeds, base = resolve_seeds(hook, config.models)  # the default seeds: smollm2 + forged:smollm2
+    assert seeds == {"smollm2": base, "forged:smollm2:arithmetic": expert.path} and base == cache / smollm2_dir.name
+    backend = hook.acdc_make_backend(config=config, model_dir=base)
+    backend.load_weights(expert.path / "model.safetensors")
+    (answer,) = backend.generate(["What is the capital of France?"], max_new_tokens=4)
+    assert any(c.isalpha() for c in answer)
