@@ -64,11 +64,16 @@ def instructions(n_families: int) -> list[str]:
         sandbox.acdc_unconfigure()
 
 
+def user(text: str) -> list[dict]:
+    """A one-turn conversation."""
+    return [{"role": "user", "content": text}]
+
+
 def single_prompt(backend: TransformersBackend, texts: list[str]) -> int:
     """Answers one prompt per generate() call; returns useful tokens."""
     tokens = 0
     for text in texts:
-        enc = backend.tokenizer(backend._prompt(text), return_tensors="pt")
+        enc = backend.tokenizer(backend._prompt(user(text)), return_tensors="pt")
         with torch.inference_mode():
             out = backend.model.generate(**enc, max_new_tokens=MAX_NEW, do_sample=False,
                                          eos_token_id=backend.eos_ids, pad_token_id=backend.tokenizer.pad_token_id)
@@ -96,9 +101,9 @@ def main() -> None:
     wall = time.perf_counter() - t0
     tokens = backend.generated_tokens - before
     forward, prefill = timer.total, timer.prefill
-    prefix = backend._prompt("\x00").split("\x00")[0]
+    prefix = backend._prompt(user("\x00")).split("\x00")[0]
     prefix_tokens = len(backend.tokenizer(prefix).input_ids)
-    prompt_tokens = sum(len(backend.tokenizer(backend._prompt(t)).input_ids) for t in texts)
+    prompt_tokens = sum(len(backend.tokenizer(backend._prompt(user(t))).input_ids) for t in texts)
     print(f"{len(texts)} prompts, {args.dtype}, max_new_tokens {MAX_NEW}, torch threads {torch.get_num_threads()}")
     print(f"default backend : {tokens} tokens in {wall:.1f} s = {tokens / wall:.1f} tok/s")
     print(f"overhead        : {1 - forward / wall:.1%} of the default backend's wall time outside forward passes")

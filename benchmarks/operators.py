@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from acdc_engine.checkpoint import CheckpointReader
-from acdc_engine.materialise import materialise
+from acdc_engine.materialise import materialise, mutation_pool
 from acdc_engine.plugins.merge import acdc_merge_methods, acdc_mutation_methods, is_mutable_matrix, top_singular
 from acdc_engine.plugins.smollm2 import acdc_resolve_seed
 from acdc_engine.recipe import Recipe
@@ -110,23 +110,30 @@ def peak_rss(a: Path, b: Path) -> None:
 
 
 def svd_mutation(a: Path) -> None:
-    ours = full = 0.0
-    worst = 0.0
+    """Full SVD of every matrix (the reference) against our top-k method, alone and as materialise runs it."""
     with CheckpointReader(a) as ckpt:
-        names = [n for n in ckpt.keys() if is_mutable_matrix(n, ckpt.tensor(n))]
-        for name in names:
-            w = ckpt.tensor(name).clone()
-            k = min(256, *w.shape)
-            start = time.perf_counter()
-            s, _, _ = top_singular(w, k)
-            ours += time.perf_counter() - start
-            start = time.perf_counter()
-            torch.linalg.svd(w, full_matrices=False)
-            full += time.perf_counter() - start
-            exact = torch.linalg.svdvals(w.to(torch.float64))[:k]
-            worst = max(worst, float(((s - exact).abs() / exact).max()))
-    print(f"SVD mutation over {len(names)} matrices: top-k {ours:.1f} s vs full SVD {full:.1f} s "
-          f"-> {full / ours:.1f}x faster  [target >= 5x]")
+        matrices = {n: ckpt.tensor(n).clone() for n in ckpt.keys() if is_mutable_matrix(n, ckpt.tensor(n))}
+    ours = full = worst = 0.0
+    for w in matrices.values():
+        k = min(256, *w.shape)
+        start = time.perf_counter()
+        s, _, _ = top_singular(w, k)
+        ours += time.perf_counter() - start
+        start = time.perf_counter()
+        torch.linalg.svd(w, full_matrices=False)
+        full += time.perf_counter() - start
+        exact = torch.linalg.svdvals(w.to(torch.float64))[:k]
+        worst = max(worst, float(((s - exact).abs() / exact).max()))
+    params = {"std": 0.25, "keep_rank": 256}
+    start = time.perf_counter()
+    with mutation_pool() as (pool, workers):
+        list(pool.map(lambda item: SVD.mutate(item[0], item[1], params, torch.Generator().manual_seed(0)),
+                      matrices.items()))
+    pooled = time.perf_counter() - start
+    print(f"SVD mutation over {len(matrices)} matrices: full SVD (torch.linalg.svd, one after another) {full:.1f} s")
+    print(f"  top-k singular pairs, one after another: {ours:.1f} s -> {full / ours:.1f}x faster")
+    print(f"  whole mutation (top-k + applying the update) on {workers} worker threads as materialise runs it: "
+          f"{pooled:.1f} s -> {full / pooled:.1f}x faster  [target >= 5x]")
     print(f"  max relative error of the kept singular values (vs float64 SVD): {worst:.1e}  [target <= 1e-4]")
 
 

@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("checkpoint", nargs="?", default=str(Path("~/.cache/acdc-engine/smollm2-135m-instruct").expanduser()))
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--families", type=int, default=4)
+    ap.add_argument("--eager", action="store_true", help="vLLM in eager mode (generation.vllm_compile = false)")
     args = ap.parse_args()
     texts = instructions(args.families)
     ckpt = Path(args.checkpoint)
@@ -46,7 +47,7 @@ def main() -> None:
     print(f"transformers : {hf_tokens} tokens in {hf_wall:.1f} s = {hf_tokens / hf_wall:.1f} tok/s", flush=True)
 
     t0 = time.perf_counter()
-    vllm = VllmBackend(ckpt, dtype=args.dtype)
+    vllm = VllmBackend(ckpt, dtype=args.dtype, compile=not args.eager)
     start = time.perf_counter() - t0
     vllm.generate(texts[:2], max_new_tokens=4)
     t0 = time.perf_counter()
@@ -56,7 +57,8 @@ def main() -> None:
     vllm.close()
     print(f"vllm         : {v_tokens} tokens in {v_wall:.1f} s = {v_tokens / v_wall:.1f} tok/s "
           f"(engine start {start:.0f} s, in-place weight swap {swap:.2f} s)")
-    print(f"speed-up     : {(v_tokens / v_wall) / (hf_tokens / hf_wall):.2f}x, {len(texts)} prompts, {args.dtype}")
+    print(f"speed-up     : {(v_tokens / v_wall) / (hf_tokens / hf_wall):.2f}x, {len(texts)} prompts, {args.dtype}, "
+          f"vLLM {'eager' if args.eager else 'compiled'}")
 
 
 if __name__ == "__main__":

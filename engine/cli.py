@@ -18,7 +18,7 @@ from rich.table import Table
 from acdc_engine.config import Config, load_config
 from acdc_engine.errors import AcdcError
 from acdc_engine.forge import DEFAULT_CAPABILITIES, ForgeRecipe
-from acdc_engine.plugin_manager import ALWAYS_ON, build_plugin_manager, discover, merged_tables
+from acdc_engine.plugin_manager import ALWAYS_ON, build_plugin_manager, discover
 from acdc_engine.store import RunStore
 from acdc_engine.view import ProgressView, archive_table, time_table
 
@@ -129,7 +129,7 @@ def run(group, config_file, overrides, plugins, run_dir, executor):
 @click.argument("run_dir", type=click.Path(path_type=Path))
 def resume(run_dir):
     """Continue a run from its last committed generation."""
-    store = RunStore.open(run_dir)
+    store = RunStore.open(run_dir, writer=True)
     _execute(Config.model_validate_json(store.config_json()), store)
 
 
@@ -354,10 +354,8 @@ def export(run_dir, model_id, out_dir):
     store = RunStore.open(run_dir)
     config, pm = _run_plugins(store)
     _, base_dir = resolve_seeds(pm.hook, config.models)
-    merges = merged_tables(pm.hook.acdc_merge_methods())
-    mutations = merged_tables(pm.hook.acdc_mutation_methods())
     out_dir.mkdir(parents=True, exist_ok=True)
-    rebuild_weights(store, model_id, base_file=base_dir / "model.safetensors", merges=merges, mutations=mutations,
+    rebuild_weights(store, model_id, hook=pm.hook, base_file=base_dir / "model.safetensors",
                     out_file=out_dir / "model.safetensors")
     for f in base_dir.iterdir():
         if f.is_file() and f.name != "model.safetensors":

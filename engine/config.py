@@ -122,6 +122,8 @@ class GenerationConfig(_Section):
     dtype: Literal["float32", "bfloat16"] = Field("bfloat16", description="Dtype of the resident model.")
     max_new_tokens: int = Field(48, ge=1, le=4096, description="Most tokens in one answer (greedy).")
     batch_size: int = Field(0, ge=0, description="Prompts per batch; 0 chooses it from the memory available.")
+    vllm_compile: bool = Field(True, description="vLLM backend: compile the model (torch.compile, CUDA graphs on "
+                               "GPUs): a slower start (about 90 s on 2 CPU cores), faster answers. false = eager mode.")
 
 
 class RayConfig(_Section):
@@ -181,6 +183,14 @@ class NoveltyConfig(_Section):
     )
 
 
+class StoreConfig(_Section):
+    """The run directory's weight files (kept for archive members and seeds, by content digest)."""
+
+    weights_budget_mb: int = Field(
+        0, ge=0, description="Disk budget of kept weight files, seeds included, in MiB; 0 = unlimited. Beyond it "
+        "the least recently used files that are not seeds' are evicted, and rebuilt from recipes when needed.")
+
+
 class ResultConfig(_Section):
     """What is reported at the end of a run."""
 
@@ -203,6 +213,7 @@ class Config(_Section):
     llm: LLMConfig = LLMConfig()
     scientist: ScientistConfig = ScientistConfig()
     novelty: NoveltyConfig = NoveltyConfig()
+    store: StoreConfig = StoreConfig()
     result: ResultConfig = ResultConfig()
 
 

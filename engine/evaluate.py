@@ -17,6 +17,8 @@ model). With one answer all three are its accuracy.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +29,10 @@ from acdc_engine.archives import select_task_force
 from acdc_engine.benchmarks import Benchmark, Item, code_of, is_correct, load_benchmark, submission
 from acdc_engine.config import Config
 from acdc_engine.errors import AcdcError
+from acdc_engine.lineage import rebuild_weights
 from acdc_engine.plugin_manager import build_plugin_manager
 from acdc_engine.plugins.sandbox import program_passes
+from acdc_engine.recipe import Recipe
 from acdc_engine.seeds import check_same_architecture, resolve_seeds
 from acdc_engine.store import RunStore
 
@@ -49,15 +53,15 @@ class System:
 
 
 def stored_task_force(store: RunStore, method: str | None, size: int, seed: int) -> list[str]:
-    """The run's task force, or one re-selected by ``method`` from the kept models
-    (those whose weights are still on disk) over every accepted task."""
+    """The run's task force, or one re-selected by ``method`` from the final archive's
+    children over every accepted task."""
     config = Config.model_validate_json(store.config_json())
     if method is None:
         row = store.task_force()
         if row is None:
             raise AcdcError(f"run {store.run_dir} has no task force yet; finish it with `acdc-engine resume`")
         return json.loads(row["model_ids"])
-    kept = [r["id"] for r in store.models() if r["weights"] and "/weights/" in r["weights"]]
+    kept = [r["id"] for r in store.models() if r["status"] == "elite" and not Recipe.from_json(r["recipe"]).is_seed]
     tasks = [r["id"] for r in store.tasks() if r["status"] in ("active", "retired", "removed")]
     scores = store.scores()
     thr = config.tasks.pass_threshold
@@ -100,14 +104,11 @@ class Evaluation:
         self.max_new_tokens = max_new_tokens or self.config.generation.max_new_tokens
         self.seed = seed
         self.on_progress = on_progress or (lambda text: None)
-        weights = {r["id"]: r["weights"] for r in self.store.models()}
         force = stored_task_force(self.store, method, self.samples, seed)
         if not force:
-            raise AcdcError(f"run {run_dir} kept no model weights to form a task force from")
-        missing = [m for m in force if not weights.get(m) or not Path(weights[m]).is_file()]
-        if missing:
-            raise AcdcError(f"task-force model {missing[0]} has no weights in {run_dir}")
-        self.systems = [System(f"task force ({', '.join(force)})", tuple(Path(weights[m]) for m in force))]
+            raise AcdcError(f"run {run_dir} has no archive member to form a task force from")
+        self.scratch = Path(tempfile.mkdtemp(prefix="acdc-evaluate-"))
+        self.systems = [System(f"task force ({', '.join(force)})", tuple(self.model_file(m) for m in force))]
         self.systems += [System(f"seed {spec}", (d / "model.safetensors",)) for spec, d in seed_dirs.items()]
         first_seed = next(iter(seed_dirs.values())) / "model.safetensors"
         self.systems.append(System(f"control ({self.samples} samples, T={CONTROL_TEMPERATURE})", (first_seed,),
@@ -121,6 +122,16 @@ class Evaluation:
         self.judge_file = Path(judge_dir or self.base_dir) / "model.safetensors"
         self.judge_name = str(judge_dir or self.base_dir)
         self.backend = None
+
+    def model_file(self, model_id: str) -> Path:
+        """The run's kept file of a model, or one rebuilt from its ancestry into a scratch folder."""
+        digest = next(r["digest"] for r in self.store.models() if r["id"] == model_id)
+        if self.store.weights_path(digest).is_file():
+            return self.store.weights_path(digest)
+        out = self.scratch / f"{model_id}.safetensors"
+        rebuild_weights(self.store, model_id, hook=self.hook, base_file=self.base_dir / "model.safetensors",
+                        out_file=out)
+        return out
 
     def _backend(self):
         if self.backend is None:
@@ -185,3 +196,4 @@ class Evaluation:
         if self.backend is not None:
             self.backend.close()
         self.store.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)

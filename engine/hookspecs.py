@@ -229,6 +229,10 @@ def acdc_event(kind: str, data: dict[str, Any]) -> None:
     - ``tasks_added``: accepted (list of task names), generation
     - ``worker_lost``: slot, job (materialise or generate), retry: a Ray
       actor died; it was replaced and its job re-queued
+    - ``weights_evicted``: generation, model_ids: archive members whose
+      weight files the disk budget (``store.weights_budget_mb``) dropped
+    - ``weights_rebuilt``: model_id, seconds: an evicted model's weights
+      rebuilt from its ancestry because they were needed
     - ``generation_committed``: generation, archive (list of row dicts),
       pool (counts), stats (logbook record)
     - ``run_finished``: run_dir, task_force, coverage, seed_coverage

@@ -1,21 +1,26 @@
 """A model's ancestry: printing it, and rebuilding any model from its recipes.
 
-Only archive members and seeds keep weight files; every other model is its
-recipe. Rebuilding walks up the ancestry to the nearest models that still
-have weights and re-materialises the recipes below them, in a scratch
-directory; recipes are deterministic, so the weights are the ones evaluated.
+Only archive members and seeds keep weight files (and members may lose
+theirs to the disk budget); every other model is its recipe. Rebuilding
+walks up the ancestry to the nearest models whose files are kept and
+re-materialises the recipes below them, in a scratch directory; recipes are
+deterministic, so each rebuilt file must hash to the digest recorded when
+the model was born.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from rich.tree import Tree
 
+from acdc_engine.digest import file_digest
 from acdc_engine.errors import AcdcError
 from acdc_engine.materialise import materialise
+from acdc_engine.plugin_manager import merged_tables
 from acdc_engine.recipe import Recipe
 from acdc_engine.store import RunStore
 
@@ -46,32 +51,47 @@ def lineage_tree(store: RunStore, model_id: str) -> Tree:
     return tree
 
 
-def rebuild_weights(store: RunStore, model_id: str, *, base_file: Path, merges: dict, mutations: dict,
-                    out_file: Path) -> None:
-    """Writes ``model_id``'s weights to ``out_file``, re-materialising ancestors as needed."""
+def rebuild_weights(store: RunStore, model_id: str, *, hook, base_file: Path, out_file: Path) -> None:
+    """Writes ``model_id``'s weights to ``out_file``, re-materialising ancestors as needed.
+
+    Operators are looked up by name through ``hook``; a rebuilt file whose
+    digest is not the recorded one is refused with one line naming the model.
+    """
     rows = _rows(store)
     if model_id not in rows:
         raise AcdcError(f"no model {model_id!r} in {store.run_dir}")
-    scratch = Path(tempfile.mkdtemp(prefix="acdc-rebuild-"))
+    merges = merged_tables(hook.acdc_merge_methods())
+    mutations = merged_tables(hook.acdc_mutation_methods())
+    out_file = Path(out_file)
+    scratch = Path(tempfile.mkdtemp(prefix=".acdc-rebuild-", dir=out_file.parent))
     built: dict[str, Path] = {}
 
     def weights(mid: str) -> Path:
         if mid in built:
             return built[mid]
         row = rows[mid]
-        if row["weights"] and Path(row["weights"]).is_file():
-            built[mid] = Path(row["weights"])
-            return built[mid]
+        kept = store.weights_path(row["digest"])
+        if kept.is_file():
+            built[mid] = kept
+            return kept
         recipe = Recipe.from_json(row["recipe"])
         if recipe.is_seed:
-            raise AcdcError(f"seed {mid} ({recipe.seed_spec}) has no weights at {row['weights']}")
+            raise AcdcError(f"seed {mid} ({recipe.seed_spec}) has no weights at {kept}")
         parents = [weights(p) for p in recipe.parents]
         built[mid] = scratch / f"{mid}.safetensors"
         materialise(recipe, parent_files=parents, base_file=base_file, merge=merges[recipe.crossover],
                     mutation=mutations.get(recipe.mutation) if recipe.mutation else None, out_file=built[mid])
+        got = file_digest(built[mid])
+        if got != row["digest"]:
+            raise AcdcError(f"rebuilt weights of {mid} do not match the recorded ones (digest {got[:12]}, "
+                            f"recorded {row['digest'][:12]}): its recipe no longer gives the same weights")
         return built[mid]
 
     try:
-        shutil.copyfile(weights(model_id), out_file)
+        source = weights(model_id)
+        if source.parent == scratch:
+            os.replace(source, out_file)
+        else:
+            shutil.copyfile(source, out_file)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

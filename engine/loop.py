@@ -3,7 +3,8 @@
 Models evolve by pyribs ask/tell on a DNS archive; tasks evolve by periodic
 adaptation of the active pool. Everything a generation does is gathered in a
 :class:`~acdc_engine.store.Commit` and written at its end in one transaction;
-a resumed run rebuilds this object's state from the store.
+a resumed run rebuilds this object's state from the store. Weight files are
+kept and rebuilt by a :class:`~acdc_engine.weight_cache.WeightCache`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from itertools import zip_longest
 from pathlib import Path
 
@@ -25,14 +27,16 @@ from acdc_engine.archives import (
 )
 from acdc_engine.archives.task_pool import prune_oldest
 from acdc_engine.config import Config
-from acdc_engine.digest import recipe_digest, text_digest
+from acdc_engine.digest import file_digest, recipe_digest, text_digest
 from acdc_engine.errors import AcdcError
 from acdc_engine.executor import GenerateJob, MaterialiseJob, Operators, Worker, make_executor
+from acdc_engine.lineage import rebuild_weights
 from acdc_engine.recipe import Recipe
 from acdc_engine.seeds import resolve_seeds
 from acdc_engine.store import Commit, RunStore
 from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec
 from acdc_engine.timing import PhaseClock
+from acdc_engine.weight_cache import WeightCache
 
 SALT_EMIT, SALT_ADAPT, SALT_TASKS, SALT_FORCE = 1, 2, 3, 4
 #: Task statuses of the global archive: every task ever accepted into the pool.
@@ -58,8 +62,9 @@ class TaskRecord:
 class ModelRecord:
     id: str
     recipe: Recipe
-    weights: Path | None
     generation: int
+    new_file: Path | None = None  # its weights until its generation is committed (staged child, seed's file)
+    content: str | None = None  # SHA-256 of its weights file, recorded at commit (its address in the cache)
 
 
 class Coevolution:
@@ -94,6 +99,9 @@ class Coevolution:
                                                 "max_new_tokens": gen_cfg.max_new_tokens}))
         self.executor = make_executor(config, Worker(config=config, hook=self.hook, base_dir=self.base_dir,
                                                      operators=ops), self.emit)
+        rebuild = partial(rebuild_weights, store, hook=self.hook, base_file=self.base_dir / "model.safetensors")
+        self.weight_cache = WeightCache(store, budget_mb=config.store.weights_budget_mb, rebuild=rebuild,
+                                        emit=self.emit)
         self.clock = PhaseClock()
         self.started = time.monotonic()
         self.stop_requested = False
@@ -132,8 +140,8 @@ class Coevolution:
         recipes = self.scheduler.ask()
         children = [self.new_model(r, gen, commit) for r in recipes]
         self.step("materialise", len(children), gen)
-        self.executor.materialise([MaterialiseJob(c.recipe, [self.models[p].weights for p in c.recipe.parents],
-                                                  c.weights) for c in children])
+        self.executor.materialise([MaterialiseJob(c.recipe, [self.weights_file(p) for p in c.recipe.parents],
+                                                  c.new_file) for c in children])
         ids = [c.id for c in children]
         responses = self.answer(ids, self.active, gen)
         self.score(responses, gen, commit)
@@ -178,7 +186,7 @@ class Coevolution:
         self.remeasure()
 
     def checkpoint(self, commit: Commit) -> None:
-        """Settles model statuses and weight files, records stats, commits."""
+        """Settles model statuses and kept weight files, records stats, commits."""
         self.step("checkpoint", 1, commit.generation)
         members = self.archive.member_ids()
         fitness = self.archive.member_objectives()
@@ -186,26 +194,23 @@ class Coevolution:
         for row in commit.models:
             model = self.models[row["id"]]
             row["fitness"] = self.fitness(row["id"])
+            row["digest"] = model.content = model.content or file_digest(model.new_file)
+            self.weight_cache.touch(model.content)
             if row["id"] in fitness:
                 row["status"] = "elite"
-                if not model.recipe.is_seed:
-                    commit.keep_weights[row["id"]] = model.weights
-                    model.weights = self.store.weights_path(row["id"])
-                row["weights"] = str(model.weights)
             else:
                 row["status"] = "rejected" if row["reason"] else "retired"
-                if model.recipe.is_seed:
-                    row["weights"] = str(model.weights)
-                else:
-                    model.weights = None
         for model_id in self.previous_members - new_ids:
             if model_id in fitness:
                 commit.model_updates.append((model_id, "elite", fitness[model_id]))
             else:
                 commit.model_updates.append((model_id, "retired", self.fitness(model_id)))
-                if not self.models[model_id].recipe.is_seed:
-                    commit.drop_weights.append(model_id)
-                    self.models[model_id].weights = None
+        seeds = [m for m in self.models.values() if m.recipe.is_seed]
+        kept = {m: self.models[m].content for m in members} | {m.id: m.content for m in seeds}
+        commit.new_files = {self.models[m].content: self.models[m].new_file for m in new_ids
+                            if self.models[m].content in kept.values()}
+        commit.weight_files, evicted, rebuilt = self.weight_cache.settle(kept, {m.content for m in seeds},
+                                                                    commit.new_files)
         scores = self.archive.member_scores()
         commit.archive = [
             {"id": m, "parents": list(self.models[m].recipe.parents) or [self.models[m].recipe.describe()],
@@ -214,8 +219,14 @@ class Coevolution:
             for m in sorted(members, key=lambda m: -fitness[m])
         ]
         commit.active = list(self.active)
-        commit.stats = self.record_stats(commit)
+        kept_mb = round(sum(r["size"] for r in commit.weight_files) / 2**20, 1)
+        commit.stats = self.record_stats(commit, weights_mb=kept_mb, weights_evicted=len(evicted),
+                                         weights_rebuilt=rebuilt)
         self.store.commit(commit)
+        for model_id in new_ids:
+            self.models[model_id].new_file = None
+        if evicted:
+            self.emit("weights_evicted", generation=commit.generation, model_ids=evicted)
         self.emit("advance", n=1)
         self.previous_members = set(members)
         self.emit("generation_committed", generation=commit.generation, archive=commit.archive,
@@ -256,12 +267,14 @@ class Coevolution:
 
     def new_model(self, recipe: Recipe, gen: int, commit: Commit, weights: Path | None = None) -> ModelRecord:
         model_id = f"m{len(self.models) + 1:04d}"
-        model = ModelRecord(model_id, recipe, weights or self.store.staged_path(model_id), gen)
+        model = ModelRecord(model_id, recipe, gen, new_file=weights or self.store.staged_path(model_id))
+        if recipe.is_seed:
+            model.content = self.store.file_digest(model.new_file)
         self.models[model_id] = model
         self.digests[model_id] = self.weights_digest(model)
         commit.models.append({"id": model_id, "recipe": recipe.to_json(), "parents": json.dumps(list(recipe.parents)),
                               "generation": gen, "fitness": None, "status": "pending", "reason": None,
-                              "weights": None})
+                              "digest": None})
         return model
 
     def answer(self, model_ids: list[str], task_ids: list[str], gen: int) -> dict[str, dict[str, list[str]]]:
@@ -285,7 +298,7 @@ class Coevolution:
             self.clock.tokens += tokens
             self.clock.counts["answers_generated"] += len(texts)
 
-        self.executor.generate([GenerateJob(self.models[m].weights, list(todo[m].values())) for m in pending],
+        self.executor.generate([GenerateJob(self.weights_file(m), list(todo[m].values())) for m in pending],
                                on_result)
         out = {m: {t: [] for t in task_ids} for m in model_ids}
         for m in model_ids:
@@ -328,10 +341,15 @@ class Coevolution:
         for todo, ids in groups.items():
             self.score(self.answer(ids, list(todo), gen), gen, commit)
 
+    def weights_file(self, model_id: str) -> Path:
+        """A file with the model's weights: its new one, its kept one, or one rebuilt from its ancestry."""
+        model = self.models[model_id]
+        return model.new_file or self.weight_cache.file(model_id, model.content)
+
     def weights_digest(self, model: ModelRecord) -> str:
-        """A seed's file digest, or a child's digest from its recipe and its parents' digests."""
+        """The evaluation-cache key: a seed's file digest, or a child's from its recipe and its parents' keys."""
         if model.recipe.is_seed:
-            return self.store.file_digest(model.weights)
+            return model.content
         return recipe_digest(model.recipe, parent_digests=[self.digests[p] for p in model.recipe.parents],
                              base_digest=self.store.file_digest(self.base_dir / "model.safetensors"))
 
@@ -509,7 +527,7 @@ class Coevolution:
 
     # --- bookkeeping ----------------------------------------------------------
 
-    def record_stats(self, commit: Commit) -> dict:
+    def record_stats(self, commit: Commit, **extra) -> dict:
         members = self.archive.member_ids()
         fit = np.array([self.archive.member_objectives()[m] for m in members])
         skills = self.solved_matrix(members, self.active)
@@ -524,6 +542,7 @@ class Coevolution:
             "task_diversity": self.task_diversity(),
             **{f"pool_{k}": v for k, v in self.pool_counts().items()},
             "elapsed_s": round(time.monotonic() - self.started, 1),
+            **extra,
             **self.clock.record(),
         }
         self.logbook.record(**record)
@@ -547,8 +566,8 @@ class Coevolution:
             instances = [Instance(i["key"], i["instruction"], i["data"]) for i in json.loads(row["instances"])]
             self.tasks[row["id"]] = TaskRecord(row["id"], spec, instances, row["generation"], row["status"])
         for row in self.store.models():
-            self.models[row["id"]] = ModelRecord(row["id"], Recipe.from_json(row["recipe"]),
-                                                 Path(row["weights"]) if row["weights"] else None, row["generation"])
+            self.models[row["id"]] = ModelRecord(row["id"], Recipe.from_json(row["recipe"]), row["generation"],
+                                                 content=row["digest"])
             self.digests[row["id"]] = self.weights_digest(self.models[row["id"]])
         self.scores = self.store.scores()
         for parent_id, rec in self.tasks.items():  # a held parent's variant is its newest child

@@ -7,13 +7,21 @@ into a resident model's tensors (``into``). At no time is a whole model held
 in memory. Each tensor's random draws (mutation noise, DARE masks) come from
 generators seeded by the recipe's seed and the tensor's name, so the same
 recipe on the same parents gives bitwise-identical weights.
+
+Merging is memory-bound and draws from torch's global generator (mergekit's
+DARE masks), so it runs tensor by tensor on the calling thread. Mutating is
+compute-bound (the SVD mutation's eigendecompositions scale poorly over
+threads at these sizes), so tensors are mutated and written on a pool of
+worker threads, one intra-op thread each, a few tensors in flight.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
-from contextlib import ExitStack
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
@@ -63,6 +71,19 @@ def check_compatible(readers: dict[str, CheckpointReader]) -> list[str]:
     return names
 
 
+@contextmanager
+def mutation_pool() -> Iterator[tuple[ThreadPoolExecutor, int]]:
+    """Worker threads (as many as torch's intra-op threads), one intra-op thread each;
+    the caller's thread count is restored afterwards (torch's setting is process-wide)."""
+    threads = torch.get_num_threads()
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="mutate", initializer=torch.set_num_threads, initargs=(1,))
+    try:
+        yield pool, threads
+    finally:
+        pool.shutdown(cancel_futures=True)
+        torch.set_num_threads(threads)
+
+
 def materialise(
     recipe: Recipe,
     *,
@@ -86,14 +107,27 @@ def materialise(
         writer = None
         if out_file is not None:
             writer = CheckpointWriter(out_file, {n: (base.dtype(n), base.shape(n)) for n in names})
+
+        def finish(name: str, child: torch.Tensor, target: torch.Tensor | None) -> None:
+            if mutation is not None and mutation.applies_to(name, child):
+                gen = torch.Generator().manual_seed(tensor_seed(recipe.seed, name))
+                child = mutation.mutate(name, child, mparams, gen)
+            if writer is not None:
+                writer.write(name, child.to(base.dtype(name)))
+            if target is not None and child is not target:
+                target.copy_(child)
+
         try:
-            for name in names:
-                target = None if into is None else into.get(name)
-                child = _child_tensor(recipe, name, parents, base, merge, mutation, cparams, mparams, target)
-                if writer is not None:
-                    writer.write(name, child.to(base.dtype(name)))
-                if target is not None and child is not target:
-                    target.copy_(child)
+            with mutation_pool() as (pool, workers):  # left (workers done) before any abort below
+                in_flight = deque()
+                for name in names:
+                    target = None if into is None else into.get(name)
+                    child = _merged_tensor(recipe, name, parents, base, merge, cparams, target)
+                    in_flight.append(pool.submit(finish, name, child, target))
+                    if len(in_flight) >= workers:
+                        in_flight.popleft().result()
+                while in_flight:
+                    in_flight.popleft().result()
             if writer is not None:
                 writer.commit()
         except BaseException:
@@ -102,19 +136,13 @@ def materialise(
             raise
 
 
-def _child_tensor(recipe, name, parents, base, merge, mutation, cparams, mparams, target):
-    """One merged (and mutated) tensor, computed into ``target`` where it can be."""
+def _merged_tensor(recipe, name, parents, base, merge, cparams, target):
+    """One merged tensor (a copy of the only parent without a merge), computed into ``target`` where it can be."""
     lazy = LazyParents(parents, name)
     writable = target if target is not None and target.dtype == base.dtype(name) else None
     if merge is None:
-        child = lazy[0].clone()
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(tensor_seed(recipe.seed ^ MERGE_SALT, name))
-            child = merge.merge(name, lazy, base.tensor(name), cparams, out=writable)
-        if child is not writable:
-            child = child.to(base.dtype(name)).contiguous()
-    if mutation is not None and mutation.applies_to(name, child):
-        gen = torch.Generator().manual_seed(tensor_seed(recipe.seed, name))
-        child = mutation.mutate(name, child, mparams, gen)
-    return child
+        return lazy[0].clone()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(tensor_seed(recipe.seed ^ MERGE_SALT, name))
+        child = merge.merge(name, lazy, base.tensor(name), cparams, out=writable)
+    return child if child is writable else child.to(base.dtype(name)).contiguous()

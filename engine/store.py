@@ -1,13 +1,14 @@
-"""The run store: one SQLite file (WAL) per run, plus elite weight files.
+"""The run store: one SQLite file (WAL) per run, plus kept weight files.
 
 Layout of a run directory::
 
     run.sqlite          config, models, tasks, evaluations, generations
-    weights/<id>.safetensors   weights of current archive members only
+    weights/<sha256>.safetensors   kept weights by content digest (see weight_cache.py)
     weights/staging/    children of the generation in progress
 
-A generation is committed in one transaction. Weight files of new elites are
-moved out of staging just before it; files no longer referenced are deleted
+A generation is committed in one transaction, which also rewrites the
+``weight_files`` table (the files kept). Files new to it are linked into
+place just before the transaction; files it no longer lists are deleted
 after it, and any stray file is cleaned up on open. So a run killed at any
 point reopens at its last committed generation with nothing committed lost.
 
@@ -21,6 +22,7 @@ what it had generated before the crash.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 from dataclasses import dataclass, field
@@ -35,7 +37,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS models (
     id TEXT PRIMARY KEY, recipe TEXT NOT NULL, parents TEXT NOT NULL,
     generation INTEGER NOT NULL, fitness REAL, status TEXT NOT NULL,
-    reason TEXT, weights TEXT);
+    reason TEXT, digest TEXT);
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, description TEXT NOT NULL,
     capability TEXT NOT NULL, difficulty INTEGER NOT NULL, source TEXT NOT NULL,
@@ -55,6 +57,8 @@ CREATE TABLE IF NOT EXISTS task_force (
 CREATE TABLE IF NOT EXISTS answer_cache (
     weights TEXT NOT NULL, decoding TEXT NOT NULL, prompt TEXT NOT NULL,
     response TEXT NOT NULL, PRIMARY KEY (weights, decoding, prompt));
+CREATE TABLE IF NOT EXISTS weight_files (
+    digest TEXT PRIMARY KEY, size INTEGER NOT NULL, seed INTEGER NOT NULL, last_used INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS file_digests (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, digest TEXT NOT NULL);
 """
@@ -73,14 +77,15 @@ class Commit:
     archive: list[dict] = field(default_factory=list)  # id, fitness, solved, dns
     active: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
-    keep_weights: dict[str, Path] = field(default_factory=dict)  # model id -> staged file
-    drop_weights: list[str] = field(default_factory=list)
+    new_files: dict[str, Path] = field(default_factory=dict)  # digest -> file to place at weights/<digest>
+    weight_files: list[dict] = field(default_factory=list)  # every row of `weight_files` after this commit
 
 
 class RunStore:
     """Reads and writes one run directory."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, *, writer: bool = False) -> None:
+        """``writer``: the one process that runs the loop; it alone removes uncommitted files."""
         self.run_dir = Path(run_dir)
         self.weights_dir = self.run_dir / "weights"
         self.staging_dir = self.weights_dir / "staging"
@@ -90,8 +95,13 @@ class RunStore:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.executescript(SCHEMA)
-        self.staging_dir.mkdir(parents=True, exist_ok=True)
-        self._clean_strays()
+        if "digest" not in {r[1] for r in self.conn.execute("PRAGMA table_info(models)")}:
+            self.conn.close()
+            raise AcdcError(f"run {run_dir} was written by an older acdc-engine (weights by model id); "
+                            "start a new run")
+        if writer:
+            self.staging_dir.mkdir(parents=True, exist_ok=True)
+            self._clean_strays()
 
     @classmethod
     def create(cls, run_dir: Path, config_json: str) -> RunStore:
@@ -99,15 +109,16 @@ class RunStore:
         if (run_dir / "run.sqlite").exists():
             raise AcdcError(f"run directory {run_dir} already holds a run; use `acdc-engine resume {run_dir}`")
         run_dir.mkdir(parents=True, exist_ok=True)
-        store = cls(run_dir)
+        store = cls(run_dir, writer=True)
         store.conn.execute("INSERT INTO meta VALUES ('config', ?)", (config_json,))
         return store
 
     @classmethod
-    def open(cls, run_dir: Path) -> RunStore:
+    def open(cls, run_dir: Path, *, writer: bool = False) -> RunStore:
+        """An existing run; readers (status, export, ...) leave a live run's files alone."""
         if not (Path(run_dir) / "run.sqlite").is_file():
             raise AcdcError(f"{run_dir} is not a run directory (no run.sqlite)")
-        return cls(run_dir)
+        return cls(run_dir, writer=writer)
 
     def close(self) -> None:
         self.conn.close()
@@ -144,8 +155,12 @@ class RunStore:
     def task_force(self) -> sqlite3.Row | None:
         return self.conn.execute("SELECT * FROM task_force").fetchone()
 
-    def weights_path(self, model_id: str) -> Path:
-        return self.weights_dir / f"{model_id}.safetensors"
+    def weights_path(self, digest: str) -> Path:
+        """Where the kept file with this content digest lives (whether or not it is there)."""
+        return self.weights_dir / f"{digest}.safetensors"
+
+    def weight_files(self) -> list[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM weight_files ORDER BY digest").fetchall()
 
     def staged_path(self, model_id: str) -> Path:
         return self.staging_dir / f"{model_id}.safetensors"
@@ -186,12 +201,12 @@ class RunStore:
 
     def commit(self, c: Commit) -> None:
         """Writes one generation atomically (see the module docstring)."""
-        for model_id, staged in c.keep_weights.items():
-            staged.replace(self.weights_path(model_id))
+        for digest, source in c.new_files.items():
+            self._place(source, self.weights_path(digest))
         with self.conn:
             self.conn.execute("BEGIN")
             self.conn.executemany(
-                "INSERT INTO models VALUES (:id, :recipe, :parents, :generation, :fitness, :status, :reason, :weights)",
+                "INSERT INTO models VALUES (:id, :recipe, :parents, :generation, :fitness, :status, :reason, :digest)",
                 c.models,
             )
             self.conn.executemany("UPDATE models SET status=?, fitness=? WHERE id=?",
@@ -207,13 +222,13 @@ class RunStore:
                 "INSERT OR REPLACE INTO evaluations VALUES (:model_id, :task_id, :score, :generation, :answers)",
                 c.evaluations,
             )
-            self.conn.executemany("UPDATE models SET weights=NULL WHERE id=?", [(i,) for i in c.drop_weights])
+            self.conn.execute("DELETE FROM weight_files")
+            self.conn.executemany("INSERT INTO weight_files VALUES (:digest, :size, :seed, :last_used)",
+                                  c.weight_files)
             self.conn.execute(
                 "INSERT INTO generations VALUES (?, ?, ?, ?)",
                 (c.generation, json.dumps(c.archive), json.dumps(c.active), json.dumps(c.stats)),
             )
-        for model_id in c.drop_weights:
-            self.weights_path(model_id).unlink(missing_ok=True)
         self._clean_strays()
 
     def save_task_force(self, model_ids: list[str], coverage: float, seed_coverage: float, n_tasks: int,
@@ -228,14 +243,24 @@ class RunStore:
                 "INSERT OR REPLACE INTO task_force VALUES (1, ?, ?, ?, ?)",
                 (json.dumps(model_ids), coverage, seed_coverage, n_tasks),
             )
+        self._clean_strays()  # files rebuilt for the task force
+
+    def _place(self, source: Path, target: Path) -> None:
+        """Puts ``source``'s bytes at ``target`` atomically: a hard link, else a copy through staging."""
+        if target.is_file():
+            return  # same digest, same bytes
+        try:
+            os.link(source, target)
+        except OSError:
+            partial = self.staging_dir / f"{target.name}.partial"
+            shutil.copyfile(source, partial)
+            partial.replace(target)
 
     def _clean_strays(self) -> None:
-        """Removes staged children and weight files no committed row keeps."""
+        """Removes staged children and weight files that ``weight_files`` does not list."""
         shutil.rmtree(self.staging_dir, ignore_errors=True)
         self.staging_dir.mkdir(parents=True, exist_ok=True)
-        keep = {
-            r[0] for r in self.conn.execute("SELECT weights FROM models WHERE weights IS NOT NULL")
-        }
+        keep = {r[0] for r in self.conn.execute("SELECT digest FROM weight_files")}
         for path in self.weights_dir.glob("*.safetensors"):
-            if str(path) not in keep:
+            if path.stem not in keep:
                 path.unlink()

@@ -204,6 +204,10 @@ class ProgressView:
                       + (f"task diversity {s['task_diversity']:.2f}, " if s.get("task_diversity") is not None else "")
                       + f"{s['elapsed_s']}s")
             self._log(time_line(s))
+        elif kind == "weights_evicted":
+            self._log(f"  weights of {', '.join(data['model_ids'])} evicted (disk budget)")
+        elif kind == "weights_rebuilt":
+            self._log(f"  weights of {data['model_id']} rebuilt from its ancestry ({data['seconds']}s)")
         elif kind == "task_limbo":
             self._log(f"  task {data['task_id']} {data['outcome']} (harder variant {data['child_id']})")
         elif kind == "run_finished":

@@ -4,8 +4,14 @@ One resident ``AutoModelForCausalLM`` on the CPU, built once from a seed
 checkpoint. Candidates' weights are copied into it in place, tensor by tensor
 from their safetensors file (tied tensors are shared storage, so they follow).
 Answers use the tokenizer's chat template and are generated in batches of
-prompts sorted by length with left padding; a batch stops as soon as every
-sequence in it has produced an end-of-sequence token. With ``batch_size = 0``
+prompts sorted by length, by a plain decode loop over the model's forward
+and its KV cache. The tokens every prompt of a batch starts with (the chat
+template's system prompt) are run once and their KV cache repeated to the
+batch, laid out as [shared prefix][left padding][rest of the prompt] with
+positions following the attention mask. An answer leaves the batch (its
+cache rows are dropped) the step it produces an end-of-sequence token. In
+float32 the answers equal one plain ``generate()`` per prompt; in bfloat16 a
+few differ, as with any change of batch layout. With ``batch_size = 0``
 the batch size is chosen from the memory available now
 (:func:`auto_batch_size`). Answers are greedy unless a temperature is given
 (the control of ``acdc-engine evaluate`` samples). :meth:`TransformersBackend.chat`
@@ -16,16 +22,19 @@ it); ``mean_logprob`` scores given responses, for the best-of-N judge.
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
 import torch
+from transformers import DynamicCache, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from acdc_engine.checkpoint import CheckpointReader
 from acdc_engine.errors import AcdcError
 from acdc_engine.hookspecs import hookimpl
 
 NAME = "transformers"
+MIN_SHARED_PREFIX = 8  # a shorter common prefix is not worth its own forward pass
 MAX_AUTO_BATCH = 64  # beyond this a 2-core CPU gains nothing and the longest answer holds the batch
 
 
@@ -77,6 +86,8 @@ class TransformersBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
         self._params = dict(self.model.state_dict())
+        # the KV-cache argument is ``cache`` from transformers 5.2x, ``past_key_values`` before (vLLM's env pins 5.19)
+        self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         eos = self.model.generation_config.eos_token_id
         eos = [eos] if isinstance(eos, int) else list(eos or [])
         self.eos_ids = sorted({*eos, self.tokenizer.eos_token_id} - {None})
@@ -118,9 +129,7 @@ class TransformersBackend:
                 self.model.config, len(ids[order[min(start + MAX_AUTO_BATCH, len(order)) - 1]]) + max_new_tokens,
                 self.model.dtype.itemsize)
             idx = order[start : start + size]
-            with torch.random.fork_rng():
-                torch.manual_seed(seed + start)
-                texts = self._generate_batch([ids[i] for i in idx], max_new_tokens, temperature)
+            texts = self._generate_batch([ids[i] for i in idx], max_new_tokens, temperature, seed + start)
             for i, text in zip(idx, texts):
                 answers[i] = text
             start += len(idx)
@@ -128,21 +137,49 @@ class TransformersBackend:
                 on_batch(len(idx))
         return answers
 
-    def _generate_batch(self, batch: list[list[int]], max_new_tokens: int, temperature: float) -> list[str]:
-        """Answers to one batch of tokenised prompts, left-padded."""
-        enc = self.tokenizer.pad({"input_ids": batch}, return_tensors="pt", padding=True)
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 else {
-            "do_sample": False}
-        out = self.model.generate(
-            **enc, max_new_tokens=max_new_tokens, eos_token_id=self.eos_ids,
-            pad_token_id=self.tokenizer.pad_token_id, **sampling,
-        )
-        texts = []
-        for row in out[:, enc.input_ids.shape[1] :].tolist():
-            end = next((k + 1 for k, t in enumerate(row) if t in self.eos_ids), len(row))
-            self.generated_tokens += end
-            texts.append(self.tokenizer.decode(row[:end], skip_special_tokens=True))
-        return texts
+    def _generate_batch(self, batch: list[list[int]], max_new_tokens: int, temperature: float,
+                        seed: int) -> list[str]:
+        """Answers to one batch of tokenised prompts, left-padded.
+
+        Prefill once, then one token per step; an answer that has ended leaves
+        the batch (its rows of the KV cache are dropped), so the last long
+        answer does not drag the finished ones through every step.
+        """
+        shared = _shared_prefix(batch) if len(batch) > 1 else 0
+        cache = DynamicCache(config=self.model.config)
+        if shared:  # the prefix's KV once, repeated to the batch: [prefix][pads][rest]
+            self.model(input_ids=torch.tensor([batch[0][:shared]]), **{self._cache_arg: cache})
+            cache.batch_repeat_interleave(len(batch))
+        enc = self.tokenizer.pad({"input_ids": [ids[shared:] for ids in batch]}, return_tensors="pt", padding=True)
+        mask = torch.cat([enc.attention_mask.new_ones(len(batch), shared), enc.attention_mask], dim=1)
+        position = mask.cumsum(-1) - 1
+        position.masked_fill_(mask == 0, 1)
+        pick = _token_picker(temperature, seed)
+        logits = self.model(input_ids=enc.input_ids, attention_mask=mask, position_ids=position[:, shared:],
+                            logits_to_keep=1, **{self._cache_arg: cache}).logits[:, -1]
+        position = position[:, -1]
+        live = list(range(len(batch)))  # batch rows still answering, in cache order
+        tokens: list[list[int]] = [[] for _ in batch]
+        for step in range(max_new_tokens):
+            nxt = pick(logits)
+            keep = []
+            for i, (row, token) in enumerate(zip(live, nxt.tolist())):
+                tokens[row].append(token)
+                if token not in self.eos_ids:
+                    keep.append(i)
+            if not keep or step == max_new_tokens - 1:
+                break
+            if len(keep) < len(live):
+                kept = torch.tensor(keep)
+                cache.batch_select_indices(kept)
+                mask, nxt, position = mask[kept], nxt[kept], position[kept]
+                live = [live[i] for i in keep]
+            mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
+            position = position + 1
+            logits = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=position[:, None],
+                                **{self._cache_arg: cache}).logits[:, -1]
+        self.generated_tokens += sum(map(len, tokens))
+        return [self.tokenizer.decode(t, skip_special_tokens=True) for t in tokens]
 
     @torch.inference_mode()
     def mean_logprob(self, instructions: list[str], responses: list[str]) -> list[float]:
@@ -165,6 +202,29 @@ class TransformersBackend:
     def close(self) -> None:
         self.model = None
         self._params = {}
+
+
+def _shared_prefix(batch: list[list[int]]) -> int:
+    """Tokens all prompts start with (at least one left to each), or 0 below MIN_SHARED_PREFIX."""
+    shared = min(len(ids) for ids in batch) - 1
+    for ids in batch[1:]:
+        shared = next((k for k in range(shared) if ids[k] != batch[0][k]), shared)
+    return shared if shared >= MIN_SHARED_PREFIX else 0
+
+
+def _token_picker(temperature: float, seed: int):
+    """Next tokens from last-position logits: greedy at temperature 0, else
+    sampled (temperature, top-p 0.95: transformers' warpers) from ``seed``."""
+    if temperature <= 0:
+        return lambda logits: logits.argmax(-1)
+    warpers = LogitsProcessorList([TemperatureLogitsWarper(temperature), TopPLogitsWarper(0.95)])
+    generator = torch.Generator().manual_seed(seed)
+
+    def sample(logits):
+        scores = warpers(None, logits.float())
+        return torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator)[:, 0]
+
+    return sample
 
 
 @hookimpl

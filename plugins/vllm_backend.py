@@ -4,7 +4,10 @@ One resident ``vllm.LLM`` engine per process (per Ray worker under the Ray
 executor), started once from a seed checkpoint. A candidate's weights are
 loaded in place into the running engine's model by a worker extension
 (:class:`WeightSwap`, called through ``LLM.collective_rpc``), so the engine
-never restarts per model; the prefix cache is reset after each swap. Prompts
+never restarts per model; the prefix cache is reset after each swap. The
+model is compiled unless ``generation.vllm_compile`` is false (eager mode:
+a faster start, slower answers); a swap writes into the same parameter
+storage, which the compiled graphs read. Prompts
 are built with the same tokenizer and chat template as the transformers
 backend and passed as token ids; decoding is greedy, so on the same weights
 in float32 the answers equal the transformers backend's.
@@ -44,8 +47,8 @@ class WeightSwap:
 class VllmBackend:
     """A resident vLLM engine whose weights are swapped per candidate."""
 
-    def __init__(self, model_dir: Path, *, dtype: str = "bfloat16", max_model_len: int = 2048,
-                 kv_cache_gib: int = 1) -> None:
+    def __init__(self, model_dir: Path, *, dtype: str = "bfloat16", compile: bool = True,
+                 max_model_len: int = 2048, kv_cache_gib: int = 1) -> None:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
         try:
             from vllm import LLM, SamplingParams
@@ -54,7 +57,7 @@ class VllmBackend:
                             "pip install 'acdc-engine[vllm]' (see README: vLLM)") from None
         self._sampling = SamplingParams
         self.llm = LLM(model=str(model_dir), dtype=dtype, max_model_len=max_model_len, seed=0,
-                       enforce_eager=True, worker_extension_cls=f"{__name__}.WeightSwap")
+                       enforce_eager=not compile, worker_extension_cls=f"{__name__}.WeightSwap")
         self.tokenizer = self.llm.get_tokenizer()
         self.generated_tokens = 0
 
@@ -82,4 +85,4 @@ class VllmBackend:
 def acdc_make_backend(config, model_dir):
     if config.generation.backend != NAME:
         return None
-    return VllmBackend(model_dir, dtype=config.generation.dtype)
+    return VllmBackend(model_dir, dtype=config.generation.dtype, compile=config.generation.vllm_compile)

@@ -168,7 +168,7 @@ def run_in_process(config, run_dir, extra=(), *, resume=False):
     from acdc_engine.loop import Coevolution
     from acdc_engine.store import RunStore
 
-    store = RunStore.open(run_dir) if resume else RunStore.create(run_dir, config.model_dump_json())
+    store = RunStore.open(run_dir, writer=True) if resume else RunStore.create(run_dir, config.model_dump_json())
     evo = Coevolution(config, store, build_plugin_manager(config.run.plugins, extra=list(extra)))
     try:
         evo.run()

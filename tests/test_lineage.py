@@ -9,6 +9,7 @@ import sys
 import torch
 from safetensors.torch import load_file
 
+from acdc_engine.digest import file_digest
 from test_loop_tiny import run_once
 
 
@@ -23,8 +24,10 @@ def test_lineage_and_export_of_kept_and_rebuilt_models(tiny_config, tmp_path):
     run_dir = tmp_path / "run"
     run_once(tiny_config(**{"run.generations": 2}), run_dir)
     db = sqlite3.connect(run_dir / "run.sqlite")
-    elite = db.execute("SELECT id FROM models WHERE weights LIKE '%/weights/%' ORDER BY generation DESC").fetchone()[0]
-    gone = db.execute("SELECT id FROM models WHERE weights IS NULL AND generation > 0").fetchone()[0]
+    elite, digest = db.execute("SELECT id, digest FROM models WHERE status = 'elite' AND parents != '[]' "
+                               "ORDER BY generation DESC").fetchone()
+    gone, gone_digest = db.execute("SELECT id, digest FROM models WHERE status != 'elite' AND generation > 0"
+                                   ).fetchone()
 
     tree = cli("lineage", str(run_dir), elite)
     assert tree.returncode == 0, tree.stderr
@@ -33,7 +36,7 @@ def test_lineage_and_export_of_kept_and_rebuilt_models(tiny_config, tmp_path):
     out = tmp_path / "export"
     assert cli("export", str(run_dir), elite, str(out / "kept")).returncode == 0
     kept = load_file(out / "kept" / "model.safetensors")
-    stored = load_file(run_dir / "weights" / f"{elite}.safetensors")
+    stored = load_file(run_dir / "weights" / f"{digest}.safetensors")
     assert all(torch.equal(kept[k], stored[k]) for k in stored)
 
     for name in ("rebuilt", "again"):
@@ -41,6 +44,7 @@ def test_lineage_and_export_of_kept_and_rebuilt_models(tiny_config, tmp_path):
         assert result.returncode == 0, result.stdout + result.stderr
     a, b = load_file(out / "rebuilt" / "model.safetensors"), load_file(out / "again" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert file_digest(out / "rebuilt" / "model.safetensors") == gone_digest  # the bytes evaluated at its birth
     model = AutoModelForCausalLM.from_pretrained(out / "rebuilt")
     assert torch.equal(model.model.embed_tokens.weight, a["model.embed_tokens.weight"])
     assert (out / "rebuilt" / "tokenizer.json").is_file()

@@ -37,10 +37,11 @@ def test_tiny_run_commits_every_generation_and_a_task_force(tiny_config, tmp_pat
     assert n_models == 3 + 2 + 2  # initial population, then two offspring per generation
     archive = json.loads(db.execute("SELECT archive FROM generations WHERE generation=2").fetchone()[0])
     assert 1 <= len(archive) <= 3
-    # only archive members and seeds keep weight files
+    # only archive members and seeds keep weight files, named by their content digest
     files = {p.stem for p in (tmp_path / "run" / "weights").glob("*.safetensors")}
-    elite_children = {r["id"] for r in archive if not r["parents"][0].startswith("seed:")}
-    assert files == elite_children
+    kept = {r[0] for r in db.execute("SELECT digest FROM models WHERE id IN (%s) OR parents = '[]'"
+                                     % ",".join("?" * len(archive)), [r["id"] for r in archive])}
+    assert files == kept == {r[0] for r in db.execute("SELECT digest FROM weight_files")}
     force = db.execute("SELECT model_ids, coverage, n_tasks FROM task_force").fetchone()
     assert force is not None and 0 <= force[1] <= 1 and force[2] >= 6
     # adaptation ran (adapt_every=1) and the pool stayed within its cap

@@ -1,7 +1,9 @@
-"""kill -9 during a generation, then resume: nothing committed is lost."""
+"""kill -9 during a generation, then resume: nothing committed is lost, weight files included."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import signal
 import sqlite3
@@ -9,6 +11,7 @@ import subprocess
 import sys
 import time
 
+from acdc_engine.digest import file_digest
 from conftest import tiny_overrides
 
 GENERATIONS = 3
@@ -18,8 +21,8 @@ def snapshot(db_path, upto: int):
     db = sqlite3.connect(db_path)
     try:
         return {
-            # status, fitness and weights of a model change as later generations evict it
-            "models": db.execute("SELECT id, recipe, parents, generation FROM models WHERE generation<=? "
+            # status and fitness of a model change as later generations evict it; its digest never does
+            "models": db.execute("SELECT id, recipe, parents, generation, digest FROM models WHERE generation<=? "
                                  "ORDER BY id", (upto,)).fetchall(),
             "tasks": db.execute("SELECT id, name, source, instances FROM tasks WHERE generation<=? ORDER BY id",
                                 (upto,)).fetchall(),
@@ -45,7 +48,9 @@ def committed(db_path) -> int:
 
 def test_kill_9_mid_generation_then_resume(tiny_models, tmp_path):
     run_dir = tmp_path / "run"
-    sets = tiny_overrides(tiny_models, tmp_path, **{"run.generations": GENERATIONS})
+    # a disk budget with room for the seeds and one child: other members are evicted and rebuilt when needed
+    budget = math.ceil(3.5 * (tiny_models["a"] / "model.safetensors").stat().st_size / 2**20)
+    sets = tiny_overrides(tiny_models, tmp_path, **{"run.generations": GENERATIONS, "store.weights_budget_mb": budget})
     args = [sys.executable, "-m", "acdc_engine", "run", "--run-dir", str(run_dir)]
     args += [a for s in sets for a in ("--set", s)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -66,10 +71,13 @@ def test_kill_9_mid_generation_then_resume(tiny_models, tmp_path):
     assert snapshot(db_path, last) == before  # committed work untouched
     db = sqlite3.connect(db_path)
     assert db.execute("SELECT COUNT(*) FROM task_force").fetchone()[0] == 1
-    # no stray weights: only current elites keep files
-    files = {p.stem for p in (run_dir / "weights").glob("*.safetensors")}
-    kept = {r[0] for r in db.execute("SELECT id FROM models WHERE weights LIKE '%/weights/%'")}
-    assert files == kept and not list((run_dir / "weights" / "staging").iterdir())
+    # no stray weights: only the files the store lists, each named by its content, within the budget
+    files = {p.stem: file_digest(p) for p in (run_dir / "weights").glob("*.safetensors")}
+    kept = {r[0] for r in db.execute("SELECT digest FROM weight_files")}
+    assert files == {d: d for d in kept} and not list((run_dir / "weights" / "staging").iterdir())
+    assert db.execute("SELECT SUM(size) FROM weight_files").fetchone()[0] <= budget * 2**20
+    stats = [json.loads(r[0]) for r in db.execute("SELECT stats FROM generations")]
+    assert sum(s["weights_evicted"] for s in stats) > 0 and sum(s["weights_rebuilt"] for s in stats) > 0
 
     status = subprocess.run([sys.executable, "-m", "acdc_engine", "status", str(run_dir)],
                             capture_output=True, text=True, timeout=120)

@@ -92,7 +92,7 @@ def test_a_resumed_run_and_a_reevaluation_hit_the_cache(tiny_config, tmp_path):
     assert store.last_generation() == 0 and first.calls[1] > 0  # generation 1 answered, not committed
     store.close()
 
-    store = RunStore.open(tmp_path / "run")
+    store = RunStore.open(tmp_path / "run", writer=True)
     again = CountingBackend()
     evo = run(Config.model_validate_json(store.config_json()), store, again)
     assert 1 not in again.calls  # every answer of generation 1 came from the cache
@@ -147,8 +147,25 @@ def test_auto_batch_size_follows_free_memory(tiny_models):
 
 
 def test_batched_answers_equal_single_prompt_answers(tiny_models):
+    """Length-sorted, left-padded batches with early stop change no fp32 greedy
+    answer against one plain ``model.generate()`` per prompt."""
     prompts = ["What is 2 + 3?", "Name a colour.", "Reverse the word 'stone'. Answer: <word>", "Hi"]
-    one = TransformersBackend(tiny_models["a"], dtype="float32", batch_size=1)
     auto = TransformersBackend(tiny_models["a"], dtype="float32", batch_size=0)
-    assert auto.generate(prompts, max_new_tokens=12) == one.generate(prompts, max_new_tokens=12)
-    assert auto.generated_tokens == one.generated_tokens > 0
+    single, tokens = [], 0
+    for prompt in prompts:
+        enc = auto.tokenizer(auto._prompt([{"role": "user", "content": prompt}]), return_tensors="pt")
+        out = auto.model.generate(**enc, max_new_tokens=12, do_sample=False, eos_token_id=auto.eos_ids,
+                                  pad_token_id=auto.tokenizer.pad_token_id)[0, enc.input_ids.shape[1]:].tolist()
+        end = next((k + 1 for k, t in enumerate(out) if t in auto.eos_ids), len(out))
+        single.append(auto.tokenizer.decode(out[:end], skip_special_tokens=True))
+        tokens += end
+    assert auto.generate(prompts, max_new_tokens=12) == single
+    assert auto.generated_tokens == tokens > 0
+
+
+def test_sampled_answers_follow_the_seed(tiny_models):
+    backend = TransformersBackend(tiny_models["a"], dtype="float32", batch_size=0)
+    prompts = ["Name a colour.", "Count to three.", "What is 2+2?"]
+    first = backend.generate(prompts, max_new_tokens=8, temperature=0.9, seed=1)
+    assert backend.generate(prompts, max_new_tokens=8, temperature=0.9, seed=1) == first
+    assert backend.generate(prompts, max_new_tokens=8, temperature=0.9, seed=2) != first

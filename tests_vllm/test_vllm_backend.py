@@ -51,15 +51,23 @@ def child_file(seed_dir, tmp_path_factory) -> Path:
     return out
 
 
-def test_vllm_answers_equal_transformers_before_and_after_an_in_place_swap(seed_dir, child_file):
+@pytest.fixture(scope="module")
+def transformers_answers(seed_dir, child_file) -> tuple[list[str], list[str]]:
+    """The default backend's fp32 greedy answers: the seed's, then the child's."""
     hf = TransformersBackend(seed_dir, dtype="float32", batch_size=0)
     want_seed = hf.generate(PROMPTS, max_new_tokens=MAX_NEW)
     hf.load_weights(child_file)
     want_child = hf.generate(PROMPTS, max_new_tokens=MAX_NEW)
     hf.close()
     assert want_seed != want_child  # the swap changes answers, so equality below is no accident
+    return want_seed, want_child
 
-    vllm = VllmBackend(seed_dir, dtype="float32")
+
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_vllm_answers_equal_transformers_before_and_after_an_in_place_swap(seed_dir, child_file, transformers_answers,
+                                                                          compile):
+    want_seed, want_child = transformers_answers
+    vllm = VllmBackend(seed_dir, dtype="float32", compile=compile)
     try:
         assert vllm.generate(PROMPTS, max_new_tokens=MAX_NEW) == want_seed
         vllm.load_weights(child_file)  # same engine, weights replaced in place

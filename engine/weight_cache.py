@@ -1,0 +1,78 @@
+"""The run's kept weight files: by content digest, for elites and seeds, within a disk budget.
+
+A kept file lives at ``weights/<sha256>.safetensors``, so models with
+identical weights share one file. At each commit the files of the current
+archive members and of the seeds are kept; beyond ``store.weights_budget_mb``
+the least recently used ones that are not seeds' are evicted (seeds never
+are). A model without a file is rebuilt from its ancestry when it is needed
+(:func:`~acdc_engine.lineage.rebuild_weights`, which checks the recorded
+digest) and its file is kept again from then on, as the most recently used.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from acdc_engine.store import RunStore
+
+#: ``rebuild(model_id, out_file=path)``: writes the model's weights, rebuilt from its ancestry.
+Rebuild = Callable[..., None]
+
+
+class WeightCache:
+    """Which weight files a run keeps, when they were last used, and rebuilding the missing ones."""
+
+    def __init__(self, store: RunStore, *, budget_mb: int, rebuild: Rebuild, emit: Callable[..., None]) -> None:
+        self.store, self.rebuild, self.emit = store, rebuild, emit
+        self.budget = budget_mb * 2**20  # 0: unlimited
+        self.last_used = {r["digest"]: r["last_used"] for r in store.weight_files()}
+        self.clock = max(self.last_used.values(), default=0)
+        self.rebuilt = 0
+
+    def touch(self, digest: str) -> None:
+        """Marks the file as just used (least recently used files are evicted first)."""
+        self.clock += 1
+        self.last_used[digest] = self.clock
+
+    def file(self, model_id: str, digest: str) -> Path:
+        """The kept file with ``model_id``'s weights, rebuilt from its ancestry if it was evicted."""
+        path = self.store.weights_path(digest)
+        if not path.is_file():
+            started = time.monotonic()
+            staged = self.store.staging_dir / path.name
+            self.rebuild(model_id, out_file=staged)
+            staged.replace(path)  # kept or cleaned up at the next commit
+            self.rebuilt += 1
+            self.emit("weights_rebuilt", model_id=model_id, seconds=round(time.monotonic() - started, 1))
+        self.touch(digest)
+        return path
+
+    def settle(self, kept: dict[str, str], seeds: set[str],
+               new_files: dict[str, Path]) -> tuple[list[dict], list[str], int]:
+        """The ``weight_files`` rows after a commit, the model ids whose files are evicted, and
+        how many files were rebuilt since the last settle.
+
+        ``kept`` maps the model ids that may keep a file (archive members and
+        seeds) to their digests; ``seeds`` are the digests never evicted;
+        ``new_files`` are files about to be placed. A kept model whose file is
+        already gone stays without one until it is rebuilt.
+        """
+        sizes = {}
+        for digest in dict.fromkeys(kept.values()):
+            path = new_files.get(digest) or self.store.weights_path(digest)
+            if path.is_file():
+                sizes[digest] = path.stat().st_size
+                self.last_used.setdefault(digest, 0)
+        total = sum(sizes.values())
+        evicted = []
+        for digest in sorted((d for d in sizes if d not in seeds), key=lambda d: (self.last_used[d], d)):
+            if not self.budget or total <= self.budget:
+                break
+            total -= sizes.pop(digest)
+            evicted.append(digest)
+        rows = [{"digest": d, "size": n, "seed": int(d in seeds), "last_used": self.last_used[d]}
+                for d, n in sorted(sizes.items())]
+        rebuilt, self.rebuilt = self.rebuilt, 0
+        return rows, sorted(m for m, d in kept.items() if d in evicted), rebuilt
