@@ -49,7 +49,7 @@ MANIFEST = "forge.json"
 DEFAULT_CAPABILITIES = ("arithmetic", "strings", "code")
 EVAL_DIFFICULTIES = (1, 2)  # those of the default initial pool
 HELD_OUT_PER_FAMILY = 6  # held-out instances per variant and difficulty
-REPLAY_PER_FAMILY = 2  # replayed task instances per variant and difficulty (1-3)
+REPLAY_PER_FAMILY = 4  # replayed task instances per variant and difficulty (1-3)
 
 #: General prompts whose base answers are replayed (beside the other capabilities' tasks).
 GENERAL_PROMPTS = (
