@@ -48,8 +48,8 @@ FORGED_DIR = "forged"
 MANIFEST = "forge.json"
 DEFAULT_CAPABILITIES = ("arithmetic", "strings", "code")
 EVAL_DIFFICULTIES = (1, 2)  # those of the default initial pool
-HELD_OUT_PER_FAMILY = 6  # held-out instances per variant and difficulty
-REPLAY_PER_FAMILY = 4  # replayed task instances per variant and difficulty (1-3)
+HELD_OUT_PER_FAMILY = 16  # held-out instances per variant and difficulty
+REPLAY_PER_FAMILY = 4  # replayed task instances per variant at each difficulty 1-3
 
 #: General prompts whose base answers are replayed (beside the other capabilities' tasks).
 GENERAL_PROMPTS = (
@@ -77,18 +77,27 @@ class ForgeRecipe:
 
     Each step sees ``batch_size`` examples: ``replay_per_batch`` replayed, the
     rest the capability's tasks (``train_per_family`` instances per variant
-    and difficulty in ``difficulties``, cycled).
+    and difficulty in ``difficulties``, cycled). ``worked``: task targets
+    show the instance's working before the answer. ``replay_loss``: ``kl``
+    keeps the expert's next-token distribution on the replayed replies close
+    to the base's (KL(base || expert)); ``ce`` only trains on the replies' tokens.
     """
 
-    steps: int = 60
+    steps: int = 40
     batch_size: int = 8
     replay_per_batch: int = 4
-    lr: float = 1e-3
+    lr: float = 2.5e-4
     rank: int = 16
     train_per_family: int = 24
     difficulties: tuple[int, ...] = (1, 2, 3)
     max_len: int = 160
+    worked: bool = True
+    replay_loss: str = "kl"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.replay_loss not in ("kl", "ce"):
+            raise AcdcError(f"forge replay_loss must be 'kl' or 'ce', not {self.replay_loss!r}")
 
 
 @dataclass(frozen=True)
@@ -145,10 +154,12 @@ def instances(hook, specs: list[TaskSpec], limits) -> list[tuple[TaskSpec, list]
     return [(spec, hook.acdc_task_instances(task=spec, limits=limits)) for spec in specs]
 
 
-def target(data: dict) -> str:
-    """The correct reply in the format the instructions ask for."""
+def target(data: dict, worked: bool = True) -> str:
+    """The correct reply in the format the instructions ask for, after the instance's ``working`` if
+    ``worked`` and it has one."""
     answer = data["answer"]
-    return "Answer: " + (", ".join(map(str, answer)) if isinstance(answer, list) else str(answer))
+    line = "Answer: " + (", ".join(map(str, answer)) if isinstance(answer, list) else str(answer))
+    return f"{data['working']}\n{line}" if worked and data.get("working") else line
 
 
 def task_examples(hook, capability: str, recipe: ForgeRecipe, limits, exclude: set[str]) -> list[Example]:
@@ -158,7 +169,7 @@ def task_examples(hook, capability: str, recipe: ForgeRecipe, limits, exclude: s
                                              recipe.seed), limits):
         for inst in insts:
             if inst.instruction not in exclude:
-                out.setdefault(inst.instruction, Example(inst.instruction, target(inst.data)))
+                out.setdefault(inst.instruction, Example(inst.instruction, target(inst.data, recipe.worked)))
     return list(out.values())
 
 
@@ -222,15 +233,24 @@ def _batch(encoded: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str,
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def _loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean over examples of each example's mean token loss (a long reply counts as much as a short one)."""
+def _task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean over examples of each one's mean next-token loss on its reply."""
     import torch
 
     logits, labels = logits[:, :-1], labels[:, 1:]
     tokens = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
                                                ignore_index=-100, reduction="none").view(labels.shape)
-    counts = (labels != -100).sum(1).clamp(min=1)
-    return (tokens.sum(1) / counts).mean()
+    return (tokens.sum(1) / (labels != -100).sum(1).clamp(min=1)).mean()
+
+
+def _kl_to_base(logits: torch.Tensor, base_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """KL(base || model) of the next-token distributions, averaged over the reply tokens."""
+    import torch
+
+    at = labels[:, 1:] != -100
+    student = torch.log_softmax(logits[:, :-1][at].float(), dim=-1)
+    teacher = torch.log_softmax(base_logits[:, :-1][at].float(), dim=-1)
+    return torch.nn.functional.kl_div(student, teacher, log_target=True, reduction="batchmean")
 
 
 def _cycle(items: list, rng: random.Random):
@@ -264,11 +284,20 @@ def train(base_dir: Path, tasks: list[Example], replayed: list[Example], recipe:
     n_replay = recipe.replay_per_batch if replayed else 0
     replay_stream = _cycle([_encode(tokenizer, e, recipe.max_len) for e in replayed], rng) if n_replay else None
     model.train()
+    n_task = recipe.batch_size - n_replay
     for step in range(recipe.steps):
-        batch = [next(task_stream) for _ in range(recipe.batch_size - n_replay)]
-        batch += [next(replay_stream) for _ in range(n_replay)]
-        enc = _batch(batch, pad_id)
-        loss = _loss(model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits, enc["labels"])
+        task = _batch([next(task_stream) for _ in range(n_task)], pad_id)  # two batches: less padding
+        loss = _task_loss(model(input_ids=task["input_ids"], attention_mask=task["attention_mask"]).logits,
+                          task["labels"])
+        if n_replay:
+            replay = _batch([next(replay_stream) for _ in range(n_replay)], pad_id)
+            logits = model(input_ids=replay["input_ids"], attention_mask=replay["attention_mask"]).logits
+            if recipe.replay_loss == "kl":
+                with torch.no_grad(), model.disable_adapter():
+                    base_logits = model(input_ids=replay["input_ids"], attention_mask=replay["attention_mask"]).logits
+                loss = loss + _kl_to_base(logits, base_logits, replay["labels"])
+            else:
+                loss = loss + _task_loss(logits, replay["labels"])
         loss.backward()
         optimizer.step()
         schedule.step()

@@ -13,7 +13,8 @@ import pytest
 from acdc_engine.checkpoint import CheckpointReader
 from acdc_engine.config import load_config
 from acdc_engine.errors import AcdcError
-from acdc_engine.forge import MANIFEST, Forge, ForgeRecipe, families
+from acdc_engine.forge import (EVAL_DIFFICULTIES, HELD_OUT_PER_FAMILY, MANIFEST, Forge, ForgeRecipe, _kl_to_base,
+                               families, target)
 from acdc_engine.plugin_manager import build_plugin_manager
 from acdc_engine.seeds import check_same_architecture, resolve, resolve_seeds
 
@@ -65,6 +66,44 @@ def test_training_and_held_out_instances_are_disjoint():
     train = {s.source for s in families("strings", (1, 2), 3, "train")}
     held = {s.source for s in families("strings", (1, 2), 3, "held-out")}
     assert train and held and not train & held
+
+
+def test_worked_targets_show_steps_that_reach_the_answer():
+    import random
+
+    from acdc_engine.plugins.taskgen.families import TEMPLATES
+
+    worked = 0
+    for template in TEMPLATES.values():
+        for variant in template.variants.values():
+            for d in range(1, 6):
+                data = variant.make(random.Random(d), d)
+                reply = target(data)
+                assert reply.endswith(target(data, worked=False)), reply
+                if "working" in data:
+                    worked += 1
+                    spelled_out = data["working"].replace("-", "")  # letters written a-p-p-l-e
+                    assert str(data["answer"]) in (data["working"] + spelled_out), (variant.name, data)
+                    assert reply == f"{data['working']}\nAnswer: {data['answer']}"
+    assert worked == 5 * 10  # arithmetic (3 variants), strings (4), code (3)
+
+
+def test_kl_replay_loss_is_zero_only_where_the_expert_agrees_with_the_base():
+    import torch
+
+    labels = torch.tensor([[-100, -100, 5, 6, -100], [-100, 7, 8, 9, 10]])
+    base = torch.randn(2, 5, 11)
+    assert _kl_to_base(base.clone(), base, labels).item() == pytest.approx(0.0, abs=1e-6)
+    moved = base.clone()
+    moved[0, 4] += torch.randn(11)  # a position after the reply's last label: not scored
+    assert _kl_to_base(moved, base, labels).item() == pytest.approx(0.0, abs=1e-6)
+    moved[1, 2] += torch.randn(11)  # predicts label 8
+    assert _kl_to_base(moved, base, labels).item() > 1e-3
+
+
+def test_bad_replay_loss_is_named():
+    with pytest.raises(AcdcError, match="replay_loss must be 'kl' or 'ce', not 'mse'"):
+        ForgeRecipe(replay_loss="mse")
 
 
 def test_second_forge_is_cached_and_force_forges_again(forged):
@@ -153,7 +192,7 @@ def test_cli_forges_evaluates_and_reuses(tmp_path, tiny_models):
     assert first.returncode == 0, first.stdout + first.stderr
     assert "code: forged in " in first.stdout and "held-out pass rate %" in first.stdout
     table = first.stdout[first.stdout.index("held-out pass rate"):]
-    assert "base" in table and "code expert" in table and "code (36)" in table and "*" in table
+    assert "base" in table and "code expert" in table and f"code ({HELD_OUT_PER_FAMILY * 3 * len(EVAL_DIFFICULTIES)})" in table and "*" in table
     second = cli("forge", "--capabilities", "code", "--steps", "2", "--no-eval", *sets, cwd=tmp_path)
     assert second.returncode == 0 and "code: cached (forged in " in second.stdout
     assert "held-out" not in second.stdout

@@ -3,8 +3,10 @@
 A *template* is a capability (arithmetic, strings, ...) with two or more
 *variants*; a variant's maker turns ``(rng, difficulty)`` into one instance
 dict with ``kind`` (how it is scored, see ``scoring.py``), ``question`` and
-``answer`` (plus ``options`` for knowledge questions). Difficulty runs 1..5:
-bigger numbers, longer words and lists, more steps, harder facts.
+``answer`` (plus ``options`` for knowledge questions), and where a few
+steps lead to the answer, ``working``: those steps in one short line (forged
+seed experts learn them with the answer; scoring ignores them). Difficulty
+runs 1..5: bigger numbers, longer words and lists, more steps, harder facts.
 """
 
 from __future__ import annotations
@@ -61,13 +63,13 @@ def _arith_add(rng: random.Random, d: int) -> dict:
     top = _pick((5, 20, 100, 1000, 10000), d)
     who, item = rng.choice(_NAMES), rng.choice(_ITEMS)
     a, b = rng.randint(2, top), rng.randint(1, top)
-    question = f"{who} has {a} {item} and gets {b} more."
-    answer = a + b
+    question, terms = f"{who} has {a} {item} and gets {b} more.", [a, b]
     if d >= 4:
         c = rng.randint(1, top)
         question += f" Then {who} finds {c} more."
-        answer += c
-    return {"kind": "number", "question": f"{question} How many {item} does {who} have now?", "answer": answer}
+        terms.append(c)
+    return {"kind": "number", "question": f"{question} How many {item} does {who} have now?", "answer": sum(terms),
+            "working": f"{' + '.join(map(str, terms))} = {sum(terms)}."}
 
 
 @_variant("arith", "arithmetic", "sub", "Word problems that subtract whole numbers (someone gives items away)")
@@ -76,13 +78,14 @@ def _arith_sub(rng: random.Random, d: int) -> dict:
     who, item = rng.choice(_NAMES), rng.choice(_ITEMS)
     a = rng.randint(top // 2 + 1, top)
     b = rng.randint(1, a // 2 if d >= 4 else a - 1)
-    question = f"{who} has {a} {item} and gives {b} of them away."
-    answer = a - b
+    question, terms = f"{who} has {a} {item} and gives {b} of them away.", [a, b]
     if d >= 4:
-        c = rng.randint(1, answer - 1)
+        c = rng.randint(1, a - b - 1)
         question += f" Later {who} loses {c} more."
-        answer -= c
-    return {"kind": "number", "question": f"{question} How many {item} does {who} have left?", "answer": answer}
+        terms.append(c)
+    answer = a - sum(terms[1:])
+    return {"kind": "number", "question": f"{question} How many {item} does {who} have left?", "answer": answer,
+            "working": f"{' - '.join(map(str, terms))} = {answer}."}
 
 
 @_variant("arith", "arithmetic", "mul", "Word problems that multiply (boxes holding equal numbers of items)")
@@ -92,7 +95,8 @@ def _arith_mul(rng: random.Random, d: int) -> dict:
     boxes, each = rng.randint(2, top), rng.randint(2, top)
     question = (f"{who} buys {boxes} boxes with {each} {item} in each box. "
                 f"How many {item} does {who} buy in total?")
-    return {"kind": "number", "question": question, "answer": boxes * each}
+    return {"kind": "number", "question": question, "answer": boxes * each,
+            "working": f"{boxes} * {each} = {boxes * each}."}
 
 
 # --- string transformations --------------------------------------------------
@@ -106,6 +110,10 @@ _WORDS = (
 ).split()
 
 
+def _spelled(word: str) -> str:
+    return "'" + word + "' is spelled " + "-".join(word) + "."
+
+
 def _word(rng: random.Random, d: int) -> str:
     low, high = _pick(((3, 3), (5, 5), (6, 7), (8, 8), (9, 9)), d)
     return rng.choice([w for w in _WORDS if low <= len(w) <= high])
@@ -114,19 +122,22 @@ def _word(rng: random.Random, d: int) -> str:
 @_variant("strings", "strings", "first-letter", "Name the first letter of a given English word")
 def _first_letter(rng: random.Random, d: int) -> dict:
     word = _word(rng, d)
-    return {"kind": "text", "question": f"What is the first letter of the word '{word}'?", "answer": word[0]}
+    return {"kind": "text", "question": f"What is the first letter of the word '{word}'?", "answer": word[0],
+            "working": _spelled(word)}
 
 
 @_variant("strings", "strings", "last-letter", "Name the last letter of a given English word")
 def _last_letter(rng: random.Random, d: int) -> dict:
     word = _word(rng, d)
-    return {"kind": "text", "question": f"What is the last letter of the word '{word}'?", "answer": word[-1]}
+    return {"kind": "text", "question": f"What is the last letter of the word '{word}'?", "answer": word[-1],
+            "working": _spelled(word)}
 
 
 @_variant("strings", "strings", "reverse", "Spell a given English word backwards, letter by letter reversed")
 def _reverse(rng: random.Random, d: int) -> dict:
     word = _word(rng, d)
-    return {"kind": "text", "question": f"Write the word '{word}' backwards.", "answer": word[::-1]}
+    return {"kind": "text", "question": f"Write the word '{word}' backwards.", "answer": word[::-1],
+            "working": f"{_spelled(word)} Backwards: {'-'.join(reversed(word))}."}
 
 
 @_variant("strings", "strings", "count-letter", "Count how many times a letter occurs in a given English word")
@@ -134,7 +145,8 @@ def _count_letter(rng: random.Random, d: int) -> dict:
     word = _word(rng, d)
     letter = rng.choice(word)
     question = f"How many times does the letter '{letter}' appear in the word '{word}'?"
-    return {"kind": "number", "question": question, "answer": word.count(letter)}
+    return {"kind": "number", "question": question, "answer": word.count(letter),
+            "working": f"{_spelled(word)} '{letter}' appears {word.count(letter)} times."}
 
 
 # --- lists --------------------------------------------------------------------
@@ -223,13 +235,16 @@ def _snippet(code: str) -> str:
 def _code_assign(rng: random.Random, d: int) -> dict:
     top = _pick((5, 9, 20, 50, 100), d)
     value = rng.randint(1, top)
-    lines = [f"x = {value}"]
+    lines, steps = [f"x = {value}"], [f"x = {value}"]
     for _ in range(d):
         op = rng.choice("+" if d < 3 else "+-*")
         k = rng.randint(2, 3) if op == "*" else rng.randint(1, top)
         lines.append(f"x = x {op} {k}")
-        value = {"+": value + k, "-": value - k, "*": value * k}[op]
-    return {"kind": "number", "question": _snippet("\n".join(lines + ["print(x)"])), "answer": value}
+        new = {"+": value + k, "-": value - k, "*": value * k}[op]
+        steps.append(f"x = {value} {op} {k} = {new}")
+        value = new
+    return {"kind": "number", "question": _snippet("\n".join(lines + ["print(x)"])), "answer": value,
+            "working": ", then ".join(steps) + "."}
 
 
 @_variant("code", "code", "index", "Predict what a Python snippet that indexes into a list of integers prints")
@@ -239,11 +254,13 @@ def _code_index(rng: random.Random, d: int) -> dict:
         i = 0
     else:
         i = rng.randrange(len(nums)) - (len(nums) if d >= 3 else 0)
-    expr, answer = f"nums[{i}]", nums[i]
+    expr, answer, working = f"nums[{i}]", nums[i], f"nums[{i}] = {nums[i]}."
     if d >= 4:
         j = rng.randrange(len(nums))
         expr, answer = f"nums[{i}] + nums[{j}]", nums[i] + nums[j]
-    return {"kind": "number", "question": _snippet(f"nums = {nums}\nprint({expr})"), "answer": answer}
+        working = f"nums[{i}] + nums[{j}] = {nums[i]} + {nums[j]} = {answer}."
+    return {"kind": "number", "question": _snippet(f"nums = {nums}\nprint({expr})"), "answer": answer,
+            "working": working}
 
 
 @_variant("code", "code", "loop", "Predict what a Python snippet that sums numbers in a for loop prints")
@@ -253,9 +270,13 @@ def _code_loop(rng: random.Random, d: int) -> dict:
     body = "total += i" if k == 1 else f"total += i * {k}"
     if d >= 5:
         body = f"if i % 2 == 0:\n        {body}"
-    answer = sum(i * k for i in range(n) if d < 5 or i % 2 == 0)
+    summed = [i for i in range(n) if d < 5 or i % 2 == 0]
+    answer = k * sum(summed)
+    working = f"total = {' + '.join(map(str, summed))} = {sum(summed)}"
+    if k > 1:
+        working = f"total = {k} * ({' + '.join(map(str, summed))}) = {k} * {sum(summed)} = {answer}"
     code = f"total = 0\nfor i in range({n}):\n    {body}\nprint(total)"
-    return {"kind": "number", "question": _snippet(code), "answer": answer}
+    return {"kind": "number", "question": _snippet(code), "answer": answer, "working": working + "."}
 
 
 # --- multiple-choice general knowledge -----------------------------------------
