@@ -233,8 +233,8 @@ def _batch(encoded: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str,
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def _task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean over examples of each one's mean next-token loss on its reply."""
+def _reply_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on the reply tokens: the mean over examples of each one's mean token loss."""
     import torch
 
     logits, labels = logits[:, :-1], labels[:, 1:]
@@ -287,7 +287,7 @@ def train(base_dir: Path, tasks: list[Example], replayed: list[Example], recipe:
     n_task = recipe.batch_size - n_replay
     for step in range(recipe.steps):
         task = _batch([next(task_stream) for _ in range(n_task)], pad_id)  # two batches: less padding
-        loss = _task_loss(model(input_ids=task["input_ids"], attention_mask=task["attention_mask"]).logits,
+        loss = _reply_ce(model(input_ids=task["input_ids"], attention_mask=task["attention_mask"]).logits,
                           task["labels"])
         if n_replay:
             replay = _batch([next(replay_stream) for _ in range(n_replay)], pad_id)
@@ -297,7 +297,7 @@ def train(base_dir: Path, tasks: list[Example], replayed: list[Example], recipe:
                     base_logits = model(input_ids=replay["input_ids"], attention_mask=replay["attention_mask"]).logits
                 loss = loss + _kl_to_base(logits, base_logits, replay["labels"])
             else:
-                loss = loss + _task_loss(logits, replay["labels"])
+                loss = loss + _reply_ce(logits, replay["labels"])
         loss.backward()
         optimizer.step()
         schedule.step()
