@@ -39,7 +39,11 @@ def bound_cpus() -> set[int]:
     """
     pinned = set()
     for proc in psutil.Process().children(recursive=True):
-        for thread in proc.threads():
+        try:
+            threads = proc.threads()
+        except psutil.NoSuchProcess:
+            continue
+        for thread in threads:
             try:
                 cpus = os.sched_getaffinity(thread.id)
             except OSError:  # the thread ended
