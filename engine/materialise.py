@@ -12,19 +12,19 @@ Merging is memory-bound and draws from torch's global generator (mergekit's
 DARE masks), so it runs tensor by tensor on the calling thread. Mutating is
 compute-bound (the SVD mutation's eigendecompositions scale poorly over
 threads at these sizes), so tensors are mutated and written on a pool of
-worker threads, one intra-op thread each, a few tensors in flight.
+worker threads, one intra-op and one BLAS thread each, a few tensors in flight.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from acdc_engine.checkpoint import CheckpointReader, CheckpointWriter
 from acdc_engine.errors import AcdcError
@@ -32,6 +32,9 @@ from acdc_engine.operators import MergeMethod, MutationMethod
 from acdc_engine.recipe import Recipe
 
 MERGE_SALT = 0x5EED
+#: Merged tensors waiting for or in a worker, per worker: enough that a long mutation
+#: (the embedding) does not leave the other workers idle, few enough to bound memory.
+IN_FLIGHT_PER_WORKER = 3
 
 
 def tensor_seed(recipe_seed: int, name: str) -> int:
@@ -73,15 +76,18 @@ def check_compatible(readers: dict[str, CheckpointReader]) -> list[str]:
 
 @contextmanager
 def mutation_pool() -> Iterator[tuple[ThreadPoolExecutor, int]]:
-    """Worker threads (as many as torch's intra-op threads), one intra-op thread each;
-    the caller's thread count is restored afterwards (torch's setting is process-wide)."""
+    """Worker threads (as many as torch's intra-op threads), one intra-op thread each and
+    one BLAS thread (NumPy's, SciPy's) per call; the caller's thread counts are restored
+    afterwards (both settings are process-wide)."""
     threads = torch.get_num_threads()
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="mutate", initializer=torch.set_num_threads, initargs=(1,))
-    try:
-        yield pool, threads
-    finally:
-        pool.shutdown(cancel_futures=True)
-        torch.set_num_threads(threads)
+    with threadpool_limits(limits=1, user_api="blas"):
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="mutate", initializer=torch.set_num_threads,
+                                  initargs=(1,))
+        try:
+            yield pool, threads
+        finally:
+            pool.shutdown(cancel_futures=True)
+            torch.set_num_threads(threads)
 
 
 def materialise(
@@ -119,15 +125,17 @@ def materialise(
 
         try:
             with mutation_pool() as (pool, workers):  # left (workers done) before any abort below
-                in_flight = deque()
+                in_flight: set[Future] = set()
                 for name in names:
                     target = None if into is None else into.get(name)
                     child = _merged_tensor(recipe, name, parents, base, merge, cparams, target)
-                    in_flight.append(pool.submit(finish, name, child, target))
-                    if len(in_flight) >= workers:
-                        in_flight.popleft().result()
-                while in_flight:
-                    in_flight.popleft().result()
+                    in_flight.add(pool.submit(finish, name, child, target))
+                    if len(in_flight) >= IN_FLIGHT_PER_WORKER * workers:  # bounds the merged tensors held
+                        done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            future.result()
+                for future in in_flight:
+                    future.result()
             if writer is not None:
                 writer.commit()
         except BaseException:
@@ -143,6 +151,6 @@ def _merged_tensor(recipe, name, parents, base, merge, cparams, target):
     if merge is None:
         return lazy[0].clone()
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(tensor_seed(recipe.seed ^ MERGE_SALT, name))
+        torch.default_generator.manual_seed(tensor_seed(recipe.seed ^ MERGE_SALT, name))  # CPU only: cheap
         child = merge.merge(name, lazy, base.tensor(name), cparams, out=writable)
     return child if child is writable else child.to(base.dtype(name)).contiguous()

@@ -29,9 +29,11 @@ weight matrix except norms (embeddings included, as in the reference code;
 ``keep_rank`` above the rank is clamped; a tied embedding is one tensor and
 is mutated once). ``gaussian`` adds N(0, ``mutation_std``) elementwise.
 
-The SVD mutation needs only the top-k singular pairs. They come from an
-eigendecomposition of the Gram matrix of the smaller side, accumulated in row
-chunks: in float32 while the kept values are the upper half of the spectrum
+The SVD mutation needs only the top-k singular pairs. They come from the
+top-k eigenpairs (:func:`acdc_engine.plugins.lapack.top_eigh`: LAPACK without
+the GIL, only k eigenvectors carried back) of the Gram matrix of the smaller
+side, accumulated in row chunks, with NumPy's BLAS doing the products: in
+float32 while the kept values are the upper half of the spectrum
 and spread little (on SmolLM2, relative error below 2e-6), in float64 when
 ``keep_rank`` reaches into the lower half or the kept eigenvalues spread over
 more than ``FLOAT32_SPREAD``, where float32 would lose accuracy (see
@@ -44,6 +46,7 @@ copy of a large matrix is ever made. Directions with a singular value below
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from mergekit.merge_methods.generalized_task_arithmetic import get_mask
 from mergekit.merge_methods.slerp import slerp
@@ -51,6 +54,7 @@ from mergekit.sparsify import RescaleNorm, SparsificationMethod, sparsify
 
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.operators import MergeMethod, MutationMethod
+from acdc_engine.plugins.lapack import top_eigh
 
 CHUNK_ROWS = 4096
 #: Largest lambda_1 / lambda_k trusted to float32 eigh: SmolLM2's matrices below it keep
@@ -136,16 +140,18 @@ def is_mutable_matrix(name: str, tensor: torch.Tensor) -> bool:
     return tensor.ndim == 2 and "norm" not in name
 
 
-def _gram(w: torch.Tensor, right: bool, dtype: torch.dtype) -> torch.Tensor:
+def _numpy(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
+    """``t`` as a NumPy array of ``dtype``, sharing its memory where no cast is needed."""
+    return t.detach().to(dtype).contiguous().numpy()
+
+
+def _gram(w: torch.Tensor, right: bool, dtype: torch.dtype) -> np.ndarray:
     """Gram matrix of the smaller side of ``w`` in ``dtype``, accumulated in row chunks."""
     if not right:
-        a = w.to(dtype)
+        a = _numpy(w, dtype)
         return a @ a.T
-    gram = torch.zeros(w.shape[1], w.shape[1], dtype=dtype)
-    for start in range(0, w.shape[0], CHUNK_ROWS):
-        chunk = w[start : start + CHUNK_ROWS].to(dtype)
-        gram.addmm_(chunk.T, chunk)
-    return gram
+    chunks = (_numpy(w[start : start + CHUNK_ROWS], dtype) for start in range(0, w.shape[0], CHUNK_ROWS))
+    return sum(chunk.T @ chunk for chunk in chunks)
 
 
 def top_singular(w: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
@@ -161,12 +167,11 @@ def top_singular(w: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, b
     right = w.shape[0] >= w.shape[1]
     side = min(w.shape)
     dtype = torch.float32 if 2 * k <= side and w.dtype != torch.float64 else torch.float64
-    gram = _gram(w, right, dtype)
-    evals, vecs = torch.linalg.eigh(gram)
-    if dtype == torch.float32 and evals[-1] > FLOAT32_SPREAD * evals[-k]:
-        evals, vecs = torch.linalg.eigh(gram.to(torch.float64))
-    evals, vecs = evals[-k:].flip(0), vecs[:, -k:].flip(1)
-    return evals.clamp_min(0).sqrt(), vecs, right
+    gram = _gram(w, right, dtype)  # symmetric: its transpose is the Fortran-ordered matrix top_eigh reads
+    evals, vecs = top_eigh(gram.T.copy(order="F"), k)
+    if dtype == torch.float32 and evals[0] > FLOAT32_SPREAD * evals[-1]:
+        evals, vecs = top_eigh(gram.T.astype(np.float64, order="F"), k)
+    return torch.from_numpy(np.sqrt(evals.clip(min=0))), torch.from_numpy(vecs.T), right
 
 
 def svd_noise_mutation(name, tensor, params, generator):
@@ -178,14 +183,22 @@ def svd_noise_mutation(name, tensor, params, generator):
     new_s = (s64 + noise).clamp_min(0)
     scale = torch.where(s64 > 1e-8 * s64[0], (new_s - s64) / s64.clamp_min(1e-300), torch.zeros_like(s64))
     work = torch.float64 if tensor.dtype == torch.float64 else torch.float32
-    update = ((vecs.to(work) * scale.to(work)) @ vecs.T.to(work))  # M: W' = W + W M (right) or W + M W (left)
+    v = _numpy(vecs, work)
+    update = (v * _numpy(scale, work)) @ v.T  # M: W' = W + W M (right) or W + M W (left)
     if right:
         for start in range(0, tensor.shape[0], CHUNK_ROWS):
-            chunk = tensor[start : start + CHUNK_ROWS]
-            chunk.add_((chunk.to(work) @ update).to(tensor.dtype))
+            _add_product(tensor[start : start + CHUNK_ROWS], update, work, right=True)
     else:
-        tensor.add_((update @ tensor.to(work)).to(tensor.dtype))
+        _add_product(tensor, update, work, right=False)
     return tensor
+
+
+def _add_product(rows: torch.Tensor, update: np.ndarray, work: torch.dtype, right: bool) -> None:
+    """``rows += rows @ update`` (``right``) or ``update @ rows``, computed in ``work``, in place."""
+    a = _numpy(rows, work)  # rows' own memory when no cast is needed
+    a += a @ update if right else update @ a
+    if a.ctypes.data != rows.data_ptr():
+        rows.copy_(torch.from_numpy(a))
 
 
 def gaussian_mutation(name, tensor, params, generator):
