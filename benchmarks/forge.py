@@ -19,7 +19,7 @@ from rich.console import Console
 
 from acdc_engine.cli import _quiet_libraries, forge_table
 from acdc_engine.config import load_config
-from acdc_engine.forge import DEFAULT_CAPABILITIES, Forge, capabilities, compare, held_out
+from acdc_engine.forge import DEFAULT_CAPABILITIES, Forge, compare
 from acdc_engine.plugin_manager import build_plugin_manager
 
 
@@ -45,7 +45,7 @@ def main(force: bool) -> None:
         console.print(f"{cap}: {'cached, forged' if done.cached else 'forged'} in {done.seconds:.1f} s "
                       f"(before: {before}; after: {load()})")
     started = time.monotonic()
-    held = held_out(hook, config.sandbox, capabilities())
+    held = smith.held
     models = {"base": smith.base_dir, **{name: d for name, (_, d) in experts.items()}}
     rates = compare(hook, config, models, held)
     console.print(forge_table(rates, held, {name: cap for name, (cap, _) in experts.items()}))

@@ -11,9 +11,10 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-from rich.console import Console
+from rich.console import Console, Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from acdc_engine.config import Config, load_config
 from acdc_engine.errors import AcdcError
@@ -280,7 +281,7 @@ def forge(group, base, capabilities, steps, lr, rank, force, no_eval, config_fil
     Experts are cached (forged again only with --force or other settings) and
     resolve as the seed spec forged:BASE, which the default config uses.
     """
-    from acdc_engine.forge import Forge, capabilities as all_capabilities, check_capabilities, compare, held_out
+    from acdc_engine.forge import Forge, check_capabilities, compare
 
     caps = [c.strip() for c in capabilities.split(",") if c.strip()]
     check_capabilities(caps)
@@ -309,7 +310,7 @@ def forge(group, base, capabilities, steps, lr, rank, force, no_eval, config_fil
                 experts[f"{cap} expert"] = (cap, done.path)
             if no_eval:
                 return
-            held = held_out(hook, config.sandbox, all_capabilities())
+            held = smith.held
             models = {"base": smith.base_dir, **{name: d for name, (_, d) in experts.items()}}
             task = progress.add_task("evaluating on held-out tasks",
                                      total=len(models) * sum(len(i) for pairs in held.values() for _, i in pairs))
@@ -330,8 +331,9 @@ def _duration(seconds: float) -> str:
     return f"{int(seconds // 60)} min {seconds % 60:.0f} s" if seconds >= 60 else f"{seconds:.1f} s"
 
 
-def forge_table(rates: dict[str, dict[str, float]], held: dict, own: dict[str, str]) -> Table:
-    """Pass rate (%) per model and capability on held-out tasks; a model's own capability marked."""
+def forge_table(rates: dict[str, dict[str, float]], held: dict, own: dict[str, str]) -> Group:
+    """Pass rate (%) per model and capability on held-out tasks, a model's own capability marked;
+    then a line per expert: its gain on its capability and the range of its changes elsewhere."""
     table = Table(title="held-out pass rate % (* own capability)")
     table.add_column("model")
     for cap, pairs in held.items():
@@ -339,7 +341,17 @@ def forge_table(rates: dict[str, dict[str, float]], held: dict, own: dict[str, s
     for name, by_cap in rates.items():
         table.add_row(name, *(f"[bold green]{100 * r:.0f}*[/]" if own.get(name) == cap else f"{100 * r:.0f}"
                               for cap, r in by_cap.items()))
-    return table
+    base = rates.get("base")
+    lines = [_expert_summary(name, cap, rates[name], base) for name, cap in own.items()] if base else []
+    return Group(table, *(Text(line) for line in lines))
+
+
+def _expert_summary(name: str, own: str, rates: dict[str, float], base: dict[str, float]) -> str:
+    """One line: the expert's points over the base on its capability, and the range elsewhere."""
+    elsewhere = {cap: 100 * (rates[cap] - base[cap]) for cap in base if cap != own}
+    worst = min(elsewhere, key=elsewhere.get)
+    return (f"{name}: {100 * (rates[own] - base[own]):+.0f} points on {own}; elsewhere "
+            f"{elsewhere[worst]:+.0f} ({worst}) to {max(elsewhere.values()):+.0f}")
 
 
 @main.command()

@@ -5,8 +5,9 @@ checkpoint exists offline. ``forge`` makes more: a short LoRA fine-tune
 (peft) of the base on the procedural generator's task families of one
 capability, with their correct answers as targets (``Answer: ...``, the
 format the instructions ask for), mixed with *replay*: the base's own greedy
-answers to general prompts and to the other capabilities' tasks, generated
-once per base and cached, so that the expert keeps what the base could do.
+answers to general prompts and to the other capabilities' tasks that it
+solves, generated once per base and cached, so that the expert keeps what the
+base could do.
 The LoRA is merged into the weights and the checkpoint written in the base's
 exact layout (tensor names, shapes, dtypes; config and tokenizer files
 copied), atomically, to ``<cache_dir>/forged/<base>-<capability>-<key>``,
@@ -15,8 +16,9 @@ where the key hashes the base's weights, the capability and the recipe. A
 resolve ``forged:<base>`` seed specs.
 
 :func:`compare` scores the base and the experts on held-out instances of
-every capability (other task seeds than training and replay) with the run's
-backend, answer extraction and the families' own scorers.
+every capability (distinct instructions that are never trained on nor
+replayed) with the run's backend in float32, answer extraction and the
+families' own scorers.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from acdc_engine.digest import file_digest
 from acdc_engine.errors import AcdcError
 from acdc_engine.plugins.taskgen import build_family
 from acdc_engine.plugins.taskgen.families import TEMPLATES
-from acdc_engine.tasks import TaskSpec
+from acdc_engine.tasks import Instance, TaskSpec
 
 if TYPE_CHECKING:  # torch is imported where it is used, so that the CLI starts fast
     import torch
@@ -49,7 +51,8 @@ MANIFEST = "forge.json"
 DEFAULT_CAPABILITIES = ("arithmetic", "strings", "code")
 EVAL_DIFFICULTIES = (1, 2)  # those of the default initial pool
 HELD_OUT_PER_FAMILY = 16  # held-out instances per variant and difficulty
-REPLAY_PER_FAMILY = 4  # replayed task instances per variant at each difficulty 1-3
+REPLAY_PER_FAMILY = 6  # replayed task instances per variant at each difficulty 1-3
+REPLAY_FORMAT = 3  # of the cached replay records (2: with the base's scores; 3: generated in float32)
 
 #: General prompts whose base answers are replayed (beside the other capabilities' tasks).
 GENERAL_PROMPTS = (
@@ -81,6 +84,10 @@ class ForgeRecipe:
     show the instance's working before the answer. ``replay_loss``: ``kl``
     keeps the expert's next-token distribution on the replayed replies close
     to the base's (KL(base || expert)); ``ce`` only trains on the replies' tokens.
+    ``replay_weight`` multiplies the replay loss. ``replay_solved_only``: of the
+    other capabilities' tasks, only those the base solved are replayed (what it
+    could do is what the expert must keep). ``bf16``: forward and backward
+    passes in bfloat16 autocast (the LoRA weights and the optimiser stay float32).
     """
 
     steps: int = 40
@@ -93,6 +100,9 @@ class ForgeRecipe:
     max_len: int = 160
     worked: bool = True
     replay_loss: str = "kl"
+    replay_weight: float = 4.0
+    replay_solved_only: bool = True
+    bf16: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -174,34 +184,85 @@ def task_examples(hook, capability: str, recipe: ForgeRecipe, limits, exclude: s
 
 
 def held_out(hook, limits, caps: list[str]) -> dict[str, list[tuple[TaskSpec, list]]]:
-    """Held-out families of each capability with their instances (other seeds than training and replay)."""
-    return {cap: instances(hook, families(cap, EVAL_DIFFICULTIES, HELD_OUT_PER_FAMILY, "held-out"), limits)
-            for cap in caps}
+    """Held-out families of each capability with their instances (other seeds than training and replay).
+
+    Each distinct instruction counts once: small task spaces repeat instructions
+    (one of the two ``units`` time questions at difficulty 1 came 8 times in 16
+    draws), and a repeat would weigh one answer several times. A family left with
+    no instance of its own is dropped.
+    """
+    held: dict[str, list[tuple[TaskSpec, list]]] = {}
+    for cap in caps:
+        seen: set[str] = set()
+        held[cap] = []
+        for spec, insts in instances(hook, families(cap, EVAL_DIFFICULTIES, HELD_OUT_PER_FAMILY, "held-out"), limits):
+            distinct = [i for i in insts if i.instruction not in seen and not seen.add(i.instruction)]
+            if distinct:
+                held[cap].append((spec, distinct))
+    return held
 
 
-def replay_prompts(hook, limits) -> list[tuple[str | None, str]]:
-    """(capability or None, prompt): the general prompts, then a few instances of every capability."""
-    out: list[tuple[str | None, str]] = [(None, p) for p in GENERAL_PROMPTS]
+def instructions(held: dict[str, list[tuple[TaskSpec, list]]]) -> set[str]:
+    """Every instruction of :func:`held_out`'s families."""
+    return {inst.instruction for pairs in held.values() for _, insts in pairs for inst in insts}
+
+
+@dataclass(frozen=True)
+class ReplayPrompt:
+    """A prompt whose base answer is replayed: a general one, or a task instance of ``capability``."""
+
+    capability: str | None
+    prompt: str
+    task: TaskSpec | None = None
+    instance: Instance | None = None
+
+
+def replay_prompts(hook, limits, exclude: set[str]) -> list[ReplayPrompt]:
+    """The general prompts, then a few instances of every capability; distinct prompts, none in
+    ``exclude`` (the held-out instructions)."""
+    out: dict[str, ReplayPrompt] = {p: ReplayPrompt(None, p) for p in GENERAL_PROMPTS}
     for cap in capabilities():
-        for _, insts in instances(hook, families(cap, (1, 2, 3), REPLAY_PER_FAMILY, "replay"), limits):
-            out += [(cap, inst.instruction) for inst in insts]
-    return out
+        for spec, insts in instances(hook, families(cap, (1, 2, 3), REPLAY_PER_FAMILY, "replay"), limits):
+            for inst in insts:
+                if inst.instruction not in exclude:
+                    out.setdefault(inst.instruction, ReplayPrompt(cap, inst.instruction, spec, inst))
+    return list(out.values())
 
 
-def generate_replay(hook, config, base_dir: Path, prompts: list[tuple[str | None, str]], on_batch=None) -> list[dict]:
-    """The base's greedy replies to ``prompts`` with the run's backend; ``ended``: before the token limit."""
+def generate_replay(hook, config, base_dir: Path, prompts: list[ReplayPrompt], on_batch=None) -> list[dict]:
+    """The base's greedy replies to ``prompts`` with the run's backend (exact: :func:`_exact_backend`);
+    ``ended``: before the token limit; ``score``: the family's score of a task instance's reply (None
+    for a general prompt)."""
     from transformers import AutoTokenizer
 
     limit = config.generation.max_new_tokens
-    backend = _backend(hook, config, base_dir)
+    backend = _exact_backend(hook, config, base_dir)
     try:
-        replies = backend.generate([p for _, p in prompts], max_new_tokens=limit, on_batch=on_batch)
+        replies = backend.generate([r.prompt for r in prompts], max_new_tokens=limit, on_batch=on_batch)
     finally:
         backend.close()
+    scores = _score_replies(hook, config.sandbox, prompts, replies)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    return [{"capability": cap, "prompt": p, "reply": r,
-             "ended": len(tokenizer(r, add_special_tokens=False).input_ids) < limit}
-            for (cap, p), r in zip(prompts, replies)]
+    return [{"capability": r.capability, "prompt": r.prompt, "reply": reply, "score": score,
+             "ended": len(tokenizer(reply, add_special_tokens=False).input_ids) < limit}
+            for r, reply, score in zip(prompts, replies, scores)]
+
+
+def _score_replies(hook, limits, prompts: list[ReplayPrompt], replies: list[str]) -> list[float | None]:
+    """Each task instance's reply scored by its family in the sandbox (one call per family); None for
+    a general prompt."""
+    by_family: dict[str, list[int]] = {}
+    for i, r in enumerate(prompts):
+        if r.task is not None:
+            by_family.setdefault(r.task.digest, []).append(i)
+    scores: list[float | None] = [None] * len(prompts)
+    for indices in by_family.values():
+        found = hook.acdc_score_submissions(task=prompts[indices[0]].task,
+                                            instances=[prompts[i].instance for i in indices],
+                                            submissions=[extract_answer(replies[i]) for i in indices], limits=limits)
+        for i, score in zip(indices, found):
+            scores[i] = score or 0.0
+    return scores
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -285,19 +346,23 @@ def train(base_dir: Path, tasks: list[Example], replayed: list[Example], recipe:
     replay_stream = _cycle([_encode(tokenizer, e, recipe.max_len) for e in replayed], rng) if n_replay else None
     model.train()
     n_task = recipe.batch_size - n_replay
+
+    def logits(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16):
+            return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
     for step in range(recipe.steps):
         task = _batch([next(task_stream) for _ in range(n_task)], pad_id)  # two batches: less padding
-        loss = _reply_ce(model(input_ids=task["input_ids"], attention_mask=task["attention_mask"]).logits,
-                          task["labels"])
+        loss = _reply_ce(logits(task), task["labels"])
         if n_replay:
             replay = _batch([next(replay_stream) for _ in range(n_replay)], pad_id)
-            logits = model(input_ids=replay["input_ids"], attention_mask=replay["attention_mask"]).logits
             if recipe.replay_loss == "kl":
                 with torch.no_grad(), model.disable_adapter():
-                    base_logits = model(input_ids=replay["input_ids"], attention_mask=replay["attention_mask"]).logits
-                loss = loss + _kl_to_base(logits, base_logits, replay["labels"])
+                    base_logits = logits(replay)
+                replay_loss = _kl_to_base(logits(replay), base_logits, replay["labels"])
             else:
-                loss = loss + _reply_ce(logits, replay["labels"])
+                replay_loss = _reply_ce(logits(replay), replay["labels"])
+            loss = loss + recipe.replay_weight * replay_loss
         loss.backward()
         optimizer.step()
         schedule.step()
@@ -365,10 +430,13 @@ class Forge:
         self.base_spec = base or config.models.base
         self.base_dir = resolve(hook, self.base_spec, self.cache_dir)
         self.base_digest = file_digest(self.base_dir / "model.safetensors")
-        self.replay_prompts = replay_prompts(hook, config.sandbox)
+        self.held = held_out(hook, config.sandbox, capabilities())  # never trained on, nor replayed
+        self.replay_prompts = replay_prompts(hook, config.sandbox, exclude=instructions(self.held))
         gen = config.generation
-        self.replay_key = hashlib.sha256(json.dumps([self.base_digest, gen.backend, gen.dtype, gen.max_new_tokens,
-                                                     self.replay_prompts]).encode()).hexdigest()[:12]
+        self.replay_key = hashlib.sha256(json.dumps([REPLAY_FORMAT, self.base_digest, gen.backend,
+                                                     gen.max_new_tokens, [(r.capability, r.prompt)
+                                                                          for r in self.replay_prompts]])
+                                         .encode()).hexdigest()[:12]
         self.replay_file = self.cache_dir / FORGED_DIR / f"replay-{self.replay_key}.json"
 
     def replay(self, on_batch=None) -> list[dict]:
@@ -399,10 +467,9 @@ class Forge:
         records = self.replay()
         final = self.path(capability)
         started = time.monotonic()
-        (pairs,) = held_out(self.hook, self.config.sandbox, [capability]).values()
-        exclude = {inst.instruction for _, insts in pairs for inst in insts}
-        tasks = task_examples(self.hook, capability, self.recipe, self.config.sandbox, exclude)
-        replayed = [Example(r["prompt"], r["reply"], r["ended"]) for r in records if r["capability"] != capability]
+        tasks = task_examples(self.hook, capability, self.recipe, self.config.sandbox, instructions(self.held))
+        replayed = [Example(r["prompt"], r["reply"], r["ended"]) for r in records if r["capability"] != capability
+                    and (r["score"] is None or r["score"] > 0 or not self.recipe.replay_solved_only)]
         model = train(self.base_dir, tasks, replayed, self.recipe, on_step)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
@@ -422,8 +489,13 @@ class Forge:
 # --- evaluation -----------------------------------------------------------------------
 
 
-def _backend(hook, config, base_dir: Path):
-    backend = hook.acdc_make_backend(config=config, model_dir=base_dir)
+def _exact_backend(hook, config, model_dir: Path):
+    """The run's backend in float32, whatever the run's dtype: in bfloat16 a greedy answer depends on
+    which prompts share its batch (the rounding follows the padded layout), which moved single
+    capabilities by several points between two evaluations of the same model, and made the base
+    fail replay prompts it solves alone."""
+    config = config.model_copy(update={"generation": config.generation.model_copy(update={"dtype": "float32"})})
+    backend = hook.acdc_make_backend(config=config, model_dir=model_dir)
     if backend is None:
         raise AcdcError(f"no plugin provides the backend {config.generation.backend!r}")
     return backend
@@ -434,9 +506,10 @@ def compare(hook, config, models: dict[str, Path], held: dict[str, list[tuple[Ta
     """Pass rate (mean score) of each model on each capability's held-out families (:func:`held_out`).
 
     ``models`` maps names to checkpoints of one architecture; the first fixes it for the backend.
+    Answers are exact (:func:`_exact_backend`).
     """
     prompts = [inst.instruction for pairs in held.values() for _, insts in pairs for inst in insts]
-    backend = _backend(hook, config, next(iter(models.values())))
+    backend = _exact_backend(hook, config, next(iter(models.values())))
     rates: dict[str, dict[str, float]] = {}
     try:
         for name, d in models.items():

@@ -16,7 +16,7 @@ from acdc_engine.checkpoint import CheckpointReader
 from acdc_engine.config import load_config
 from acdc_engine.errors import AcdcError
 from acdc_engine.forge import (EVAL_DIFFICULTIES, HELD_OUT_PER_FAMILY, MANIFEST, Forge, ForgeRecipe, _kl_to_base,
-                               families, target)
+                               families, held_out, instructions, target, task_examples)
 from acdc_engine.plugin_manager import build_plugin_manager
 from acdc_engine.plugins.taskgen.families import TEMPLATES
 from acdc_engine.seeds import check_same_architecture, resolve, resolve_seeds
@@ -69,6 +69,21 @@ def test_training_and_held_out_instances_are_disjoint():
     train = {s.source for s in families("strings", (1, 2), 3, "train")}
     held = {s.source for s in families("strings", (1, 2), 3, "held-out")}
     assert train and held and not train & held
+
+
+def test_held_out_instructions_are_distinct_and_never_trained_on_nor_replayed(forged):
+    smith = forged["smith"]
+    held = [inst.instruction for pairs in smith.held.values() for _, insts in pairs for inst in insts]
+    assert len(held) == len(set(held)) == len(instructions(smith.held))
+    drawn = HELD_OUT_PER_FAMILY * len(TEMPLATES["units"].variants) * len(EVAL_DIFFICULTIES)
+    assert 0 < sum(len(insts) for _, insts in smith.held["units"]) < drawn  # a small space repeats itself
+    replayed = [r.prompt for r in smith.replay_prompts]
+    assert len(replayed) == len(set(replayed)) and not set(held) & set(replayed)
+    recipe = ForgeRecipe(train_per_family=16, difficulties=(1, 2))
+    unfiltered = task_examples(smith.hook, "strings", recipe, smith.config.sandbox, exclude=set())
+    assert {t.prompt for t in unfiltered} & set(held)  # the splits' small spaces meet...
+    tasks = task_examples(smith.hook, "strings", recipe, smith.config.sandbox, instructions(smith.held))
+    assert tasks and not {t.prompt for t in tasks} & set(held)  # ...and training leaves the held-out ones out
 
 
 def test_worked_targets_show_steps_that_reach_the_answer():
@@ -189,8 +204,11 @@ def test_cli_forges_evaluates_and_reuses(tmp_path, tiny_models):
     assert first.returncode == 0, first.stdout + first.stderr
     assert "code: forged in " in first.stdout and "held-out pass rate %" in first.stdout
     table = first.stdout[first.stdout.index("held-out pass rate"):]
-    held_out_code = HELD_OUT_PER_FAMILY * 3 * len(EVAL_DIFFICULTIES)  # 3 code variants
+    config = load_config(None, tiny_settings(tmp_path, tiny_models["b"]))
+    held_out_code = sum(len(insts) for _, insts in held_out(build_plugin_manager([]).hook, config.sandbox,
+                                                              ["code"])["code"])
     assert "base" in table and "code expert" in table and f"code ({held_out_code})" in table and "*" in table
+    assert "code expert: " in table and " points on code; elsewhere " in table
     second = cli("forge", "--capabilities", "code", "--steps", "2", "--no-eval", *sets, cwd=tmp_path)
     assert second.returncode == 0 and "code: cached (forged in " in second.stdout
     assert "held-out" not in second.stdout
