@@ -81,10 +81,10 @@ class ForgeRecipe:
     Each step sees ``batch_size`` examples: ``replay_per_batch`` replayed, the
     rest the capability's tasks (``train_per_family`` instances per variant
     and difficulty in ``difficulties``, cycled). ``worked``: task targets
-    show the instance's working before the answer. ``replay_loss``: ``kl``
-    keeps the expert's next-token distribution on the replayed replies close
-    to the base's (KL(base || expert)); ``ce`` only trains on the replies' tokens.
-    ``replay_weight`` multiplies the replay loss. ``replay_solved_only``: of the
+    show the instance's working before the answer. ``replay_loss``: ``ce``
+    trains on the replayed replies' tokens (cross-entropy); ``kl`` keeps the
+    expert's whole next-token distribution on them close to the base's
+    (KL(base || expert)). ``replay_weight`` multiplies the replay loss. ``replay_solved_only``: of the
     other capabilities' tasks, only those the base solved are replayed (what it
     could do is what the expert must keep). ``bf16``: forward and backward
     passes in bfloat16 autocast (the LoRA weights and the optimiser stay float32).
@@ -99,8 +99,8 @@ class ForgeRecipe:
     difficulties: tuple[int, ...] = (1, 2, 3)
     max_len: int = 160
     worked: bool = True
-    replay_loss: str = "kl"
-    replay_weight: float = 4.0
+    replay_loss: str = "ce"
+    replay_weight: float = 1.0
     replay_solved_only: bool = True
     bf16: bool = True
     seed: int = 0
