@@ -84,9 +84,9 @@ class ForgeRecipe:
     show the instance's working before the answer. ``replay_loss``: ``ce``
     trains on the replayed replies' tokens (cross-entropy); ``kl`` keeps the
     expert's whole next-token distribution on them close to the base's
-    (KL(base || expert)). ``replay_weight`` multiplies the replay loss. ``replay_solved_only``: of the
-    other capabilities' tasks, only those the base solved are replayed (what it
-    could do is what the expert must keep). ``bf16``: forward and backward
+    (KL(base || expert)). ``replay_weight`` multiplies the replay loss.
+    ``replay_solved_only``: of the other capabilities' tasks, only those the
+    base solved are replayed (what it could do is what the expert must keep). ``bf16``: forward and backward
     passes in bfloat16 autocast (the LoRA weights and the optimiser stay float32).
     """
 
@@ -196,7 +196,11 @@ def held_out(hook, limits, caps: list[str]) -> dict[str, list[tuple[TaskSpec, li
         seen: set[str] = set()
         held[cap] = []
         for spec, insts in instances(hook, families(cap, EVAL_DIFFICULTIES, HELD_OUT_PER_FAMILY, "held-out"), limits):
-            distinct = [i for i in insts if i.instruction not in seen and not seen.add(i.instruction)]
+            distinct = []
+            for inst in insts:
+                if inst.instruction not in seen:
+                    seen.add(inst.instruction)
+                    distinct.append(inst)
             if distinct:
                 held[cap].append((spec, distinct))
     return held
@@ -431,7 +435,8 @@ class Forge:
         self.base_dir = resolve(hook, self.base_spec, self.cache_dir)
         self.base_digest = file_digest(self.base_dir / "model.safetensors")
         self.held = held_out(hook, config.sandbox, capabilities())  # never trained on, nor replayed
-        self.replay_prompts = replay_prompts(hook, config.sandbox, exclude=instructions(self.held))
+        self.held_instructions = instructions(self.held)
+        self.replay_prompts = replay_prompts(hook, config.sandbox, exclude=self.held_instructions)
         gen = config.generation
         self.replay_key = hashlib.sha256(json.dumps([REPLAY_FORMAT, self.base_digest, gen.backend,
                                                      gen.max_new_tokens, [(r.capability, r.prompt)
@@ -467,7 +472,7 @@ class Forge:
         records = self.replay()
         final = self.path(capability)
         started = time.monotonic()
-        tasks = task_examples(self.hook, capability, self.recipe, self.config.sandbox, instructions(self.held))
+        tasks = task_examples(self.hook, capability, self.recipe, self.config.sandbox, self.held_instructions)
         replayed = [Example(r["prompt"], r["reply"], r["ended"]) for r in records if r["capability"] != capability
                     and (r["score"] is None or r["score"] > 0 or not self.recipe.replay_solved_only)]
         model = train(self.base_dir, tasks, replayed, self.recipe, on_step)
