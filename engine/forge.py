@@ -108,6 +108,9 @@ class ForgeRecipe:
     def __post_init__(self) -> None:
         if self.replay_loss not in ("kl", "ce"):
             raise AcdcError(f"forge replay_loss must be 'kl' or 'ce', not {self.replay_loss!r}")
+        if not 0 <= self.replay_per_batch < self.batch_size:
+            raise AcdcError(f"forge replay_per_batch must be at least 0 and below batch_size ({self.batch_size}), "
+                            f"not {self.replay_per_batch}: each step needs a task example")
 
 
 @dataclass(frozen=True)

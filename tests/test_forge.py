@@ -99,7 +99,7 @@ def test_worked_targets_show_steps_that_reach_the_answer():
                     spelled_out = data["working"].replace("-", "")  # letters written a-p-p-l-e
                     assert str(data["answer"]) in (data["working"] + spelled_out), (variant.name, data)
                     assert reply == f"{data['working']}\nAnswer: {data['answer']}"
-    assert worked == 5 * 10  # arithmetic (3 variants), strings (4), code (3)
+    assert worked == 5 * 13  # arithmetic (3 variants), strings (4), units (3), code (3)
 
 
 def test_kl_replay_loss_is_zero_only_where_the_expert_agrees_with_the_base():
@@ -113,9 +113,14 @@ def test_kl_replay_loss_is_zero_only_where_the_expert_agrees_with_the_base():
     assert _kl_to_base(moved, base, labels).item() > 1e-3
 
 
-def test_bad_replay_loss_is_named():
+def test_bad_recipe_fields_are_named():
     with pytest.raises(AcdcError, match="replay_loss must be 'kl' or 'ce', not 'mse'"):
         ForgeRecipe(replay_loss="mse")
+    for replayed in (8, 9, -1):
+        with pytest.raises(AcdcError, match=rf"^forge replay_per_batch must be .* below batch_size \(8\), "
+                                            rf"not {replayed}: each step needs a task example$"):
+            ForgeRecipe(batch_size=8, replay_per_batch=replayed)
+    assert ForgeRecipe(batch_size=8, replay_per_batch=0).replay_per_batch == 0
 
 
 def test_second_forge_is_cached_and_force_forges_again(forged):

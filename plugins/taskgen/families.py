@@ -193,17 +193,21 @@ def _convert(rng: random.Random, d: int, units: list[tuple[str, str, int]]) -> d
     """Big-to-small conversions (only the first pair at difficulty 1); from 3 also small-to-big, from 5 mixed amounts."""
     big, small, factor = rng.choice(units[:1] if d == 1 else units)
     amount = rng.randint(2, _pick((3, 5, 12, 30, 60), d))
+    rate = f"1 {big[:-1]} = {factor} {small}, so"
     if d >= 3 and rng.random() < 0.5:
         question = f"How many {big} are in {amount * factor} {small}?"
         answer = amount
+        working = f"{rate} {amount * factor} {small} = {amount * factor} / {factor} = {answer} {big}."
     elif d >= 5:
         extra = rng.randint(1, factor - 1)
         question = f"How many {small} are in {amount} {big} and {extra} {small}?"
         answer = amount * factor + extra
+        working = f"{rate} {amount} {big} and {extra} {small} = {amount} * {factor} + {extra} = {answer} {small}."
     else:
         question = f"How many {small} are in {amount} {big}?"
         answer = amount * factor
-    return {"kind": "number", "question": question, "answer": answer}
+        working = f"{rate} {amount} {big} = {amount} * {factor} = {answer} {small}."
+    return {"kind": "number", "question": question, "answer": answer, "working": working}
 
 
 @_variant("units", "units", "time", "Convert between units of time such as weeks, days, hours, minutes and seconds")
@@ -221,7 +225,12 @@ def _weekday(rng: random.Random, d: int) -> dict:
     start = rng.randrange(7)
     days = rng.randint(*_pick(((1, 1), (1, 3), (4, 13), (14, 60), (61, 400)), d))
     question = f"Today is {_DAYS[start]}. What day of the week will it be in {days} days?"
-    return {"kind": "text", "question": question, "answer": _DAYS[(start + days) % 7]}
+    left = days % 7
+    working = f"{days} = {days // 7} * 7 + {left}, so {left} days on. " if days >= 7 else ""
+    counted = [_DAYS[(start + k) % 7] for k in range(1, left + 1)]
+    working += (f"Counting on from {_DAYS[start]}: {', '.join(counted)}." if counted
+                else f"The same day: {_DAYS[start]}.")
+    return {"kind": "text", "question": question, "answer": _DAYS[(start + days) % 7], "working": working}
 
 
 # --- predicting a Python snippet's output --------------------------------------
