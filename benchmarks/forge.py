@@ -1,25 +1,29 @@
-"""Forge the default seed experts of SmolLM2 for real, time them and compare them with the base.
+"""Forge seed experts of SmolLM2 for real, time them and compare them with the base.
 
-Usage: python benchmarks/forge.py [--keep]
+Usage: python benchmarks/forge.py [--keep] [--capabilities arithmetic,strings,code] [--recipe JSON]
 
-Forges (again, unless ``--keep``) one expert per default capability with the
-default recipe into the user cache, exactly as ``acdc-engine forge`` does,
-and prints the time of the shared replay data, each expert's wall time
-(training data + LoRA training + merge + save) with the load average around
-it, and the held-out table (pass rate % per capability; * own capability).
+Forges (again, unless ``--keep``) one expert per capability (default: the
+default ones) with the default recipe, or with the ``ForgeRecipe`` fields
+given as a JSON object (``--recipe '{"seed": 1}'``), into the user cache,
+exactly as ``acdc-engine forge`` does, and prints the time of the shared
+replay data, each expert's wall time (training data + LoRA training + merge +
+save) with the load average around it, and the held-out table (pass rate %
+per capability; * own capability).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-import sys
 import time
 
 from rich.console import Console
 
 from acdc_engine.cli import _quiet_libraries, forge_table
 from acdc_engine.config import load_config
-from acdc_engine.forge import DEFAULT_CAPABILITIES, Forge, compare
+from acdc_engine.errors import AcdcError
+from acdc_engine.forge import DEFAULT_CAPABILITIES, Forge, ForgeRecipe, check_capabilities, compare
 from acdc_engine.plugin_manager import build_plugin_manager
 
 
@@ -27,18 +31,18 @@ def load() -> str:
     return "load %.1f %.1f %.1f" % os.getloadavg()
 
 
-def main(force: bool) -> None:
+def main(force: bool, capabilities: list[str], recipe: ForgeRecipe) -> None:
     _quiet_libraries()
     console = Console()
     config = load_config()
     hook = build_plugin_manager([]).hook
-    smith = Forge(hook, config)
+    smith = Forge(hook, config, recipe=recipe)
     started = time.monotonic()
     smith.replay()
     console.print(f"replay data (base answers to {len(smith.replay_prompts)} prompts, once per base): "
                   f"{time.monotonic() - started:.1f} s ({load()})")
     experts = {}
-    for cap in DEFAULT_CAPABILITIES:
+    for cap in capabilities:
         before = load()
         done = smith.forge(cap, force=force)
         experts[f"{cap} expert"] = (cap, done.path)
@@ -53,4 +57,15 @@ def main(force: bool) -> None:
 
 
 if __name__ == "__main__":
-    main(force="--keep" not in sys.argv[1:])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--keep", action="store_true", help="reuse cached experts (table only)")
+    ap.add_argument("--capabilities", default=",".join(DEFAULT_CAPABILITIES), help="comma-separated, one expert each")
+    ap.add_argument("--recipe", default="{}", help="ForgeRecipe fields as a JSON object, e.g. '{\"seed\": 1}'")
+    args = ap.parse_args()
+    caps = [c.strip() for c in args.capabilities.split(",") if c.strip()]
+    try:
+        check_capabilities(caps)
+        recipe = ForgeRecipe(**json.loads(args.recipe))
+    except (AcdcError, TypeError, ValueError) as e:  # ValueError: bad JSON; TypeError: unknown field
+        ap.error(str(e) if isinstance(e, AcdcError) else f"--recipe {args.recipe}: {e}")
+    main(force=not args.keep, capabilities=caps, recipe=recipe)

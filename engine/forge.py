@@ -11,9 +11,9 @@ base could do.
 The LoRA is merged into the weights and the checkpoint written in the base's
 exact layout (tensor names, shapes, dtypes; config and tokenizer files
 copied), atomically, to ``<cache_dir>/forged/<base>-<capability>-<key>``,
-where the key hashes the base's weights, the capability and the recipe. A
-``forge.json`` manifest beside the weights lets the ``forged-seeds`` plugin
-resolve ``forged:<base>`` seed specs.
+where the key hashes the base's weights, the capability, the recipe and the
+training data. A ``forge.json`` manifest beside the weights lets the
+``forged-seeds`` plugin resolve ``forged:<base>`` seed specs.
 
 :func:`compare` scores the base and the experts on held-out instances of
 every capability (distinct instructions that are never trained on nor
@@ -407,9 +407,10 @@ def save_like_base(model, base_dir: Path, out_dir: Path) -> None:
 
 
 def expert_dir(cache_dir: Path, base_spec: str, base_digest: str, capability: str, recipe: ForgeRecipe,
-               replay_key: str) -> Path:
-    """Where the expert of these inputs lives: named by base, capability and a hash of everything."""
-    key = hashlib.sha256(json.dumps([base_spec, base_digest, capability, asdict(recipe), replay_key])
+               replay_key: str, data_key: str) -> Path:
+    """Where the expert of these inputs lives: named by base, capability and a hash of everything
+    (``data_key``: of its training families and the held-out instructions they must avoid)."""
+    key = hashlib.sha256(json.dumps([base_spec, base_digest, capability, asdict(recipe), replay_key, data_key])
                          .encode()).hexdigest()[:10]
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", base_spec.rstrip("/").rsplit("/", 1)[-1]).strip("._") or "base"
     return Path(cache_dir).expanduser() / FORGED_DIR / f"{slug}-{capability}-{key}"
@@ -455,7 +456,13 @@ class Forge:
         return json.loads(self.replay_file.read_text())
 
     def path(self, capability: str) -> Path:
-        return expert_dir(self.cache_dir, self.base_spec, self.base_digest, capability, self.recipe, self.replay_key)
+        """The expert's directory; another recipe, base, replay or training data (the families'
+        instances, with their working) gives another one."""
+        train = [spec.digest for spec in families(capability, self.recipe.difficulties, self.recipe.train_per_family,
+                                                  "train", self.recipe.seed)]
+        data_key = hashlib.sha256(json.dumps([train, sorted(self.held_instructions)]).encode()).hexdigest()
+        return expert_dir(self.cache_dir, self.base_spec, self.base_digest, capability, self.recipe, self.replay_key,
+                          data_key)
 
     def cached(self, capability: str) -> Forged | None:
         path = self.path(capability)

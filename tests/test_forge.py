@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -140,6 +141,18 @@ def test_other_settings_give_another_directory(forged):
     assert other.path("arithmetic") != forged["expert"].path
     assert forged["smith"].path("strings") != forged["expert"].path
     assert other.replay_file == forged["smith"].replay_file  # replay data is per base, shared
+
+
+def test_changed_training_data_gives_another_directory(forged, monkeypatch):
+    """A family whose instances change (here its working) must not reuse the expert trained on the old ones."""
+    smith = forged["smith"]
+    before = smith.path("strings")
+    variants = TEMPLATES["strings"].variants
+    old = variants["first-letter"]
+    monkeypatch.setitem(variants, "first-letter",
+                        dataclasses.replace(old, make=lambda rng, d: {**old.make(rng, d), "working": "new steps."}))
+    assert smith.path("strings") != before
+    assert smith.path("arithmetic") == forged["expert"].path
 
 
 def test_interrupted_forge_leaves_nothing_half_written(forged):
