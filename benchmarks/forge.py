@@ -23,7 +23,7 @@ from rich.console import Console
 from acdc_engine.cli import _quiet_libraries, forge_table
 from acdc_engine.config import load_config
 from acdc_engine.errors import AcdcError
-from acdc_engine.forge import DEFAULT_CAPABILITIES, Forge, ForgeRecipe, check_capabilities, compare
+from acdc_engine.forge import DEFAULT_CAPABILITIES, Forge, ForgeRecipe, compare, parse_capabilities
 from acdc_engine.plugin_manager import build_plugin_manager
 
 
@@ -62,9 +62,8 @@ if __name__ == "__main__":
     ap.add_argument("--capabilities", default=",".join(DEFAULT_CAPABILITIES), help="comma-separated, one expert each")
     ap.add_argument("--recipe", default="{}", help="ForgeRecipe fields as a JSON object, e.g. '{\"seed\": 1}'")
     args = ap.parse_args()
-    caps = [c.strip() for c in args.capabilities.split(",") if c.strip()]
     try:
-        check_capabilities(caps)
+        caps = parse_capabilities(args.capabilities)
         recipe = ForgeRecipe(**json.loads(args.recipe))
     except (AcdcError, TypeError, ValueError) as e:  # ValueError: bad JSON; TypeError: unknown field
         ap.error(str(e) if isinstance(e, AcdcError) else f"--recipe {args.recipe}: {e}")

@@ -281,10 +281,9 @@ def forge(group, base, capabilities, steps, lr, rank, force, no_eval, config_fil
     Experts are cached (forged again only with --force or other settings) and
     resolve as the seed spec forged:BASE, which the default config uses.
     """
-    from acdc_engine.forge import Forge, check_capabilities, compare
+    from acdc_engine.forge import Forge, compare, parse_capabilities
 
-    caps = [c.strip() for c in capabilities.split(",") if c.strip()]
-    check_capabilities(caps)
+    caps = parse_capabilities(capabilities)
     _quiet_libraries()
     config = load_config(config_file, [*group["overrides"], *overrides])
     hook = build_plugin_manager(config.run.plugins).hook

@@ -147,6 +147,13 @@ def check_capabilities(names: list[str]) -> None:
             raise AcdcError(f"unknown capability {name!r}; known: {', '.join(known)}")
 
 
+def parse_capabilities(text: str) -> list[str]:
+    """The capabilities of a comma-separated list, checked."""
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    check_capabilities(names)
+    return names
+
+
 def _seed(*parts) -> int:
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "little")
 
