@@ -88,6 +88,8 @@ class ForgeRecipe:
     ``replay_solved_only``: of the other capabilities' tasks, only those the
     base solved are replayed (what it could do is what the expert must keep). ``bf16``: forward and backward
     passes in bfloat16 autocast (the LoRA weights and the optimiser stay float32).
+    ``lora_layers``: adapters on every linear layer of the first (input-side)
+    ``lora_layers`` decoder layers only (None: all layers).
     """
 
     steps: int = 40
@@ -103,6 +105,7 @@ class ForgeRecipe:
     replay_weight: float = 1.0
     replay_solved_only: bool = True
     bf16: bool = True
+    lora_layers: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -111,6 +114,8 @@ class ForgeRecipe:
         if not 0 <= self.replay_per_batch < self.batch_size:
             raise AcdcError(f"forge replay_per_batch must be at least 0 and below batch_size ({self.batch_size}), "
                             f"not {self.replay_per_batch}: each step needs a task example")
+        if self.lora_layers is not None and self.lora_layers < 1:
+            raise AcdcError(f"forge lora_layers must be at least 1 (or None for all layers), not {self.lora_layers}")
 
 
 @dataclass(frozen=True)
@@ -347,8 +352,13 @@ def train(base_dir: Path, tasks: list[Example], replayed: list[Example], recipe:
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    lora = LoraConfig(r=recipe.rank, lora_alpha=2 * recipe.rank, lora_dropout=0.0, target_modules="all-linear",
-                      task_type="CAUSAL_LM")
+    targets, layers = "all-linear", None
+    if recipe.lora_layers is not None:  # peft takes a layer subset only with the modules named
+        targets = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                          if isinstance(module, torch.nn.Linear) and module is not model.get_output_embeddings()})
+        layers = list(range(min(recipe.lora_layers, model.config.num_hidden_layers)))
+    lora = LoraConfig(r=recipe.rank, lora_alpha=2 * recipe.rank, lora_dropout=0.0, target_modules=targets,
+                      layers_to_transform=layers, task_type="CAUSAL_LM")
     with warnings.catch_warnings():  # peft 0.21 calls a transformers 5 name deprecated for v6
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
         model = get_peft_model(model, lora)

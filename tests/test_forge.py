@@ -122,6 +122,20 @@ def test_bad_recipe_fields_are_named():
                                             rf"not {replayed}: each step needs a task example$"):
             ForgeRecipe(batch_size=8, replay_per_batch=replayed)
     assert ForgeRecipe(batch_size=8, replay_per_batch=0).replay_per_batch == 0
+    with pytest.raises(AcdcError, match=r"^forge lora_layers must be at least 1 \(or None for all layers\), not 0$"):
+        ForgeRecipe(lora_layers=0)
+
+
+def test_adapters_change_only_the_first_lora_layers(forged):
+    """``lora_layers=1`` on the 2-layer base: every linear layer of layer 0 moves, nothing of layer 1."""
+    smith = Forge(forged["hook"], forged["config"], recipe=dataclasses.replace(QUICK, lora_layers=1))
+    expert = smith.forge("arithmetic")
+    with CheckpointReader(forged["base"] / "model.safetensors") as a, \
+            CheckpointReader(expert.path / "model.safetensors") as b:
+        changed = {n for n in a.keys() if not a.tensor(n).equal(b.tensor(n))}
+    linear = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    assert changed == {f"model.layers.0.{part}.{name}.weight" for name in linear
+                       for part in (("self_attn",) if name[0] in "qkvo" else ("mlp",))}
 
 
 def test_second_forge_is_cached_and_force_forges_again(forged):
