@@ -133,9 +133,9 @@ def test_adapters_change_only_the_first_lora_layers(forged):
     with CheckpointReader(forged["base"] / "model.safetensors") as a, \
             CheckpointReader(expert.path / "model.safetensors") as b:
         changed = {n for n in a.keys() if not a.tensor(n).equal(b.tensor(n))}
-    linear = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-    assert changed == {f"model.layers.0.{part}.{name}.weight" for name in linear
-                       for part in (("self_attn",) if name[0] in "qkvo" else ("mlp",))}
+    linear = [f"self_attn.{n}" for n in ("q_proj", "k_proj", "v_proj", "o_proj")] + \
+        [f"mlp.{n}" for n in ("gate_proj", "up_proj", "down_proj")]
+    assert changed == {f"model.layers.0.{name}.weight" for name in linear}
 
 
 def test_second_forge_is_cached_and_force_forges_again(forged):
