@@ -7,7 +7,9 @@ capability, with their correct answers as targets (``Answer: ...``, the
 format the instructions ask for), mixed with *replay*: the base's own greedy
 answers to general prompts and to the other capabilities' tasks that it
 solves, generated once per base and cached, so that the expert keeps what the
-base could do.
+base could do; and the adapters' weight change is kept orthogonal to the main
+input directions of those other capabilities' texts (``protect_energy``), so
+that on them each layer computes what the base computes.
 The LoRA is merged into the weights and the checkpoint written in the base's
 exact layout (tensor names, shapes, dtypes; config and tokenizer files
 copied), atomically, to ``<cache_dir>/forged/<base>-<capability>-<key>``,
@@ -89,7 +91,10 @@ class ForgeRecipe:
     base solved are replayed (what it could do is what the expert must keep). ``bf16``: forward and backward
     passes in bfloat16 autocast (the LoRA weights and the optimiser stay float32).
     ``lora_layers``: adapters on every linear layer of the first (input-side)
-    ``lora_layers`` decoder layers only (None: all layers).
+    ``lora_layers`` decoder layers only (None: all layers). ``protect_energy``:
+    each adapted layer's weight change is kept orthogonal to the input
+    directions that carry this fraction of its inputs' energy over the other
+    capabilities' replayed texts (None: no protection).
     """
 
     steps: int = 40
@@ -106,6 +111,7 @@ class ForgeRecipe:
     replay_solved_only: bool = True
     bf16: bool = True
     lora_layers: int | None = None
+    protect_energy: float | None = 0.9
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -116,6 +122,8 @@ class ForgeRecipe:
                             f"not {self.replay_per_batch}: each step needs a task example")
         if self.lora_layers is not None and self.lora_layers < 1:
             raise AcdcError(f"forge lora_layers must be at least 1 (or None for all layers), not {self.lora_layers}")
+        if self.protect_energy is not None and not 0 < self.protect_energy < 1:
+            raise AcdcError(f"forge protect_energy must be between 0 and 1 (or None), not {self.protect_energy}")
 
 
 @dataclass(frozen=True)
@@ -333,6 +341,61 @@ def _kl_to_base(logits: torch.Tensor, base_logits: torch.Tensor, labels: torch.T
     return torch.nn.functional.kl_div(student, teacher, log_target=True, reduction="batchmean")
 
 
+def _protected_subspaces(model, encoded: list[tuple[list[int], list[int]]], energy: float, pad_id: int,
+                         batch_size: int = 16) -> dict[str, torch.Tensor]:
+    """For each adapted layer, an orthonormal basis (columns) of the input directions that carry
+    ``energy`` of its inputs' energy over ``encoded``'s tokens, prompt and reply (the tokens all
+    examples start with, the chat template's system turn, count once)."""
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, LoraLayer)}
+    first = encoded[0][0]
+    shared = min(len(ids) for ids, _ in encoded)
+    for ids, _ in encoded:
+        shared = next((k for k in range(shared) if ids[k] != first[k]), shared)
+    grams: dict[str, torch.Tensor] = {}
+    counted: list[torch.Tensor] = []  # the current batch's token positions that count
+
+    def accumulate(name):
+        def hook(_module, args, _output):
+            x = args[0][counted[0]].float()
+            grams[name] = grams.get(name, 0) + (x.T @ x).double()
+        return hook
+
+    handles = [m.base_layer.register_forward_hook(accumulate(name)) for name, m in layers.items()]
+    try:
+        with torch.no_grad(), model.disable_adapter():
+            for start in range(0, len(encoded), batch_size):
+                batch = _batch(encoded[start:start + batch_size], pad_id)
+                mask = batch["attention_mask"].bool()
+                mask[1 if start == 0 else 0:, :shared] = False
+                counted[:] = [mask]
+                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    finally:
+        for handle in handles:
+            handle.remove()
+    bases = {}
+    for name, gram in grams.items():
+        values, vectors = torch.linalg.eigh(gram)
+        values, vectors = values.flip(0).clamp(min=0), vectors.flip(1)
+        kept = int(torch.searchsorted(values.cumsum(0) / values.sum(), torch.tensor(energy, dtype=values.dtype))) + 1
+        bases[name] = vectors[:, :kept].float().contiguous()
+    return bases
+
+
+def _project_out(model, bases: dict[str, torch.Tensor]) -> None:
+    """Removes from every LoRA ``A`` the protected input directions, so that the adapters' weight
+    change maps them to zero."""
+    import torch
+
+    with torch.no_grad():
+        for name, m in model.named_modules():
+            if name in bases:
+                a = m.lora_A["default"].weight
+                a -= (a @ bases[name]) @ bases[name].T
+
+
 def _cycle(items: list, rng: random.Random):
     while True:
         order = list(items)
@@ -341,8 +404,9 @@ def _cycle(items: list, rng: random.Random):
 
 
 def train(base_dir: Path, tasks: list[Example], replayed: list[Example], recipe: ForgeRecipe,
-          on_step: Callable[[int, float], None] | None = None):
-    """The base with a LoRA trained on ``tasks`` and ``replayed``, merged into its weights."""
+          on_step: Callable[[int, float], None] | None = None, protected: list[Example] = ()):
+    """The base with a LoRA trained on ``tasks`` and ``replayed``, merged into its weights; with
+    ``recipe.protect_energy``, its weight change leaves ``protected``'s main input directions alone."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -362,6 +426,11 @@ def train(base_dir: Path, tasks: list[Example], replayed: list[Example], recipe:
     with warnings.catch_warnings():  # peft 0.21 calls a transformers 5 name deprecated for v6
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
         model = get_peft_model(model, lora)
+    bases = {}
+    if recipe.protect_energy is not None and protected:
+        bases = _protected_subspaces(model, [_encode(tokenizer, e, recipe.max_len) for e in protected],
+                                     recipe.protect_energy, pad_id)
+        _project_out(model, bases)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / recipe.steps)
@@ -389,6 +458,7 @@ def train(base_dir: Path, tasks: list[Example], replayed: list[Example], recipe:
             loss = loss + recipe.replay_weight * replay_loss
         loss.backward()
         optimizer.step()
+        _project_out(model, bases)
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         if on_step:
@@ -502,7 +572,8 @@ class Forge:
         tasks = task_examples(self.hook, capability, self.recipe, self.config.sandbox, self.held_instructions)
         replayed = [Example(r["prompt"], r["reply"], r["ended"]) for r in records if r["capability"] != capability
                     and (r["score"] is None or r["score"] > 0 or not self.recipe.replay_solved_only)]
-        model = train(self.base_dir, tasks, replayed, self.recipe, on_step)
+        protected = [Example(r["prompt"], r["reply"], r["ended"]) for r in records if r["capability"] != capability]
+        model = train(self.base_dir, tasks, replayed, self.recipe, on_step, protected)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
         try:

@@ -16,8 +16,8 @@ import torch
 from acdc_engine.checkpoint import CheckpointReader
 from acdc_engine.config import load_config
 from acdc_engine.errors import AcdcError
-from acdc_engine.forge import (EVAL_DIFFICULTIES, HELD_OUT_PER_FAMILY, MANIFEST, Forge, ForgeRecipe, _kl_to_base,
-                               families, held_out, instructions, target, task_examples)
+from acdc_engine.forge import (EVAL_DIFFICULTIES, HELD_OUT_PER_FAMILY, MANIFEST, Example, Forge, ForgeRecipe, _encode,
+                               _kl_to_base, families, held_out, instructions, target, task_examples, train)
 from acdc_engine.plugin_manager import build_plugin_manager
 from acdc_engine.plugins.taskgen.families import TEMPLATES
 from acdc_engine.seeds import check_same_architecture, resolve, resolve_seeds
@@ -124,6 +124,8 @@ def test_bad_recipe_fields_are_named():
     assert ForgeRecipe(batch_size=8, replay_per_batch=0).replay_per_batch == 0
     with pytest.raises(AcdcError, match=r"^forge lora_layers must be at least 1 \(or None for all layers\), not 0$"):
         ForgeRecipe(lora_layers=0)
+    with pytest.raises(AcdcError, match=r"^forge protect_energy must be between 0 and 1 \(or None\), not 1$"):
+        ForgeRecipe(protect_energy=1)
 
 
 def test_adapters_change_only_the_first_lora_layers(forged):
@@ -136,6 +138,30 @@ def test_adapters_change_only_the_first_lora_layers(forged):
     linear = [f"self_attn.{n}" for n in ("q_proj", "k_proj", "v_proj", "o_proj")] + \
         [f"mlp.{n}" for n in ("gate_proj", "up_proj", "down_proj")]
     assert changed == {f"model.layers.0.{name}.weight" for name in linear}
+
+
+def test_protected_text_keeps_the_base_outputs_while_the_weights_move(forged):
+    """With (nearly) all of a protected text's input energy protected, the trained weights change but
+    map that text's inputs as the base does, layer by layer: its logits stay the base's."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base_dir = forged["base"]
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    kept = Example("Name three primary colors.", "Red, yellow and blue.")
+    tasks = [Example(f"What is {a} + {b}?", f"Answer: {a + b}") for a, b in ((2, 3), (4, 1), (7, 5), (6, 6))]
+    recipe = dataclasses.replace(QUICK, lr=1e-2, protect_energy=1 - 1e-9, bf16=False)
+    model = train(base_dir, tasks, [], recipe, protected=[kept])
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        moved = [(model.state_dict()[n] - w).abs().max().item() for n, w in base.state_dict().items()
+                 if n.endswith("proj.weight")]
+        logits = {}
+        for text in (kept, tasks[0]):
+            ids = torch.tensor([_encode(tokenizer, text, 96)[0]])
+            logits[text] = (base(input_ids=ids).logits, model(input_ids=ids).logits)
+    assert min(moved) > 1e-4
+    assert torch.allclose(*logits[kept], atol=1e-4)
+    assert not torch.allclose(*logits[tasks[0]], atol=1e-2)
 
 
 def test_second_forge_is_cached_and_force_forges_again(forged):
