@@ -341,8 +341,8 @@ def _kl_to_base(logits: torch.Tensor, base_logits: torch.Tensor, labels: torch.T
     return torch.nn.functional.kl_div(student, teacher, log_target=True, reduction="batchmean")
 
 
-def _protected_subspaces(model, encoded: list[tuple[list[int], list[int]]], energy: float, pad_id: int,
-                         batch_size: int = 16) -> dict[str, torch.Tensor]:
+def _protected_subspaces(model, encoded: list[tuple[list[int], list[int]]], energy: float, pad_id: int, *,
+                         bf16: bool, batch_size: int = 16) -> dict[str, torch.Tensor]:
     """For each adapted layer, an orthonormal basis (columns) of the input directions that carry
     ``energy`` of its inputs' energy over ``encoded``'s tokens, prompt and reply (the tokens all
     examples start with, the chat template's system turn, count once)."""
@@ -355,33 +355,41 @@ def _protected_subspaces(model, encoded: list[tuple[list[int], list[int]]], ener
     for ids, _ in encoded:
         shared = next((k for k in range(shared) if ids[k] != first[k]), shared)
     grams: dict[str, torch.Tensor] = {}
+    same_input: dict[str, str] = {}  # a layer fed the tensor an earlier one is (q, k, v; gate, up) -> that one
     counted: list[torch.Tensor] = []  # the current batch's token positions that count
+    last: list = [None, None]  # the input tensor the previous layer was fed, and that layer
 
     def accumulate(name):
         def hook(_module, args, _output):
+            if args[0] is last[0]:
+                same_input[name] = last[1]
+                return
+            last[:] = [args[0], name]
             x = args[0][counted[0]].float()
             grams[name] = grams.get(name, 0) + (x.T @ x).double()
         return hook
 
+    encoded = sorted(encoded, key=lambda e: len(e[0]))  # batches of like lengths: little padding
+    decoder = model.get_base_model().model  # the layers without the output head
     handles = [m.base_layer.register_forward_hook(accumulate(name)) for name, m in layers.items()]
     try:
-        with torch.no_grad(), model.disable_adapter():
+        with torch.no_grad(), model.disable_adapter(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             for start in range(0, len(encoded), batch_size):
                 batch = _batch(encoded[start:start + batch_size], pad_id)
                 mask = batch["attention_mask"].bool()
                 mask[1 if start == 0 else 0:, :shared] = False
                 counted[:] = [mask]
-                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     finally:
         for handle in handles:
             handle.remove()
     bases = {}
     for name, gram in grams.items():
-        values, vectors = torch.linalg.eigh(gram)
-        values, vectors = values.flip(0).clamp(min=0), vectors.flip(1)
+        values, vectors = torch.linalg.eigh(gram.float())
+        values, vectors = values.flip(0).clamp(min=0).double(), vectors.flip(1)
         kept = int(torch.searchsorted(values.cumsum(0) / values.sum(), torch.tensor(energy, dtype=values.dtype))) + 1
-        bases[name] = vectors[:, :kept].float().contiguous()
-    return bases
+        bases[name] = vectors[:, :kept].contiguous()
+    return {name: bases[same_input.get(name, name)] for name in layers}
 
 
 def _project_out(model, bases: dict[str, torch.Tensor]) -> None:
@@ -429,7 +437,7 @@ def train(base_dir: Path, tasks: list[Example], replayed: list[Example], recipe:
     bases = {}
     if recipe.protect_energy is not None and protected:
         bases = _protected_subspaces(model, [_encode(tokenizer, e, recipe.max_len) for e in protected],
-                                     recipe.protect_energy, pad_id)
+                                     recipe.protect_energy, pad_id, bf16=recipe.bf16)
         _project_out(model, bases)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0)
