@@ -7,9 +7,8 @@ capability, with their correct answers as targets (``Answer: ...``, the
 format the instructions ask for), mixed with *replay*: the base's own greedy
 answers to general prompts and to the other capabilities' tasks that it
 solves, generated once per base and cached, so that the expert keeps what the
-base could do; and the adapters' weight change is kept orthogonal to the main
-input directions of those other capabilities' texts (``protect_energy``), so
-that on them each layer computes what the base computes.
+base could do; optionally (``protect_energy``) the adapters' weight change is
+kept orthogonal to the main input directions of those other capabilities' texts.
 The LoRA is merged into the weights and the checkpoint written in the base's
 exact layout (tensor names, shapes, dtypes; config and tokenizer files
 copied), atomically, to ``<cache_dir>/forged/<base>-<capability>-<key>``,
@@ -111,7 +110,7 @@ class ForgeRecipe:
     replay_solved_only: bool = True
     bf16: bool = True
     lora_layers: int | None = None
-    protect_energy: float | None = 0.9
+    protect_energy: float | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
