@@ -270,12 +270,16 @@ def results_table(results: dict) -> Table:
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=ForgeRecipe.lr, show_default=True,
               help="Peak learning rate (decays linearly to 0).")
 @click.option("--rank", type=click.IntRange(min=1), default=ForgeRecipe.rank, show_default=True, help="LoRA rank.")
+@click.option("--protect-energy", type=click.FloatRange(min=0, max=1, max_open=True),
+              default=ForgeRecipe.protect_energy, show_default=True,
+              help="Keep the weight change off the input directions that carry this share of the energy of the "
+                   "other capabilities' replayed texts (0: off).")
 @click.option("--force", is_flag=True, help="Forge again even if the cache holds these experts.")
 @click.option("--no-eval", is_flag=True, help="Skip the comparison on held-out tasks.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file laid over the defaults.")
 @_set_option
 @click.pass_obj
-def forge(group, base, capabilities, steps, lr, rank, force, no_eval, config_file, overrides):
+def forge(group, base, capabilities, steps, lr, rank, protect_energy, force, no_eval, config_file, overrides):
     """Make seed experts from a base model: a short LoRA fine-tune per capability.
 
     Experts are cached (forged again only with --force or other settings) and
@@ -287,7 +291,8 @@ def forge(group, base, capabilities, steps, lr, rank, force, no_eval, config_fil
     _quiet_libraries()
     config = load_config(config_file, [*group["overrides"], *overrides])
     hook = build_plugin_manager(config.run.plugins).hook
-    smith = Forge(hook, config, base=base, recipe=ForgeRecipe(steps=steps, lr=lr, rank=rank))
+    recipe = ForgeRecipe(steps=steps, lr=lr, rank=rank, protect_energy=protect_energy or None)
+    smith = Forge(hook, config, base=base, recipe=recipe)
     experts = {}
     try:
         with _progress() as progress:

@@ -7,7 +7,7 @@ capability, with their correct answers as targets (``Answer: ...``, the
 format the instructions ask for), mixed with *replay*: the base's own greedy
 answers to general prompts and to the other capabilities' tasks that it
 solves, generated once per base and cached, so that the expert keeps what the
-base could do; optionally (``protect_energy``) the adapters' weight change is
+base could do; and (``protect_energy``) the adapters' weight change is
 kept orthogonal to the main input directions of those other capabilities' texts.
 The LoRA is merged into the weights and the checkpoint written in the base's
 exact layout (tensor names, shapes, dtypes; config and tokenizer files
@@ -110,7 +110,7 @@ class ForgeRecipe:
     replay_solved_only: bool = True
     bf16: bool = True
     lora_layers: int | None = None
-    protect_energy: float | None = None
+    protect_energy: float | None = 0.9
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -343,16 +343,13 @@ def _kl_to_base(logits: torch.Tensor, base_logits: torch.Tensor, labels: torch.T
 def _protected_subspaces(model, encoded: list[tuple[list[int], list[int]]], energy: float, pad_id: int, *,
                          bf16: bool, batch_size: int = 16) -> dict[str, torch.Tensor]:
     """For each adapted layer, an orthonormal basis (columns) of the input directions that carry
-    ``energy`` of its inputs' energy over ``encoded``'s tokens, prompt and reply (the tokens all
-    examples start with, the chat template's system turn, count once)."""
+    ``energy`` of its inputs' energy over ``encoded``'s tokens, prompt and reply, every token of
+    every text counted (the chat template's system turn too: protecting it in proportion to its
+    share of the texts keeps ``energy`` from being spread over the tasks' rarer directions)."""
     import torch
     from peft.tuners.lora import LoraLayer
 
     layers = {name: m for name, m in model.named_modules() if isinstance(m, LoraLayer)}
-    first = encoded[0][0]
-    shared = min(len(ids) for ids, _ in encoded)
-    for ids, _ in encoded:
-        shared = next((k for k in range(shared) if ids[k] != first[k]), shared)
     grams: dict[str, torch.Tensor] = {}
     same_input: dict[str, str] = {}  # a layer fed the tensor an earlier one is (q, k, v; gate, up) -> that one
     counted: list[torch.Tensor] = []  # the current batch's token positions that count
@@ -375,9 +372,7 @@ def _protected_subspaces(model, encoded: list[tuple[list[int], list[int]]], ener
         with torch.no_grad(), model.disable_adapter(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             for start in range(0, len(encoded), batch_size):
                 batch = _batch(encoded[start:start + batch_size], pad_id)
-                mask = batch["attention_mask"].bool()
-                mask[1 if start == 0 else 0:, :shared] = False
-                counted[:] = [mask]
+                counted[:] = [batch["attention_mask"].bool()]
                 decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     finally:
         for handle in handles:
