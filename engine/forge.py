@@ -344,8 +344,8 @@ def _protected_subspaces(model, encoded: list[tuple[list[int], list[int]]], ener
                          bf16: bool, batch_size: int = 16) -> dict[str, torch.Tensor]:
     """For each adapted layer, an orthonormal basis (columns) of the input directions that carry
     ``energy`` of its inputs' energy over ``encoded``'s tokens, prompt and reply, every token of
-    every text counted (the chat template's system turn too: protecting it in proportion to its
-    share of the texts keeps ``energy`` from being spread over the tasks' rarer directions)."""
+    every text counted (the chat template's system turn too, as often as it is seen: counted once,
+    it made a much weaker strings expert; docs/performance.md)."""
     import torch
     from peft.tuners.lora import LoraLayer
 
