@@ -273,6 +273,8 @@ def test_cli_forges_evaluates_and_reuses(tmp_path, tiny_models):
     unprotected = cli("forge", "--capabilities", "code", "--steps", "2", "--protect-energy", "0", "--no-eval", *sets,
                       cwd=tmp_path)
     assert unprotected.returncode == 0 and "code: forged in " in unprotected.stdout
+    recipes = [json.loads(m.read_text())["recipe"] for m in (tmp_path / "cache" / "forged").glob(f"*/{MANIFEST}")]
+    assert sorted(str(r["protect_energy"]) for r in recipes) == ["0.9", "None"]
 
 
 def test_cli_names_bad_input(tmp_path):
