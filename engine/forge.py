@@ -572,9 +572,10 @@ class Forge:
         final = self.path(capability)
         started = time.monotonic()
         tasks = task_examples(self.hook, capability, self.recipe, self.config.sandbox, self.held_instructions)
-        replayed = [Example(r["prompt"], r["reply"], r["ended"]) for r in records if r["capability"] != capability
-                    and (r["score"] is None or r["score"] > 0 or not self.recipe.replay_solved_only)]
-        protected = [Example(r["prompt"], r["reply"], r["ended"]) for r in records if r["capability"] != capability]
+        others = [r for r in records if r["capability"] != capability]
+        protected = [Example(r["prompt"], r["reply"], r["ended"]) for r in others]
+        replayed = [e for e, r in zip(protected, others)
+                    if r["score"] is None or r["score"] > 0 or not self.recipe.replay_solved_only]
         model = train(self.base_dir, tasks, replayed, self.recipe, on_step, protected)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
