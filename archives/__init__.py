@@ -1,13 +1,14 @@
 """Quality-diversity state and the maths on it, on pyribs and DEAP."""
 
 from acdc_engine.archives.diversity import vendi_score
+from acdc_engine.archives.dominated_novelty import dominated_novelty
 from acdc_engine.archives.emitters import RecipeEmitter
 from acdc_engine.archives.factory import KINDS, make_archive
-from acdc_engine.archives.model_archive import CVTModelArchive, GridModelArchive, ModelArchive
+from acdc_engine.archives.model_archive import CVTModelArchive, GridModelArchive, ModelArchive, SkillDNSArchive
 from acdc_engine.archives.population import PopulationArchive
 from acdc_engine.archives.task_force import coverage, greedy_task_force, select_task_force
 from acdc_engine.archives.task_pool import Adaptation, plan_adaptation
 
 __all__ = ["KINDS", "Adaptation", "CVTModelArchive", "GridModelArchive", "ModelArchive", "PopulationArchive",
-           "RecipeEmitter", "coverage", "greedy_task_force", "make_archive", "plan_adaptation", "select_task_force",
+           "RecipeEmitter", "SkillDNSArchive", "coverage", "dominated_novelty", "greedy_task_force", "make_archive", "plan_adaptation", "select_task_force",
            "vendi_score"]

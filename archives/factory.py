@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from acdc_engine.archives.model_archive import CVTModelArchive, GridModelArchive, ModelArchive
+from acdc_engine.archives.model_archive import CVTModelArchive, GridModelArchive, ModelArchive, SkillDNSArchive
 from acdc_engine.archives.population import PopulationArchive
 
-KINDS = ("dns", "map-elites-grid", "map-elites-cvt", "nsga2", "top-fitness")
+KINDS = ("dns", "dns-euclidean", "map-elites-grid", "map-elites-cvt", "nsga2", "top-fitness")
 
 
 def make_archive(kind: str, *, capacity: int, measure_dim: int, k_neighbors: int, grid_cells: int, cvt_cells: int,
                  seed: int | None = None):
     """A model archive of ``kind`` (one of :data:`KINDS`)."""
     if kind == "dns":
+        return SkillDNSArchive(capacity=capacity, measure_dim=measure_dim, k_neighbors=k_neighbors, seed=seed)
+    if kind == "dns-euclidean":
         return ModelArchive(capacity=capacity, measure_dim=measure_dim, k_neighbors=k_neighbors, seed=seed)
     if kind == "map-elites-grid":
         return GridModelArchive(measure_dim=measure_dim, cells_per_dim=grid_cells, seed=seed)

@@ -1,4 +1,5 @@
-"""Model archives on pyribs: DNS (the default) and MAP-Elites grids.
+"""Model archives on pyribs: DNS (the default, with the AC/DC paper's score or
+pyribs' Euclidean one) and MAP-Elites grids.
 
 Every model archive offers what the loop uses: ``add`` with a ``viable``
 field (the minimal criterion as a gate), ``member_ids()``,
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 from ribs.archives import CVTArchive, DNSArchive, GridArchive, k_means_centroids
+
+from acdc_engine.archives.dominated_novelty import dominated_novelty
 
 EXTRA_FIELDS = {"model_id": ((), object), "viable": ((), bool)}
 
@@ -66,7 +69,8 @@ class ViableGate:
 
 
 class ModelArchive(ViableGate, DNSArchive):
-    """A fixed-size population kept by Dominated Novelty Search (the AC/DC default)."""
+    """A fixed-size population kept by Dominated Novelty Search with pyribs' score:
+    the mean Euclidean distance to the ``k`` nearest fitter neighbours in measure space."""
 
     def __init__(self, *, capacity: int, measure_dim: int, k_neighbors: int, seed: int | None = None) -> None:
         super().__init__(solution_dim=(), solution_dtype=object, measure_dim=measure_dim, capacity=capacity,
@@ -78,6 +82,18 @@ class ModelArchive(ViableGate, DNSArchive):
         scores = self.compute_dns(data["measures"], data["objective"])
         return {str(m): float(s) for m, s in zip(data["model_id"], scores)}
 
+
+class SkillDNSArchive(ModelArchive):
+    """Dominated Novelty Search with the AC/DC paper's score
+    (:func:`~acdc_engine.archives.dominated_novelty.dominated_novelty`).
+
+    Measures are skill vectors (``descriptors = "skills"``): a task counts as
+    solved where its slot is positive, whatever its scale; zero padding
+    beyond the active pool is solved by nobody and so ignored.
+    """
+
+    def compute_dns(self, measures, objectives) -> np.ndarray:
+        return dominated_novelty(np.asarray(measures) > 0, np.asarray(objectives, dtype=float), self.k_neighbors)
 
 
 class GridModelArchive(ViableGate, GridArchive):
