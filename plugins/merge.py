@@ -23,11 +23,15 @@ Merges (``[evolution] crossover``), with task vectors ``tau_i = p_i - base``:
 - ``breadcrumbs``: drop the largest and smallest magnitudes
   (mergekit's ``magnitude_outliers``), then a weighted average.
 
-Mutations (``[evolution] mutation``): ``svd`` (the AC/DC default) adds
-N(0, ``mutation_std``) to the top ``keep_rank`` singular values of each 2-D
-weight matrix except norms (embeddings included, as in the reference code;
-``keep_rank`` above the rank is clamped; a tied embedding is one tensor and
-is mutated once). ``gaussian`` adds N(0, ``mutation_std``) elementwise.
+Mutations (``[evolution] mutation``): ``svd`` (the AC/DC default) perturbs
+the top ``keep_rank`` singular values of each 2-D weight matrix except norms
+(embeddings included, as in the reference code; ``keep_rank`` above the rank
+is clamped; a tied embedding is one tensor and is mutated once): with
+``mutation_scale = "relative"`` each value ``s`` becomes ``s (1 + e)``,
+``e ~ N(0, mutation_std)``, so every matrix changes by about the same share
+of its norm; with ``"absolute"`` (the reference code's rule, tuned on 7B
+models) ``s + e``, which on a small model's small singular values is a large
+relative change. ``gaussian`` adds N(0, ``mutation_std``) elementwise.
 
 The SVD mutation needs only the top-k singular pairs. They come from the
 top-k eigenpairs (:func:`acdc_engine.plugins.lapack.top_eigh`: LAPACK without
@@ -175,11 +179,14 @@ def top_singular(w: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, b
 
 
 def svd_noise_mutation(name, tensor, params, generator):
-    """Adds N(0, std) to the top-k singular values of ``tensor`` (clamped at 0), in place."""
+    """Adds N(0, std) to the top-k singular values of ``tensor`` (clamped at 0), in place; with
+    ``params["relative"]`` the noise of each value is scaled by the value itself."""
     k = min(int(params["keep_rank"]), *tensor.shape)
     s, vecs, right = top_singular(tensor, k)
     noise = torch.randn(k, generator=generator, dtype=torch.float64) * float(params["std"])
     s64 = s.to(torch.float64)
+    if params.get("relative"):
+        noise *= s64
     new_s = (s64 + noise).clamp_min(0)
     scale = torch.where(s64 > 1e-8 * s64[0], (new_s - s64) / s64.clamp_min(1e-300), torch.zeros_like(s64))
     work = torch.float64 if tensor.dtype == torch.float64 else torch.float32
@@ -207,6 +214,11 @@ def gaussian_mutation(name, tensor, params, generator):
     return tensor.add_(noise.to(tensor.dtype))
 
 
+def _draw_svd(rng, evo):
+    params = {"std": evo.mutation_std, "keep_rank": evo.keep_rank}
+    return params | {"relative": True} if evo.mutation_scale == "relative" else params
+
+
 @hookimpl
 def acdc_merge_methods():
     return {
@@ -228,7 +240,7 @@ def acdc_mutation_methods():
         "svd": MutationMethod(
             "svd",
             svd_noise_mutation,
-            lambda rng, evo: {"std": evo.mutation_std, "keep_rank": evo.keep_rank},
+            _draw_svd,
             is_mutable_matrix,
         ),
         "gaussian": MutationMethod(

@@ -50,7 +50,7 @@ def test_emitter_asks_recipes_with_parents_from_the_archive_through_a_scheduler(
     members = set(archive.member_ids())
     for r in recipes:
         assert isinstance(r, Recipe) and set(r.parents) <= members and r.crossover == "linear"
-        assert dict(r.mutation_params) == {"std": 0.25, "keep_rank": 256}
+        assert dict(r.mutation_params) == {"std": 0.05, "keep_rank": 256, "relative": True}
     emitter.reseed(5)
     again = emitter.ask()
     emitter.reseed(5)

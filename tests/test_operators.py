@@ -75,6 +75,37 @@ def test_svd_mutation_moves_only_the_top_singular_values(shape):
     assert torch.allclose(u[:, 5:].T @ delta @ vt[5:].T, torch.zeros(1, dtype=w.dtype), atol=1e-9)
 
 
+def test_relative_svd_mutation_scales_each_value_by_itself():
+    w = torch.randn(40, 24, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    out = svd_noise_mutation("w", w.clone(), {"std": 0.1, "keep_rank": 5, "relative": True},
+                             torch.Generator().manual_seed(2))
+    before, after = torch.linalg.svdvals(w), torch.linalg.svdvals(out)
+    noise = torch.randn(5, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 0.1
+    want = torch.cat([before[:5] * (1 + noise), before[5:]])
+    assert torch.allclose(torch.sort(after, descending=True).values, torch.sort(want, descending=True).values,
+                          atol=1e-9)
+
+
+def test_relative_noise_changes_a_tiny_model_by_about_std_of_its_norm(tiny_models):
+    """The calibration: with relative noise each matrix moves by about std times the norm of its top-k
+    part, whatever its scale; absolute noise moves small matrices by far more than large ones."""
+    from safetensors.torch import load_file
+
+    weights = load_file(tiny_models["a"] / "model.safetensors")
+    for name in ("model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"):
+        for scale in (1.0, 100.0):
+            w = weights[name].double() * scale
+            k = min(16, *w.shape)
+            top = torch.linalg.svdvals(w)[:k].norm()
+            out = svd_noise_mutation(name, w.clone(), {"std": 0.05, "keep_rank": k, "relative": True},
+                                     torch.Generator().manual_seed(3))
+            assert 0.02 < float((out - w).norm() / top) < 0.09
+    w = weights["model.layers.0.self_attn.q_proj.weight"].double()
+    small = svd_noise_mutation("q", w.clone(), {"std": 0.05, "keep_rank": 16}, torch.Generator().manual_seed(3))
+    big = svd_noise_mutation("q", 100 * w, {"std": 0.05, "keep_rank": 16}, torch.Generator().manual_seed(3))
+    assert float((small - w).norm() / w.norm()) > 50 * float((big - 100 * w).norm() / (100 * w).norm())
+
+
 def test_keep_rank_above_the_rank_is_clamped():
     w = torch.randn(6, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     out = svd_noise_mutation("k_proj.weight", w.clone(), {"std": 0.1, "keep_rank": 256}, torch.Generator().manual_seed(4))
