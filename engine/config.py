@@ -48,6 +48,8 @@ class ModelsConfig(_Section):
     )
     base: str = Field("smollm2", description="Spec of the base model for task vectors (theta_base).")
     cache_dir: str = Field("~/.cache/acdc-engine", description="Cache for converted seed checkpoints and forged experts.")
+    forge_missing: bool = Field(True, description="Before a run, forge the default experts of a 'forged:BASE' seed "
+                                "group that has none yet (once: they are cached).")
 
 
 class EvolutionConfig(_Section):
@@ -61,11 +63,15 @@ class EvolutionConfig(_Section):
     crossover_std: float = Field(0.01, ge=0, description="Std of the merge weights drawn around 1.")
     merge_density: float = Field(0.5, gt=0, le=1, description="Share of task-vector entries kept by ties/dare/breadcrumbs.")
     mutation: str = Field("svd", description="Mutation method name, or 'none'.")
-    mutation_std: float = Field(0.25, ge=0, description="Std of the noise added by the mutation.")
+    mutation_std: float = Field(0.05, ge=0, description="Std of the noise added by the mutation.")
+    mutation_scale: Literal["relative", "absolute"] = Field(
+        "relative", description="SVD mutation: noise on each singular value scaled by the value ('relative') or "
+        "not ('absolute', the reference code's rule for 7B models).")
     keep_rank: int = Field(256, ge=1, description="Top singular values perturbed by the SVD mutation.")
-    archive: Literal["dns", "map-elites-grid", "map-elites-cvt", "nsga2", "top-fitness"] = Field(
-        "dns", description="Model archive: DNS (AC/DC), MAP-Elites on a grid or CVT, NSGA-II (fitness, novelty), "
-        "or top-fitness only.")
+    archive: Literal["dns", "dns-euclidean", "map-elites-grid", "map-elites-cvt", "nsga2", "top-fitness"] = Field(
+        "dns", description="Model archive: DNS with the AC/DC paper's score (the difficulty-weighted share of tasks "
+        "a model solves and its nearest fitter ones do not), DNS with pyribs' Euclidean score, MAP-Elites on a grid "
+        "or CVT, NSGA-II (fitness, novelty), or top-fitness only.")
     descriptors: Literal["auto", "skills", "capabilities"] = Field(
         "auto", description="Archive measures: skill vectors, or pass rate per capability; 'auto' picks "
         "capabilities for MAP-Elites and skills otherwise.")
@@ -78,6 +84,9 @@ class EvolutionConfig(_Section):
 
     @model_validator(mode="after")
     def _grid_fits(self) -> EvolutionConfig:
+        if self.archive == "dns" and self.descriptor_kind != "skills":
+            raise ValueError("archive dns (the AC/DC score) needs descriptors = 'skills'; use 'dns-euclidean' "
+                             "for other descriptors")
         if self.archive.startswith("map-elites"):
             if self.descriptor_kind != "capabilities":
                 raise ValueError(f"archive {self.archive} needs descriptors = 'capabilities' (skill vectors have "

@@ -152,11 +152,22 @@ class Coevolution:
                 row["reason"] = reasons[row["id"]]
         viable = np.array([reasons[m] is None for m in ids])
         objectives, measures = self.measure(ids)
+        commit.breeding = self.breeding_stats(children, viable, objectives)
         self.scheduler.tell(objectives, measures, model_id=np.array(ids + [None], dtype=object)[:-1], viable=viable)
         for model_id, ok, fit in zip(ids, viable, objectives):
             self.emit("model_done", model_id=model_id, fitness=float(fit), solved=self.solved_count(model_id),
                       status="evaluated" if ok else "rejected", reason=reasons[model_id])
         self.emit("advance", n=1)
+
+    def breeding_stats(self, children: list[ModelRecord], viable: np.ndarray, objectives: np.ndarray) -> dict:
+        """How good a generation's children are: the share that pass the minimal criterion, and the
+        shares whose fitness matches or beats their weaker and their fitter parent (on the same tasks)."""
+        parents = [[self.fitness(p) for p in c.recipe.parents] for c in children]
+        return {
+            "children_viable": float(np.mean(viable)),
+            "children_ge_parent": float(np.mean([f >= min(p) for f, p in zip(objectives, parents)])),
+            "children_ge_best_parent": float(np.mean([f >= max(p) for f, p in zip(objectives, parents)])),
+        }
 
     def adapt_tasks(self, gen: int, commit: Commit) -> None:
         """Pass rates over the archive decide: remove, harder variant, novel variant."""
@@ -221,7 +232,7 @@ class Coevolution:
         commit.active = list(self.active)
         kept_mb = round(sum(r["size"] for r in commit.weight_files) / 2**20, 1)
         commit.stats = self.record_stats(commit, weights_mb=kept_mb, weights_evicted=len(evicted),
-                                         weights_rebuilt=rebuilt)
+                                         weights_rebuilt=rebuilt, **commit.breeding)
         self.store.commit(commit)
         for model_id in new_ids:
             self.models[model_id].new_file = None

@@ -77,6 +77,7 @@ class Commit:
     archive: list[dict] = field(default_factory=list)  # id, fitness, solved, dns
     active: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    breeding: dict[str, float] = field(default_factory=dict)  # shares of this generation's children (loop stats)
     new_files: dict[str, Path] = field(default_factory=dict)  # digest -> file to place at weights/<digest>
     weight_files: list[dict] = field(default_factory=list)  # every row of `weight_files` after this commit
 
