@@ -85,6 +85,8 @@ def _start(config_file, overrides, plugins, run_dir) -> None:
     extra = [f"run.plugins={[p.strip() for p in plugins.split(',') if p.strip()]!r}"] if plugins else []
     config = load_config(config_file, [*overrides, *extra])
     build_plugin_manager(config.run.plugins)  # unknown plugin names fail before any work
+    if config.models.forge_missing:
+        _forge_missing_experts(config)
     if run_dir is None:
         run_dir = Path(config.run.output_dir) / datetime.now().strftime("run-%Y%m%d-%H%M%S")
     store = RunStore.create(Path(run_dir), config.model_dump_json())
@@ -293,25 +295,10 @@ def forge(group, base, capabilities, steps, lr, rank, protect_energy, force, no_
     hook = build_plugin_manager(config.run.plugins).hook
     recipe = ForgeRecipe(steps=steps, lr=lr, rank=rank, protect_energy=protect_energy or None)
     smith = Forge(hook, config, base=base, recipe=recipe)
-    experts = {}
     try:
         with _progress() as progress:
-            if not smith.replay_file.is_file() and any(force or not smith.cached(c) for c in caps):
-                task = progress.add_task("replay: the base's answers", total=len(smith.replay_prompts))
-                smith.replay(on_batch=lambda n: progress.advance(task, n))
-                progress.remove_task(task)
-            for cap in caps:
-                task = progress.add_task(f"forging {cap}", total=steps)
-
-                def on_step(step, loss, task=task, cap=cap):
-                    progress.update(task, completed=step, description=f"forging {cap} (loss {loss:.3f})")
-
-                done = smith.forge(cap, force=force, on_step=on_step)
-                progress.remove_task(task)
-                how = f"cached (forged in {_duration(done.seconds)})" if done.cached else \
-                    f"forged in {_duration(done.seconds)}"
-                progress.console.print(f"{cap}: {how}: {done.path}", highlight=False)
-                experts[f"{cap} expert"] = (cap, done.path)
+            experts = {f"{cap} expert": (cap, done.path)
+                       for cap, done in _forge_experts(smith, caps, progress, force=force).items()}
             if no_eval:
                 return
             held = smith.held
@@ -324,6 +311,51 @@ def forge(group, base, capabilities, steps, lr, rank, protect_energy, force, no_
         console.print("interrupted; no half-written expert is left in the cache", highlight=False)
         sys.exit(130)
     console.print(forge_table(rates, held, {name: cap for name, (cap, _) in experts.items()}))
+
+
+def _forge_experts(smith, caps: list[str], progress: Progress, *, force: bool = False) -> dict:
+    """Each capability's expert, from the cache or forged now, with a bar per step and a line per expert."""
+    if not smith.replay_file.is_file() and any(force or not smith.cached(c) for c in caps):
+        task = progress.add_task("replay: the base's answers", total=len(smith.replay_prompts))
+        smith.replay(on_batch=lambda n: progress.advance(task, n))
+        progress.remove_task(task)
+    experts = {}
+    for cap in caps:
+        task = progress.add_task(f"forging {cap}", total=smith.recipe.steps)
+
+        def on_step(step, loss, task=task, cap=cap):
+            progress.update(task, completed=step, description=f"forging {cap} (loss {loss:.3f})")
+
+        experts[cap] = done = smith.forge(cap, force=force, on_step=on_step)
+        progress.remove_task(task)
+        how = f"cached (forged in {_duration(done.seconds)})" if done.cached else f"forged in {_duration(done.seconds)}"
+        progress.console.print(f"{cap}: {how}: {done.path}", highlight=False)
+    return experts
+
+
+def _forge_missing_experts(config: Config) -> None:
+    """Forges the default experts of every ``forged:BASE`` seed group that has none yet (the first run)."""
+    from acdc_engine.forge import Forge
+    from acdc_engine.plugins.forged_seeds import PREFIX
+    from acdc_engine.seeds import expand
+
+    hook = build_plugin_manager(config.run.plugins).hook
+    cache = Path(config.models.cache_dir).expanduser()
+    for spec in config.models.seeds:
+        if not spec.startswith(PREFIX) or ":" in spec[len(PREFIX):] or expand(hook, spec, cache):
+            continue
+        _quiet_libraries()
+        base = spec[len(PREFIX):]
+        console.print(f"seed {spec}: no expert forged from {base} yet; forging {', '.join(DEFAULT_CAPABILITIES)} "
+                      "once (about 4 min each on 2 cores; cached for later runs; models.forge_missing=false "
+                      "skips this)", highlight=False)
+        try:
+            with _progress() as progress:
+                _forge_experts(Forge(hook, config, base=base), list(DEFAULT_CAPABILITIES), progress)
+        except KeyboardInterrupt:
+            console.print("interrupted; the experts forged so far are cached, no half-written one is left",
+                          highlight=False)
+            sys.exit(130)
 
 
 def _progress() -> Progress:
