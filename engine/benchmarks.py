@@ -138,29 +138,93 @@ def load_jsonl(path: Path) -> Benchmark:
     return Benchmark(path.stem, items)
 
 
+def _bigbench_item(n: int, ex: dict, prefix: str) -> Item:
+    question = prefix + ex["input"]
+    if "target_scores" in ex:
+        choices = list(ex["target_scores"])
+        best = max(ex["target_scores"].values())
+        right = tuple(c for c in choices if ex["target_scores"][c] == best)
+        return Item(str(n), _choice_prompt(question, choices), right, "choice", tuple(choices))
+    targets = ex["target"] if isinstance(ex["target"], list) else [ex["target"]]
+    return Item(str(n), f"{question}\nEnd with 'Answer: <answer>'.", tuple(map(str, targets)), "exact")
+
+
+def _bigbench_examples(task, where: str) -> list[dict]:
+    try:
+        examples = task["examples"]
+        if not isinstance(examples, list):
+            raise TypeError
+    except (KeyError, TypeError):
+        raise AcdcError(f"{where}: not a BIG-bench JSON task (needs a list 'examples')") from None
+    for n, ex in enumerate(examples, 1):
+        if not isinstance(ex, dict) or "input" not in ex or not ({"target", "target_scores"} & set(ex)):
+            raise AcdcError(f"{where}: example {n} needs 'input' and 'target' or 'target_scores'")
+    return examples
+
+
 def load_bigbench(path: Path) -> Benchmark:
     try:
         task = json.loads(path.read_text())
-        examples = task["examples"]
-    except (json.JSONDecodeError, KeyError, TypeError):
+    except json.JSONDecodeError:
         raise AcdcError(f"{path}: not a BIG-bench JSON task (needs a list 'examples')") from None
-    prefix = task.get("task_prefix", "")
-    items = []
-    for n, ex in enumerate(examples, 1):
-        if "input" not in ex or not ({"target", "target_scores"} & set(ex)):
-            raise AcdcError(f"{path}: example {n} needs 'input' and 'target' or 'target_scores'")
-        question = prefix + ex["input"]
-        if "target_scores" in ex:
-            choices = list(ex["target_scores"])
-            best = max(ex["target_scores"].values())
-            right = tuple(c for c in choices if ex["target_scores"][c] == best)
-            items.append(Item(str(n), _choice_prompt(question, choices), right, "choice", tuple(choices)))
-        else:
-            targets = ex["target"] if isinstance(ex["target"], list) else [ex["target"]]
-            items.append(Item(str(n), f"{question}\nEnd with 'Answer: <answer>'.", tuple(map(str, targets)), "exact"))
-    if not items:
+    examples = _bigbench_examples(task, str(path))
+    if not examples:
         raise AcdcError(f"{path}: no examples")
-    return Benchmark(task.get("name", path.stem), items)
+    prefix = task.get("task_prefix", "")
+    return Benchmark(task.get("name", path.stem), [_bigbench_item(n, ex, prefix) for n, ex in enumerate(examples, 1)])
+
+
+def short_question(ex: dict) -> bool:
+    """A BIG-bench example a small model can be scored on from a short answer: multiple choice
+    among 2-5 options, or an exact target of at most 3 words."""
+    if not ex.get("input"):
+        return False
+    if "target_scores" in ex:
+        return 2 <= len(ex["target_scores"]) <= 5
+    targets = ex["target"] if isinstance(ex["target"], list) else [ex["target"]]
+    return bool(targets) and all(0 < len(str(t).split()) <= 3 for t in targets)
+
+
+def bigbench_sdist_tasks(sdist: Path) -> dict[str, "tarfile.TarInfo"]:
+    """The JSON task files of a ``bigbench`` sdist, by task name (tasks kept in subtasks are not listed)."""
+    import tarfile
+
+    pattern = re.compile(r"/bigbench/benchmark_tasks/([^/]+)/task\.json$")
+    try:
+        with tarfile.open(sdist) as tar:
+            found = {m.group(1): info for info in tar.getmembers() if (m := pattern.search("/" + info.name))}
+    except (OSError, tarfile.TarError) as exc:
+        raise AcdcError(f"BIG-bench sdist {sdist}: cannot read it ({exc})") from None
+    if not found:
+        raise AcdcError(f"BIG-bench sdist {sdist}: holds no bigbench/benchmark_tasks/*/task.json")
+    return found
+
+
+def load_bigbench_sdist(sdist: Path, names: list[str], per_task: int, seed: int) -> list[Benchmark]:
+    """``per_task`` short questions (:func:`short_question`) of each named task of a ``bigbench``
+    sdist, a seeded draw per task; one line naming an unknown task or one with too few questions."""
+    import random
+    import tarfile
+
+    members = bigbench_sdist_tasks(sdist)
+    unknown = [n for n in names if n not in members]
+    if unknown:
+        raise AcdcError(f"BIG-bench sdist {sdist}: no JSON task {unknown[0]!r}")
+    out = []
+    with tarfile.open(sdist) as tar:
+        for name in names:
+            where = f"{sdist}:{members[name].name}"
+            try:
+                task = json.load(tar.extractfile(members[name]))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise AcdcError(f"{where}: not JSON") from None
+            prefix = task.get("task_prefix", "")
+            usable = [(n, ex) for n, ex in enumerate(_bigbench_examples(task, where), 1) if short_question(ex)]
+            if len(usable) < per_task:
+                raise AcdcError(f"BIG-bench task {name}: {len(usable)} short questions, fewer than {per_task}")
+            drawn = sorted(random.Random(f"{seed}:{name}").sample(usable, per_task), key=lambda p: p[0])
+            out.append(Benchmark(name, [_bigbench_item(n, ex, prefix) for n, ex in drawn]))
+    return out
 
 
 def load_humaneval(limit: int | None) -> Benchmark:
