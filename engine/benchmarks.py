@@ -193,8 +193,10 @@ def bigbench_sdist_tasks(sdist: Path) -> dict[str, "tarfile.TarInfo"]:
     try:
         with tarfile.open(sdist) as tar:
             found = {m.group(1): info for info in tar.getmembers() if (m := pattern.search("/" + info.name))}
-    except (OSError, tarfile.TarError) as exc:
-        raise AcdcError(f"BIG-bench sdist {sdist}: cannot read it ({exc})") from None
+    except OSError as exc:
+        raise AcdcError(f"BIG-bench sdist {sdist}: cannot read it ({exc.strerror or exc})") from None
+    except tarfile.TarError:
+        raise AcdcError(f"BIG-bench sdist {sdist}: cannot read it (not a tar archive)") from None
     if not found:
         raise AcdcError(f"BIG-bench sdist {sdist}: holds no bigbench/benchmark_tasks/*/task.json")
     return found

@@ -1,0 +1,345 @@
+"""Does a run discover? Its task forces against the seed experts and a control, on outside questions.
+
+Usage: python benchmarks/discovery.py [--seeds 0,1] [--set KEY=VALUE ...] [--ablations] [--out DIR]
+                                      [--sdist FILE] [--questions 20] [--humaneval 40]
+
+For each run seed (and, with ``--ablations``, each ablation of the paper's
+Table 3 shape at the same model budget), this
+
+1. forges the default seed experts unless they are cached (``acdc-engine forge``);
+2. runs a coevolution: the default config, ``--set`` overrides, ``run.seed``
+   = the run seed (a run folder under ``--out`` that already holds a task
+   force is reused; one without is resumed);
+3. scores, on the development set below, which no part of the run reads
+   (see :mod:`acdc_engine.discovery` for the systems): for N = 3 and N = 8,
+   Coverage of the task force, of the seed experts, of the control and of the
+   fittest single model, and of the task force picked from the models born
+   up to each generation;
+4. writes ``discovery.json`` and ``discovery.png`` (Coverage over generations)
+   under ``--out``, prints the table, the time of each part and each target
+   as met / not met.
+
+The development set: ``--questions`` short questions (multiple choice with
+2-5 options, or exact answers of at most 3 words) of each task in
+``BIGBENCH_TASKS``, drawn with seed 0 from the ``bigbench==1.0.0`` sdist
+(fetched once with ``pip download --no-deps`` into the cache; never a
+dependency), plus ``--humaneval`` problems of HumanEval drawn with seed 0,
+scored in the sandbox. ``BIGBENCH_TASKS`` was drawn once, with
+``random.Random(0).sample(eligible, 15)``, from the 78 JSON tasks of the sdist
+with at least 20 short questions, a median question of at most 600
+characters and at least 95 % ASCII text: no task was chosen or dropped by
+looking at any model's answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIGBENCH_TASKS = (
+    "chinese_remainder_theorem", "empirical_judgments", "human_organs_senses", "irony_identification",
+    "logical_fallacy_detection", "mathematical_induction", "navigate", "odd_one_out", "penguins_in_a_table",
+    "physical_intuition", "sentence_ambiguity", "similarities_abstraction", "simple_ethical_questions", "snarks",
+    "vitaminc_fact_verification",
+)
+SDIST = "bigbench-1.0.0.tar.gz"
+DRAW_SEED = 0
+SIZES = (3, 8)
+CODE_TOKENS = 192  # a HumanEval answer is a whole function
+ABLATIONS = {
+    "acdc": [],
+    "static-pool": ["tasks.static_pool=true"],
+    "map-elites": ["evolution.archive=map-elites-grid", "evolution.grid_cells=3"],
+    "top-fitness": ["evolution.archive=top-fitness"],
+}
+TARGETS = (  # (name, system, baseline, margin)
+    ("task force 3 >= control 3 + 3", "task_force_3", "control_3", 0.03),
+    ("task force 3 >= seed experts 3 + 3", "task_force_3", "seed_experts_3", 0.03),
+    ("task force 8 >= control 8 + 2", "task_force_8", "control_8", 0.02),
+    ("task force 3, last generation >= generation 0 + 2", "task_force_3", "generation_0_3", 0.02),
+)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def sdist_file(arg: str | None, cache: Path) -> Path:
+    """The bigbench sdist: ``--sdist``, or the cached one, fetched once."""
+    if arg:
+        return Path(arg)
+    path = cache / "bigbench" / SDIST
+    if not path.is_file():
+        say(f"fetching {SDIST} (360 MB, once) into {path.parent}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "bigbench==1.0.0",
+                               "-d", str(path.parent)], capture_output=True, text=True)
+        if done.returncode != 0 or not path.is_file():
+            raise SystemExit(f"error: could not fetch bigbench==1.0.0: {done.stderr.strip().splitlines()[-1:]}")
+    return path
+
+
+def dev_set(sdist: Path, questions: int, humaneval: int):
+    """The development set, every item named ``benchmark/id``."""
+    from dataclasses import replace
+
+    from acdc_engine.benchmarks import load_bigbench_sdist, load_humaneval
+
+    items = []
+    for bench in load_bigbench_sdist(sdist, list(BIGBENCH_TASKS), questions, DRAW_SEED):
+        items += [replace(i, id=f"{bench.name}/{i.id}") for i in bench.items]
+    code = load_humaneval(None).items
+    items += sorted(random.Random(DRAW_SEED).sample(code, humaneval), key=lambda i: int(i.id.split("/")[1]))
+    return items
+
+
+def engine(*args: str, log: Path) -> None:
+    """Runs ``acdc-engine ARGS`` in a process of its own, output to ``log``; stops on failure."""
+    with open(log, "a") as out:
+        done = subprocess.run([sys.executable, "-m", "acdc_engine", *args], stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
+        raise SystemExit(f"error: acdc-engine {args[0]} failed ({done.returncode}): {tail[0]} (log: {log})")
+
+
+def coevolve(run_dir: Path, overrides: list[str], log: Path) -> None:
+    from acdc_engine.store import RunStore
+
+    if (run_dir / "run.sqlite").is_file():
+        store = RunStore.open(run_dir)
+        finished = store.task_force() is not None
+        store.close()
+        if finished:
+            say(f"  {run_dir}: finished before, reused")
+            return
+        engine("resume", str(run_dir), log=log)
+        return
+    engine("run", "--run-dir", str(run_dir), *[a for o in overrides for a in ("--set", o)], log=log)
+
+
+class Answerer:
+    """Answers the development set with the run's backend: text with the run's answer length,
+    code with ``CODE_TOKENS``; code is scored in the sandbox."""
+
+    def __init__(self, hook, config, base_dir: Path, items) -> None:
+        self.hook, self.config, self.items = hook, config, items
+        self.backend = hook.acdc_make_backend(config=config, model_dir=base_dir)
+        self.tokens = {"code": CODE_TOKENS}
+
+    def __call__(self, weights: Path, temperature: float, seed: int, n: int) -> list[list[bool]]:
+        from acdc_engine.benchmarks import submission
+        from acdc_engine.evaluate import score_answers
+
+        self.backend.load_weights(weights)
+        raw: list[list[str]] = [[] for _ in self.items]
+        for kind in ("text", "code"):
+            idx = [i for i, it in enumerate(self.items) if (it.kind == "code") == (kind == "code")]
+            if not idx:
+                continue
+            prompts = [self.items[i].prompt for i in idx for _ in range(n)]
+            out = self.backend.generate(prompts, max_new_tokens=self.tokens.get(kind, self.config.generation.max_new_tokens),
+                                        temperature=temperature, seed=seed)
+            for j, i in enumerate(idx):
+                raw[i] = out[j * n:(j + 1) * n]
+        subs = [[submission(it, r) for r in group] for it, group in zip(self.items, raw)]
+        return score_answers(self.items, subs, self.config.sandbox)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def measure(run_dir: Path, items, cache: Path, times: dict) -> dict:
+    """The table of one run: Coverage of every system for each N, and per generation."""
+    from acdc_engine.config import Config
+    from acdc_engine.discovery import (
+        AnswerBook, Member, forces_by_generation, padded, pick, run_skills, seed_ids, system_coverage,
+    )
+    from acdc_engine.lineage import rebuild_weights
+    from acdc_engine.plugin_manager import build_plugin_manager
+    from acdc_engine.seeds import resolve_seeds
+    from acdc_engine.store import RunStore
+
+    store = RunStore.open(run_dir)
+    config = Config.model_validate_json(store.config_json())
+    hook = build_plugin_manager(config.run.plugins).hook
+    seed_dirs, base_dir = resolve_seeds(hook, config.models)
+    models, tasks, scores, thr = run_skills(store)
+    rows = {m["id"]: m for m in models}
+    scratch = Path(tempfile.mkdtemp(prefix="acdc-discovery-"))
+    answerer = Answerer(hook, config, base_dir, items)
+    book = AnswerBook(items, cache / "discovery-answers.json", answerer)
+
+    def weights(model_id: str) -> Path:
+        kept = store.weights_path(rows[model_id]["digest"])
+        if kept.is_file():
+            return kept
+        out = scratch / f"{model_id}.safetensors"
+        if not out.is_file():
+            rebuild_weights(store, model_id, hook=hook, base_file=base_dir / "model.safetensors", out_file=out)
+        return out
+
+    def cov(ids: list[str]) -> float:
+        return system_coverage(book, [Member(m, weights(m)) for m in ids])
+
+    try:
+        seeds = seed_ids(models)
+        task_ids = [t["id"] for t in tasks]
+        base_id = next(m for m in seeds if seed_spec(rows[m]) == config.models.base)
+        final = store.generation(store.last_generation())
+        fittest = max(final["archive"], key=lambda r: r["fitness"])["id"]
+        table: dict = {"n_seeds": len(seeds), "per_generation": {}, "members": {}}
+        started = time.monotonic()
+        for n in SIZES:
+            by_gen = forces_by_generation(models, tasks, scores, thr, n)
+            last = max(by_gen)
+            table["members"][f"task_force_{n}"] = by_gen[last]
+            table[f"task_force_{n}"] = cov(by_gen[last])
+            table["per_generation"][n] = {g: cov(ids) for g, ids in by_gen.items()}
+            table[f"generation_0_{n}"] = table["per_generation"][n][0]
+            chosen = pick(seeds, task_ids, scores, thr, n)
+            expert_members = padded([Member(m, weights(m)) for m in chosen],
+                                    [Member(m, weights(m)) for m in seeds], n)
+            table["members"][f"seed_experts_{n}"] = [m.model if m.sample is None else f"{m.model}@T0.7#{m.sample}"
+                                                     for m in expert_members]
+            table[f"seed_experts_{n}"] = system_coverage(book, expert_members)
+            control = [Member(base_id, weights(base_id), sample=i) for i in range(n)]
+            table[f"control_{n}"] = system_coverage(book, control)
+        table["fittest"] = cov([fittest])
+        table["members"]["fittest"] = [fittest]
+        table["run_task_force"] = json.loads(store.task_force()["model_ids"])
+        table["run_task_force_coverage"] = cov(table["run_task_force"])
+        stats = store.all_stats()
+        table["run_stats"] = [{k: s.get(k) for k in ("gen", "coverage", "fit_max", "children_viable",
+                                                        "children_ge_parent", "children_ge_best_parent")}
+                              for s in stats]
+        times["answer_s"] = times.get("answer_s", 0) + round(time.monotonic() - started, 1)
+        return table
+    finally:
+        answerer.close()
+        store.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def seed_spec(row) -> str | None:
+    """The seed spec of a seed model's row."""
+    from acdc_engine.recipe import Recipe
+
+    return Recipe.from_json(row["recipe"]).seed_spec
+
+
+def targets(table: dict) -> list[tuple[str, bool, float]]:
+    out = []
+    for name, system, baseline, margin in TARGETS:
+        gap = table[system] - table[baseline]
+        out.append((name, gap >= margin - 1e-9, gap))
+    return out
+
+
+def plot(results: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(SIZES), figsize=(5 * len(SIZES), 3.6), squeeze=False)
+    for ax, n in zip(axes[0], SIZES):
+        for label, table in results.items():
+            gens = table["per_generation"][n]
+            line = ax.plot(list(map(int, gens)), list(gens.values()), marker="o", label=f"{label} task force")[0]
+            ax.axhline(table[f"seed_experts_{n}"], color=line.get_color(), ls="--", lw=0.8)
+            ax.axhline(table[f"control_{n}"], color=line.get_color(), ls=":", lw=0.8)
+        ax.set_title(f"N = {n} (dashed: seed experts, dotted: control)", fontsize=9)
+        ax.set_xlabel("generation")
+        ax.set_ylabel("Coverage on the development set")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", default="0", help="Comma-separated run seeds (default 0).")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--ablations", action="store_true", help="Also run the static-pool, MAP-Elites and "
+                        "top-fitness ablations.")
+    parser.add_argument("--out", default="runs/discovery", help="Folder for the runs and results.")
+    parser.add_argument("--sdist", help=f"The bigbench sdist ({SDIST}); default: fetched into the cache.")
+    parser.add_argument("--questions", type=int, default=20, help="Questions per BIG-bench task.")
+    parser.add_argument("--humaneval", type=int, default=40, help="HumanEval problems.")
+    args = parser.parse_args()
+
+    from acdc_engine.cli import _quiet_libraries
+    from acdc_engine.config import load_config
+    from acdc_engine.errors import AcdcError
+
+    _quiet_libraries()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise SystemExit(f"error: --seeds {args.seeds!r}: expected comma-separated integers") from None
+    try:
+        config = load_config(None, args.overrides)  # bad overrides fail before any work
+        cache = Path(config.models.cache_dir).expanduser()
+        items = dev_set(sdist_file(args.sdist, cache), args.questions, args.humaneval)
+    except AcdcError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    say(f"development set: {len(items)} questions ({len(BIGBENCH_TASKS)} BIG-bench tasks x {args.questions}, "
+        f"{args.humaneval} HumanEval)")
+    times: dict = {}
+    started = time.monotonic()
+    engine("forge", "--no-eval", log=out / "forge.log")
+    times["forge_s"] = round(time.monotonic() - started, 1)
+    variants = ABLATIONS if args.ablations else {"acdc": []}
+    results = {}
+    for seed in seeds:
+        for name, extra in variants.items():
+            label = f"{name} seed {seed}"
+            run_dir = out / f"{name}-s{seed}"
+            say(f"{label}: coevolving into {run_dir}")
+            t0 = time.monotonic()
+            coevolve(run_dir, [*args.overrides, *extra, f"run.seed={seed}"], out / f"{name}-s{seed}.log")
+            run_s = round(time.monotonic() - t0, 1)
+            say(f"{label}: scoring on the development set")
+            part = {}
+            t1 = time.monotonic()
+            results[label] = table = measure(run_dir, items, cache, part)
+            table["time_s"] = {"run": run_s, "answer": round(time.monotonic() - t1, 1)}
+            report(label, table)
+    (out / "discovery.json").write_text(json.dumps({"development_set": {
+        "bigbench_tasks": list(BIGBENCH_TASKS), "questions_per_task": args.questions, "humaneval": args.humaneval,
+        "draw_seed": DRAW_SEED}, "overrides": args.overrides, "forge_s": times["forge_s"], "results": results},
+        indent=1))
+    plot(results, out / "discovery.png")
+    say(f"wrote {out / 'discovery.json'} and {out / 'discovery.png'}; total {time.monotonic() - started:.0f} s")
+
+
+def report(label: str, table: dict) -> None:
+    say(f"\n{label}  ({table['n_seeds']} seeds; run {table['time_s']['run']:.0f} s, "
+        f"scoring {table['time_s']['answer']:.0f} s)")
+    say(f"  {'Coverage %':<26}" + "".join(f"{'N=' + str(n):>8}" for n in SIZES))
+    for name, key in (("task force", "task_force"), ("seed experts", "seed_experts"), ("control (base, T=0.7)", "control")):
+        say(f"  {name:<26}" + "".join(f"{100 * table[f'{key}_{n}']:>8.1f}" for n in SIZES))
+    say(f"  {'fittest single model':<26}{100 * table['fittest']:>8.1f}")
+    for n in SIZES:
+        gens = table["per_generation"][n]
+        say(f"  task force {n} by generation: " + "  ".join(f"g{g} {100 * c:.1f}" for g, c in gens.items()))
+    for s in table["run_stats"]:
+        if s.get("children_viable") is not None:
+            say(f"  gen {s['gen']}: children viable {s['children_viable']:.2f}, >= a parent "
+                f"{s['children_ge_parent']:.2f}, >= the fitter parent {s['children_ge_best_parent']:.2f}; "
+                f"archive coverage {s['coverage']:.3f}")
+    for name, met, gap in targets(table):
+        say(f"  target {name}: {'met' if met else 'NOT met'} ({100 * gap:+.1f} points)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Discovery measured outside the run: task forces against seed experts and a control.
+
+A run's models are scored on questions that no part of the run reads (an
+outside development set). What is compared, for a task-force size ``N``:
+
+- the task force picked greedily, on the run's own accepted tasks, from every
+  model born up to generation ``g`` (the seeds included; rejected models
+  excluded), for every ``g``: its last value is *the* task force;
+- the seed experts: the ``N`` seeds picked the same way from the seeds alone;
+  with fewer than ``N`` seeds, padded by samples of the seeds at
+  ``T = 0.7`` (round robin);
+- the control: the base model sampled ``N`` times at ``T = 0.7``;
+- the fittest single model of the final archive (greedy).
+
+Every member answers each question once; Coverage is the share of
+questions that some member answers right. :class:`AnswerBook` holds the
+per-question verdicts of each answering (a weights file greedily, or one
+sample of it), cached on disk by the file's digest, so systems that share a
+member, and runs that share seeds, answer once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from acdc_engine.archives import coverage, greedy_task_force
+from acdc_engine.benchmarks import Item
+from acdc_engine.digest import file_digest, text_digest
+from acdc_engine.recipe import Recipe
+
+SAMPLE_TEMPERATURE = 0.7
+
+
+@dataclass(frozen=True)
+class Member:
+    """One answering: a model's weights, greedily (``sample`` None) or its ``sample``-th draw at T = 0.7."""
+
+    model: str  # a model id of the run, or a seed's label
+    weights: Path
+    sample: int | None = None
+
+
+def run_skills(store) -> tuple[list[dict], list[dict], dict[tuple[str, str], float], float]:
+    """The run's models and accepted tasks (rows as dicts), its scores and its pass threshold."""
+    from acdc_engine.config import Config
+
+    config = Config.model_validate_json(store.config_json())
+    models = [dict(r) for r in store.models()]
+    tasks = [dict(r) for r in store.tasks() if r["status"] in ("active", "limbo", "retired", "removed")]
+    return models, tasks, store.scores(), config.tasks.pass_threshold
+
+
+def pick(candidates: list[str], tasks: list[str], scores: dict, threshold: float, size: int) -> list[str]:
+    """``size`` candidates picked greedily for Coverage of ``tasks`` (a missing score is a fail);
+    ties go to the higher mean score."""
+    solved = np.array([[scores.get((m, t), 0.0) >= threshold for t in tasks] for m in candidates],
+                      dtype=bool).reshape(len(candidates), len(tasks))
+    fitness = np.array([np.mean([scores.get((m, t), 0.0) for t in tasks]) if tasks else 0.0 for m in candidates])
+    return [candidates[i] for i in greedy_task_force(solved, size, fitness)]
+
+
+def forces_by_generation(models: list[dict], tasks: list[dict], scores: dict, threshold: float,
+                         size: int) -> dict[int, list[str]]:
+    """Per generation ``g``, the task force picked from the models born up to ``g`` (not rejected) on the
+    tasks accepted up to ``g``."""
+    last = max(m["generation"] for m in models)
+    out = {}
+    for g in range(last + 1):
+        born = [m["id"] for m in models if m["generation"] <= g and m["status"] != "rejected"]
+        known = [t["id"] for t in tasks if t["generation"] <= g]
+        out[g] = pick(born, known, scores, threshold, size)
+    return out
+
+
+def seed_ids(models: list[dict]) -> list[str]:
+    """The run's seed models, in order."""
+    return [m["id"] for m in models if Recipe.from_json(m["recipe"]).is_seed]
+
+
+def padded(members: list[Member], seeds: list[Member], size: int) -> list[Member]:
+    """``members`` padded to ``size`` by samples of ``seeds`` (round robin, first sample 0)."""
+    out = list(members[:size])
+    i = 0
+    while len(out) < size:
+        s = seeds[i % len(seeds)]
+        out.append(Member(s.model, s.weights, sample=i // len(seeds)))
+        i += 1
+    return out
+
+
+def system_coverage(book: "AnswerBook", members: list[Member]) -> float:
+    """Share of questions that some member answers right."""
+    return coverage(np.array([book.verdicts(m) for m in members], dtype=bool))
+
+
+class AnswerBook:
+    """Per-question verdicts of each member on a fixed question set, cached in a JSON file."""
+
+    def __init__(self, items: list[Item], cache_file: Path, answer) -> None:
+        """``answer(weights, temperature, seed, n_samples) -> list[list[bool]]``: per item, the verdict of
+        each of ``n_samples`` answers (one greedy answer when ``temperature`` is 0)."""
+        self.items, self.cache_file, self.answer = items, Path(cache_file), answer
+        self.key = text_digest(json.dumps([(i.id, i.prompt, i.answers) for i in items]))
+        self.cache = json.loads(self.cache_file.read_text()) if self.cache_file.is_file() else {}
+        self.digests: dict[Path, str] = {}
+
+    def _digest(self, weights: Path) -> str:
+        if weights not in self.digests:
+            self.digests[weights] = file_digest(weights)
+        return self.digests[weights]
+
+    def verdicts(self, member: Member, samples: int = 8) -> list[bool]:
+        """The member's verdict per question (a sample index below ``samples`` draws them all at once)."""
+        kind = "greedy" if member.sample is None else f"sample{member.sample}"
+        key = f"{self.key}:{self._digest(member.weights)}:{kind}"
+        if key not in self.cache:
+            if member.sample is None:
+                self.cache[key] = [v[0] for v in self.answer(member.weights, 0.0, 0, 1)]
+            else:
+                n = max(samples, member.sample + 1)
+                drawn = self.answer(member.weights, SAMPLE_TEMPERATURE, 0, n)
+                for j in range(n):
+                    self.cache[f"{self.key}:{self._digest(member.weights)}:sample{j}"] = [v[j] for v in drawn]
+            self._save()
+        return self.cache[key]
+
+    def _save(self) -> None:
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.cache))
+        os.replace(tmp, self.cache_file)

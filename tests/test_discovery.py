@@ -1,0 +1,114 @@
+"""The discovery measurement's arithmetic (engine/discovery.py) and its BIG-bench sdist reader."""
+
+import io
+import json
+import tarfile
+
+import pytest
+
+from acdc_engine.benchmarks import Item, load_bigbench_sdist
+from acdc_engine.discovery import AnswerBook, Member, forces_by_generation, padded, pick, system_coverage
+from acdc_engine.errors import AcdcError
+
+ITEMS = [Item(str(i), f"q{i}", ("a",), "exact") for i in range(4)]
+
+
+def book_with(verdicts: dict, tmp_path):
+    """An AnswerBook whose answers come from a table (weights file name, sample) -> verdicts."""
+    calls = []
+
+    def answer(weights, temperature, seed, n):
+        calls.append((weights.name, temperature, n))
+        rows = [verdicts[(weights.name, None if temperature == 0 else j)] for j in range(n)]
+        return [list(col) for col in zip(*rows)]
+
+    return AnswerBook(ITEMS, tmp_path / "cache.json", answer), calls
+
+
+def weights(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(name.encode())
+    return path
+
+
+def test_coverage_counts_a_question_once_whoever_answers_it(tmp_path):
+    a, b = weights(tmp_path, "a"), weights(tmp_path, "b")
+    book, calls = book_with({("a", None): [1, 1, 0, 0], ("b", None): [0, 1, 1, 0]}, tmp_path)
+    assert system_coverage(book, [Member("a", a)]) == 0.5
+    assert system_coverage(book, [Member("a", a), Member("b", b)]) == 0.75
+    assert len(calls) == 2  # each member answered once
+    again, calls = book_with({}, tmp_path)  # from the cache file: nothing answered again
+    assert system_coverage(again, [Member("a", a), Member("b", b)]) == 0.75 and calls == []
+
+
+def test_samples_are_drawn_together_and_cached_apart(tmp_path):
+    c = weights(tmp_path, "c")
+    table = {("c", j): [j == 0, j == 1, j == 2, False] for j in range(8)}
+    book, calls = book_with(table, tmp_path)
+    assert system_coverage(book, [Member("c", c, sample=i) for i in range(3)]) == 0.75
+    assert system_coverage(book, [Member("c", c, sample=i) for i in range(8)]) == 0.75
+    assert calls == [("c", 0.7, 8)]
+
+
+def test_seed_experts_are_padded_by_samples_round_robin(tmp_path):
+    s1, s2 = Member("s1", tmp_path / "1"), Member("s2", tmp_path / "2")
+    out = padded([s1], [s1, s2], 4)
+    assert [(m.model, m.sample) for m in out] == [("s1", None), ("s1", 0), ("s2", 0), ("s1", 1)]
+    assert padded([s1, s2], [s1, s2], 1) == [s1]
+
+
+def test_task_forces_grow_with_the_models_born_up_to_each_generation():
+    models = [{"id": "m1", "generation": 0, "status": "elite"}, {"id": "m2", "generation": 1, "status": "retired"},
+              {"id": "m3", "generation": 1, "status": "rejected"}, {"id": "m4", "generation": 2, "status": "elite"}]
+    tasks = [{"id": t, "generation": g} for t, g in (("t1", 0), ("t2", 0), ("t3", 2))]
+    scores = {("m1", "t1"): 1.0, ("m2", "t2"): 1.0, ("m3", "t1"): 1.0, ("m3", "t2"): 1.0, ("m3", "t3"): 1.0,
+              ("m4", "t3"): 1.0, ("m4", "t1"): 0.4}
+    forces = forces_by_generation(models, tasks, scores, 0.5, 2)
+    assert forces[0] == ["m1"]  # alone; m2 is not born yet
+    assert sorted(forces[1]) == ["m1", "m2"]  # m3 rejected: never picked
+    assert forces[2][0] in ("m1", "m2", "m4") and len(forces[2]) == 2
+    assert pick(["m1", "m4"], ["t1", "t3"], scores, 0.5, 1) in (["m1"], ["m4"])
+
+
+def sdist(tmp_path, tasks: dict) -> str:
+    path = tmp_path / "bigbench-1.0.0.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, body in tasks.items():
+            data = (body if isinstance(body, str) else json.dumps(body)).encode()
+            info = tarfile.TarInfo(f"bigbench-1.0.0/bigbench/benchmark_tasks/{name}/task.json")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_sdist_tasks_give_a_seeded_draw_of_short_questions(tmp_path):
+    examples = [{"input": f"{i} + 1?", "target": str(i + 1)} for i in range(30)]
+    examples += [{"input": "long", "target": "far too many words here"}]
+    mc = [{"input": f"pick {i}", "target_scores": {"x": 1, "y": 0}} for i in range(25)]
+    path = sdist(tmp_path, {"add": {"examples": examples}, "mc": {"examples": mc, "task_prefix": "Q: "}})
+    add, choice = load_bigbench_sdist(path, ["add", "mc"], 20, 0)
+    assert len(add.items) == 20 and all("far too many" not in i.prompt for i in add.items)
+    assert choice.items[0].kind == "choice" and choice.items[0].prompt.startswith("Q: pick")
+    assert [i.id for i in load_bigbench_sdist(path, ["add"], 20, 0)[0].items] == [i.id for i in add.items]
+    assert [i.id for i in load_bigbench_sdist(path, ["add"], 20, 1)[0].items] != [i.id for i in add.items]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "cannot read it"),
+    ("garbage", "cannot read it"),
+    ("unknown", "no JSON task 'nope'"),
+    ("few", "2 short questions, fewer than 20"),
+    ("notjson", "not JSON"),
+])
+def test_bad_sdist_input_is_one_line_naming_it(tmp_path, case, message):
+    if case == "missing":
+        path = tmp_path / "absent.tar.gz"
+    elif case == "garbage":
+        path = tmp_path / "garbage.tar.gz"
+        path.write_bytes(b"not a tarball")
+    else:
+        path = sdist(tmp_path, {"few": {"examples": [{"input": "a", "target": "b"}] * 2}, "notjson": "{oops"})
+    name = {"unknown": "nope", "few": "few", "notjson": "notjson"}.get(case, "few")
+    with pytest.raises(AcdcError, match=message) as err:
+        load_bigbench_sdist(path, [name], 20, 0)
+    assert "\n" not in str(err.value)
