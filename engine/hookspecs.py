@@ -235,5 +235,6 @@ def acdc_event(kind: str, data: dict[str, Any]) -> None:
       rebuilt from its ancestry because they were needed
     - ``generation_committed``: generation, archive (list of row dicts),
       pool (counts), stats (logbook record)
-    - ``run_finished``: run_dir, task_force, coverage, seed_coverage
+    - ``run_finished``: run_dir, task_force, coverage, seed_coverage (of the seed experts' own task
+      force of the same size), seed_force
     """

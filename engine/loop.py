@@ -23,7 +23,7 @@ from ribs.schedulers import Scheduler
 
 from acdc_engine.answers import extract_answer
 from acdc_engine.archives import (
-    RecipeEmitter, coverage, make_archive, plan_adaptation, select_task_force, vendi_score,
+    RecipeEmitter, coverage, greedy_task_force, make_archive, plan_adaptation, select_task_force, vendi_score,
 )
 from acdc_engine.archives.task_pool import prune_oldest
 from acdc_engine.config import Config
@@ -244,26 +244,29 @@ class Coevolution:
                   pool=self.pool_counts(), stats=commit.stats)
 
     def pick_task_force(self) -> None:
-        """A task force (``result.task_force_method``) over every accepted task, beside the first seed alone."""
+        """A task force (``result.task_force_method``) over every accepted task, beside the seed experts'
+        own task force of the same size (greedy over the seeds alone)."""
         members = self.archive.member_ids()
-        seed_id = next(m.id for m in self.models.values() if m.recipe.is_seed)
+        seeds = [m.id for m in self.models.values() if m.recipe.is_seed]
         everything = [t for t, rec in self.tasks.items() if rec.status in ACCEPTED]
         commit = Commit(generation=self.cfg.run.generations)
-        for model_id in dict.fromkeys(members + [seed_id]):
+        for model_id in dict.fromkeys(members + seeds):
             todo = [t for t in everything if (model_id, t) not in self.scores]
             if todo:
                 self.score(self.answer([model_id], todo, commit.generation), commit.generation, commit)
         everything = [t for t in everything if self.tasks[t].status != "broken"]
-        solved = self.solved_matrix(members, everything)
-        fitness = [self.fitness(m) for m in members]
-        picks = select_task_force(self.cfg.result.task_force_method, solved, self.cfg.result.task_force_size,
-                                  np.array(fitness), seed=self.rng_seed(commit.generation, SALT_FORCE))
+        size = self.cfg.result.task_force_size
+        picks = select_task_force(self.cfg.result.task_force_method, self.solved_matrix(members, everything), size,
+                                  np.array([self.fitness(m) for m in members]),
+                                  seed=self.rng_seed(commit.generation, SALT_FORCE))
         force = [members[i] for i in picks]
+        seed_force = [seeds[i] for i in greedy_task_force(self.solved_matrix(seeds, everything), size,
+                                                          np.array([self.fitness(m) for m in seeds]))]
         cov = coverage(self.solved_matrix(force, everything))
-        seed_cov = coverage(self.solved_matrix([seed_id], everything))
+        seed_cov = coverage(self.solved_matrix(seed_force, everything))
         self.store.save_task_force(force, cov, seed_cov, len(everything), commit.evaluations)
         self.emit("run_finished", run_dir=str(self.store.run_dir), task_force=force, coverage=cov,
-                  seed_coverage=seed_cov, n_tasks=len(everything))
+                  seed_coverage=seed_cov, seed_force=seed_force, n_tasks=len(everything))
 
     # --- models ---------------------------------------------------------------
 

@@ -162,7 +162,7 @@ def build_report(run_dir: Path) -> str:
     ]
     if force is not None:
         summary = (f"Task force {', '.join(json.loads(force['model_ids']))} ({config.result.task_force_method}): "
-                   f"Coverage {force['coverage']:.3f} of {force['n_tasks']} tasks; seed alone "
+                   f"Coverage {force['coverage']:.3f} of {force['n_tasks']} tasks; seed experts' own task force "
                    f"{force['seed_coverage']:.3f}.")
     else:
         summary = "No task force yet (the run has not finished)."

@@ -212,6 +212,6 @@ class ProgressView:
             self._log(f"  task {data['task_id']} {data['outcome']} (harder variant {data['child_id']})")
         elif kind == "run_finished":
             self._log(f"task force {', '.join(data['task_force'])}: Coverage {data['coverage']:.3f} of "
-                      f"{data['n_tasks']} tasks (seed alone {data['seed_coverage']:.3f})")
+                      f"{data['n_tasks']} tasks (seed experts {', '.join(data.get('seed_force', []))}: {data['seed_coverage']:.3f})")
         if self.live:
             self.live.update(self._render())
