@@ -188,6 +188,17 @@ def measure(run_dir: Path, items, cache: Path, times: dict) -> dict:
     def cov(ids: list[str]) -> float:
         return system_coverage(book, [Member(m, weights(m)) for m in ids])
 
+    answered = book.answer
+
+    def answer_with_progress(w, temperature, seed, n):  # one line per answering: where the time goes
+        t0 = time.monotonic()
+        out = answered(w, temperature, seed, n)
+        say(f"  answered {len(items)} questions with {w.name[:16]} (T={temperature}, seed {seed}) in "
+            f"{time.monotonic() - t0:.0f} s")
+        return out
+
+    book.answer = answer_with_progress
+
     try:
         seeds = seed_ids(models)
         task_ids = [t["id"] for t in tasks]
@@ -314,11 +325,11 @@ def main() -> None:
             results[label] = table = measure(run_dir, items, cache, part)
             table["time_s"] = {"run": run_s, "answer": round(time.monotonic() - t1, 1)}
             report(label, table)
-    (out / "discovery.json").write_text(json.dumps({"development_set": {
-        "bigbench_tasks": list(BIGBENCH_TASKS), "questions_per_task": args.questions, "humaneval": args.humaneval,
-        "draw_seed": DRAW_SEED}, "overrides": args.overrides, "forge_s": times["forge_s"], "results": results},
-        indent=1))
-    plot(results, out / "discovery.png")
+            (out / "discovery.json").write_text(json.dumps({"development_set": {  # after each run: kept on a crash
+                "bigbench_tasks": list(BIGBENCH_TASKS), "questions_per_task": args.questions,
+                "humaneval": args.humaneval, "draw_seed": DRAW_SEED}, "overrides": args.overrides,
+                "forge_s": times["forge_s"], "results": results}, indent=1))
+            plot(results, out / "discovery.png")
     say(f"wrote {out / 'discovery.json'} and {out / 'discovery.png'}; total {time.monotonic() - started:.0f} s")
 
 

@@ -114,18 +114,15 @@ class AnswerBook:
             self.digests[weights] = file_digest(weights)
         return self.digests[weights]
 
-    def verdicts(self, member: Member, samples: int = 8) -> list[bool]:
-        """The member's verdict per question (a sample index below ``samples`` draws them all at once)."""
+    def verdicts(self, member: Member) -> list[bool]:
+        """The member's verdict per question (sample ``j`` is drawn with seed ``j``)."""
         kind = "greedy" if member.sample is None else f"sample{member.sample}"
         key = f"{self.key}:{self._digest(member.weights)}:{kind}"
         if key not in self.cache:
             if member.sample is None:
                 self.cache[key] = [v[0] for v in self.answer(member.weights, 0.0, 0, 1)]
             else:
-                n = max(samples, member.sample + 1)
-                drawn = self.answer(member.weights, SAMPLE_TEMPERATURE, 0, n)
-                for j in range(n):
-                    self.cache[f"{self.key}:{self._digest(member.weights)}:sample{j}"] = [v[j] for v in drawn]
+                self.cache[key] = [v[0] for v in self.answer(member.weights, SAMPLE_TEMPERATURE, member.sample, 1)]
             self._save()
         return self.cache[key]
 

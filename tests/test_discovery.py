@@ -41,13 +41,18 @@ def test_coverage_counts_a_question_once_whoever_answers_it(tmp_path):
     assert system_coverage(again, [Member("a", a), Member("b", b)]) == 0.75 and calls == []
 
 
-def test_samples_are_drawn_together_and_cached_apart(tmp_path):
+def test_each_sample_is_drawn_with_its_own_seed_and_cached(tmp_path):
     c = weights(tmp_path, "c")
-    table = {("c", j): [j == 0, j == 1, j == 2, False] for j in range(8)}
-    book, calls = book_with(table, tmp_path)
+    seeds = []
+
+    def answer(w, temperature, seed, n):
+        seeds.append((temperature, seed, n))
+        return [[seed == i] for i in range(4)]
+
+    book = AnswerBook(ITEMS, tmp_path / "cache.json", answer)
     assert system_coverage(book, [Member("c", c, sample=i) for i in range(3)]) == 0.75
-    assert system_coverage(book, [Member("c", c, sample=i) for i in range(8)]) == 0.75
-    assert calls == [("c", 0.7, 8)]
+    assert system_coverage(book, [Member("c", c, sample=i) for i in range(2)]) == 0.5
+    assert seeds == [(0.7, 0, 1), (0.7, 1, 1), (0.7, 2, 1)]
 
 
 def test_seed_experts_are_padded_by_samples_round_robin(tmp_path):

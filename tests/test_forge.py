@@ -301,3 +301,4 @@ def test_real_smollm2_expert_is_mergeable_with_its_base(tmp_path, smollm2_dir):
     backend.load_weights(expert.path / "model.safetensors")
     (answer,) = backend.generate(["What is the capital of France?"], max_new_tokens=4)
     assert any(c.isalpha() for c in answer)
+
