@@ -155,7 +155,7 @@ class Answerer:
         self.backend.close()
 
 
-def measure(run_dir: Path, items, cache: Path, times: dict) -> dict:
+def measure(run_dir: Path, items, cache: Path) -> dict:
     """The table of one run: Coverage of every system for each N, and per generation."""
     from acdc_engine.config import Config
     from acdc_engine.discovery import (
@@ -206,7 +206,6 @@ def measure(run_dir: Path, items, cache: Path, times: dict) -> dict:
         final = store.generation(store.last_generation())
         fittest = max(final["archive"], key=lambda r: r["fitness"])["id"]
         table: dict = {"n_seeds": len(seeds), "per_generation": {}, "members": {}}
-        started = time.monotonic()
         for n in SIZES:
             by_gen = forces_by_generation(models, tasks, scores, thr, n)
             last = max(by_gen)
@@ -230,7 +229,6 @@ def measure(run_dir: Path, items, cache: Path, times: dict) -> dict:
         table["run_stats"] = [{k: s.get(k) for k in ("gen", "coverage", "fit_max", "children_viable",
                                                         "children_ge_parent", "children_ge_best_parent")}
                               for s in stats]
-        times["answer_s"] = times.get("answer_s", 0) + round(time.monotonic() - started, 1)
         return table
     finally:
         answerer.close()
@@ -320,9 +318,8 @@ def main() -> None:
             coevolve(run_dir, [*args.overrides, *extra, f"run.seed={seed}"], out / f"{name}-s{seed}.log")
             run_s = round(time.monotonic() - t0, 1)
             say(f"{label}: scoring on the development set")
-            part = {}
             t1 = time.monotonic()
-            results[label] = table = measure(run_dir, items, cache, part)
+            results[label] = table = measure(run_dir, items, cache)
             table["time_s"] = {"run": run_s, "answer": round(time.monotonic() - t1, 1)}
             report(label, table)
             (out / "discovery.json").write_text(json.dumps({"development_set": {  # after each run: kept on a crash

@@ -175,7 +175,8 @@ def status(run_dir):
     force = store.task_force()
     if force is not None:
         console.print(f"task force {', '.join(json.loads(force['model_ids']))}: Coverage "
-                      f"{force['coverage']:.3f} of {force['n_tasks']} tasks (seed experts' own task force {force['seed_coverage']:.3f})")
+                      f"{force['coverage']:.3f} of {force['n_tasks']} tasks (seed experts' own task force "
+                      f"{force['seed_coverage']:.3f})")
 
 
 def reason_category(reason: str | None) -> str:
