@@ -58,6 +58,7 @@ ABLATIONS = {
     "static-pool": ["tasks.static_pool=true"],
     "map-elites": ["evolution.archive=map-elites-grid", "evolution.grid_cells=3"],
     "top-fitness": ["evolution.archive=top-fitness"],
+    "dns-euclidean": ["evolution.archive=dns-euclidean"],  # pyribs' Euclidean DNS over scaled skill vectors
 }
 TARGETS = (  # (name, system, baseline, margin)
     ("task force 3 >= control 3 + 3", "task_force_3", "control_3", 0.03),
@@ -109,7 +110,8 @@ def engine(*args: str, log: Path) -> None:
         raise SystemExit(f"error: acdc-engine {args[0]} failed ({done.returncode}): {tail[0]} (log: {log})")
 
 
-def coevolve(run_dir: Path, overrides: list[str], log: Path) -> None:
+def coevolve(run_dir: Path, overrides: list[str], log: Path) -> bool:
+    """Runs (or resumes) the coevolution into ``run_dir``; True when it had finished before."""
     from acdc_engine.store import RunStore
 
     if (run_dir / "run.sqlite").is_file():
@@ -118,10 +120,11 @@ def coevolve(run_dir: Path, overrides: list[str], log: Path) -> None:
         store.close()
         if finished:
             say(f"  {run_dir}: finished before, reused")
-            return
+            return True
         engine("resume", str(run_dir), log=log)
-        return
+        return False
     engine("run", "--run-dir", str(run_dir), *[a for o in overrides for a in ("--set", o)], log=log)
+    return False
 
 
 class Answerer:
@@ -308,26 +311,48 @@ def main() -> None:
     engine("forge", "--no-eval", log=out / "forge.log")
     times["forge_s"] = round(time.monotonic() - started, 1)
     variants = ABLATIONS if args.ablations else {"acdc": []}
-    results = {}
+    described = {"bigbench_tasks": list(BIGBENCH_TASKS), "questions_per_task": args.questions,
+                 "humaneval": args.humaneval, "draw_seed": DRAW_SEED}
+    results = earlier_results(out / "discovery.json", described, args.overrides)
     for seed in seeds:
         for name, extra in variants.items():
             label = f"{name} seed {seed}"
             run_dir = out / f"{name}-s{seed}"
             say(f"{label}: coevolving into {run_dir}")
             t0 = time.monotonic()
-            coevolve(run_dir, [*args.overrides, *extra, f"run.seed={seed}"], out / f"{name}-s{seed}.log")
+            reused = coevolve(run_dir, [*args.overrides, *extra, f"run.seed={seed}"], out / f"{name}-s{seed}.log")
             run_s = round(time.monotonic() - t0, 1)
+            if reused and label in results:
+                say(f"{label}: measured before")
+                report(label, results[label])
+                continue
             say(f"{label}: scoring on the development set")
             t1 = time.monotonic()
             results[label] = table = measure(run_dir, items, cache)
             table["time_s"] = {"run": run_s, "answer": round(time.monotonic() - t1, 1)}
             report(label, table)
-            (out / "discovery.json").write_text(json.dumps({"development_set": {  # after each run: kept on a crash
-                "bigbench_tasks": list(BIGBENCH_TASKS), "questions_per_task": args.questions,
-                "humaneval": args.humaneval, "draw_seed": DRAW_SEED}, "overrides": args.overrides,
-                "forge_s": times["forge_s"], "results": results}, indent=1))
+            (out / "discovery.json").write_text(json.dumps({  # after each run: kept on a crash
+                "development_set": described, "overrides": args.overrides, "forge_s": times["forge_s"],
+                "results": results}, indent=1))
             plot(results, out / "discovery.png")
     say(f"wrote {out / 'discovery.json'} and {out / 'discovery.png'}; total {time.monotonic() - started:.0f} s")
+
+
+def earlier_results(path: Path, described: dict, overrides: list[str]) -> dict:
+    """The results an earlier invocation wrote under the same folder, on the same development set and
+    overrides (so ``--seeds 0`` then ``--seeds 1`` end with one table of both); else none."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if earlier.get("development_set") != described or earlier.get("overrides") != overrides:
+        say(f"  {path}: another development set or other overrides; its results are replaced")
+        return {}
+    results = earlier.get("results", {})
+    for table in results.values():  # JSON keys are strings; the tables use ints for N and generations
+        table["per_generation"] = {int(n): {int(g): c for g, c in gens.items()}
+                                   for n, gens in table["per_generation"].items()}
+    return results
 
 
 def report(label: str, table: dict) -> None:
