@@ -26,23 +26,31 @@ def coverage(solved: np.ndarray) -> float:
     return float(solved.any(axis=0).mean()) if solved.shape[0] else 0.0
 
 
-def greedy_task_force(solved: np.ndarray, size: int, fitness: np.ndarray | None = None) -> list[int]:
+def greedy_task_force(solved: np.ndarray, size: int, fitness: np.ndarray | None = None,
+                      scores: np.ndarray | None = None) -> list[int]:
     """Row indices of ``size`` models picked greedily for Coverage.
 
-    Each step adds the model that solves the most still-uncovered tasks; ties
-    go to the fitter model (``fitness``), then the lower index. Stops early
-    when every model is in.
+    Each step adds the model that solves the most still-uncovered tasks. Ties
+    (and every step once Coverage stops growing) go to the model that raises
+    the force's best per-task score the most (``scores``: each model's score
+    per task, e.g. its pass rate over the task's instances), then to the
+    fitter model (``fitness``), then to the lower index. Stops early when every
+    model is in.
     """
     solved = np.asarray(solved, dtype=bool)
     fitness = np.zeros(len(solved)) if fitness is None else np.asarray(fitness, dtype=float)
+    scores = np.zeros(solved.shape) if scores is None else np.asarray(scores, dtype=float).reshape(solved.shape)
     chosen: list[int] = []
     covered = np.zeros(solved.shape[1], dtype=bool)
+    best_score = np.zeros(solved.shape[1])
     for _ in range(min(size, len(solved))):
-        gains = (solved & ~covered).sum(axis=1).astype(float)
-        gains[chosen] = -1
-        best = max((i for i in range(len(solved)) if i not in chosen), key=lambda i: (gains[i], fitness[i], -i))
+        gains = (solved & ~covered).sum(axis=1)
+        raises = np.clip(scores - best_score, 0.0, None).sum(axis=1)
+        best = max((i for i in range(len(solved)) if i not in chosen),
+                   key=lambda i: (gains[i], round(float(raises[i]), 9), fitness[i], -i))
         chosen.append(best)
         covered |= solved[best]
+        best_score = np.maximum(best_score, scores[best])
     return chosen
 
 
@@ -88,10 +96,13 @@ METHODS = {
 
 
 def select_task_force(method: str, solved: np.ndarray, size: int, fitness: np.ndarray | None = None, *,
-                      seed: int | None = None) -> list[int]:
-    """Row indices of a task force picked by ``method`` (one of :data:`METHODS`)."""
+                      scores: np.ndarray | None = None, seed: int | None = None) -> list[int]:
+    """Row indices of a task force picked by ``method`` (one of :data:`METHODS`); ``scores`` (per model
+    and task) break the greedy method's ties."""
     if method not in METHODS:
         raise AcdcError(f"unknown task-force method {method!r}; known: {', '.join(METHODS)}")
     if method == "random":
         return random_task_force(solved, size, fitness, seed=seed)
+    if method == "greedy":
+        return greedy_task_force(solved, size, fitness, scores)
     return METHODS[method](solved, size, fitness)

@@ -56,12 +56,12 @@ def run_skills(store) -> tuple[list[dict], list[dict], dict[tuple[str, str], flo
 
 
 def pick(candidates: list[str], tasks: list[str], scores: dict, threshold: float, size: int) -> list[str]:
-    """``size`` candidates picked greedily for Coverage of ``tasks`` (a missing score is a fail);
-    ties go to the higher mean score."""
-    solved = np.array([[scores.get((m, t), 0.0) >= threshold for t in tasks] for m in candidates],
-                      dtype=bool).reshape(len(candidates), len(tasks))
-    fitness = np.array([np.mean([scores.get((m, t), 0.0) for t in tasks]) if tasks else 0.0 for m in candidates])
-    return [candidates[i] for i in greedy_task_force(solved, size, fitness)]
+    """``size`` candidates picked greedily for Coverage of ``tasks`` (a missing score is a fail), ties
+    broken as :func:`~acdc_engine.archives.greedy_task_force` does, by per-task scores then mean score."""
+    matrix = np.array([[scores.get((m, t), 0.0) for t in tasks] for m in candidates],
+                      dtype=float).reshape(len(candidates), len(tasks))
+    fitness = matrix.mean(axis=1) if tasks else np.zeros(len(candidates))
+    return [candidates[i] for i in greedy_task_force(matrix >= threshold, size, fitness, matrix)]
 
 
 def forces_by_generation(models: list[dict], tasks: list[dict], scores: dict, threshold: float,

@@ -258,10 +258,12 @@ class Coevolution:
         size = self.cfg.result.task_force_size
         picks = select_task_force(self.cfg.result.task_force_method, self.solved_matrix(members, everything), size,
                                   np.array([self.fitness(m) for m in members]),
+                                  scores=self.score_matrix(members, everything),
                                   seed=self.rng_seed(commit.generation, SALT_FORCE))
         force = [members[i] for i in picks]
         seed_force = [seeds[i] for i in greedy_task_force(self.solved_matrix(seeds, everything), size,
-                                                          np.array([self.fitness(m) for m in seeds]))]
+                                                          np.array([self.fitness(m) for m in seeds]),
+                                                          self.score_matrix(seeds, everything))]
         cov = coverage(self.solved_matrix(force, everything))
         seed_cov = coverage(self.solved_matrix(seed_force, everything))
         self.store.save_task_force(force, cov, seed_cov, len(everything), commit.evaluations)
@@ -374,10 +376,13 @@ class Coevolution:
     def fitness(self, model_id: str) -> float:
         return float(np.mean([self.scores.get((model_id, t), 0.0) for t in self.active])) if self.active else 0.0
 
-    def solved_matrix(self, model_ids: list[str], task_ids: list[str]) -> np.ndarray:
-        thr = self.cfg.tasks.pass_threshold
-        return np.array([[self.scores.get((m, t), 0.0) >= thr for t in task_ids] for m in model_ids], dtype=bool
+    def score_matrix(self, model_ids: list[str], task_ids: list[str]) -> np.ndarray:
+        """Each model's score per task (0 where not scored)."""
+        return np.array([[self.scores.get((m, t), 0.0) for t in task_ids] for m in model_ids], dtype=float
                         ).reshape(len(model_ids), len(task_ids))
+
+    def solved_matrix(self, model_ids: list[str], task_ids: list[str]) -> np.ndarray:
+        return self.score_matrix(model_ids, task_ids) >= self.cfg.tasks.pass_threshold
 
     def capability_rates(self, model_id: str) -> dict[str, float]:
         """Share of active tasks solved, per capability."""

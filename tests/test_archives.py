@@ -88,3 +88,16 @@ def test_greedy_task_force_maximises_coverage():
     force = greedy_task_force(solved, 2)
     assert force == [0, 2] and coverage(solved[force]) == 5 / 6
     assert coverage(solved[[1]]) == 2 / 6
+
+
+def test_greedy_task_force_breaks_ties_by_raised_scores_once_coverage_stops_growing():
+    scores = np.array([
+        [1.0, 0.67, 0.0],
+        [0.0, 0.0, 1.0],
+        [1.0, 0.67, 0.0],  # a copy of row 0: adds nothing
+        [0.67, 1.0, 0.0],  # as fit, solves the same tasks, but lifts task 1 from 0.67 to 1.0
+    ])
+    solved, fitness = scores >= 0.5, scores.mean(axis=1)
+    assert greedy_task_force(solved, 3, fitness) == [0, 1, 2]  # Coverage full after two; then fitness, index
+    assert greedy_task_force(solved, 3, fitness, scores) == [0, 1, 3]
+    assert greedy_task_force(solved, 4, fitness, scores) == [0, 1, 3, 2]
