@@ -25,6 +25,7 @@ from acdc_engine.errors import AcdcError
 WORKER = Path(__file__).with_name("sandbox_worker.py")
 WORKER_INSIDE = "/sandbox/worker.py"
 TMP_BYTES = 64 * 1024 * 1024
+SHM_BYTES = 8 * 1024 * 1024
 #: The environment of every worker (nothing of the engine's leaks in).
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp", "TMPDIR": "/tmp"}
 SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
@@ -60,6 +61,7 @@ def bubblewrap_prefix() -> list[str]:
     for prefix in sorted(prefixes):
         argv += ["--ro-bind", prefix, prefix]
     argv += ["--ro-bind", str(WORKER), WORKER_INSIDE, "--proc", "/proc", "--dev", "/dev",
+             "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
              "--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--remount-ro", "/", "--chdir", "/tmp"]
     return argv
 
@@ -93,8 +95,8 @@ def launch_for(isolation: str, memory_mb: int) -> Launch:
     if isolation != "rlimits":
         problem = bubblewrap_problem()
         if problem is None:
-            return Launch((*bubblewrap_prefix(), python_binary(), "-I", "-S", WORKER_INSIDE, str(memory_mb)),
-                          "bubblewrap")
+            return Launch((*bubblewrap_prefix(), python_binary(), "-I", "-S", WORKER_INSIDE, str(memory_mb),
+                           "bubblewrap"), "bubblewrap")
         if isolation == "bubblewrap":
             raise AcdcError(f"sandbox.isolation is 'bubblewrap' but {problem}")
         _warn_fallback(problem)

@@ -3,12 +3,14 @@
 A worker (``sandbox_worker.py``, started as :mod:`sandbox_jail` says) is fed
 one JSON line per batch of calls and answers one JSON line, so a warm
 ``score()`` costs a pipe round trip, not a process start. Each batch has a
-wall-clock deadline. Whatever goes wrong in a batch (a timeout, the worker
-dying, garbage, invalid UTF-8 or an oversized reply on the protocol pipe, an
-error raised by the task code) costs only that worker: it is killed with its
-whole process group (under bubblewrap, its pid namespace goes with it) and a
-fresh one is started for the next batch. The task gets a one-line
-:class:`TaskCodeError`.
+wall-clock deadline. Inside the worker each family runs in a process of its
+own (see ``sandbox_worker.py``), so a family whose code fails, dies or
+abuses its pipe costs only its own process and the worker stays warm. What
+the worker cannot answer for (a timeout, the worker itself dying, garbage,
+invalid UTF-8 or an oversized reply on the worker's pipe) costs that worker:
+it is killed with its whole process group (under bubblewrap, its pid
+namespace goes with it) and a fresh one is started for the next batch. The
+task gets a one-line :class:`TaskCodeError` either way.
 
 ``judge(question, answer, rubric)`` calls from task code arrive as request
 lines on the same pipe while a batch runs; the engine answers them with the
@@ -46,8 +48,8 @@ log = logging.getLogger(__name__)
 Judge = Callable[[str, str, str], "float | None"]
 
 
-class _OutOfStep(Exception):
-    """A reply for an earlier batch: that batch's task code wrote on the protocol pipe."""
+class _FamilyFailed(TaskCodeError):
+    """The worker answered that the family's code failed: the worker itself is sound and stays warm."""
 
 
 @functools.cache
@@ -103,11 +105,11 @@ class Worker:
                 self._send(answer, deadline, timeout_s)
                 continue
             if reply.get("id") != message["id"]:
-                raise _OutOfStep
+                raise TaskCodeError("no valid reply (out of step with the worker)")
             if refusal:
-                raise TaskCodeError(refusal)
+                raise _FamilyFailed(refusal)
             if reply.get("ok") is not True:
-                raise TaskCodeError(_one_line(str(reply.get("error") or "failed")))
+                raise _FamilyFailed(_one_line(str(reply.get("error") or "failed")))
             return _checked(message["calls"], reply.get("results"))
 
     @staticmethod
@@ -226,21 +228,19 @@ class WorkerPool:
     def run(self, source: str, calls: list[dict], *, timeout_s: float, judge: Judge | None = None,
             judge_budget: int = 8) -> list:
         """Runs ``calls`` against a family's source; raises :class:`TaskCodeError` on failure."""
-        digest = hashlib.sha256(source.encode()).hexdigest()
-        for _ in range(2):  # a worker found out of step is replaced and the batch retried once
-            worker = self._acquire()
-            message = {"id": next(self.ids), "digest": digest, "source": source, "calls": calls,
-                       "cpu_s": math.ceil(timeout_s)}
-            healthy = False
-            try:
-                results = worker.run(message, timeout_s=timeout_s, judge=judge, judge_budget=judge_budget)
-                healthy = True
-                return results
-            except _OutOfStep:
-                continue
-            finally:
-                self._release(worker, healthy)
-        raise TaskCodeError("sandbox workers fell out of step twice")
+        worker = self._acquire()
+        message = {"id": next(self.ids), "digest": hashlib.sha256(source.encode()).hexdigest(), "source": source,
+                   "calls": calls, "cpu_s": math.ceil(timeout_s)}
+        healthy = False
+        try:
+            results = worker.run(message, timeout_s=timeout_s, judge=judge, judge_budget=judge_budget)
+            healthy = True
+            return results
+        except _FamilyFailed:
+            healthy = True
+            raise
+        finally:
+            self._release(worker, healthy)
 
     def _acquire(self) -> Worker:
         with self.cond:
