@@ -44,6 +44,9 @@ import sys
 from collections import OrderedDict
 
 CACHE_SIZE = 32
+FAMILY_FILES = 64  # RLIMIT_NOFILE of a family's process
+ZYGOTE_FILES = FAMILY_FILES + 2 * CACHE_SIZE  # two pipe ends per cached family, and the zygote's own
+SETUP_FAILED = 70  # exit status of a family's process that could not get ready (EX_SOFTWARE)
 REPLY_LIMIT = 16 * 1024 * 1024
 JAIL_SCRATCH = ("/tmp", "/dev/shm")  # private tmpfs under bubblewrap: wiped after every request
 CLONE_THREAD = 0x00010000
@@ -103,7 +106,7 @@ def _limit_self(memory_mb):
     for name, value in (
         ("RLIMIT_AS", memory_mb * 1024 * 1024),
         ("RLIMIT_FSIZE", 1 << 24),
-        ("RLIMIT_NOFILE", 64),
+        ("RLIMIT_NOFILE", ZYGOTE_FILES),
         ("RLIMIT_NPROC", 256),  # does not bind root (see docs/architecture.md); seccomp does
         ("RLIMIT_CORE", 0),
     ):
@@ -252,14 +255,17 @@ class Child:
         zygote = os.getpid()
         self.pid = os.fork()
         if self.pid == 0:  # the child: keep only its own pipe ends (not the engine's, not its siblings')
+            status = SETUP_FAILED
             try:
-                high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 32) for fd in (down_r, up_w)]
+                high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 5) for fd in (down_r, up_w)]
                 os.dup2(high[0], 3)
                 os.dup2(high[1], 4)
-                os.closerange(5, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+                os.closerange(5, ZYGOTE_FILES)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (FAMILY_FILES, FAMILY_FILES))
+                status = 0
                 _child_main(Channel(3, 4), zygote)
             finally:
-                os._exit(0)
+                os._exit(status)
         os.close(down_r)
         os.close(up_w)
         self.to_child, self.reader = down_w, os.fdopen(up_r, "rb")
@@ -301,6 +307,8 @@ class Child:
         if os.WIFSIGNALED(status):
             name = signal.Signals(os.WTERMSIG(status)).name
             return f"killed by {name}" + (" (CPU time limit)" if name == "SIGXCPU" else "")
+        if os.WEXITSTATUS(status) == SETUP_FAILED:
+            return "the family's process could not start"
         return f"no valid reply (exit status {os.WEXITSTATUS(status)})"
 
 

@@ -127,3 +127,15 @@ def test_a_family_cannot_signal_or_read_another_familys_process(isolation):
 def test_the_isolation_tests_ran_where_bubblewrap_runs():
     """Documents which half ran: bubblewrap's cases are skipped, with the reason, where it cannot."""
     assert BWRAP is None or isinstance(BWRAP, str)
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_more_families_than_the_cache_holds_all_score_right(isolation):
+    from acdc_engine.plugins.sandbox_worker import CACHE_SIZE
+
+    sources = [GOOD.replace("What is 2 + 3?", f"What is 2 + 3? ({i})") for i in range(CACHE_SIZE + 8)]
+    call = [{"op": "score", "t": {}, "submission": "5"}]
+    for _ in range(2):  # the second round finds some families evicted, some warm
+        for source in sources:  # memory enough that the count of families, not their memory, binds
+            assert sandbox.run_task_code(source, call, timeout_s=TIMEOUT_S, memory_mb=4096,
+                                         isolation=isolation) == [1.0]
