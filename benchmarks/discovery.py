@@ -160,7 +160,6 @@ class Answerer:
 
 def measure(run_dir: Path, items, cache: Path) -> dict:
     """The table of one run: Coverage of every system for each N, and per generation."""
-    from acdc_engine.config import Config
     from acdc_engine.discovery import (
         AnswerBook, Member, forces_by_generation, padded, pick, run_skills, seed_ids, system_coverage,
     )
@@ -170,7 +169,7 @@ def measure(run_dir: Path, items, cache: Path) -> dict:
     from acdc_engine.store import RunStore
 
     store = RunStore.open(run_dir)
-    config = Config.model_validate_json(store.config_json())
+    config = store.config()
     hook = build_plugin_manager(config.run.plugins).hook
     seed_dirs, base_dir = resolve_seeds(hook, config.models)
     models, tasks, scores, thr = run_skills(store)

@@ -133,7 +133,7 @@ def run(group, config_file, overrides, plugins, run_dir, executor):
 def resume(run_dir):
     """Continue a run from its last committed generation."""
     store = RunStore.open(run_dir, writer=True)
-    _execute(Config.model_validate_json(store.config_json()), store)
+    _execute(store.config(), store)
 
 
 @main.command()
@@ -141,7 +141,7 @@ def resume(run_dir):
 def status(run_dir):
     """Show where a run stands."""
     store = RunStore.open(run_dir)
-    config = Config.model_validate_json(store.config_json())
+    config = store.config()
     last = store.last_generation()
     console.print(f"run {run_dir}: generation {last if last is not None else '-'} of {config.run.generations} "
                   f"committed; plugins {', '.join(config.run.plugins)}")
@@ -204,7 +204,7 @@ def config_reference():
 
 
 def _run_plugins(store: RunStore):
-    config = Config.model_validate_json(store.config_json())
+    config = store.config()
     pm = build_plugin_manager(config.run.plugins)
     return config, pm
 

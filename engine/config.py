@@ -19,7 +19,7 @@ from acdc_engine.errors import AcdcError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class RunConfig(_Section):
@@ -282,6 +282,10 @@ def load_config(path: Path | None = None, overrides: list[str] = ()) -> Config:
             data = _merge(data, tomllib.loads(Path(path).read_text()))
         except FileNotFoundError:
             raise AcdcError(f"config file {path} does not exist") from None
+        except IsADirectoryError:
+            raise AcdcError(f"config file {path} is a directory, not a TOML file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AcdcError(f"config file {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise AcdcError(f"config file {path} is not valid TOML: {exc}") from None
     for assignment in overrides:

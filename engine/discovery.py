@@ -47,9 +47,8 @@ class Member:
 
 def run_skills(store) -> tuple[list[dict], list[dict], dict[tuple[str, str], float], float]:
     """The run's models and accepted tasks (rows as dicts), its scores and its pass threshold."""
-    from acdc_engine.config import Config
 
-    config = Config.model_validate_json(store.config_json())
+    config = store.config()
     models = [dict(r) for r in store.models()]
     tasks = [dict(r) for r in store.tasks() if r["status"] in ("active", "limbo", "retired", "removed")]
     return models, tasks, store.scores(), config.tasks.pass_threshold

@@ -27,7 +27,6 @@ import numpy as np
 
 from acdc_engine.archives import select_task_force
 from acdc_engine.benchmarks import Benchmark, Item, code_of, is_correct, load_benchmark, submission
-from acdc_engine.config import Config
 from acdc_engine.errors import AcdcError
 from acdc_engine.lineage import rebuild_weights
 from acdc_engine.plugin_manager import build_plugin_manager
@@ -55,7 +54,7 @@ class System:
 def stored_task_force(store: RunStore, method: str | None, size: int, seed: int) -> list[str]:
     """The run's task force, or one re-selected by ``method`` from the final archive's
     children over every accepted task."""
-    config = Config.model_validate_json(store.config_json())
+    config = store.config()
     if method is None:
         row = store.task_force()
         if row is None:
@@ -97,7 +96,7 @@ class Evaluation:
                  judge_dir: Path | None = None, method: str | None = None, max_new_tokens: int | None = None,
                  seed: int = 0, on_progress=None) -> None:
         self.store = RunStore.open(run_dir)
-        self.config = Config.model_validate_json(self.store.config_json())
+        self.config = self.store.config()
         self.hook = build_plugin_manager(self.config.run.plugins).hook
         seed_dirs, self.base_dir = resolve_seeds(self.hook, self.config.models)
         self.samples = samples or self.config.result.task_force_size

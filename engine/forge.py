@@ -42,7 +42,7 @@ from acdc_engine.digest import file_digest
 from acdc_engine.errors import AcdcError
 from acdc_engine.plugins.taskgen import build_family
 from acdc_engine.plugins.taskgen.families import TEMPLATES
-from acdc_engine.tasks import Instance, TaskSpec
+from acdc_engine.tasks import Instance, TaskCodeError, TaskSpec
 
 if TYPE_CHECKING:  # torch is imported where it is used, so that the CLI starts fast
     import torch
@@ -183,7 +183,13 @@ def families(capability: str, difficulties: tuple[int, ...], count: int, split: 
 
 def instances(hook, specs: list[TaskSpec], limits) -> list[tuple[TaskSpec, list]]:
     """Each family with its instances, from its own code in the sandbox."""
-    return [(spec, hook.acdc_task_instances(task=spec, limits=limits)) for spec in specs]
+    out = []
+    for spec in specs:
+        try:
+            out.append((spec, hook.acdc_task_instances(task=spec, limits=limits)))
+        except TaskCodeError as exc:
+            raise AcdcError(f"task family {spec.name}: {exc}") from None
+    return out
 
 
 def target(data: dict, worked: bool = True) -> str:

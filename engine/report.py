@@ -24,7 +24,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
-from acdc_engine.config import Config  # noqa: E402
 from acdc_engine.errors import AcdcError  # noqa: E402
 from acdc_engine.store import RunStore  # noqa: E402
 
@@ -141,7 +140,7 @@ def build_report(run_dir: Path) -> str:
     """The HTML page for a run directory."""
     store = RunStore.open(run_dir)
     try:
-        config = Config.model_validate_json(store.config_json())
+        config = store.config()
         stats = store.all_stats()
         if not stats:
             raise AcdcError(f"run {run_dir} has no committed generation yet")

@@ -17,10 +17,16 @@ weights digest, decoding settings and prompt digest) and ``file_digests``.
 Their rows are pure functions of their keys, so they are written as soon as
 they are known and survive a crash: a resumed run never generates again
 what it had generated before the crash.
+
+One process writes a run: the writer holds an exclusive ``flock`` on
+``run.lock`` (released by the kernel however the process ends). Readers
+(``status``, ``report``, ``export``, ...) open the file read-only and never
+create or change anything, so they work on a read-only copy too.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -31,6 +37,11 @@ from typing import Any
 
 from acdc_engine.digest import file_digest
 from acdc_engine.errors import AcdcError
+
+#: The layout this code writes; a store that says it is newer is refused.
+SCHEMA_VERSION = 1
+#: Tables every run store has had.
+CORE_TABLES = ("meta", "models", "tasks", "evaluations", "generations")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -64,6 +75,65 @@ CREATE TABLE IF NOT EXISTS file_digests (
 """
 
 
+class RunLock:
+    """The writer's exclusive lock on a run directory (``run.lock`` holds the writer's pid)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        path = Path(run_dir) / "run.lock"
+        try:
+            self.fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise AcdcError(f"cannot write to the run directory {run_dir}: {exc.strerror}") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(self.fd, 32).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            raise AcdcError(f"run {run_dir} is in use by process {holder} (a run or resume of it); "
+                            "one writer at a time") from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f"{os.getpid()}\n".encode())
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the flock
+            self.fd = None
+
+
+def _connect(db_path: Path, writer: bool) -> sqlite3.Connection:
+    """The writer's connection, or a read-only one (``immutable`` where even the WAL index cannot be
+    made, e.g. on a read-only mount)."""
+    if writer:
+        return sqlite3.connect(db_path, isolation_level=None)
+    uri = db_path.resolve().as_uri()
+    for query in ("mode=ro", "mode=ro&immutable=1"):
+        conn = sqlite3.connect(f"{uri}?{query}", uri=True, isolation_level=None)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+    raise AcdcError(f"cannot read {db_path} (not even read-only)")
+
+
+def _check_run_store(conn: sqlite3.Connection, db_path: Path) -> None:
+    """Refuses, in one line, a SQLite file that is not a run store this code can read."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "models" in tables and "digest" not in {r[1] for r in conn.execute("PRAGMA table_info(models)")}:
+        raise AcdcError(f"run {db_path.parent} was written by an older acdc-engine (weights by model id); "
+                        "start a new run")
+    missing = [t for t in CORE_TABLES if t not in tables]
+    if missing:
+        raise AcdcError(f"{db_path} is not an acdc-engine run store (no table {missing[0]})")
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    if "config" not in meta:
+        raise AcdcError(f"{db_path} is not an acdc-engine run store (no config)")
+    version = int(meta.get("schema", "1"))
+    if version > SCHEMA_VERSION:
+        raise AcdcError(f"{db_path} was written by a newer acdc-engine (store schema {version}; this one "
+                        f"reads up to {SCHEMA_VERSION})")
+
+
 @dataclass
 class Commit:
     """Everything one generation adds or changes, written in one transaction."""
@@ -86,20 +156,29 @@ class RunStore:
     """Reads and writes one run directory."""
 
     def __init__(self, run_dir: Path, *, writer: bool = False) -> None:
-        """``writer``: the one process that runs the loop; it alone removes uncommitted files."""
+        """``writer``: the one process that runs the loop (it takes the run's lock and alone removes
+        uncommitted files); any other opens the file read-only."""
         self.run_dir = Path(run_dir)
         self.weights_dir = self.run_dir / "weights"
         self.staging_dir = self.weights_dir / "staging"
         self.db_path = self.run_dir / "run.sqlite"
-        self.conn = sqlite3.connect(self.db_path, isolation_level=None)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.executescript(SCHEMA)
-        if "digest" not in {r[1] for r in self.conn.execute("PRAGMA table_info(models)")}:
-            self.conn.close()
-            raise AcdcError(f"run {run_dir} was written by an older acdc-engine (weights by model id); "
-                            "start a new run")
+        self.lock = RunLock(self.run_dir) if writer else None
+        try:
+            fresh = writer and not self.db_path.exists()
+            self.conn = _connect(self.db_path, writer)
+            self.conn.row_factory = sqlite3.Row
+            if not fresh:
+                _check_run_store(self.conn, self.db_path)
+            if writer:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=FULL")
+                self.conn.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise AcdcError(f"{self.db_path} is not an acdc-engine run store ({exc})") from None
+        except AcdcError:
+            self.close()
+            raise
         if writer:
             self.staging_dir.mkdir(parents=True, exist_ok=True)
             self._clean_strays()
@@ -109,25 +188,44 @@ class RunStore:
         run_dir = Path(run_dir)
         if (run_dir / "run.sqlite").exists():
             raise AcdcError(f"run directory {run_dir} already holds a run; use `acdc-engine resume {run_dir}`")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AcdcError(f"cannot create the run directory {run_dir}: {exc.strerror}") from None
         store = cls(run_dir, writer=True)
-        store.conn.execute("INSERT INTO meta VALUES ('config', ?)", (config_json,))
+        store.conn.executemany("INSERT INTO meta VALUES (?, ?)",
+                               [("config", config_json), ("schema", str(SCHEMA_VERSION))])
         return store
 
     @classmethod
     def open(cls, run_dir: Path, *, writer: bool = False) -> RunStore:
-        """An existing run; readers (status, export, ...) leave a live run's files alone."""
+        """An existing run; readers (status, export, ...) open it read-only."""
         if not (Path(run_dir) / "run.sqlite").is_file():
             raise AcdcError(f"{run_dir} is not a run directory (no run.sqlite)")
         return cls(run_dir, writer=writer)
 
     def close(self) -> None:
-        self.conn.close()
+        if getattr(self, "conn", None) is not None:
+            self.conn.close()
+        if self.lock is not None:
+            self.lock.release()
 
     # --- reading ----------------------------------------------------------
 
     def config_json(self) -> str:
         return self.conn.execute("SELECT value FROM meta WHERE key='config'").fetchone()[0]
+
+    def config(self):
+        """The run's config (:class:`~acdc_engine.config.Config`); one line naming the field if it no longer
+        validates."""
+        from acdc_engine.config import validate
+
+        try:
+            return validate(json.loads(self.config_json()))
+        except ValueError:
+            raise AcdcError(f"run {self.run_dir}: its stored config is not JSON") from None
+        except AcdcError as exc:
+            raise AcdcError(f"run {self.run_dir}: its stored {exc}") from None
 
     def last_generation(self) -> int | None:
         return self.conn.execute("SELECT MAX(generation) FROM generations").fetchone()[0]

@@ -7,7 +7,6 @@ import pytest
 from click.testing import CliRunner
 
 from acdc_engine.cli import main
-from acdc_engine.config import Config
 from acdc_engine.digest import recipe_digest
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.loop import Coevolution
@@ -94,7 +93,7 @@ def test_a_resumed_run_and_a_reevaluation_hit_the_cache(tiny_config, tmp_path):
 
     store = RunStore.open(tmp_path / "run", writer=True)
     again = CountingBackend()
-    evo = run(Config.model_validate_json(store.config_json()), store, again)
+    evo = run(store.config(), store, again)
     assert 1 not in again.calls  # every answer of generation 1 came from the cache
     assert again.calls[2] > 0
     gen1 = store.all_stats()[1]

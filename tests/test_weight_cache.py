@@ -143,5 +143,6 @@ def test_readers_leave_a_live_runs_uncommitted_files_alone(tmp_path):
     staged.write_bytes(b"child in progress")
     RunStore.open(tmp_path / "run").close()
     assert staged.is_file()
+    store.close()  # the writer went away (crashed) with its child half written
     RunStore.open(tmp_path / "run", writer=True).close()
     assert not staged.exists()

@@ -1,0 +1,139 @@
+"""The run store refuses what is not its own, has one writer at a time and reads on a read-only mount."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sqlite3
+import subprocess
+import sys
+import typing
+
+import pytest
+from pydantic import BaseModel
+
+from acdc_engine.config import Config, load_config, validate
+from acdc_engine.errors import AcdcError
+from acdc_engine.plugins.sandbox_jail import bubblewrap_problem
+from acdc_engine.store import SCHEMA_VERSION, RunStore
+
+
+def engine(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "acdc_engine", *map(str, args)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def one_line_error(done: subprocess.CompletedProcess, *needles: str) -> str:
+    """The command failed with exit 2 and one line, no traceback, containing every needle."""
+    text = (done.stdout + done.stderr).strip()
+    assert done.returncode == 2 and "Traceback" not in text and len(text.splitlines()) == 1, text
+    assert all(n in text for n in needles), text
+    return text
+
+
+def new_run(path):
+    RunStore.create(path, Config().model_dump_json()).close()
+    return path
+
+
+def test_a_second_writer_is_refused_with_the_holders_pid_and_the_lock_dies_with_it(tmp_path):
+    run = new_run(tmp_path / "run")
+    holder = subprocess.Popen([sys.executable, "-c", f"import time; from acdc_engine.store import RunStore\n"
+                               f"s = RunStore.open({str(run)!r}, writer=True)\nprint('held', flush=True)\n"
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        one_line_error(engine("resume", run), "in use by process", str(holder.pid))
+        assert engine("status", run).returncode == 0  # readers are welcome meanwhile
+    finally:
+        holder.kill()
+        holder.wait()
+    RunStore.open(run, writer=True).close()  # the kernel released the lock of the killed process
+
+
+def test_files_that_are_not_run_stores_are_refused_and_left_as_they_were(tmp_path):
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "run.sqlite").write_bytes(b"\x00not sqlite at all" * 500)
+    other = tmp_path / "other"
+    other.mkdir()
+    with sqlite3.connect(other / "run.sqlite") as db:
+        db.execute("CREATE TABLE notes (text TEXT)")
+    newer = new_run(tmp_path / "newer")
+    with sqlite3.connect(newer / "run.sqlite") as db:
+        db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION + 1),))
+    for command in ("status", "report", "resume"):
+        one_line_error(engine(command, garbage), "is not an acdc-engine run store")
+        one_line_error(engine(command, other), "is not an acdc-engine run store", "no table meta")
+        one_line_error(engine(command, newer), "newer acdc-engine")
+    with sqlite3.connect(other / "run.sqlite") as db:  # nothing was created in a stranger's file
+        assert [r[0] for r in db.execute("SELECT name FROM sqlite_master")] == ["notes"]
+
+
+@pytest.mark.skipif(bubblewrap_problem() is not None, reason=f"needs bubblewrap: {bubblewrap_problem()}")
+def test_read_only_commands_work_on_a_read_only_mount(tiny_config, tmp_path):
+    from test_loop_tiny import run_once
+
+    run = tmp_path / "run"
+    run_once(tiny_config(**{"run.generations": 1}), run, [])
+    before = sorted(p.name for p in run.rglob("*"))
+    mount = ["bwrap", "--bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--ro-bind", str(run), str(run)]
+    for args in (["status", run], ["report", run, "--out", tmp_path / "report.html"], ["lineage", run, "m0005"]):
+        done = subprocess.run([*mount, sys.executable, "-m", "acdc_engine", *map(str, args)], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(p.name for p in run.rglob("*")) == before
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_non_finite_numbers_are_refused_naming_the_field(value):
+    with pytest.raises(AcdcError, match="config field evolution.mutation_std: .*finite"):
+        load_config(None, [f"evolution.mutation_std={value}"])
+
+
+def test_a_directory_as_config_file_is_one_line(tmp_path):
+    one_line_error(engine("run", "--config", tmp_path, "--run-dir", tmp_path / "run"), "is a directory")
+    assert not (tmp_path / "run").exists()
+
+
+def extreme(field) -> typing.Any:
+    """The largest valid value of a numeric field (its upper bound, else a huge one), else its default."""
+    kind = field.annotation
+    upper = [getattr(m, a) for m in field.metadata for a in ("le", "lt") if getattr(m, a, None) is not None]
+    if kind is float:
+        return math.nextafter(upper[0], -math.inf) if upper else 1e300
+    if kind is int:
+        return upper[0] if upper else 2**62
+    return field.get_default(call_default_factory=True)
+
+
+def test_every_field_at_an_extreme_valid_value_is_stored_and_read_back(tmp_path):
+    data = {}
+    for section, f in Config.model_fields.items():
+        model: type[BaseModel] = f.annotation
+        data[section] = {key: extreme(sub) for key, sub in model.model_fields.items()}
+    config = validate(data)
+    run = tmp_path / "run"
+    RunStore.create(run, config.model_dump_json()).close()
+    store = RunStore.open(run)
+    assert store.config() == config
+    store.close()
+    assert engine("status", run).returncode == 0
+    assert json.loads(config.model_dump_json())["evolution"]["mutation_std"] == 1e300
+
+
+def test_a_stored_config_that_no_longer_validates_is_one_line(tmp_path):
+    run = new_run(tmp_path / "run")
+    with sqlite3.connect(run / "run.sqlite") as db:
+        stored = json.loads(db.execute("SELECT value FROM meta WHERE key='config'").fetchone()[0])
+        stored["evolution"]["mutation_std"] = None
+        db.execute("UPDATE meta SET value=? WHERE key='config'", (json.dumps(stored),))
+    one_line_error(engine("status", run), "stored config field evolution.mutation_std")
+
+
+def test_an_uncreatable_run_dir_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    one_line_error(engine("run", "--run-dir", blocker / "run"), "cannot create the run directory")
+    shutil.rmtree(tmp_path)
