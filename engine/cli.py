@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -64,21 +65,46 @@ def _execute(config: Config, store: RunStore) -> None:
 
     view = ProgressView(console)
     pm = build_plugin_manager(config.run.plugins, extra=[view])
-    run = Coevolution(config, store, pm)
-    _stop_on_ctrl_c(run)
+    run = None
     try:
+        run = Coevolution(config, store, pm)
+        _stop_on_ctrl_c(run)
         with view:
             run.run()
     except (KeyboardInterrupt, RunInterrupted) as exc:
         note = f" ({exc})" if str(exc) else ""
-        console.print(f"interrupted{note}; committed generations are kept. Resume: acdc-engine resume {store.run_dir}",
-                      highlight=False)
+        console.print(f"interrupted{note}; committed generations are kept. Resume with:", highlight=False)
+        console.print(f"  acdc-engine resume {store.run_dir}", highlight=False, soft_wrap=True)
         sys.exit(130)
+    except (OSError, sqlite3.OperationalError) as exc:  # the environment's fault: a full disk, a read-only folder
+        try:
+            last = store.last_generation()
+        except sqlite3.Error:
+            last = None
+        kept = f"generation {last} is committed" if last is not None else "no generation is committed yet"
+        raise AcdcError(f"{_os_error(exc)}; {kept}. Free space (or fix the folder) and run: "
+                        f"acdc-engine resume {store.run_dir}") from None
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        run.close()
-        store.close()
+        _close_quietly(run, store)  # an error while closing never hides the one that stopped the run
     console.print(f"results: {store.run_dir} (run.sqlite, weights/). Inspect: acdc-engine status {store.run_dir}")
+
+
+def _close_quietly(run, store: RunStore) -> None:
+    for closing in (run, store):
+        try:
+            if closing is not None:
+                closing.close()
+        except Exception as exc:  # noqa: BLE001 - reported, never raised over the first error
+            console.print(f"warning: while closing: {exc}", style="yellow", highlight=False, markup=False)
+
+
+def _os_error(exc: OSError | sqlite3.Error) -> str:
+    """An OSError (or SQLite's own I/O error) as one line: what failed, on which file."""
+    if isinstance(exc, sqlite3.Error):
+        return f"the run database: {exc}"
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
 
 
 def _start(config_file, overrides, plugins, run_dir) -> None:
@@ -89,8 +115,26 @@ def _start(config_file, overrides, plugins, run_dir) -> None:
         _forge_missing_experts(config)
     if run_dir is None:
         run_dir = Path(config.run.output_dir) / datetime.now().strftime("run-%Y%m%d-%H%M%S")
-    store = RunStore.create(Path(run_dir), config.model_dump_json())
-    _execute(config, store)
+    run_dir = Path(run_dir)
+    existed = run_dir.exists()
+    store = RunStore.create(run_dir, config.model_dump_json())
+    try:
+        _execute(config, store)
+    except AcdcError:
+        if not existed and _nothing_committed(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)  # a run that failed at its start leaves no folder
+        raise
+
+
+def _nothing_committed(run_dir: Path) -> bool:
+    try:
+        store = RunStore.open(run_dir)
+    except AcdcError:
+        return False
+    try:
+        return store.last_generation() is None
+    finally:
+        store.close()
 
 
 class _Group(click.Group):
@@ -99,6 +143,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except AcdcError as exc:
             console.print(f"error: {exc}", style="red", highlight=False, markup=False)
+            sys.exit(2)
+        except OSError as exc:  # a fault of the environment outside a run (one line, not a traceback)
+            console.print(f"error: {_os_error(exc)}", style="red", highlight=False, markup=False)
             sys.exit(2)
 
 
@@ -400,6 +447,8 @@ def export(run_dir, model_id, out_dir):
     from acdc_engine.lineage import rebuild_weights
     from acdc_engine.seeds import resolve_seeds
 
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AcdcError(f"export target {out_dir} is a file, not a folder")
     store = RunStore.open(run_dir)
     config, pm = _run_plugins(store)
     _, base_dir = resolve_seeds(pm.hook, config.models)
@@ -420,7 +469,11 @@ def report(run_dir, out):
     from acdc_engine.report import build_report
 
     _quiet_libraries()
-    page = build_report(run_dir)
     out = out or Path(run_dir) / "report.html"
-    out.write_text(page)
+    if not out.parent.is_dir():
+        raise AcdcError(f"--out {out}: its folder {out.parent} does not exist")
+    page = build_report(run_dir)
+    partial = out.with_name(f".{out.name}.partial")
+    partial.write_text(page)  # whole or not at all: a killed report leaves no half page
+    partial.replace(out)
     console.print(f"report written to {out}", highlight=False)

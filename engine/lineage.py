@@ -51,6 +51,17 @@ def lineage_tree(store: RunStore, model_id: str) -> Tree:
     return tree
 
 
+SCRATCH_PREFIX = ".acdc-rebuild-"
+
+
+def _remove_stale_scratch(folder: Path) -> None:
+    """Removes the scratch folders of rebuilds whose process is gone (a killed export leaves one)."""
+    for path in folder.glob(f"{SCRATCH_PREFIX}*"):
+        pid = path.name[len(SCRATCH_PREFIX):].split("-")[0]
+        if not pid.isdigit() or not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def rebuild_weights(store: RunStore, model_id: str, *, hook, base_file: Path, out_file: Path) -> None:
     """Writes ``model_id``'s weights to ``out_file``, re-materialising ancestors as needed.
 
@@ -63,7 +74,8 @@ def rebuild_weights(store: RunStore, model_id: str, *, hook, base_file: Path, ou
     merges = merged_tables(hook.acdc_merge_methods())
     mutations = merged_tables(hook.acdc_mutation_methods())
     out_file = Path(out_file)
-    scratch = Path(tempfile.mkdtemp(prefix=".acdc-rebuild-", dir=out_file.parent))
+    _remove_stale_scratch(out_file.parent)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=out_file.parent))
     built: dict[str, Path] = {}
 
     def weights(mid: str) -> Path:

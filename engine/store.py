@@ -173,6 +173,9 @@ class RunStore:
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=FULL")
                 self.conn.executescript(SCHEMA)
+        except sqlite3.OperationalError as exc:  # locked, I/O error, disk full: the file may be fine
+            self.close()
+            raise AcdcError(f"cannot use {self.db_path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             self.close()
             raise AcdcError(f"{self.db_path} is not an acdc-engine run store ({exc})") from None

@@ -1,8 +1,8 @@
 """Built-in plugin ``local-seeds`` (always on): seed specs that are local paths.
 
 A spec containing a path separator or naming an existing path is either a
-Hugging Face checkpoint directory with ``config.json`` and
-``model.safetensors``, or a ``.gguf`` file, converted once into the cache
+Hugging Face checkpoint directory with ``config.json``,
+``model.safetensors`` and tokenizer files, or a ``.gguf`` file, converted once into the cache
 (keyed by the file's content hash).
 """
 
@@ -14,6 +14,10 @@ from pathlib import Path
 from acdc_engine.errors import AcdcError
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.plugins.gguf_conversion import cached_checkpoint
+
+
+#: Any one of these makes a folder's tokenizer loadable.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 
 def _digest(path: Path) -> str:
@@ -36,4 +40,6 @@ def acdc_resolve_seed(spec, cache_dir):
     for needed in ("config.json", "model.safetensors"):
         if not (path / needed).is_file():
             raise AcdcError(f"seed model {spec} has no {needed}")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise AcdcError(f"seed model {spec} has no tokenizer files ({', '.join(TOKENIZER_FILES)})")
     return path

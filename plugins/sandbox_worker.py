@@ -110,6 +110,8 @@ def _limit_self(memory_mb):
         ("RLIMIT_NPROC", 256),  # does not bind root (see docs/architecture.md); seccomp does
         ("RLIMIT_CORE", 0),
     ):
+        hard = resource.getrlimit(getattr(resource, name))[1]
+        value = value if hard == resource.RLIM_INFINITY else min(value, hard)  # never above what we were given
         resource.setrlimit(getattr(resource, name), (value, value))
     _prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     _prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: siblings cannot open each other's /proc/PID/mem

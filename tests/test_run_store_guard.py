@@ -137,3 +137,57 @@ def test_an_uncreatable_run_dir_is_one_line(tmp_path):
     blocker.write_text("x")
     one_line_error(engine("run", "--run-dir", blocker / "run"), "cannot create the run directory")
     shutil.rmtree(tmp_path)
+
+
+def test_a_run_that_fails_at_its_start_leaves_no_folder(tmp_path):
+    run = tmp_path / "run"
+    one_line_error(engine("run", "--run-dir", run, "--set", "models.forge_missing=false", "--set",
+                          f"models.seeds=['{tmp_path / 'missing-model'}']"), "does not exist")
+    assert not run.exists()
+
+
+def test_a_seed_folder_without_tokenizer_files_is_named(tiny_models, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_models["a"] / name, bare / name)
+    one_line_error(engine("run", "--run-dir", tmp_path / "run", "--set", "models.forge_missing=false",
+                          "--set", f"models.seeds=['{bare}']", "--set", f"models.base='{bare}'"),
+                   f"seed model {bare} has no tokenizer files")
+
+
+def test_output_paths_that_cannot_be_written_are_one_line(tiny_config, tmp_path):
+    from test_loop_tiny import run_once
+
+    run = tmp_path / "run"
+    run_once(tiny_config(**{"run.generations": 1}), run, [])
+    (tmp_path / "a-file").write_text("x")
+    one_line_error(engine("export", run, "m0001", tmp_path / "a-file"), "is a file")
+    one_line_error(engine("export", run, "m0001", tmp_path / "a-file" / "out"), "a-file")
+    one_line_error(engine("report", run, "--out", tmp_path / "no" / "report.html"), "does not exist")
+    stale = tmp_path / "out" / ".acdc-rebuild-999999999-x"  # left by a killed export (no such process)
+    stale.mkdir(parents=True)
+    (stale / "m0005.safetensors.partial").write_bytes(b"half")
+    assert engine("export", run, "m0005", tmp_path / "out").returncode == 0
+    assert not list((tmp_path / "out").glob(".acdc-rebuild-*"))
+
+
+def test_a_write_that_fails_mid_run_is_one_line_with_the_resume_command(tiny_models, tmp_path):
+    """The kernel refuses a write (here: files over 4 MiB, so the database works and weight files do not,
+    as a full disk would): one line, exit 2."""
+    import resource
+    import signal
+
+    from conftest import tiny_overrides
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, 4 << 20))
+
+    run = tmp_path / "run"
+    args = [a for o in tiny_overrides(tiny_models, tmp_path, **{"run.generations": 1}) for a in ("--set", o)]
+    done = subprocess.run([sys.executable, "-m", "acdc_engine", "run", "--run-dir", str(run), *args],
+                          capture_output=True, text=True, timeout=300, preexec_fn=small_files)
+    last = (done.stdout + done.stderr).strip().splitlines()[-1]
+    assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert "File too large" in last and f"acdc-engine resume {run}" in last
