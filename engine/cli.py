@@ -21,6 +21,7 @@ from acdc_engine.config import Config, load_config
 from acdc_engine.errors import AcdcError
 from acdc_engine.forge import DEFAULT_CAPABILITIES, ForgeRecipe
 from acdc_engine.plugin_manager import ALWAYS_ON, build_plugin_manager, discover
+from acdc_engine.recipe import Recipe
 from acdc_engine.store import RunStore
 from acdc_engine.view import ProgressView, archive_table, time_table
 
@@ -68,6 +69,8 @@ def _execute(config: Config, store: RunStore) -> None:
     run = None
     try:
         run = Coevolution(config, store, pm)
+        console.print("seeds: " + ", ".join(f"{spec} ({digest[:12]})" for spec, digest in run.seed_digests().items()),
+                      highlight=False, soft_wrap=True)
         _stop_on_ctrl_c(run)
         with view:
             run.run()
@@ -192,6 +195,11 @@ def status(run_dir):
     last = store.last_generation()
     console.print(f"run {run_dir}: generation {last if last is not None else '-'} of {config.run.generations} "
                   f"committed; plugins {', '.join(config.run.plugins)}")
+    seeds = [(Recipe.from_json(r["recipe"]).seed_spec, r["digest"]) for r in store.models()
+             if Recipe.from_json(r["recipe"]).is_seed]
+    if seeds:
+        console.print("seeds: " + ", ".join(f"{spec} ({digest[:12]})" for spec, digest in seeds), highlight=False,
+                      soft_wrap=True)
     if last is None:
         return
     state = store.generation(last)

@@ -588,6 +588,7 @@ class Coevolution:
             self.models[row["id"]] = ModelRecord(row["id"], Recipe.from_json(row["recipe"]), row["generation"],
                                                  content=row["digest"])
             self.digests[row["id"]] = self.weights_digest(self.models[row["id"]])
+        self.check_seeds_unchanged()
         self.scores = self.store.scores()
         for parent_id, rec in self.tasks.items():  # a held parent's variant is its newest child
             if rec.status == "limbo":
@@ -602,6 +603,24 @@ class Coevolution:
         for record in self.store.all_stats():
             self.logbook.record(**record)
         return last + 1
+
+    def seed_digests(self) -> dict[str, str]:
+        """The content digest of each seed spec's weights, as resolved now."""
+        return {spec: self.store.file_digest(d / "model.safetensors") for spec, d in self.seed_dirs.items()}
+
+    def check_seeds_unchanged(self) -> None:
+        """Refuses a resume whose seed specs now resolve to other models than the run started with."""
+        recorded = {m.recipe.seed_spec: m.content for m in self.models.values() if m.recipe.is_seed}
+        if not recorded:
+            return
+        if set(recorded) != set(self.seed_dirs):
+            gone, new = sorted(set(recorded) - set(self.seed_dirs)), sorted(set(self.seed_dirs) - set(recorded))
+            raise AcdcError(f"the seed specs {', '.join(self.cfg.models.seeds)} now resolve to other models than "
+                            f"the run started with (missing: {', '.join(gone) or '-'}; new: {', '.join(new) or '-'})")
+        for spec, digest in self.seed_digests().items():
+            if digest != recorded[spec]:
+                raise AcdcError(f"seed {spec} now resolves to other weights ({self.seed_dirs[spec]}, digest "
+                                f"{digest[:12]}) than the run started with ({recorded[spec][:12]})")
 
     def rng_seed(self, gen: int, salt: int) -> int:
         return int(np.random.SeedSequence([self.cfg.run.seed, gen, salt]).generate_state(1)[0])

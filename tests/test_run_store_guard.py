@@ -191,3 +191,30 @@ def test_a_write_that_fails_mid_run_is_one_line_with_the_resume_command(tiny_mod
     last = (done.stdout + done.stderr).strip().splitlines()[-1]
     assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
     assert "File too large" in last and f"acdc-engine resume {run}" in last
+
+
+def test_a_run_records_its_seeds_and_a_resume_on_other_weights_is_refused(tiny_models, tmp_path):
+    import safetensors.torch
+
+    from conftest import tiny_overrides
+
+    # copies of the tiny seeds, so that one can change under the run
+    seeds = {}
+    for name in ("a", "b"):
+        seeds[name] = tmp_path / f"seed-{name}"
+        shutil.copytree(tiny_models[name], seeds[name])
+    overrides = tiny_overrides({**tiny_models, **seeds}, tmp_path, **{"run.generations": 0})
+    run = tmp_path / "run"
+    done = engine("run", "--run-dir", run, *[a for o in overrides for a in ("--set", o)])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "seeds: " in done.stdout
+    status = engine("status", run)
+    assert "seeds: " in status.stdout and str(seeds["a"]) in status.stdout
+    weights = seeds["b"] / "model.safetensors"
+    tensors = safetensors.torch.load_file(weights)
+    first = next(iter(tensors))
+    tensors[first] = tensors[first] + 1
+    safetensors.torch.save_file(tensors, weights, metadata={"format": "pt"})
+    done = engine("resume", run)
+    assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
+    assert f"seed {seeds['b']} now resolves to other weights" in done.stdout.strip().splitlines()[-1]
