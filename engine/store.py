@@ -188,17 +188,34 @@ class RunStore:
 
     @classmethod
     def create(cls, run_dir: Path, config_json: str) -> RunStore:
+        """A new run's store. The file appears whole (config in it) or not at all, so a run killed
+        at any moment can be resumed or started again."""
         run_dir = Path(run_dir)
-        if (run_dir / "run.sqlite").exists():
+        db_path = run_dir / "run.sqlite"
+        if db_path.exists():
             raise AcdcError(f"run directory {run_dir} already holds a run; use `acdc-engine resume {run_dir}`")
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise AcdcError(f"cannot create the run directory {run_dir}: {exc.strerror}") from None
-        store = cls(run_dir, writer=True)
-        store.conn.executemany("INSERT INTO meta VALUES (?, ?)",
-                               [("config", config_json), ("schema", str(SCHEMA_VERSION))])
-        return store
+        new = run_dir / f".run.sqlite.{os.getpid()}.new"
+        try:
+            conn = sqlite3.connect(new, isolation_level=None)
+            with conn:
+                conn.executescript(SCHEMA)
+                conn.executemany("INSERT INTO meta VALUES (?, ?)",
+                                 [("config", config_json), ("schema", str(SCHEMA_VERSION))])
+            conn.close()
+            os.link(new, db_path)  # fails if another process created the run meanwhile
+        except FileExistsError:
+            raise AcdcError(f"run directory {run_dir} already holds a run; use `acdc-engine resume {run_dir}`") \
+                from None
+        except (OSError, sqlite3.OperationalError) as exc:
+            raise AcdcError(f"cannot create the run store {db_path}: {getattr(exc, 'strerror', None) or exc}") \
+                from None
+        finally:
+            new.unlink(missing_ok=True)
+        return cls(run_dir, writer=True)
 
     @classmethod
     def open(cls, run_dir: Path, *, writer: bool = False) -> RunStore:
