@@ -164,13 +164,14 @@ def measure(run_dir: Path, items, cache: Path) -> dict:
         AnswerBook, Member, forces_by_generation, padded, pick, run_skills, seed_ids, system_coverage,
     )
     from acdc_engine.lineage import rebuild_weights
-    from acdc_engine.plugin_manager import build_plugin_manager
+    from acdc_engine.plugin_manager import configured_plugins
     from acdc_engine.seeds import resolve_seeds
     from acdc_engine.store import RunStore
 
     store = RunStore.open(run_dir)
     config = store.config()
-    hook = build_plugin_manager(config.run.plugins).hook
+    plugins = configured_plugins(config)
+    hook = plugins.__enter__().hook
     seed_dirs, base_dir = resolve_seeds(hook, config.models)
     models, tasks, scores, thr = run_skills(store)
     rows = {m["id"]: m for m in models}
@@ -234,6 +235,7 @@ def measure(run_dir: Path, items, cache: Path) -> dict:
         return table
     finally:
         answerer.close()
+        plugins.__exit__(None, None, None)
         store.close()
         shutil.rmtree(scratch, ignore_errors=True)
 

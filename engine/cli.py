@@ -20,7 +20,7 @@ from rich.text import Text
 from acdc_engine.config import Config, load_config
 from acdc_engine.errors import AcdcError
 from acdc_engine.forge import DEFAULT_CAPABILITIES, ForgeRecipe
-from acdc_engine.plugin_manager import ALWAYS_ON, build_plugin_manager, discover
+from acdc_engine.plugin_manager import ALWAYS_ON, build_plugin_manager, configured_plugins, discover
 from acdc_engine.recipe import Recipe
 from acdc_engine.store import RunStore
 from acdc_engine.view import ProgressView, archive_table, time_table
@@ -258,12 +258,6 @@ def config_reference():
     click.echo(reference_markdown(), nl=False)
 
 
-def _run_plugins(store: RunStore):
-    config = store.config()
-    pm = build_plugin_manager(config.run.plugins)
-    return config, pm
-
-
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.argument("model_id")
@@ -348,11 +342,11 @@ def forge(group, base, capabilities, steps, lr, rank, protect_energy, force, no_
     caps = parse_capabilities(capabilities)
     _quiet_libraries()
     config = load_config(config_file, [*group["overrides"], *overrides])
-    hook = build_plugin_manager(config.run.plugins).hook
     recipe = ForgeRecipe(steps=steps, lr=lr, rank=rank, protect_energy=protect_energy or None)
-    smith = Forge(hook, config, base=base, recipe=recipe)
     try:
-        with _progress() as progress:
+        with configured_plugins(config) as pm, _progress() as progress:
+            hook = pm.hook
+            smith = Forge(hook, config, base=base, recipe=recipe)
             experts = {f"{cap} expert": (cap, done.path)
                        for cap, done in _forge_experts(smith, caps, progress, force=force).items()}
             if no_eval:
@@ -391,27 +385,34 @@ def _forge_experts(smith, caps: list[str], progress: Progress, *, force: bool = 
 
 def _forge_missing_experts(config: Config) -> None:
     """Forges the default experts of every ``forged:BASE`` seed group that has none yet (the first run)."""
-    from acdc_engine.forge import Forge
     from acdc_engine.plugins.forged_seeds import PREFIX
     from acdc_engine.seeds import expand
 
-    hook = build_plugin_manager(config.run.plugins).hook
     cache = Path(config.models.cache_dir).expanduser()
-    for spec in config.models.seeds:
-        if not spec.startswith(PREFIX) or ":" in spec[len(PREFIX):] or expand(hook, spec, cache):
-            continue
-        _quiet_libraries()
-        base = spec[len(PREFIX):]
-        console.print(f"seed {spec}: no expert forged from {base} yet; forging {', '.join(DEFAULT_CAPABILITIES)} "
-                      "once (about 4 min each on 2 cores; cached for later runs; models.forge_missing=false "
-                      "skips this)", highlight=False)
-        try:
-            with _progress() as progress:
-                _forge_experts(Forge(hook, config, base=base), list(DEFAULT_CAPABILITIES), progress)
-        except KeyboardInterrupt:
-            console.print("interrupted; the experts forged so far are cached, no half-written one is left",
-                          highlight=False)
-            sys.exit(130)
+    with configured_plugins(config) as pm:
+        hook = pm.hook
+        missing = [s for s in config.models.seeds
+                   if s.startswith(PREFIX) and ":" not in s[len(PREFIX):] and not expand(hook, s, cache)]
+        for spec in missing:
+            _forge_missing_group(hook, config, spec)
+
+
+def _forge_missing_group(hook, config: Config, spec: str) -> None:
+    from acdc_engine.forge import Forge
+    from acdc_engine.plugins.forged_seeds import PREFIX
+
+    _quiet_libraries()
+    base = spec[len(PREFIX):]
+    console.print(f"seed {spec}: no expert forged from {base} yet; forging {', '.join(DEFAULT_CAPABILITIES)} "
+                  "once (about 4 min each on 2 cores; cached for later runs; models.forge_missing=false "
+                  "skips this)", highlight=False)
+    try:
+        with _progress() as progress:
+            _forge_experts(Forge(hook, config, base=base), list(DEFAULT_CAPABILITIES), progress)
+    except KeyboardInterrupt:
+        console.print("interrupted; the experts forged so far are cached, no half-written one is left",
+                      highlight=False)
+        sys.exit(130)
 
 
 def _progress() -> Progress:
@@ -458,11 +459,12 @@ def export(run_dir, model_id, out_dir):
     if out_dir.exists() and not out_dir.is_dir():
         raise AcdcError(f"export target {out_dir} is a file, not a folder")
     store = RunStore.open(run_dir)
-    config, pm = _run_plugins(store)
-    _, base_dir = resolve_seeds(pm.hook, config.models)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rebuild_weights(store, model_id, hook=pm.hook, base_file=base_dir / "model.safetensors",
-                    out_file=out_dir / "model.safetensors")
+    config = store.config()
+    with configured_plugins(config) as pm:
+        _, base_dir = resolve_seeds(pm.hook, config.models)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rebuild_weights(store, model_id, hook=pm.hook, base_file=base_dir / "model.safetensors",
+                        out_file=out_dir / "model.safetensors")
     for f in base_dir.iterdir():
         if f.is_file() and f.name != "model.safetensors":
             shutil.copy(f, out_dir / f.name)

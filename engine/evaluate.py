@@ -20,6 +20,7 @@ import json
 import shutil
 import tempfile
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from acdc_engine.archives import select_task_force
 from acdc_engine.benchmarks import Benchmark, Item, code_of, is_correct, load_benchmark, submission
 from acdc_engine.errors import AcdcError
 from acdc_engine.lineage import rebuild_weights
-from acdc_engine.plugin_manager import build_plugin_manager
+from acdc_engine.plugin_manager import configured_plugins
 from acdc_engine.plugins.sandbox import program_passes
 from acdc_engine.recipe import Recipe
 from acdc_engine.seeds import check_same_architecture, resolve_seeds
@@ -97,7 +98,8 @@ class Evaluation:
                  seed: int = 0, on_progress=None) -> None:
         self.store = RunStore.open(run_dir)
         self.config = self.store.config()
-        self.hook = build_plugin_manager(self.config.run.plugins).hook
+        self.plugins = ExitStack()
+        self.hook = self.plugins.enter_context(configured_plugins(self.config)).hook
         seed_dirs, self.base_dir = resolve_seeds(self.hook, self.config.models)
         self.samples = samples or self.config.result.task_force_size
         self.max_new_tokens = max_new_tokens or self.config.generation.max_new_tokens
@@ -194,5 +196,6 @@ class Evaluation:
     def close(self) -> None:
         if self.backend is not None:
             self.backend.close()
+        self.plugins.close()
         self.store.close()
         shutil.rmtree(self.scratch, ignore_errors=True)

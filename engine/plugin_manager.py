@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -110,7 +112,26 @@ def build_plugin_manager(selected: list[str], extra: list[Any] = ()) -> pluggy.P
         pm.register(_load(name, eps[name].load), name=name)
     for obj in extra:
         pm.register(obj)
+    try:
+        pm.check_pending()  # a hook implementation with no matching hook (a misspelt name) is an error
+    except pluggy.PluginValidationError as exc:
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        hook = next((h for h in _hooks_of(exc.plugin) if not hasattr(hookspecs, h)), "?")
+        raise AcdcError(f"plugin {name!r} implements {hook!r}, which is no acdc-engine hook (misspelt?)") from None
     return pm
+
+
+@contextmanager
+def configured_plugins(config, extra: list[Any] = ()) -> Iterator[pluggy.PluginManager]:
+    """The plugin manager of ``config`` (see :func:`build_plugin_manager`), configured for the block:
+    ``acdc_configure`` on entry, ``acdc_unconfigure`` on exit. Every entry point but the run itself
+    (whose :class:`~acdc_engine.loop.Coevolution` does the same) works inside one."""
+    pm = build_plugin_manager(config.run.plugins, extra)
+    pm.hook.acdc_configure(config=config, hook=pm.hook)
+    try:
+        yield pm
+    finally:
+        pm.hook.acdc_unconfigure()
 
 
 def discover() -> list[PluginInfo]:

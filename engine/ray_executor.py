@@ -32,6 +32,7 @@ class RayWorker:
 
         config = Config.model_validate_json(config_json)
         hook = build_plugin_manager(config.run.plugins).hook
+        hook.acdc_configure(config=config, hook=hook)  # the actor lives as long as its process: never unconfigured
         self.worker = Worker(config=config, hook=hook, base_dir=Path(base_dir),
                              operators=Operators(hook, config.evolution))
 

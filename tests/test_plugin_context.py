@@ -1,0 +1,55 @@
+"""Every entry point works inside one configured plugin context; misspelt hooks are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from acdc_engine.config import load_config
+from acdc_engine.errors import AcdcError
+from acdc_engine.hookspecs import hookimpl
+from acdc_engine.plugin_manager import build_plugin_manager, configured_plugins
+from acdc_engine.tasks import TaskSpec
+
+JUDGED = '''
+class TaskFamily:
+    @staticmethod
+    def get_tasks():
+        return {"1": {"q": "Name a colour."}}
+    @staticmethod
+    def get_instructions(t):
+        return t["q"]
+    @staticmethod
+    def score(t, submission):
+        return judge(t["q"], submission, "any colour is right")
+'''
+
+
+class FixedJudge:
+    @hookimpl
+    def acdc_judge(self, question, answer, rubric):
+        return 0.75
+
+
+class Misspelt:
+    @hookimpl
+    def acdc_generate_task(self, request):  # the hook is acdc_generate_tasks
+        return None
+
+
+def test_a_misspelt_hook_implementation_is_refused_in_one_line():
+    with pytest.raises(AcdcError, match="acdc_generate_task") as err:
+        build_plugin_manager([], extra=[Misspelt()])
+    assert "\n" not in str(err.value)
+
+
+def test_inside_the_context_task_code_reaches_the_judge_and_after_it_does_not():
+    config = load_config(None)
+    spec = TaskSpec("judged", "a judged family", "knowledge", 1, JUDGED, "test")
+    with configured_plugins(config, extra=[FixedJudge()]) as pm:
+        instances = pm.hook.acdc_task_instances(task=spec, limits=config.sandbox)
+        assert pm.hook.acdc_score_submissions(task=spec, instances=instances, submissions=["red"],
+                                              limits=config.sandbox) == [0.75]
+    pm = build_plugin_manager([], extra=[FixedJudge()])  # never configured: no judge relay
+    from acdc_engine.tasks import TaskCodeError
+    with pytest.raises(TaskCodeError, match="judge"):
+        pm.hook.acdc_score_submissions(task=spec, instances=instances, submissions=["red"], limits=config.sandbox)
