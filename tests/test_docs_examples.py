@@ -1,0 +1,37 @@
+"""The plugin author's guide's example works as printed."""
+
+from __future__ import annotations
+
+import re
+import types
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from acdc_engine.materialise import materialise
+from acdc_engine.recipe import Recipe
+
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
+
+
+def guide_module() -> types.ModuleType:
+    """The ``my_acdc_plugin.py`` block of docs/plugins.md, as a module."""
+    block = next(b for b in re.findall(r"```python\n(.*?)```", GUIDE.read_text(), re.S)
+                 if b.startswith("# my_acdc_plugin.py"))
+    module = types.ModuleType("my_acdc_plugin")
+    exec(compile(block, str(GUIDE), "exec"), module.__dict__)
+    return module
+
+
+def test_the_guides_merge_operator_builds_a_child(tiny_models, tmp_path):
+    plugin = guide_module()
+    (method,) = plugin.acdc_merge_methods().values()
+    files = [tiny_models[n] / "model.safetensors" for n in ("a", "b")]
+    recipe = Recipe.make(parents=("m0001", "m0002"), crossover=method.name,
+                         crossover_params=method.draw_params(2, None, None), seed=0)
+    out = tmp_path / "child.safetensors"
+    materialise(recipe, parent_files=files, base_file=files[0], merge=method, mutation=None, out_file=out)
+    child, a, b = load_file(out), load_file(files[0]), load_file(files[1])
+    name = next(iter(a))
+    assert torch.allclose(child[name].float(), (a[name].float() + b[name].float()) / 2, atol=1e-2)
