@@ -18,7 +18,7 @@ if ! command -v bwrap >/dev/null && command -v apt-get >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) || echo "warning: could not install bubblewrap; the sandbox will use its fallback"
 fi
 "$PY" -m venv .venv
-.venv/bin/pip install --quiet --upgrade "pip>=24" "setuptools>=69" wheel
+.venv/bin/pip install --quiet --upgrade "pip>=24" "setuptools>=77" wheel
 # torch first, pinned: this CPU build is on the machine; a looser pin pulls CUDA.
 .venv/bin/pip install --quiet "torch==2.13.0"
 # The Ray extra shares the main environment (no clashing pins) so its tests run here.
