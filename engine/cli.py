@@ -188,22 +188,58 @@ def resume(run_dir):
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-def status(run_dir):
-    """Show where a run stands."""
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+def status(run_dir, as_json):
+    """Show where a run stands (--json: the same as one JSON object)."""
     store = RunStore.open(run_dir)
-    config = store.config()
-    last = store.last_generation()
-    console.print(f"run {run_dir}: generation {last if last is not None else '-'} of {config.run.generations} "
-                  f"committed; plugins {', '.join(config.run.plugins)}")
-    seeds = [(Recipe.from_json(r["recipe"]).seed_spec, r["digest"]) for r in store.models()
-             if Recipe.from_json(r["recipe"]).is_seed]
-    if seeds:
-        console.print("seeds: " + ", ".join(f"{spec} ({digest[:12]})" for spec, digest in seeds), highlight=False,
-                      soft_wrap=True)
+    try:
+        facts = run_status(store)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(facts, indent=1))
+        return
+    out = console if console.is_terminal else Console(soft_wrap=True, width=WIDE)  # piped: no cut headers
+    last = facts["last_generation"]
+    out.print(f"run {run_dir}: generation {last if last is not None else '-'} of {facts['generations']} "
+              f"committed; plugins {', '.join(facts['plugins'])}", highlight=False)
+    if facts["seeds"]:
+        out.print("seeds: " + ", ".join(f"{spec} ({digest[:12]})" for spec, digest in facts["seeds"].items()),
+                  highlight=False, soft_wrap=True)
     if last is None:
         return
-    state = store.generation(last)
-    console.print(archive_table(state["archive"], title=f"archive after generation {last}"))
+    out.print(archive_table(facts["archive"], title=f"archive after generation {last}"))
+    out.print("tasks: " + ", ".join(f"{k} {v}" for k, v in sorted(facts["tasks"].items())))
+    for status, by in facts["task_reasons"].items():
+        if by:
+            out.print(f"  {status} by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(by.items())),
+                      highlight=False, markup=False)
+    stats = Table(title="per generation")
+    keys = ["gen", "elites", "fit_max", "fit_mean", "coverage", "model_diversity", "task_diversity", "born",
+            "rejected_models", "new_tasks", "rejected_tasks", "elapsed_s"]
+    for k in keys:
+        stats.add_column(k, justify="right")
+    for s in facts["per_generation"]:
+        stats.add_row(*(f"{s.get(k):.3f}" if isinstance(s.get(k), float) and k != "elapsed_s" else
+                        str(s.get(k, "-")) for k in keys))
+    out.print(stats)
+    out.print(time_table(facts["per_generation"]))
+    force = facts["task_force"]
+    if force is not None:
+        out.print(f"task force {', '.join(force['model_ids'])}: Coverage {force['coverage']:.3f} of "
+                  f"{force['n_tasks']} tasks (seed experts' own task force {force['seed_coverage']:.3f})")
+
+
+#: Columns of piped (non-terminal) output: wide enough that no table header is cut.
+WIDE = 200
+
+
+def run_status(store: RunStore) -> dict:
+    """Where a run stands, as plain data (what ``status`` prints)."""
+    config = store.config()
+    last = store.last_generation()
+    seeds = {Recipe.from_json(r["recipe"]).seed_spec: r["digest"] for r in store.models()
+             if Recipe.from_json(r["recipe"]).is_seed}
     counts: dict[str, int] = {}
     reasons: dict[str, dict[str, int]] = {"rejected": {}, "removed": {}}
     for row in store.tasks():
@@ -212,26 +248,16 @@ def status(run_dir):
             by = reasons[row["status"]]
             category = reason_category(row["reason"])
             by[category] = by.get(category, 0) + 1
-    console.print("tasks: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    for status, by in reasons.items():
-        if by:
-            console.print(f"  {status} by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(by.items())),
-                          highlight=False, markup=False)
-    stats = Table(title="per generation")
-    keys = ["gen", "elites", "fit_max", "fit_mean", "coverage", "model_diversity", "task_diversity", "born",
-            "rejected_models", "new_tasks", "rejected_tasks", "elapsed_s"]
-    for k in keys:
-        stats.add_column(k, justify="right")
-    for s in store.all_stats():
-        stats.add_row(*(f"{s.get(k):.3f}" if isinstance(s.get(k), float) and k != "elapsed_s" else
-                        str(s.get(k, "-")) for k in keys))
-    console.print(stats)
-    console.print(time_table(store.all_stats()))
     force = store.task_force()
-    if force is not None:
-        console.print(f"task force {', '.join(json.loads(force['model_ids']))}: Coverage "
-                      f"{force['coverage']:.3f} of {force['n_tasks']} tasks (seed experts' own task force "
-                      f"{force['seed_coverage']:.3f})")
+    return {
+        "run_dir": str(store.run_dir), "last_generation": last, "generations": config.run.generations,
+        "plugins": list(config.run.plugins), "seeds": seeds,
+        "archive": store.generation(last)["archive"] if last is not None else [],
+        "tasks": counts, "task_reasons": reasons, "per_generation": store.all_stats(),
+        "task_force": None if force is None else {
+            "model_ids": json.loads(force["model_ids"]), "coverage": force["coverage"],
+            "seed_coverage": force["seed_coverage"], "n_tasks": force["n_tasks"]},
+    }
 
 
 def reason_category(reason: str | None) -> str:

@@ -218,3 +218,17 @@ def test_a_run_records_its_seeds_and_a_resume_on_other_weights_is_refused(tiny_m
     done = engine("resume", run)
     assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
     assert f"seed {seeds['b']} now resolves to other weights" in done.stdout.strip().splitlines()[-1]
+
+
+def test_status_piped_keeps_every_header_and_json_is_machine_readable(tiny_config, tmp_path):
+    from test_loop_tiny import run_once
+
+    run = tmp_path / "run"
+    run_once(tiny_config(**{"run.generations": 1}), run, [])
+    piped = engine("status", run)  # stdout is a pipe here
+    assert piped.returncode == 0
+    for header in ("fit_max", "coverage", "model_diversity", "rejected_tasks", "elapsed_s", "materialise"):
+        assert header in piped.stdout
+    facts = json.loads(engine("status", "--json", run).stdout)
+    assert facts["last_generation"] == 1 and len(facts["per_generation"]) == 2
+    assert facts["task_force"]["model_ids"] and set(facts["seeds"]) and facts["archive"]
