@@ -505,6 +505,7 @@ def report(run_dir, out):
     from acdc_engine.report import build_report
 
     _quiet_libraries()
+    RunStore.open(run_dir).close()  # not a run: said before anything about --out
     out = out or Path(run_dir) / "report.html"
     if not out.parent.is_dir():
         raise AcdcError(f"--out {out}: its folder {out.parent} does not exist")
