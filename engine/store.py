@@ -192,6 +192,8 @@ class RunStore:
         at any moment can be resumed or started again."""
         run_dir = Path(run_dir)
         db_path = run_dir / "run.sqlite"
+        if db_path.is_file() and db_path.stat().st_size == 0:
+            db_path.unlink()  # an empty file (a reader opened it before it existed) holds no run
         if db_path.exists():
             raise AcdcError(f"run directory {run_dir} already holds a run; use `acdc-engine resume {run_dir}`")
         try:

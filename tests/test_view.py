@@ -73,7 +73,7 @@ def run_args(tiny_models, tmp_path, run_dir, generations):
 
 def committed(db_path) -> int:
     try:
-        db = sqlite3.connect(db_path)
+        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)  # never creates the file under the run
         try:
             return db.execute("SELECT COALESCE(MAX(generation), -1) FROM generations").fetchone()[0]
         finally:
