@@ -161,7 +161,8 @@ class Answerer:
 def measure(run_dir: Path, items, cache: Path) -> dict:
     """The table of one run: Coverage of every system for each N, and per generation."""
     from acdc_engine.discovery import (
-        AnswerBook, Member, forces_by_generation, padded, pick, run_skills, seed_ids, system_coverage,
+        AnswerBook, Member, coverage_by_kind, forces_by_generation, guessing_coverage, padded, pick, run_skills,
+        seed_ids, system_coverage,
     )
     from acdc_engine.lineage import rebuild_weights
     from acdc_engine.plugin_manager import configured_plugins
@@ -191,6 +192,9 @@ def measure(run_dir: Path, items, cache: Path) -> dict:
     def cov(ids: list[str]) -> float:
         return system_coverage(book, [Member(m, weights(m)) for m in ids])
 
+    def by_kind(members: list[Member]) -> dict[str, float]:
+        return coverage_by_kind(book, members)
+
     answered = book.answer
 
     def answer_with_progress(w, temperature, seed, n):  # one line per answering: where the time goes
@@ -208,12 +212,13 @@ def measure(run_dir: Path, items, cache: Path) -> dict:
         base_id = next(m for m in seeds if seed_spec(rows[m]) == config.models.base)
         final = store.generation(store.last_generation())
         fittest = max(final["archive"], key=lambda r: r["fitness"])["id"]
-        table: dict = {"n_seeds": len(seeds), "per_generation": {}, "members": {}}
+        table: dict = {"n_seeds": len(seeds), "per_generation": {}, "members": {}, "by_kind": {}}
         for n in SIZES:
             by_gen = forces_by_generation(models, tasks, scores, thr, n)
             last = max(by_gen)
             table["members"][f"task_force_{n}"] = by_gen[last]
             table[f"task_force_{n}"] = cov(by_gen[last])
+            table["by_kind"][f"task_force_{n}"] = by_kind([Member(m, weights(m)) for m in by_gen[last]])
             table["per_generation"][n] = {g: cov(ids) for g, ids in by_gen.items()}
             table[f"generation_0_{n}"] = table["per_generation"][n][0]
             chosen = pick(seeds, task_ids, scores, thr, n)
@@ -222,9 +227,15 @@ def measure(run_dir: Path, items, cache: Path) -> dict:
             table["members"][f"seed_experts_{n}"] = [m.model if m.sample is None else f"{m.model}@T0.7#{m.sample}"
                                                      for m in expert_members]
             table[f"seed_experts_{n}"] = system_coverage(book, expert_members)
+            table["by_kind"][f"seed_experts_{n}"] = by_kind(expert_members)
             control = [Member(base_id, weights(base_id), sample=i) for i in range(n)]
             table[f"control_{n}"] = system_coverage(book, control)
+            table["by_kind"][f"control_{n}"] = by_kind(control)
+            guess = guessing_coverage(items, n)
+            table[f"guessing_{n}"] = guess.pop("all")
+            table["by_kind"][f"guessing_{n}"] = guess
         table["fittest"] = cov([fittest])
+        table["by_kind"]["fittest"] = by_kind([Member(fittest, weights(fittest))])
         table["members"]["fittest"] = [fittest]
         table["run_task_force"] = json.loads(store.task_force()["model_ids"])
         table["run_task_force_coverage"] = cov(table["run_task_force"])
@@ -268,7 +279,9 @@ def plot(results: dict, out: Path) -> None:
             line = ax.plot(list(map(int, gens)), list(gens.values()), marker="o", label=f"{label} task force")[0]
             ax.axhline(table[f"seed_experts_{n}"], color=line.get_color(), ls="--", lw=0.8)
             ax.axhline(table[f"control_{n}"], color=line.get_color(), ls=":", lw=0.8)
-        ax.set_title(f"N = {n} (dashed: seed experts, dotted: control)", fontsize=9)
+        guessing = next(iter(results.values()))[f"guessing_{n}"]
+        ax.axhline(guessing, color="grey", ls="-.", lw=0.8)
+        ax.set_title(f"N = {n} (dashed: seed experts, dotted: control, grey: guessing)", fontsize=9)
         ax.set_xlabel("generation")
         ax.set_ylabel("Coverage on the development set")
         ax.legend(fontsize=7)
@@ -323,7 +336,7 @@ def main() -> None:
             t0 = time.monotonic()
             reused = coevolve(run_dir, [*args.overrides, *extra, f"run.seed={seed}"], out / f"{name}-s{seed}.log")
             run_s = round(time.monotonic() - t0, 1)
-            if reused and label in results:
+            if reused and "by_kind" in results.get(label, {}):  # tables of older versions are measured again
                 say(f"{label}: measured before")
                 report(label, results[label])
                 continue
@@ -363,6 +376,11 @@ def report(label: str, table: dict) -> None:
     for name, key in (("task force", "task_force"), ("seed experts", "seed_experts"), ("control (base, T=0.7)", "control")):
         say(f"  {name:<26}" + "".join(f"{100 * table[f'{key}_{n}']:>8.1f}" for n in SIZES))
     say(f"  {'fittest single model':<26}{100 * table['fittest']:>8.1f}")
+    say(f"  {'random guessing (expected)':<26}" + "".join(f"{100 * table[f'guessing_{n}']:>8.1f}" for n in SIZES))
+    kinds = sorted(table["by_kind"]["fittest"])
+    say(f"  by kind of question, N=3 ({', '.join(kinds)}):")
+    for name in ("task_force_3", "seed_experts_3", "control_3", "guessing_3", "fittest"):
+        say(f"    {name:<24}" + "".join(f"{k[:6]:>8} {100 * table['by_kind'][name][k]:5.1f}" for k in kinds))
     for n in SIZES:
         gens = table["per_generation"][n]
         say(f"  task force {n} by generation: " + "  ".join(f"g{g} {100 * c:.1f}" for g, c in gens.items()))

@@ -10,7 +10,13 @@ outside development set). What is compared, for a task-force size ``N``:
   with fewer than ``N`` seeds, padded by samples of the seeds at
   ``T = 0.7`` (round robin);
 - the control: the base model sampled ``N`` times at ``T = 0.7``;
-- the fittest single model of the final archive (greedy).
+- the fittest single model of the final archive (greedy);
+- as a reference, uniform random guessing (``N`` guesses per multiple-choice
+  question), since a sampled model's ``N`` answers partly are guesses.
+
+Coverage is also reported per kind of question (multiple choice, open
+answer, code), so that a gain made by guessing is told from one made by
+answering.
 
 Every member answers each question once; Coverage is the share of
 questions that some member answers right. :class:`AnswerBook` holds the
@@ -95,6 +101,28 @@ def padded(members: list[Member], seeds: list[Member], size: int) -> list[Member
 def system_coverage(book: "AnswerBook", members: list[Member]) -> float:
     """Share of questions that some member answers right."""
     return coverage(np.array([book.verdicts(m) for m in members], dtype=bool))
+
+
+def question_kind(item: Item) -> str:
+    """``choice`` (multiple choice), ``code`` (a program to pass tests) or ``open`` (an exact or numeric
+    answer): the groups that Coverage is also reported by."""
+    return item.kind if item.kind in ("choice", "code") else "open"
+
+
+def coverage_by_kind(book: "AnswerBook", members: list[Member]) -> dict[str, float]:
+    """Coverage of each :func:`question_kind` group."""
+    covered = np.array([book.verdicts(m) for m in members], dtype=bool).any(axis=0)
+    kinds = np.array([question_kind(i) for i in book.items])
+    return {k: float(covered[kinds == k].mean()) for k in sorted(set(kinds))}
+
+
+def guessing_coverage(items: list[Item], n: int) -> dict[str, float]:
+    """Expected Coverage of ``n`` uniform random guesses per multiple-choice question (none right
+    elsewhere), overall and by :func:`question_kind`: what answering without reading the question gets."""
+    hit = np.array([1 - (1 - 1 / len(i.choices)) ** n if i.kind == "choice" and i.choices else 0.0
+                    for i in items])
+    kinds = np.array([question_kind(i) for i in items])
+    return {"all": float(hit.mean()), **{k: float(hit[kinds == k].mean()) for k in sorted(set(kinds))}}
 
 
 class AnswerBook:

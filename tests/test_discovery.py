@@ -7,7 +7,9 @@ import tarfile
 import pytest
 
 from acdc_engine.benchmarks import Item, load_bigbench_sdist
-from acdc_engine.discovery import AnswerBook, Member, forces_by_generation, padded, pick, system_coverage
+from acdc_engine.discovery import (
+    AnswerBook, Member, coverage_by_kind, forces_by_generation, guessing_coverage, padded, pick, system_coverage,
+)
 from acdc_engine.errors import AcdcError
 
 ITEMS = [Item(str(i), f"q{i}", ("a",), "exact") for i in range(4)]
@@ -39,6 +41,17 @@ def test_coverage_counts_a_question_once_whoever_answers_it(tmp_path):
     assert len(calls) == 2  # each member answered once
     again, calls = book_with({}, tmp_path)  # from the cache file: nothing answered again
     assert system_coverage(again, [Member("a", a), Member("b", b)]) == 0.75 and calls == []
+
+
+def test_coverage_by_kind_and_the_guessing_reference(tmp_path):
+    items = [Item("0", "q", ("b",), "choice", choices=("a", "b")), Item("1", "q", ("a",), "choice", choices=("a", "b", "c", "d")),
+             Item("2", "q", ("7",), "numeric"), Item("3", "q", (), "code")]
+    a = weights(tmp_path, "a")
+    book = AnswerBook(items, tmp_path / "cache.json", lambda w, t, s, n: [[True], [False], [True], [False]])
+    assert coverage_by_kind(book, [Member("a", a)]) == {"choice": 0.5, "code": 0.0, "open": 1.0}
+    guess = guessing_coverage(items, 2)  # 2 guesses: 1 - 1/4 on two options, 1 - 9/16 on four
+    assert guess["choice"] == pytest.approx((0.75 + 7 / 16) / 2)
+    assert guess["all"] == pytest.approx((0.75 + 7 / 16) / 4) and guess["open"] == guess["code"] == 0.0
 
 
 def test_each_sample_is_drawn_with_its_own_seed_and_cached(tmp_path):
