@@ -32,8 +32,9 @@ class Backend(Protocol):
         temperature: float = 0.0,
         seed: int | None = None,
     ) -> list[str]:
-        """Answers each instruction; ``on_batch(n)`` is called after each batch of n.
-        Greedy at ``temperature`` 0, else sampled with ``seed``."""
+        """Answers each instruction; ``on_batch(n)`` is called as answers are done, with how many were done
+        since its last call (a backend may call it once per batch, or per finished answer; the calls add up
+        to ``len(instructions)``). Greedy at ``temperature`` 0, else sampled with ``seed``."""
         ...
 
     def mean_logprob(self, instructions: list[str], responses: list[str]) -> list[float]:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import click
 from rich.console import Console, Group
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -23,6 +22,7 @@ from acdc_engine.forge import DEFAULT_CAPABILITIES, ForgeRecipe
 from acdc_engine.plugin_manager import ALWAYS_ON, build_plugin_manager, configured_plugins, discover
 from acdc_engine.recipe import Recipe
 from acdc_engine.store import RunStore
+from acdc_engine.progress import TickingProgress
 from acdc_engine.view import ProgressView, archive_table, time_table
 
 console = Console(soft_wrap=True)
@@ -49,12 +49,12 @@ def _quiet_libraries() -> None:
 
 
 def _stop_on_ctrl_c(run) -> None:
-    """First Ctrl-C: stop after the current step; a second one: stop at once."""
+    """First Ctrl-C: stop at the end of the current batch; a second one: stop at once."""
     def handler(signum, frame):
         if run.stop_requested:
             raise KeyboardInterrupt
         run.stop_requested = True
-        console.print("stopping after the current step (Ctrl-C again to stop at once)", highlight=False)
+        console.print("stopping at the end of the current batch (Ctrl-C again to stop at once)", highlight=False)
 
     signal.signal(signal.SIGINT, handler)
 
@@ -312,11 +312,20 @@ def evaluate(run_dir, specs, model_dirs, samples, method, judge_dir, max_new_tok
     from acdc_engine.evaluate import Evaluation
 
     _quiet_libraries()
+    started: list[str] = []
+
+    def on_progress(text: str) -> None:  # called as each system starts on each benchmark
+        started.append(text)
+        progress.update(task, completed=len(started) - 1, description=f"evaluating {text}")
+
     ev = Evaluation(run_dir, model_dirs=list(model_dirs), samples=samples, judge_dir=judge_dir, method=method,
-                    max_new_tokens=max_new_tokens, seed=seed,
-                    on_progress=lambda text: console.print(f"evaluating {text}", highlight=False, style="dim"))
+                    max_new_tokens=max_new_tokens, seed=seed, on_progress=on_progress)
     try:
-        results = ev.run(list(specs))
+        with _progress() as progress:
+            task = progress.add_task("evaluating", total=len(specs) * len(ev.systems))
+            results = ev.run(list(specs))
+            progress.update(task, completed=len(started))
+            progress.remove_task(task)
     finally:
         ev.close()
     console.print(results_table(results))
@@ -389,7 +398,7 @@ def forge(group, base, capabilities, steps, lr, rank, protect_energy, force, no_
     console.print(forge_table(rates, held, {name: cap for name, (cap, _) in experts.items()}))
 
 
-def _forge_experts(smith, caps: list[str], progress: Progress, *, force: bool = False) -> dict:
+def _forge_experts(smith, caps: list[str], progress: TickingProgress, *, force: bool = False) -> dict:
     """Each capability's expert, from the cache or forged now, with a bar per step and a line per expert."""
     if not smith.replay_file.is_file() and any(force or not smith.cached(c) for c in caps):
         task = progress.add_task("replay: the base's answers", total=len(smith.replay_prompts))
@@ -441,9 +450,8 @@ def _forge_missing_group(hook, config: Config, spec: str) -> None:
         sys.exit(130)
 
 
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=True)
+def _progress() -> TickingProgress:
+    return TickingProgress(console=console, transient=True)
 
 
 def _duration(seconds: float) -> str:
@@ -489,8 +497,12 @@ def export(run_dir, model_id, out_dir):
     with configured_plugins(config) as pm:
         _, base_dir = resolve_seeds(pm.hook, config.models)
         out_dir.mkdir(parents=True, exist_ok=True)
-        rebuild_weights(store, model_id, hook=pm.hook, base_file=base_dir / "model.safetensors",
-                        out_file=out_dir / "model.safetensors")
+        with _progress() as progress:
+            task = progress.add_task(f"rebuilding {model_id} from its ancestry", total=None)
+            rebuild_weights(store, model_id, hook=pm.hook, base_file=base_dir / "model.safetensors",
+                            out_file=out_dir / "model.safetensors",
+                            on_built=lambda done, total: progress.update(task, completed=done, total=total))
+            progress.remove_task(task)
     for f in base_dir.iterdir():
         if f.is_file() and f.name != "model.safetensors":
             shutil.copy(f, out_dir / f.name)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.tree import Tree
@@ -62,11 +63,27 @@ def _remove_stale_scratch(folder: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def rebuild_weights(store: RunStore, model_id: str, *, hook, base_file: Path, out_file: Path) -> None:
+def _to_rebuild(store: RunStore, rows: dict, model_id: str) -> set[str]:
+    """``model_id`` and its ancestors that have no kept file (those a rebuild materialises)."""
+    todo, stack = set(), [model_id]
+    while stack:
+        mid = stack.pop()
+        if mid in todo or store.weights_path(rows[mid]["digest"]).is_file():
+            continue
+        recipe = Recipe.from_json(rows[mid]["recipe"])
+        if not recipe.is_seed:
+            todo.add(mid)
+            stack.extend(recipe.parents)
+    return todo
+
+
+def rebuild_weights(store: RunStore, model_id: str, *, hook, base_file: Path, out_file: Path,
+                    on_built: Callable[[int, int], None] | None = None) -> None:
     """Writes ``model_id``'s weights to ``out_file``, re-materialising ancestors as needed.
 
     Operators are looked up by name through ``hook``; a rebuilt file whose
     digest is not the recorded one is refused with one line naming the model.
+    ``on_built(done, total)`` is told after each model materialised.
     """
     rows = _rows(store)
     if model_id not in rows:
@@ -77,6 +94,7 @@ def rebuild_weights(store: RunStore, model_id: str, *, hook, base_file: Path, ou
     _remove_stale_scratch(out_file.parent)
     scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=out_file.parent))
     built: dict[str, Path] = {}
+    total = len(_to_rebuild(store, rows, model_id))
 
     def weights(mid: str) -> Path:
         if mid in built:
@@ -93,6 +111,8 @@ def rebuild_weights(store: RunStore, model_id: str, *, hook, base_file: Path, ou
         built[mid] = scratch / f"{mid}.safetensors"
         materialise(recipe, parent_files=parents, base_file=base_file, merge=merges[recipe.crossover],
                     mutation=mutations.get(recipe.mutation) if recipe.mutation else None, out_file=built[mid])
+        if on_built:
+            on_built(sum(p.parent == scratch for p in built.values()), total)
         got = file_digest(built[mid])
         if got != row["digest"]:
             raise AcdcError(f"rebuilt weights of {mid} do not match the recorded ones (digest {got[:12]}, "

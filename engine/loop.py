@@ -44,7 +44,7 @@ ACCEPTED = ("active", "limbo", "retired", "removed")
 
 
 class RunInterrupted(Exception):
-    """A stop was requested (Ctrl-C); the run stopped between two steps."""
+    """A stop was requested (Ctrl-C); the run stopped at the end of a batch or between two steps."""
 
 
 @dataclass
@@ -105,6 +105,7 @@ class Coevolution:
         self.clock = PhaseClock()
         self.started = time.monotonic()
         self.stop_requested = False
+        self.current_step = "the start"
 
     # --- the algorithm ------------------------------------------------------
 
@@ -118,7 +119,7 @@ class Coevolution:
             self.clock.restart("other")
             commit = Commit(generation=gen)
             if gen == 0:
-                self.clock.switch("adapt tasks")
+                self.step("adapt tasks", 1, gen)
                 self.add_tasks([TaskRequest("initial", self.cfg.tasks.initial_families, self.rng_seed(0, SALT_TASKS),
                                             self.cfg.tasks.instances_per_family)], gen, commit)
                 self.add_seeds(commit)
@@ -176,7 +177,7 @@ class Coevolution:
         rates = {t: float(np.mean([self.scores.get((m, t), 0) >= threshold for m in members])) for t in self.active}
         plan = plan_adaptation(rates, n_new=self.cfg.tasks.new_per_adaptation,
                                rng=np.random.default_rng(self.rng_seed(gen, SALT_ADAPT)))
-        self.step("adapt tasks", len(plan.remove) + len(plan.harder) + len(plan.novel), gen)
+        self.step("adapt tasks", len(plan.harder) + len(plan.novel) or 1, gen)  # one per request below
         too_hard = self.settle_limbo(rates, commit)
         for task_id in plan.remove:
             reason = "too hard: solved by no archive member; parent restored" if task_id in too_hard else \
@@ -238,8 +239,8 @@ class Coevolution:
             self.models[model_id].new_file = None
         if evicted:
             self.emit("weights_evicted", generation=commit.generation, model_ids=evicted)
-        self.emit("advance", n=1)
         self.previous_members = set(members)
+        self.emit("advance", n=1)
         self.emit("generation_committed", generation=commit.generation, archive=commit.archive,
                   pool=self.pool_counts(), stats=commit.stats)
 
@@ -450,6 +451,7 @@ class Coevolution:
             kept = fresh[: request.n] + [s for s in merged if s.rejected]
             known.update(s.digest for s in kept)
             out += [(s, request) for s in kept]
+            self.emit("advance", n=1)
         return out
 
     def vet(self, spec: TaskSpec) -> tuple[str, str | None, list[Instance]]:
@@ -630,10 +632,15 @@ class Coevolution:
         if self.stop_requested:
             raise RunInterrupted(f"stopped before {name} of generation {gen}")
         self.clock.switch("generate" if name == "evaluate" else name)
+        self.current_step = f"{name} of generation {gen}"
         self.emit("step", name=name, total=total, generation=gen)
 
     def emit(self, kind: str, **data) -> None:
+        """Tells the plugins of an event; a requested stop takes effect at the next ``advance`` (the end of a
+        batch), where nothing uncommitted is worth more than the batch just done (answers are kept per model)."""
         self.hook.acdc_event(kind=kind, data=data)
+        if kind == "advance" and self.stop_requested:
+            raise RunInterrupted(f"stopped during {self.current_step}")
 
     def close(self) -> None:
         """Releases the executor (its backends) and whatever plugins hold (sandbox workers)."""

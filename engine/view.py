@@ -10,17 +10,18 @@ most recent events.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter, deque
 
 from rich import box
 from rich.console import Console, Group
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from acdc_engine.hookspecs import hookimpl
+from acdc_engine.progress import TickingProgress, clock
 
 SHADES = "·░▒▓█"
 MAX_ROWS = 8
@@ -45,6 +46,9 @@ def archive_table(rows: list[dict], title: str = "archive", max_rows: int | None
     for col in ("id", "parents", "fitness", "solved", "score", f"skills {legend}".strip()):
         table.add_column(col, justify="right" if col in ("fitness", "solved", "score") else "left",
                          no_wrap=True, overflow="ellipsis", max_width=22 if col == "parents" else None)
+    if caps:
+        table.caption = "skills: " + ", ".join(f"{c[0]} {c}" for c in caps)
+        table.caption_justify = "left"
     shown = rows if max_rows is None else rows[:max_rows]
     for r in shown:
         score = r.get("score", r.get("dns", float("nan")))
@@ -101,8 +105,8 @@ class ProgressView:
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console()
         self.live_mode = self.console.is_terminal
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=self.console)
+        self.progress = TickingProgress(console=self.console, bar_width=20)  # plain lines off a terminal
+        self.lock = threading.Lock()  # events arrive on the run's thread; the live display renders on its own
         self.task = None
         self.rows: list[dict] = []
         self.last_stats: dict = {}
@@ -114,37 +118,47 @@ class ProgressView:
         self.gen = 0
         self.t0 = time.monotonic()
         self.done_gens = 0
+        self.last_commit = self.t0
         self.models_done = 0
         self.answers = 0
         self.evaluating = False
         self.live: Live | None = None
 
     def __enter__(self) -> ProgressView:
-        if self.live_mode:
-            self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+        if self.live_mode:  # re-rendered 4 times a second, so the clocks tick between events
+            self.live = Live(get_renderable=self._render, console=self.console, refresh_per_second=4,
+                             transient=False)
             self.live.__enter__()
+        else:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc) -> None:
         if self.live:
-            self.live.update(self._render())
             self.live.__exit__(*exc)
             self.live = None
+        else:
+            self.progress.stop()
 
     def _eta(self) -> str:
+        """Time left: the mean committed generation's time per generation left, less the current one's time."""
         if not self.done_gens:
             return "?"
-        per_gen = (time.monotonic() - self.t0) / self.done_gens
-        left = self.generations + 1 - self.first_gen - self.done_gens
-        return f"{per_gen * max(left, 0):.0f}s"
+        per_gen = (self.last_commit - self.t0) / self.done_gens
+        left = max(self.generations + 1 - self.first_gen - self.done_gens, 0)
+        return clock(max(per_gen * left - (time.monotonic() - self.last_commit), 0.0) if left else 0.0)
 
     def throughput(self) -> str:
         minutes = max(time.monotonic() - self.t0, 1e-6) / 60
         return f"{self.models_done / minutes:.1f} models/min, {self.answers / (minutes * 60):.1f} answers/s"
 
     def _render(self) -> Group:
+        with self.lock:
+            return self._render_now()
+
+    def _render_now(self) -> Group:
         elapsed = time.monotonic() - self.t0
-        head = Text.from_markup(f"[bold]gen {self.gen}/{self.generations}[/]  {elapsed:.0f}s  ETA {self._eta()}  "
+        head = Text.from_markup(f"[bold]gen {self.gen}/{self.generations}[/]  {clock(elapsed)}  ETA {self._eta()}  "
                                 f"{self.throughput()}", overflow="ellipsis")
         head.no_wrap = True
         parts = [head, self.progress]
@@ -156,7 +170,7 @@ class ProgressView:
         parts.append(pool)
         parts.extend(Text(e, overflow="ellipsis", no_wrap=True, style="dim") for e in self.events)
         if self.last_stats:
-            parts.append(Text(time_line(self.last_stats).strip()))
+            parts.append(Text(time_line(self.last_stats)))
         return Group(*parts)
 
     def _log(self, text: str) -> None:
@@ -166,6 +180,10 @@ class ProgressView:
 
     @hookimpl
     def acdc_event(self, kind, data):
+        with self.lock:  # shown at the display's next refresh (4 a second)
+            self._on_event(kind, data)
+
+    def _on_event(self, kind: str, data: dict) -> None:
         if kind == "run_started":
             self.generations, self.first_gen = data["generations"], data["start_generation"]
             self._log(f"run {data['run_dir']}: generations {data['start_generation']}..{data['generations']}")
@@ -176,8 +194,6 @@ class ProgressView:
                 self.progress.remove_task(self.task)
             self.task = self.progress.add_task(f"gen {data['generation']}: {data['name']}", total=data["total"])
             self.evaluating = data["name"] == "evaluate"
-            if not self.live_mode:
-                self._log(f"gen {data['generation']}: {data['name']} ({data['total']})")
         elif kind == "advance" and self.task is not None:
             self.progress.advance(self.task, data["n"])
             if self.evaluating:
@@ -198,12 +214,14 @@ class ProgressView:
         elif kind == "generation_committed":
             self.rows, self.pool = data["archive"], data["pool"]
             self.done_gens += 1
+            self.last_commit = time.monotonic()
             s = self.last_stats = data["stats"]
             self._log(f"gen {data['generation']} committed: fitness max {s['fit_max']:.3f} mean {s['fit_mean']:.3f}, "
                       f"coverage {s['coverage']:.3f}, archive {s['elites']}, active tasks {s['pool_active']}, "
                       + (f"task diversity {s['task_diversity']:.2f}, " if s.get("task_diversity") is not None else "")
                       + f"{s['elapsed_s']}s")
-            self._log(time_line(s))
+            if not self.live_mode:  # the live view shows the last generation's time line in a line of its own
+                self._log(time_line(s))
         elif kind == "weights_evicted":
             self._log(f"  weights of {', '.join(data['model_ids'])} evicted (disk budget)")
         elif kind == "weights_rebuilt":
@@ -213,5 +231,3 @@ class ProgressView:
         elif kind == "run_finished":
             self._log(f"task force {', '.join(data['task_force'])}: Coverage {data['coverage']:.3f} of "
                       f"{data['n_tasks']} tasks (seed experts {', '.join(data.get('seed_force', []))}: {data['seed_coverage']:.3f})")
-        if self.live:
-            self.live.update(self._render())

@@ -129,21 +129,21 @@ class TransformersBackend:
                 self.model.config, len(ids[order[min(start + MAX_AUTO_BATCH, len(order)) - 1]]) + max_new_tokens,
                 self.model.dtype.itemsize)
             idx = order[start : start + size]
-            texts = self._generate_batch([ids[i] for i in idx], max_new_tokens, temperature, seed + start)
+            texts = self._generate_batch([ids[i] for i in idx], max_new_tokens, temperature, seed + start,
+                                         on_done=on_batch)
             for i, text in zip(idx, texts):
                 answers[i] = text
             start += len(idx)
-            if on_batch:
-                on_batch(len(idx))
         return answers
 
     def _generate_batch(self, batch: list[list[int]], max_new_tokens: int, temperature: float,
-                        seed: int) -> list[str]:
+                        seed: int, on_done=None) -> list[str]:
         """Answers to one batch of tokenised prompts, left-padded.
 
         Prefill once, then one token per step; an answer that has ended leaves
         the batch (its rows of the KV cache are dropped), so the last long
         answer does not drag the finished ones through every step.
+        ``on_done(n)`` is told of the ``n`` answers that ended at a step.
         """
         shared = _shared_prefix(batch) if len(batch) > 1 else 0
         cache = DynamicCache(config=self.model.config)
@@ -169,6 +169,8 @@ class TransformersBackend:
                     keep.append(i)
             if not keep or step == max_new_tokens - 1:
                 break
+            if on_done and len(keep) < len(live):
+                on_done(len(live) - len(keep))
             if len(keep) < len(live):
                 kept = torch.tensor(keep)
                 cache.batch_select_indices(kept)
@@ -179,7 +181,10 @@ class TransformersBackend:
             logits = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=position[:, None],
                                 **{self._cache_arg: cache}).logits[:, -1]
         self.generated_tokens += sum(map(len, tokens))
-        return [self.tokenizer.decode(t, skip_special_tokens=True) for t in tokens]
+        texts = [self.tokenizer.decode(t, skip_special_tokens=True) for t in tokens]
+        if on_done:
+            on_done(len(live))  # the answers still open at the last step
+        return texts
 
     @torch.inference_mode()
     def mean_logprob(self, instructions: list[str], responses: list[str]) -> list[float]:

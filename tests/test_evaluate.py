@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from importlib import resources
 
 import pytest
@@ -111,6 +112,8 @@ def test_evaluate_cli_scores_task_force_seeds_control_and_other_models(tiny_run,
         for s in bench["systems"].values():
             assert 0 <= s["majority"] <= s["coverage"] <= 1 and s["best_of_n"] <= s["coverage"]
     assert "outside benchmarks" in result.output and "cov / maj / best-of-N" in result.output
+    assert "evaluating (15) ..." in result.output  # plain progress lines off a terminal: 3 benchmarks x 5 systems
+    assert re.search(r"evaluating humaneval: model b: 15/15, .* elapsed, ETA .*; done", result.output)
 
 
 def test_evaluate_errors_are_one_line(tiny_run, tmp_path):

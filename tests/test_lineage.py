@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from test_loop_tiny import run_once
 
 def cli(*args):
     return subprocess.run([sys.executable, "-m", "acdc_engine", *args], capture_output=True, text=True,
-                          timeout=300, env={**__import__("os").environ, "COLUMNS": "200"})
+                          timeout=300, env={**os.environ, "COLUMNS": "200", "ACDC_PROGRESS_EVERY_S": "0.01"})
 
 
 def test_lineage_and_export_of_kept_and_rebuilt_models(tiny_config, tmp_path):
@@ -42,6 +44,8 @@ def test_lineage_and_export_of_kept_and_rebuilt_models(tiny_config, tmp_path):
     for name in ("rebuilt", "again"):
         result = cli("export", str(run_dir), gone, str(out / name))
         assert result.returncode == 0, result.stdout + result.stderr
+        assert f"rebuilding {gone} from its ancestry ..." in result.stdout  # progress lines into a pipe
+        assert re.search(rf"rebuilding {gone} from its ancestry: (\d+)/\1, .* elapsed, ETA .*; done", result.stdout)
     a, b = load_file(out / "rebuilt" / "model.safetensors"), load_file(out / "again" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert file_digest(out / "rebuilt" / "model.safetensors") == gone_digest  # the bytes evaluated at its birth

@@ -1,10 +1,12 @@
 """The live view: fits 80 x 24 (rendered, and in a real tmux pane), plain lines
-off a terminal, and Ctrl-C stops a real run after the current step; it resumes."""
+off a terminal at least every 30 s, a bar that moves within a step, and one Ctrl-C that stops a real run
+at the end of the current batch; it resumes."""
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -16,6 +18,7 @@ import time
 import pytest
 from rich.console import Console
 
+from acdc_engine.progress import TickingProgress
 from acdc_engine.view import ProgressView, heat
 from conftest import tiny_overrides
 
@@ -48,6 +51,8 @@ def test_rendered_view_fits_80_by_24_and_shows_every_panel():
     assert len(lines) <= 24 and max(len(line) for line in lines) <= 80
     text = "\n".join(lines)
     assert "gen 1/3" in text and "models/min" in text and "answers/s" in text  # header with throughput
+    assert "skills acs" in text and "skills: a arithmetic, c code, s strings" in text  # the columns' legend
+    assert text.count("time 0.0s") <= 1  # the last generation's time line once
     assert "skills acs" in text and heat(ROWS[0]["capabilities"], ["arithmetic", "code", "strings"]) in text
     assert "+4 more" in text  # 12 members, 8 shown
     assert "active 9, accepted 14" in text and "ValueError 1" in text and "timed out after 2 s 1" in text
@@ -61,13 +66,39 @@ def test_plain_lines_off_a_terminal():
     with view:
         feed(view)
     lines = buf.getvalue().splitlines()
-    assert lines[0] == "run runs/x: generations 0..3" and "gen 1: evaluate (10)" in lines
+    assert lines[0] == "run runs/x: generations 0..3" and "gen 1: evaluate (10) ..." in lines
     assert any(line.startswith("gen 1 committed: fitness max 0.500") for line in lines)
 
 
-def run_args(tiny_models, tmp_path, run_dir, generations):
+def test_off_a_terminal_a_line_comes_even_when_nothing_advances():
+    buf = io.StringIO()
+    with TickingProgress(console=Console(file=buf, width=200), every_s=0.1) as progress:
+        task = progress.add_task("gen 0: evaluate", total=10)
+        progress.advance(task, 3)
+        time.sleep(0.45)  # no advance meanwhile
+        progress.remove_task(task)
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == "gen 0: evaluate (10) ..."
+    ticks = [line for line in lines if line.startswith("gen 0: evaluate: 3/10, ") and "ETA" in line]
+    assert len(ticks) >= 3, lines  # one at least every 0.1 s, the last one on removal
+
+
+def test_the_live_header_clock_ticks_between_events():
+    buf = io.StringIO()
+    view = ProgressView(Console(file=buf, force_terminal=True, width=80, height=24, color_system=None))
+    with view:
+        feed(view)
+        time.sleep(2.2)  # no event meanwhile
+    shown = buf.getvalue()
+    assert "gen 1/3  0:00" in shown and "gen 1/3  0:02" in shown
+
+
+SLOW_ANSWERS = {"generation.max_new_tokens": 16, "generation.batch_size": 1, "tasks.instances_per_family": 2}
+
+
+def run_args(tiny_models, tmp_path, run_dir, generations, **extra):
     sets = tiny_overrides(tiny_models, tmp_path, **{"run.generations": generations, "tasks.initial_families": 4,
-                                                     "tasks.new_per_adaptation": 2})
+                                                     "tasks.new_per_adaptation": 2, **extra})
     return ["run", "--run-dir", str(run_dir)] + [a for s in sets for a in ("--set", s)]
 
 
@@ -85,40 +116,53 @@ def committed(db_path) -> int:
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_live_view_in_an_80x24_tmux_pane(tiny_models, tmp_path):
     session = f"acdc-view-{os.getpid()}"
-    args = [sys.executable, "-m", "acdc_engine", *run_args(tiny_models, tmp_path, tmp_path / "run", 1)]
+    args = [sys.executable, "-m", "acdc_engine", *run_args(tiny_models, tmp_path, tmp_path / "run", 1, **SLOW_ANSWERS)]
     script = tmp_path / "go.sh"
     script.write_text(f"cd {shlex.quote(str(tmp_path))} && {shlex.join(args)}; sleep 30\n")
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", "bash", str(script)],
                    check=True)
     try:
         deadline, screen = time.monotonic() + 180, ""
+        partial: dict[str, set[int]] = {}  # evaluate bar of a generation -> the counts seen part-way
         while time.monotonic() < deadline:
             capture = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True)
             assert capture.returncode == 0, f"the tmux session ended early: {capture.stderr}"
             screen = capture.stdout
+            for gen, done, total in re.findall(r"gen (\d+): evaluate\b.*?(\d+)/(\d+)", screen):
+                if 0 < int(done) < int(total):
+                    partial.setdefault(gen, set()).add(int(done))
             if "results:" in screen:
                 break
-            time.sleep(0.5)
+            time.sleep(0.1)
         lines = screen.splitlines()
         assert "results:" in screen, screen
         assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
         assert "gen 1/1" in screen and "models/min" in screen and "skills" in screen
         assert "tasks: active" in screen and "task force" in screen
+        assert any(len(seen) >= 2 for seen in partial.values()), partial  # the bar moved within one step
+        assert sum(line.lstrip().startswith("time ") for line in lines) == 1, screen  # the time line once
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
 
 
-def test_ctrl_c_stops_after_the_current_step_and_the_run_resumes(tiny_models, tmp_path):
+def test_one_ctrl_c_stops_within_the_step_and_the_run_resumes(tiny_models, tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "acdc_engine", *run_args(tiny_models, tmp_path, run_dir, 2)],
+    proc = subprocess.Popen([sys.executable, "-m", "acdc_engine",
+                             *run_args(tiny_models, tmp_path, run_dir, 2, **SLOW_ANSWERS)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 240
-    while committed(run_dir / "run.sqlite") < 0 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=120)
+    out = []
+    for line in proc.stdout:  # plain lines: the step's start is on a line of its own
+        out.append(line)
+        if line.startswith("gen 1: evaluate ("):
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, _ = proc.communicate(timeout=120)
+    out = "".join(out) + rest
     assert proc.returncode == 130, out
-    assert "stopping after the current step" in out and "interrupted (stopped before" in out
+    assert "stopping at the end of the current batch" in out
+    assert "interrupted (stopped during evaluate of generation 1)" in out
+    assert not re.search(r"gen 1: evaluate: (\d+)/\1", out), out  # it did not wait for the step's end
+    assert "\n  acdc-engine resume " in out  # the resume command on a line of its own
     assert "Traceback" not in out
     last = committed(run_dir / "run.sqlite")
     assert 0 <= last < 2
