@@ -206,6 +206,10 @@ def status(run_dir, as_json):
     if facts["seeds"]:
         out.print("seeds: " + ", ".join(f"{spec} ({digest[:12]})" for spec, digest in facts["seeds"].items()),
                   highlight=False, soft_wrap=True)
+    disk = facts["disk"]
+    out.print(f"folder: {disk['own_bytes'] / 2**30:.2f} GiB of its own, {disk['shared_bytes'] / 2**30:.2f} GiB "
+              f"shared by hard link (seeds from the cache); models kept as files {disk['models_as_files']}, "
+              f"as recipes only {disk['models_as_recipes']} (rebuilt when needed)", highlight=False)
     if last is None:
         return
     out.print(archive_table(facts["archive"], title=f"archive after generation {last}"))
@@ -253,7 +257,7 @@ def run_status(store: RunStore) -> dict:
         "run_dir": str(store.run_dir), "last_generation": last, "generations": config.run.generations,
         "plugins": list(config.run.plugins), "seeds": seeds,
         "archive": store.generation(last)["archive"] if last is not None else [],
-        "tasks": counts, "task_reasons": reasons, "per_generation": store.all_stats(),
+        "tasks": counts, "task_reasons": reasons, "per_generation": store.all_stats(), "disk": store.disk_usage(),
         "task_force": None if force is None else {
             "model_ids": json.loads(force["model_ids"]), "coverage": force["coverage"],
             "seed_coverage": force["seed_coverage"], "n_tasks": force["n_tasks"]},

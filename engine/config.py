@@ -196,8 +196,9 @@ class StoreConfig(_Section):
     """The run directory's weight files (kept for archive members and seeds, by content digest)."""
 
     weights_budget_mb: int = Field(
-        0, ge=0, description="Disk budget of kept weight files, seeds included, in MiB; 0 = unlimited. Beyond it "
-        "the least recently used files that are not seeds' are evicted, and rebuilt from recipes when needed.")
+        1100, ge=0, description="Disk budget of the archive members' kept weight files, in MiB (two float32 "
+        "SmolLM2-135M files); 0 = unlimited. Beyond it the least recently used are evicted, and rebuilt from "
+        "their recipes when needed. Seeds are neither counted nor evicted (hard links to the seed cache).")
 
 
 class ResultConfig(_Section):

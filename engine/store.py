@@ -283,6 +283,24 @@ class RunStore:
     def weight_files(self) -> list[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM weight_files ORDER BY digest").fetchall()
 
+    def disk_usage(self) -> dict[str, int]:
+        """Bytes of the run folder's files: ``own`` (only here) and ``shared`` (hard links that other folders,
+        such as the seed cache, also hold); and how many models are kept as files and as recipes only."""
+        own = shared = 0
+        for path in self.run_dir.rglob("*"):
+            try:
+                st = path.lstat()
+            except OSError:  # removed meanwhile
+                continue
+            if path.is_file() and not path.is_symlink():
+                if st.st_nlink > 1:
+                    shared += st.st_size
+                else:
+                    own += st.st_size
+        as_files = sum(self.weights_path(r["digest"]).is_file() for r in self.models())
+        return {"own_bytes": own, "shared_bytes": shared, "models_as_files": as_files,
+                "models_as_recipes": len(self.models()) - as_files}
+
     def staged_path(self, model_id: str) -> Path:
         return self.staging_dir / f"{model_id}.safetensors"
 

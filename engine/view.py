@@ -25,6 +25,8 @@ from acdc_engine.progress import TickingProgress, clock
 
 SHADES = "·░▒▓█"
 MAX_ROWS = 8
+#: Live re-renders per second: the clocks tick, at about 1 % of one core (benchmarks/view.py).
+REFRESH_PER_S = 2
 
 
 def heat(rates: dict[str, float], capabilities: list[str]) -> str:
@@ -125,8 +127,8 @@ class ProgressView:
         self.live: Live | None = None
 
     def __enter__(self) -> ProgressView:
-        if self.live_mode:  # re-rendered 4 times a second, so the clocks tick between events
-            self.live = Live(get_renderable=self._render, console=self.console, refresh_per_second=4,
+        if self.live_mode:  # re-rendered REFRESH_PER_S times a second, so the clocks tick between events
+            self.live = Live(get_renderable=self._render, console=self.console, refresh_per_second=REFRESH_PER_S,
                              transient=False)
             self.live.__enter__()
         else:
@@ -180,7 +182,7 @@ class ProgressView:
 
     @hookimpl
     def acdc_event(self, kind, data):
-        with self.lock:  # shown at the display's next refresh (4 a second)
+        with self.lock:  # shown at the display's next refresh
             self._on_event(kind, data)
 
     def _on_event(self, kind: str, data: dict) -> None:

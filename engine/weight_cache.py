@@ -2,9 +2,10 @@
 
 A kept file lives at ``weights/<sha256>.safetensors``, so models with
 identical weights share one file. At each commit the files of the current
-archive members and of the seeds are kept; beyond ``store.weights_budget_mb``
-the least recently used ones that are not seeds' are evicted (seeds never
-are). A model without a file is rebuilt from its ancestry when it is needed
+archive members and of the seeds are kept; when the members' files pass
+``store.weights_budget_mb`` the least recently used are evicted (seeds are
+neither counted nor evicted: they are hard links to the seed cache where the
+file system allows). A model without a file is rebuilt from its ancestry when it is needed
 (:func:`~acdc_engine.lineage.rebuild_weights`, which checks the recorded
 digest) and its file is kept again from then on, as the most recently used.
 """
@@ -65,7 +66,7 @@ class WeightCache:
             if path.is_file():
                 sizes[digest] = path.stat().st_size
                 self.last_used.setdefault(digest, 0)
-        total = sum(sizes.values())
+        total = sum(n for d, n in sizes.items() if d not in seeds)  # seeds: never evicted, not counted
         evicted = []
         for digest in sorted((d for d in sizes if d not in seeds), key=lambda d: (self.last_used[d], d)):
             if not self.budget or total <= self.budget:

@@ -232,3 +232,11 @@ def test_status_piped_keeps_every_header_and_json_is_machine_readable(tiny_confi
     facts = json.loads(engine("status", "--json", run).stdout)
     assert facts["last_generation"] == 1 and len(facts["per_generation"]) == 2
     assert facts["task_force"]["model_ids"] and set(facts["seeds"]) and facts["archive"]
+    disk = facts["disk"]  # the folder's size, and how many models are kept as files and as recipes only
+    db = sqlite3.connect(f"file:{run / 'run.sqlite'}?mode=ro", uri=True)
+    models = db.execute("SELECT COUNT(*) FROM models").fetchone()[0]
+    files = {p.name for p in (run / "weights").glob("*.safetensors")}
+    db.close()
+    assert disk["models_as_files"] + disk["models_as_recipes"] == models and disk["models_as_files"] >= len(files)
+    assert disk["own_bytes"] >= (run / "run.sqlite").stat().st_size
+    assert "folder: " in piped.stdout and "as recipes only" in piped.stdout
