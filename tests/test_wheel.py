@@ -25,3 +25,27 @@ def test_the_wheel_carries_its_data_files_and_builds_without_package_warnings(tm
     wanted += [f"acdc_engine/plugins/scientist/prompts/{p.name}"
                for p in (ROOT / "plugins" / "scientist" / "prompts").glob("*.md")]
     assert len(wanted) > 5 and not [w for w in wanted if w not in names]
+
+    # installed whole into a fresh environment, away from the source tree: its commands and data work there
+    env_dir = tmp_path / "fresh"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True, timeout=120)
+    site = next((env_dir / "lib").glob("python3*/site-packages"))
+    deps = [p for p in sys.path if p.endswith("site-packages")]  # the dependencies only: a plain path, whose
+    (site / "deps.pth").write_text("\n".join(deps) + "\n")  # .pth files (our editable install) are not read
+    python = env_dir / "bin" / "python"
+    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+                           "--no-index", str(wheel)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    check = ("import acdc_engine, sys; from acdc_engine.plugins.scientist.scientist import prompt; "
+             "assert acdc_engine.__file__.startswith(sys.argv[1]), acdc_engine.__file__; "
+             "assert len(prompt('system')) > 100 and len(prompt('initial')) > 100; "
+             "from acdc_engine.config import load_config; load_config(None, []); print('ok')")
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    loaded = subprocess.run([str(python), "-c", check, str(site)], cwd=away, capture_output=True, text=True,
+                            timeout=300)
+    assert loaded.returncode == 0 and loaded.stdout.strip() == "ok", loaded.stderr[-2000:]
+    listed = subprocess.run([str(env_dir / "bin" / "acdc-engine"), "plugins"], cwd=away, capture_output=True,
+                            text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert "scientist" in listed.stdout and "taskgen" in listed.stdout and "merge" in listed.stdout
