@@ -1,6 +1,6 @@
 """Does a run discover? Its task forces against the seed experts and a control, on outside questions.
 
-Usage: python benchmarks/discovery.py [--seeds 0,1] [--set KEY=VALUE ...] [--ablations] [--out DIR]
+Usage: python benchmarks/discovery.py [--seeds 0,1] [--set KEY=VALUE ...] [--ablations | --variants A,B] [--out DIR]
                                       [--sdist FILE] [--questions 20] [--humaneval 40]
 
 For each run seed (and, with ``--ablations``, each ablation of the paper's
@@ -279,8 +279,9 @@ def plot(results: dict, out: Path) -> None:
             line = ax.plot(list(map(int, gens)), list(gens.values()), marker="o", label=f"{label} task force")[0]
             ax.axhline(table[f"seed_experts_{n}"], color=line.get_color(), ls="--", lw=0.8)
             ax.axhline(table[f"control_{n}"], color=line.get_color(), ls=":", lw=0.8)
-        guessing = next(iter(results.values()))[f"guessing_{n}"]
-        ax.axhline(guessing, color="grey", ls="-.", lw=0.8)
+        guessing = [t[f"guessing_{n}"] for t in results.values() if f"guessing_{n}" in t]  # one development set
+        if guessing:
+            ax.axhline(guessing[0], color="grey", ls="-.", lw=0.8)
         ax.set_title(f"N = {n} (dashed: seed experts, dotted: control, grey: guessing)", fontsize=9)
         ax.set_xlabel("generation")
         ax.set_ylabel("Coverage on the development set")
@@ -293,8 +294,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="0", help="Comma-separated run seeds (default 0).")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--ablations", action="store_true", help="Also run the static-pool, MAP-Elites and "
-                        "top-fitness ablations.")
+    parser.add_argument("--ablations", action="store_true", help="Also run the static-pool, MAP-Elites, "
+                        "top-fitness and Euclidean DNS ablations.")
+    parser.add_argument("--variants", help=f"Comma-separated variants to run instead (of {', '.join(ABLATIONS)}).")
     parser.add_argument("--out", default="runs/discovery", help="Folder for the runs and results.")
     parser.add_argument("--sdist", help=f"The bigbench sdist ({SDIST}); default: fetched into the cache.")
     parser.add_argument("--questions", type=int, default=20, help="Questions per BIG-bench task.")
@@ -325,6 +327,11 @@ def main() -> None:
     engine("forge", "--no-eval", log=out / "forge.log")
     times["forge_s"] = round(time.monotonic() - started, 1)
     variants = ABLATIONS if args.ablations else {"acdc": []}
+    if args.variants:
+        unknown = [v for v in args.variants.split(",") if v not in ABLATIONS]
+        if unknown:
+            raise SystemExit(f"error: --variants {', '.join(unknown)}: unknown (known: {', '.join(ABLATIONS)})")
+        variants = {v: ABLATIONS[v] for v in args.variants.split(",")}
     described = {"bigbench_tasks": list(BIGBENCH_TASKS), "questions_per_task": args.questions,
                  "humaneval": args.humaneval, "draw_seed": DRAW_SEED}
     results = earlier_results(out / "discovery.json", described, args.overrides)
