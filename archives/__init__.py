@@ -1,4 +1,5 @@
-"""Quality-diversity state and the maths on it, on pyribs and DEAP."""
+"""Quality-diversity state and the maths on it, on pyribs and DEAP; imported as ``acdc_engine.archives``
+(this folder, ``archives/``, mapped by ``package-dir`` in pyproject.toml)."""
 
 from acdc_engine.archives.diversity import vendi_score
 from acdc_engine.archives.dominated_novelty import dominated_novelty

@@ -1,2 +1,4 @@
-"""Built-in plugins. Each module here is a plugin written against the public
-hook API in :mod:`acdc_engine.hookspecs`, exactly as a third-party one."""
+"""Built-in plugins, imported as ``acdc_engine.plugins`` (this folder, ``plugins/``, mapped by
+``package-dir`` in pyproject.toml). Each module implements hooks of :mod:`acdc_engine.hookspecs` and is
+registered like a third-party plugin; some still import engine modules beside the hook API (the checkpoint
+reader, seed resolution, answer extraction)."""
