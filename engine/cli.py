@@ -275,9 +275,15 @@ def plugins():
     table = Table(title="plugins")
     for col in ("name", "origin", "hooks"):
         table.add_column(col)
-    for info in discover():
+    found = discover()
+    for info in found:
         table.add_row(info.name, info.origin, info.error or ", ".join(info.hooks))
     console.print(table)
+    for kind, what in (("merge", "crossover (merge) methods, evolution.crossover"),
+                       ("mutation", "mutations, evolution.mutation")):
+        for info in found:
+            if info.operators.get(kind):
+                console.print(f"{what} ({info.name}): {', '.join(info.operators[kind])}", highlight=False)
 
 
 @main.command("config-reference")

@@ -59,6 +59,7 @@ class PluginInfo:
     origin: str  # "built-in (always on)", "built-in", or "entry point: <dist>"
     hooks: list[str] = field(default_factory=list)
     error: str | None = None
+    operators: dict[str, list[str]] = field(default_factory=dict)  # "merge" / "mutation" -> names offered
 
 
 def _entry_points() -> dict[str, Any]:
@@ -74,6 +75,15 @@ def _load(name: str, loader) -> Any:
 
 def _hooks_of(plugin: Any) -> list[str]:
     return sorted(n for n in dir(plugin) if n.startswith("acdc_") and callable(getattr(plugin, n)))
+
+
+def _operators_of(plugin: Any) -> dict[str, list[str]]:
+    """The merge and mutation operator names a plugin offers."""
+    out = {}
+    for kind, hook in (("merge", "acdc_merge_methods"), ("mutation", "acdc_mutation_methods")):
+        if callable(getattr(plugin, hook, None)):
+            out[kind] = sorted(getattr(plugin, hook)() or {})
+    return out
 
 
 def merged_tables(results: list[dict | None]) -> dict:
@@ -139,12 +149,14 @@ def discover() -> list[PluginInfo]:
     found = []
     for table, origin in ((ALWAYS_ON, "built-in (always on)"), (OPTIONAL, "built-in")):
         for name, module in table.items():
-            found.append(PluginInfo(name, origin, _hooks_of(importlib.import_module(module))))
+            plugin = importlib.import_module(module)
+            found.append(PluginInfo(name, origin, _hooks_of(plugin), operators=_operators_of(plugin)))
     for name, ep in sorted(_entry_points().items()):
         dist = ep.dist.name if ep.dist else "?"
         info = PluginInfo(name, f"entry point: {dist}")
         try:
-            info.hooks = _hooks_of(_load(name, ep.load))
+            plugin = _load(name, ep.load)
+            info.hooks, info.operators = _hooks_of(plugin), _operators_of(plugin)
         except AcdcError as exc:
             info.error = str(exc)
         found.append(info)

@@ -22,6 +22,9 @@ Merges (``[evolution] crossover``), with task vectors ``tau_i = p_i - base``:
   TIES sign consensus / plain weighted average.
 - ``breadcrumbs``: drop the largest and smallest magnitudes
   (mergekit's ``magnitude_outliers``), then a weighted average.
+- every other method of mergekit's registry by its mergekit name (``della``,
+  ``model_stock``, ``nuslerp``, ``karcher``, ...), run by mergekit's own
+  per-tensor code: :mod:`acdc_engine.plugins.mergekit_methods`.
 
 Mutations (``[evolution] mutation``): ``svd`` (the AC/DC default) perturbs
 the top ``keep_rank`` singular values of each 2-D weight matrix except norms
@@ -59,6 +62,7 @@ from mergekit.sparsify import RescaleNorm, SparsificationMethod, sparsify
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.operators import MergeMethod, MutationMethod
 from acdc_engine.plugins.lapack import top_eigh
+from acdc_engine.plugins.mergekit_methods import mergekit_merge_methods
 
 CHUNK_ROWS = 4096
 #: Largest lambda_1 / lambda_k trusted to float32 eigh: SmolLM2's matrices below it keep
@@ -231,6 +235,7 @@ def acdc_merge_methods():
         "breadcrumbs": MergeMethod(
             "breadcrumbs", _sparse_merge(SparsificationMethod.magnitude_outliers, False), _draw_sparse
         ),
+        **mergekit_merge_methods(),  # the rest of mergekit's methods, run by mergekit itself
     }
 
 

@@ -47,6 +47,9 @@ def test_plugins_lists_builtins_with_their_hooks():
     assert result.returncode == 0
     for name in ("merge", "taskgen", "transformers", "sandbox", "smollm2", "acdc_merge_methods"):
         assert name in result.stdout
+    merges = next(line for line in result.stdout.splitlines() if line.startswith("crossover (merge) methods"))
+    for name in ("linear", "ties", "della", "model_stock", "nuslerp", "karcher", "sce", "nearswap", "arcee_fusion"):
+        assert name in merges.split(": ", 1)[1].split(", ")  # mergekit's methods by name
 
 
 def test_two_plugins_offering_one_operator_name_are_refused():
