@@ -61,7 +61,7 @@ class EvolutionConfig(_Section):
     dns_k: int = Field(3, ge=1, description="Fitter neighbours averaged in the DNS score.")
     crossover: str = Field("linear", description="Merge method name (see `acdc-engine plugins`).")
     crossover_std: float = Field(0.01, ge=0, description="Std of the merge weights drawn around 1.")
-    merge_density: float = Field(0.5, gt=0, le=1, description="Share of task-vector entries kept by ties/dare/breadcrumbs.")
+    merge_density: float = Field(0.5, gt=0, le=1, description="Share of task-vector entries kept by the sparsifying merges (ties, dare, breadcrumbs, della).")
     mutation: str = Field("svd", description="Mutation method name, or 'none'.")
     mutation_std: float = Field(0.05, ge=0, description="Std of the noise added by the mutation.")
     mutation_scale: Literal["relative", "absolute"] = Field(
