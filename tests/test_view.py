@@ -90,10 +90,10 @@ def test_the_live_header_clock_ticks_between_events():
         feed(view)
         time.sleep(2.2)  # no event meanwhile
     shown = buf.getvalue()
-    assert "gen 1/3  0:00" in shown and "gen 1/3  0:02" in shown
+    assert len(set(re.findall(r"gen 1/3  (\d+:\d\d)", shown))) >= 2, shown  # re-rendered with a later clock
 
 
-SLOW_ANSWERS = {"generation.max_new_tokens": 16, "generation.batch_size": 1, "tasks.instances_per_family": 2}
+SLOW_ANSWERS = {"generation.max_new_tokens": 32, "generation.batch_size": 1, "tasks.instances_per_family": 2}
 
 
 def run_args(tiny_models, tmp_path, run_dir, generations, **extra):
