@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/discovery.py [--seeds 0,1] [--set KEY=VALUE ...] [--ablations | --variants A,B] [--out DIR]
                                       [--sdist FILE] [--questions 20] [--humaneval 40]
+                                      [--choices likelihood|generated]
 
 For each run seed (and, with ``--ablations``, each ablation of the paper's
 Table 3 shape at the same model budget), this
@@ -15,9 +16,10 @@ Table 3 shape at the same model budget), this
    Coverage of the task force, of the seed experts, of the control and of the
    fittest single model, and of the task force picked from the models born
    up to each generation;
-4. writes ``discovery.json`` and ``discovery.png`` (Coverage over generations)
-   under ``--out``, prints the table, the time of each part and each target
-   as met / not met.
+4. writes ``discovery-CHOICES.json`` and ``discovery-CHOICES.png`` (Coverage
+   over generations; CHOICES is how multiple choice was answered, see
+   ``--choices``) under ``--out``, prints the table, the time of each part and
+   each target as met / not met.
 
 The development set: ``--questions`` short questions (multiple choice with
 2-5 options, or exact answers of at most 3 words) of each task in
@@ -154,11 +156,26 @@ class Answerer:
         subs = [[submission(it, r) for r in group] for it, group in zip(self.items, raw)]
         return score_answers(self.items, subs, self.config.sandbox)
 
+    def choose(self, weights: Path, temperature: float, seed: int) -> list[bool]:
+        """Each multiple-choice item answered by likelihood (see :mod:`acdc_engine.discovery`)."""
+        import numpy as np
+
+        from acdc_engine.benchmarks import choice_replies
+        from acdc_engine.discovery import choice_pick
+
+        self.backend.load_weights(weights)
+        rng = np.random.default_rng(seed)
+        out = []
+        for item in (it for it in self.items if it.kind == "choice"):
+            picked = choice_pick(self.backend.reply_logprobs(item.prompt, choice_replies(item)), temperature, rng)
+            out.append(item.choices[picked] in item.answers)
+        return out
+
     def close(self) -> None:
         self.backend.close()
 
 
-def measure(run_dir: Path, items, cache: Path) -> dict:
+def measure(run_dir: Path, items, cache: Path, choices: str) -> dict:
     """The table of one run: Coverage of every system for each N, and per generation."""
     from acdc_engine.discovery import (
         AnswerBook, Member, coverage_by_kind, forces_by_generation, guessing_coverage, padded, pick, run_skills,
@@ -178,7 +195,8 @@ def measure(run_dir: Path, items, cache: Path) -> dict:
     rows = {m["id"]: m for m in models}
     scratch = Path(tempfile.mkdtemp(prefix="acdc-discovery-"))
     answerer = Answerer(hook, config, base_dir, items)
-    book = AnswerBook(items, cache / "discovery-answers.json", answerer)
+    book = AnswerBook(items, cache / "discovery-answers.json", answerer,
+                      choose=answerer.choose if choices == "likelihood" else None)
 
     def weights(model_id: str) -> Path:
         kept = store.weights_path(rows[model_id]["digest"])
@@ -195,16 +213,18 @@ def measure(run_dir: Path, items, cache: Path) -> dict:
     def by_kind(members: list[Member]) -> dict[str, float]:
         return coverage_by_kind(book, members)
 
-    answered = book.answer
+    def timed(what: str, answer):  # one line per answering: where the time goes
+        def answer_and_say(w, temperature, seed, *n):
+            t0 = time.monotonic()
+            out = answer(w, temperature, seed, *n)
+            say(f"  {what} with {w.name[:16]} (T={temperature}, seed {seed}) in {time.monotonic() - t0:.0f} s")
+            return out
+        return answer_and_say
 
-    def answer_with_progress(w, temperature, seed, n):  # one line per answering: where the time goes
-        t0 = time.monotonic()
-        out = answered(w, temperature, seed, n)
-        say(f"  answered {len(items)} questions with {w.name[:16]} (T={temperature}, seed {seed}) in "
-            f"{time.monotonic() - t0:.0f} s")
-        return out
-
-    book.answer = answer_with_progress
+    book.answer = timed(f"answered {len(items)} questions", book.answer)
+    if book.choose is not None:
+        book.choose = timed(f"chose among the replies of {len(book.choice_at)} multiple-choice questions",
+                            book.choose)
 
     try:
         seeds = seed_ids(models)
@@ -301,6 +321,10 @@ def main() -> None:
     parser.add_argument("--sdist", help=f"The bigbench sdist ({SDIST}); default: fetched into the cache.")
     parser.add_argument("--questions", type=int, default=20, help="Questions per BIG-bench task.")
     parser.add_argument("--humaneval", type=int, default=40, help="HumanEval problems.")
+    parser.add_argument("--choices", choices=("likelihood", "generated"), default="likelihood",
+                        help="How a multiple-choice question is answered: the most likely reply 'Answer: <letter>' "
+                        "(sampled: drawn from the replies' probabilities), as BIG-bench scores its own tasks; or "
+                        "the letter in the generated reply.")
     args = parser.parse_args()
 
     from acdc_engine.cli import _quiet_libraries
@@ -333,8 +357,10 @@ def main() -> None:
             raise SystemExit(f"error: --variants {', '.join(unknown)}: unknown (known: {', '.join(ABLATIONS)})")
         variants = {v: ABLATIONS[v] for v in args.variants.split(",")}
     described = {"bigbench_tasks": list(BIGBENCH_TASKS), "questions_per_task": args.questions,
-                 "humaneval": args.humaneval, "draw_seed": DRAW_SEED}
-    results = earlier_results(out / "discovery.json", described, args.overrides)
+                 "humaneval": args.humaneval, "draw_seed": DRAW_SEED, "choices": args.choices}
+    say(f"multiple choice answered by {args.choices}")
+    results_file, plot_file = out / f"discovery-{args.choices}.json", out / f"discovery-{args.choices}.png"
+    results = earlier_results(results_file, described, args.overrides)
     for seed in seeds:
         for name, extra in variants.items():
             label = f"{name} seed {seed}"
@@ -349,14 +375,14 @@ def main() -> None:
                 continue
             say(f"{label}: scoring on the development set")
             t1 = time.monotonic()
-            results[label] = table = measure(run_dir, items, cache)
+            results[label] = table = measure(run_dir, items, cache, args.choices)
             table["time_s"] = {"run": run_s, "answer": round(time.monotonic() - t1, 1)}
             report(label, table)
-            (out / "discovery.json").write_text(json.dumps({  # after each run: kept on a crash
+            results_file.write_text(json.dumps({  # after each run: kept on a crash
                 "development_set": described, "overrides": args.overrides, "forge_s": times["forge_s"],
                 "results": results}, indent=1))
-            plot(results, out / "discovery.png")
-    say(f"wrote {out / 'discovery.json'} and {out / 'discovery.png'}; total {time.monotonic() - started:.0f} s")
+            plot(results, plot_file)
+    say(f"wrote {results_file} and {plot_file}; total {time.monotonic() - started:.0f} s")
 
 
 def earlier_results(path: Path, described: dict, overrides: list[str]) -> dict:

@@ -42,4 +42,9 @@ class Backend(Protocol):
         (used by ``acdc-engine evaluate``'s best-of-N judge; optional for runs)."""
         ...
 
+    def reply_logprobs(self, instruction: str, replies: list[str]) -> list[float]:
+        """Total log-probability of each reply as the answer to ``instruction`` (multiple choice scored
+        by likelihood, in the discovery benchmark; optional for runs)."""
+        ...
+
     def close(self) -> None: ...

@@ -110,6 +110,11 @@ def _choice_prompt(question: str, choices: list[str]) -> str:
     return "\n".join(lines + ["", "Reply with the letter of the correct choice, as 'Answer: <letter>'."])
 
 
+def choice_replies(item: Item) -> list[str]:
+    """The replies a multiple-choice item's prompt asks for, one per choice in order: ``Answer: A``, ..."""
+    return [f"Answer: {LETTERS[i]}" for i in range(len(item.choices))]
+
+
 def load_jsonl(path: Path) -> Benchmark:
     items = []
     for n, line in enumerate(path.read_text().splitlines(), 1):

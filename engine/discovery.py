@@ -19,7 +19,13 @@ answer, code), so that a gain made by guessing is told from one made by
 answering.
 
 Every member answers each question once; Coverage is the share of
-questions that some member answers right. :class:`AnswerBook` holds the
+questions that some member answers right. A multiple-choice question is
+answered either by the generated reply (its letter, as the prompt asks) or,
+as BIG-bench scores its own multiple-choice tasks, by likelihood: the reply
+``Answer: <letter>`` the model finds most probable (greedy), or one drawn
+from the replies' probabilities at ``T = 0.7`` (a sample), so that a model
+that knows the answer but words it badly is not counted as wrong, and one
+that does not follow the format does not guess for free. :class:`AnswerBook` holds the
 per-question verdicts of each answering (a weights file greedily, or one
 sample of it), cached on disk by the file's digest, so systems that share a
 member, and runs that share seeds, answer once.
@@ -125,14 +131,30 @@ def guessing_coverage(items: list[Item], n: int) -> dict[str, float]:
     return {"all": float(hit.mean()), **{k: float(hit[kinds == k].mean()) for k in sorted(set(kinds))}}
 
 
+def choice_pick(logprobs: list[float], temperature: float, rng: np.random.Generator) -> int:
+    """The index of the reply a member gives by likelihood: the most probable at ``temperature`` 0 (the
+    first of equals), else one drawn from ``softmax(logprobs / temperature)``."""
+    scores = np.asarray(logprobs, dtype=float)
+    if temperature <= 0:
+        return int(scores.argmax())
+    p = np.exp((scores - scores.max()) / temperature)
+    return int(rng.choice(len(p), p=p / p.sum()))
+
+
 class AnswerBook:
     """Per-question verdicts of each member on a fixed question set, cached in a JSON file."""
 
-    def __init__(self, items: list[Item], cache_file: Path, answer) -> None:
+    def __init__(self, items: list[Item], cache_file: Path, answer, choose=None) -> None:
         """``answer(weights, temperature, seed, n_samples) -> list[list[bool]]``: per item, the verdict of
-        each of ``n_samples`` answers (one greedy answer when ``temperature`` is 0)."""
-        self.items, self.cache_file, self.answer = items, Path(cache_file), answer
+        each of ``n_samples`` answers (one greedy answer when ``temperature`` is 0).
+        ``choose(weights, temperature, seed) -> list[bool]``, when given, answers the multiple-choice items
+        by likelihood (a verdict per such item, in order) in place of their generated verdicts; both are
+        cached under keys of their own."""
+        self.items, self.cache_file, self.answer, self.choose = items, Path(cache_file), answer, choose
         self.key = text_digest(json.dumps([(i.id, i.prompt, i.answers) for i in items]))
+        self.choice_at = [k for k, i in enumerate(items) if i.kind == "choice"]
+        self.choice_key = text_digest(json.dumps(["likelihood", *[(items[k].id, items[k].prompt, items[k].answers)
+                                                                  for k in self.choice_at]]))
         self.cache = json.loads(self.cache_file.read_text()) if self.cache_file.is_file() else {}
         self.digests: dict[Path, str] = {}
 
@@ -144,14 +166,20 @@ class AnswerBook:
     def verdicts(self, member: Member) -> list[bool]:
         """The member's verdict per question (sample ``j`` is drawn with seed ``j``)."""
         kind = "greedy" if member.sample is None else f"sample{member.sample}"
+        temperature, seed = (0.0, 0) if member.sample is None else (SAMPLE_TEMPERATURE, member.sample)
         key = f"{self.key}:{self._digest(member.weights)}:{kind}"
         if key not in self.cache:
-            if member.sample is None:
-                self.cache[key] = [v[0] for v in self.answer(member.weights, 0.0, 0, 1)]
-            else:
-                self.cache[key] = [v[0] for v in self.answer(member.weights, SAMPLE_TEMPERATURE, member.sample, 1)]
+            self.cache[key] = [v[0] for v in self.answer(member.weights, temperature, seed, 1)]
             self._save()
-        return self.cache[key]
+        verdicts = list(self.cache[key])
+        if self.choose is not None and self.choice_at:
+            key = f"{self.choice_key}:{self._digest(member.weights)}:{kind}"
+            if key not in self.cache:
+                self.cache[key] = list(self.choose(member.weights, temperature, seed))
+                self._save()
+            for k, v in zip(self.choice_at, self.cache[key]):
+                verdicts[k] = v
+        return verdicts
 
     def _save(self) -> None:
         self.cache_file.parent.mkdir(parents=True, exist_ok=True)

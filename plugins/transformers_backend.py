@@ -16,7 +16,8 @@ the batch size is chosen from the memory available now
 (:func:`auto_batch_size`). Answers are greedy unless a temperature is given
 (the control of ``acdc-engine evaluate`` samples). :meth:`TransformersBackend.chat`
 also answers whole conversations (the local LLM of ``plugins/llm.py`` uses
-it); ``mean_logprob`` scores given responses, for the best-of-N judge.
+it); ``mean_logprob`` scores given responses, for the best-of-N judge, and
+``reply_logprobs`` ranks the replies to one prompt (multiple choice by likelihood).
 """
 
 
@@ -202,6 +203,33 @@ class TransformersBackend:
             logits = self.model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float()
             logp = torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(answer)[:, None])
             out.append(float(logp.mean()))
+        return out
+
+    @torch.inference_mode()
+    def reply_logprobs(self, instruction: str, replies: list[str]) -> list[float]:
+        """Total log-probability of each reply as the assistant's turn after ``instruction``: the
+        prompt is run once and the replies, as one batch, continue its KV cache."""
+        prompt = self.tokenizer(self._prompt([{"role": "user", "content": instruction}]),
+                                add_special_tokens=False).input_ids
+        tails = [self.tokenizer(r, add_special_tokens=False).input_ids for r in replies]
+        if not all(tails):
+            raise AcdcError("reply_logprobs: every reply needs at least one token")
+        cache = DynamicCache(config=self.model.config)
+        first = torch.log_softmax(self.model(input_ids=torch.tensor([prompt]), logits_to_keep=1,
+                                             **{self._cache_arg: cache}).logits[0, -1].float(), dim=-1)
+        out = [float(first[t[0]]) for t in tails]
+        longest = max(map(len, tails))
+        if longest > 1:  # the replies' later tokens, right-padded after the shared prompt
+            cache.batch_repeat_interleave(len(tails))
+            pad = self.tokenizer.pad_token_id
+            ids = torch.tensor([t[:-1] + [pad] * (longest - len(t)) for t in tails])
+            mask = torch.cat([torch.ones(len(tails), len(prompt), dtype=torch.long),
+                              torch.tensor([[1] * (len(t) - 1) + [0] * (longest - len(t)) for t in tails])], dim=1)
+            position = torch.arange(len(prompt), len(prompt) + longest - 1).expand(len(tails), -1)
+            logp = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask, position_ids=position,
+                                                **{self._cache_arg: cache}).logits.float(), dim=-1)
+            for i, t in enumerate(tails):
+                out[i] += float(sum(logp[i, j, t[j + 1]] for j in range(len(t) - 1)))
         return out
 
     def close(self) -> None:

@@ -4,11 +4,12 @@ import io
 import json
 import tarfile
 
+import numpy as np
 import pytest
 
 from acdc_engine.benchmarks import Item, load_bigbench_sdist
 from acdc_engine.discovery import (
-    AnswerBook, Member, coverage_by_kind, forces_by_generation, guessing_coverage, padded, pick, system_coverage,
+    AnswerBook, Member, choice_pick, coverage_by_kind, forces_by_generation, guessing_coverage, padded, pick, system_coverage,
 )
 from acdc_engine.errors import AcdcError
 
@@ -66,6 +67,34 @@ def test_each_sample_is_drawn_with_its_own_seed_and_cached(tmp_path):
     assert system_coverage(book, [Member("c", c, sample=i) for i in range(3)]) == 0.75
     assert system_coverage(book, [Member("c", c, sample=i) for i in range(2)]) == 0.5
     assert seeds == [(0.7, 0, 1), (0.7, 1, 1), (0.7, 2, 1)]
+
+
+def test_likelihood_answers_replace_the_generated_ones_on_multiple_choice_only(tmp_path):
+    items = [Item("0", "q", ("b",), "choice", choices=("a", "b")), Item("1", "q", ("7",), "numeric"),
+             Item("2", "q", ("a",), "choice", choices=("a", "b", "c"))]
+    a = weights(tmp_path, "a")
+    chosen = []
+
+    def choose(w, temperature, seed):
+        chosen.append((temperature, seed))
+        return [True, False]  # one verdict per multiple-choice item, in order
+
+    book = AnswerBook(items, tmp_path / "cache.json", lambda w, t, s, n: [[False], [True], [True]], choose=choose)
+    assert book.verdicts(Member("a", a)) == [True, True, False]
+    assert book.verdicts(Member("a", a, sample=1)) == [True, True, False] and chosen == [(0.0, 0), (0.7, 1)]
+    generated = AnswerBook(items, tmp_path / "cache.json", None)  # the generated verdicts stay cached apart
+    assert generated.verdicts(Member("a", a)) == [False, True, True]
+    again = AnswerBook(items, tmp_path / "cache.json", None, choose=lambda *a: pytest.fail("answered again"))
+    assert again.verdicts(Member("a", a)) == [True, True, False]
+
+
+def test_a_likelihood_answer_is_the_likeliest_reply_greedily_and_a_draw_at_a_temperature():
+    rng = np.random.default_rng(0)
+    assert choice_pick([-3.0, -0.5, -0.5, -9.0], 0.0, rng) == 1  # the first of equals
+    draws = [choice_pick([np.log(0.7), np.log(0.2), np.log(0.1)], 1.0, rng) for _ in range(4000)]
+    assert np.bincount(draws, minlength=3) / 4000 == pytest.approx([0.7, 0.2, 0.1], abs=0.03)
+    cooler = [choice_pick([np.log(0.7), np.log(0.2), np.log(0.1)], 0.5, rng) for _ in range(4000)]
+    assert np.mean(np.array(cooler) == 0) == pytest.approx(0.49 / 0.54, abs=0.03)  # p^(1/T), renormalised
 
 
 def test_seed_experts_are_padded_by_samples_round_robin(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from acdc_engine.cli import main
@@ -168,3 +169,21 @@ def test_sampled_answers_follow_the_seed(tiny_models):
     first = backend.generate(prompts, max_new_tokens=8, temperature=0.9, seed=1)
     assert backend.generate(prompts, max_new_tokens=8, temperature=0.9, seed=1) == first
     assert backend.generate(prompts, max_new_tokens=8, temperature=0.9, seed=2) != first
+
+
+def test_reply_logprobs_equal_one_full_forward_pass_per_reply(tiny_models):
+    """The replies continue the prompt's KV cache as one right-padded batch; each total equals the sum of
+    log-probabilities from a plain forward pass over prompt + reply, whatever the replies' lengths."""
+    backend = TransformersBackend(tiny_models["a"], dtype="float32", batch_size=0)
+    instruction = "Which is a fruit?\n\nA. apple\nB. chair"
+    replies = ["Answer: A", "Answer: B", "B", "the apple, surely"]
+    prompt = backend.tokenizer(backend._prompt([{"role": "user", "content": instruction}]),
+                               add_special_tokens=False).input_ids
+    expected = []
+    for reply in replies:
+        tail = backend.tokenizer(reply, add_special_tokens=False).input_ids
+        with torch.no_grad():
+            logits = backend.model(input_ids=torch.tensor([prompt + tail])).logits[0, len(prompt) - 1:-1]
+        logp = torch.log_softmax(logits.float(), dim=-1).gather(1, torch.tensor(tail)[:, None])
+        expected.append(float(logp.sum()))
+    assert backend.reply_logprobs(instruction, replies) == pytest.approx(expected, abs=1e-4)
