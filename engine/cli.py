@@ -23,7 +23,7 @@ from acdc_engine.plugin_manager import ALWAYS_ON, build_plugin_manager, configur
 from acdc_engine.recipe import Recipe
 from acdc_engine.store import RunStore
 from acdc_engine.progress import TickingProgress
-from acdc_engine.view import ProgressView, archive_table, time_table
+from acdc_engine.view import ProgressView, archive_table, fitted_tables, time_tables
 
 console = Console(soft_wrap=True)
 
@@ -199,7 +199,7 @@ def status(run_dir, as_json):
     if as_json:
         click.echo(json.dumps(facts, indent=1))
         return
-    out = console if console.is_terminal else Console(soft_wrap=True, width=WIDE)  # piped: no cut headers
+    out = console  # piped: 80 columns unless COLUMNS says otherwise; wide tables are split to fit
     last = facts["last_generation"]
     out.print(f"run {run_dir}: generation {last if last is not None else '-'} of {facts['generations']} "
               f"committed; plugins {', '.join(facts['plugins'])}", highlight=False)
@@ -218,24 +218,17 @@ def status(run_dir, as_json):
         if by:
             out.print(f"  {status} by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(by.items())),
                       highlight=False, markup=False)
-    stats = Table(title="per generation")
     keys = ["gen", "elites", "fit_max", "fit_mean", "coverage", "model_diversity", "task_diversity", "born",
             "rejected_models", "new_tasks", "rejected_tasks", "elapsed_s"]
-    for k in keys:
-        stats.add_column(k, justify="right")
-    for s in facts["per_generation"]:
-        stats.add_row(*(f"{s.get(k):.3f}" if isinstance(s.get(k), float) and k != "elapsed_s" else
-                        str(s.get(k, "-")) for k in keys))
-    out.print(stats)
-    out.print(time_table(facts["per_generation"]))
+    rows = [[f"{s.get(k):.3f}" if isinstance(s.get(k), float) and k != "elapsed_s" else str(s.get(k, "-"))
+             for k in keys] for s in facts["per_generation"]]
+    for table in (*fitted_tables("per generation", keys, rows, out.width),
+                  *time_tables(facts["per_generation"], out.width)):
+        out.print(table)
     force = facts["task_force"]
     if force is not None:
         out.print(f"task force {', '.join(force['model_ids'])}: Coverage {force['coverage']:.3f} of "
                   f"{force['n_tasks']} tasks (seed experts' own task force {force['seed_coverage']:.3f})")
-
-
-#: Columns of piped (non-terminal) output: wide enough that no table header is cut.
-WIDE = 200
 
 
 def run_status(store: RunStore) -> dict:

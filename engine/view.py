@@ -74,15 +74,31 @@ TIME_COLUMNS = {"materialise": "time_materialise_s", "generate": "time_generate_
                 "cached": "answers_cached", "generated": "answers_generated"}
 
 
-def time_table(stats: list[dict]) -> Table:
+def fitted_tables(title: str, headers: list[str], rows: list[list[str]], width: int) -> list[Table]:
+    """One table of right-justified columns, or, where it would be wider than ``width``, several: the
+    first column repeated in each, the others in order, as many per table as fit (no header is cut)."""
+    cells = [max(len(h), *(len(r[i]) for r in rows)) + 3 for i, h in enumerate(headers)]  # padding, border
+    groups: list[list[int]] = [[]]
+    for i in range(1, len(headers)):
+        if groups[-1] and 1 + cells[0] + sum(cells[j] for j in groups[-1]) + cells[i] > width:
+            groups.append([])
+        groups[-1].append(i)
+    tables = []
+    for k, group in enumerate(groups):
+        part = f" ({k + 1}/{len(groups)})" if len(groups) > 1 else ""
+        table = Table(title=title + part)
+        for i in (0, *group):
+            table.add_column(headers[i], justify="right", no_wrap=True)
+        for r in rows:
+            table.add_row(*(r[i] for i in (0, *group)))
+        tables.append(table)
+    return tables
+
+
+def time_tables(stats: list[dict], width: int) -> list[Table]:
     """Where each generation's time went (seconds per phase) and the tokens it generated."""
-    table = Table(title="time per generation (s)")
-    table.add_column("gen", justify="right")
-    for col in TIME_COLUMNS:
-        table.add_column(col, justify="right")
-    for s in stats:
-        table.add_row(str(s["gen"]), *(_cell(s.get(key)) for key in TIME_COLUMNS.values()))
-    return table
+    rows = [[str(s["gen"]), *(_cell(s.get(key)) for key in TIME_COLUMNS.values())] for s in stats]
+    return fitted_tables("time per generation (s)", ["gen", *TIME_COLUMNS], rows, width)
 
 
 def time_line(s: dict) -> str:

@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 import sqlite3
+import os
 import subprocess
 import sys
 import typing
@@ -220,15 +221,19 @@ def test_a_run_records_its_seeds_and_a_resume_on_other_weights_is_refused(tiny_m
     assert f"seed {seeds['b']} now resolves to other weights" in done.stdout.strip().splitlines()[-1]
 
 
-def test_status_piped_keeps_every_header_and_json_is_machine_readable(tiny_config, tmp_path):
+def test_status_piped_keeps_every_header_within_80_columns_and_json_is_machine_readable(tiny_config, tmp_path):
     from test_loop_tiny import run_once
 
     run = tmp_path / "run"
     run_once(tiny_config(**{"run.generations": 1}), run, [])
-    piped = engine("status", run)  # stdout is a pipe here
+    piped = subprocess.run([sys.executable, "-m", "acdc_engine", "status", str(run)], capture_output=True, text=True,
+                           timeout=120, env={**os.environ, "COLUMNS": "80"})  # stdout is a pipe of 80 columns
     assert piped.returncode == 0
-    for header in ("fit_max", "coverage", "model_diversity", "rejected_tasks", "elapsed_s", "materialise"):
+    for header in ("fit_max", "coverage", "model_diversity", "rejected_tasks", "elapsed_s", "materialise",
+                   "generated"):
         assert header in piped.stdout
+    tables = [line for line in piped.stdout.splitlines() if line[:1] in "┏┃┡│└"]
+    assert tables and max(map(len, tables)) <= 80 and "…" not in piped.stdout
     facts = json.loads(engine("status", "--json", run).stdout)
     assert facts["last_generation"] == 1 and len(facts["per_generation"]) == 2
     assert facts["task_force"]["model_ids"] and set(facts["seeds"]) and facts["archive"]

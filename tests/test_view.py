@@ -172,3 +172,22 @@ def test_one_ctrl_c_stops_within_the_step_and_the_run_resumes(tiny_models, tmp_p
     assert committed(run_dir / "run.sqlite") == 2
     db = sqlite3.connect(run_dir / "run.sqlite")
     assert db.execute("SELECT COUNT(*) FROM task_force").fetchone()[0] == 1
+
+
+def test_a_wide_table_is_split_into_tables_that_fit_repeating_its_first_column():
+    from rich.console import Console
+
+    from acdc_engine.view import fitted_tables
+
+    headers = ["gen", *(f"column_{k}" for k in range(9))]
+    rows = [[str(g), *(f"{g * k:.3f}" for k in range(9))] for g in range(3)]
+    tables = fitted_tables("stats", headers, rows, 60)
+    assert len(tables) > 1 and [t.title for t in tables][0] == f"stats (1/{len(tables)})"
+    assert all(t.columns[0].header == "gen" for t in tables)
+    assert [c.header for t in tables for c in t.columns[1:]] == headers[1:]  # each other column once, in order
+    console = Console(width=60, record=True, file=open("/dev/null", "w"))
+    for t in tables:
+        console.print(t)
+    text = console.export_text()
+    assert max(map(len, text.splitlines())) <= 60 and "…" not in text
+    assert len(fitted_tables("stats", headers, rows, 400)) == 1 and fitted_tables("s", headers, rows, 400)[0].title == "s"
