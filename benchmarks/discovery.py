@@ -56,11 +56,11 @@ DRAW_SEED = 0
 SIZES = (3, 8)
 CODE_TOKENS = 192  # a HumanEval answer is a whole function
 ABLATIONS = {
-    "acdc": [],
+    "acdc": [],  # as configured: DNS with pyribs' Euclidean score over scaled skill vectors
     "static-pool": ["tasks.static_pool=true"],
     "map-elites": ["evolution.archive=map-elites-grid", "evolution.grid_cells=3"],
     "top-fitness": ["evolution.archive=top-fitness"],
-    "dns-euclidean": ["evolution.archive=dns-euclidean"],  # pyribs' Euclidean DNS over scaled skill vectors
+    "dns-paper": ["evolution.archive=dns"],  # the AC/DC paper's competition score
 }
 TARGETS = (  # (name, system, baseline, margin)
     ("task force 3 >= control 3 + 3", "task_force_3", "control_3", 0.03),
@@ -114,12 +114,19 @@ def engine(*args: str, log: Path) -> None:
 
 def coevolve(run_dir: Path, overrides: list[str], log: Path) -> bool:
     """Runs (or resumes) the coevolution into ``run_dir``; True when it had finished before."""
+    from acdc_engine.config import load_config
     from acdc_engine.store import RunStore
 
     if (run_dir / "run.sqlite").is_file():
         store = RunStore.open(run_dir)
+        kept = store.config()
         finished = store.task_force() is not None
         store.close()
+        wanted = load_config(None, overrides)
+        for section in ("evolution", "tasks", "generation", "models"):
+            if getattr(kept, section) != getattr(wanted, section):
+                raise SystemExit(f"error: {run_dir}: its [{section}] differs from what this variant runs "
+                                 f"(default config + {' '.join(overrides)}); move the folder or choose another --out")
         if finished:
             say(f"  {run_dir}: finished before, reused")
             return True
@@ -315,7 +322,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="Comma-separated run seeds (default 0).")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--ablations", action="store_true", help="Also run the static-pool, MAP-Elites, "
-                        "top-fitness and Euclidean DNS ablations.")
+                        "top-fitness and paper-DNS ablations.")
     parser.add_argument("--variants", help=f"Comma-separated variants to run instead (of {', '.join(ABLATIONS)}).")
     parser.add_argument("--out", default="runs/discovery", help="Folder for the runs and results.")
     parser.add_argument("--sdist", help=f"The bigbench sdist ({SDIST}); default: fetched into the cache.")
