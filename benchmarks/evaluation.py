@@ -7,7 +7,8 @@ the sandbox), then answers every instruction with SmolLM2 (the seed
 checkpoint) twice: with the default backend (``TransformersBackend``,
 automatic batch size, length-sorted batches, early stop) and with a plain
 loop of single-prompt ``model.generate()`` calls on the same resident model.
-Prints useful tokens/s (tokens up to each answer's end) and the speed-up, and
+Prints useful tokens/s (tokens up to each answer's end), the speed-up, how
+many answers are equal both ways (in bf16 a batch's layout moves rounding), and
 the engine's overhead: the share of the default backend's wall time spent
 outside the model's forward passes (timed with forward hooks). Also prints
 the share of the forward time spent in prefill, and the share of prompt
@@ -77,17 +78,19 @@ def user(text: str) -> list[dict]:
     return [{"role": "user", "content": text}]
 
 
-def single_prompt(backend: TransformersBackend, texts: list[str]) -> int:
-    """Answers one prompt per generate() call; returns useful tokens."""
-    tokens = 0
+def single_prompt(backend: TransformersBackend, texts: list[str]) -> tuple[int, list[str]]:
+    """Answers one prompt per generate() call; returns useful tokens and the answers."""
+    tokens, answers = 0, []
     for text in texts:
         enc = backend.tokenizer(backend._prompt(user(text)), return_tensors="pt")
         with torch.inference_mode():
             out = backend.model.generate(**enc, max_new_tokens=MAX_NEW, do_sample=False,
                                          eos_token_id=backend.eos_ids, pad_token_id=backend.tokenizer.pad_token_id)
         row = out[0, enc.input_ids.shape[1]:].tolist()
-        tokens += next((k + 1 for k, t in enumerate(row) if t in backend.eos_ids), len(row))
-    return tokens
+        end = next((k + 1 for k, t in enumerate(row) if t in backend.eos_ids), len(row))
+        tokens += end
+        answers.append(backend.tokenizer.decode(row[:end], skip_special_tokens=True))
+    return tokens, answers
 
 
 def matmul_flops(m: int, k: int, n: int, dtype: torch.dtype, seconds: float = 1.0) -> float:
@@ -148,12 +151,13 @@ def roofline(backend: TransformersBackend, texts: list[str], tok_s: float, batch
           f"{memory_limit:.0f} tok/s; the backend's {tok_s:.1f} tok/s is {tok_s / lower:.1%} of the lower")
 
 
-def default_backend(backend: TransformersBackend, timer: ForwardTimer, texts: list[str], dtype: str) -> float:
-    """Answers ``texts`` with the default backend; prints and returns useful tok/s."""
+def default_backend(backend: TransformersBackend, timer: ForwardTimer, texts: list[str],
+                    dtype: str) -> tuple[float, list[str]]:
+    """Answers ``texts`` with the default backend; prints useful tok/s, returns it and the answers."""
     timer.reset()
     before = backend.generated_tokens
     t0 = time.perf_counter()
-    backend.generate(texts, max_new_tokens=MAX_NEW)
+    answers = backend.generate(texts, max_new_tokens=MAX_NEW)
     wall = time.perf_counter() - t0
     tokens = backend.generated_tokens - before
     forward, prefill = timer.total, timer.prefill
@@ -166,7 +170,7 @@ def default_backend(backend: TransformersBackend, timer: ForwardTimer, texts: li
     print(f"prefill         : {prefill / forward:.1%} of forward time; shared chat prefix "
           f"{prefix_tokens * len(texts) / prompt_tokens:.1%} of prompt tokens ({prefix_tokens} of "
           f"{prompt_tokens / len(texts):.0f} per prompt)", flush=True)
-    return tokens / wall
+    return tokens / wall, answers
 
 
 def main() -> None:
@@ -182,18 +186,21 @@ def main() -> None:
     timer = ForwardTimer(backend.model)
     backend.generate(texts[:2], max_new_tokens=4)  # warm-up
 
-    tok_s = default_backend(backend, timer, texts, args.dtype)
+    tok_s, answers = default_backend(backend, timer, texts, args.dtype)
     roofline(backend, texts, tok_s, len(texts), getattr(torch, args.dtype))
     if args.more:
         more = instructions(4 * args.families)
-        more_tok_s = default_backend(backend, timer, more, args.dtype)
+        more_tok_s, _ = default_backend(backend, timer, more, args.dtype)
         roofline(backend, more, more_tok_s, len(more), getattr(torch, args.dtype))
 
     t0 = time.perf_counter()
-    single_tokens = single_prompt(backend, texts)
+    single_tokens, single_answers = single_prompt(backend, texts)
     single_wall = time.perf_counter() - t0
     print(f"single prompt   : {single_tokens} tokens in {single_wall:.1f} s = {single_tokens / single_wall:.1f} tok/s")
     print(f"speed-up        : {tok_s / (single_tokens / single_wall):.2f}x")
+    same = sum(a == b for a, b in zip(answers, single_answers))
+    print(f"answers         : {same} of {len(texts)} equal to single-prompt generate() in {args.dtype}"
+          + (" (the batch layout moves bf16 rounding on near ties)" if args.dtype == "bfloat16" else ""))
 
 
 if __name__ == "__main__":
