@@ -25,10 +25,11 @@ as BIG-bench scores its own multiple-choice tasks, by likelihood: the reply
 ``Answer: <letter>`` the model finds most probable (greedy), or one drawn
 from the replies' probabilities at ``T = 0.7`` (a sample), so that a model
 that knows the answer but words it badly is not counted as wrong, and one
-that does not follow the format does not guess for free. :class:`AnswerBook` holds the
-per-question verdicts of each answering (a weights file greedily, or one
-sample of it), cached on disk by the file's digest, so systems that share a
-member, and runs that share seeds, answer once.
+that does not follow the format does not guess for free.
+:class:`AnswerBook` holds the per-question verdicts of each answering (a
+weights file greedily, or one sample of it), cached on disk by the file's
+digest, so systems that share a member, and runs that share seeds, answer
+once.
 """
 
 from __future__ import annotations

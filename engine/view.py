@@ -77,7 +77,7 @@ TIME_COLUMNS = {"materialise": "time_materialise_s", "generate": "time_generate_
 def fitted_tables(title: str, headers: list[str], rows: list[list[str]], width: int) -> list[Table]:
     """One table of right-justified columns, or, where it would be wider than ``width``, several: the
     first column repeated in each, the others in order, as many per table as fit (no header is cut)."""
-    cells = [max(len(h), *(len(r[i]) for r in rows)) + 3 for i, h in enumerate(headers)]  # padding, border
+    cells = [max([len(h), *(len(r[i]) for r in rows)]) + 3 for i, h in enumerate(headers)]  # padding, border
     groups: list[list[int]] = [[]]
     for i in range(1, len(headers)):
         if groups[-1] and 1 + cells[0] + sum(cells[j] for j in groups[-1]) + cells[i] > width:
