@@ -9,17 +9,28 @@ reported as one line naming the field.
 from __future__ import annotations
 
 import tomllib
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from acdc_engine.errors import AcdcError
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class PluginSection(_Section):
+    """Base of a plugin's own config section, declared through the ``acdc_config_sections`` hook.
+
+    Subclass it with pydantic fields (defaults, bounds, ``description=``): the
+    run's config then carries the section under the plugin's name, ``--set
+    NAME.key=value`` validates against it, and ``config-reference`` lists it.
+    Unknown keys are refused and the section is frozen, like the engine's.
+    """
 
 
 class RunConfig(_Section):
@@ -227,6 +238,34 @@ class Config(_Section):
     store: StoreConfig = StoreConfig()
     result: ResultConfig = ResultConfig()
 
+    def section(self, name: str) -> BaseModel:
+        """A config section by name: the engine's, or a plugin's own (see :class:`PluginSection`)."""
+        if name not in type(self).model_fields:
+            raise AcdcError(f"config has no section [{name}] (no installed plugin declares it)")
+        return getattr(self, name)
+
+
+@lru_cache(maxsize=None)
+def _config_model(sections: tuple[tuple[str, type[PluginSection]], ...]) -> type[Config]:
+    if not sections:
+        return Config
+    return create_model("Config", __base__=Config, __doc__=Config.__doc__,
+                        **{name: (model, model()) for name, model in sections})
+
+
+def config_model(sections: dict[str, type[PluginSection]] | None = None) -> type[Config]:
+    """The config model with the plugins' own sections (by default every installed plugin's) beside the engine's."""
+    if sections is None:
+        from acdc_engine.plugin_manager import config_sections  # the plugins that declare sections
+
+        sections = config_sections()
+    for name, model in sections.items():
+        if name in Config.model_fields:
+            raise AcdcError(f"a plugin declares config section [{name}], which is the engine's own; rename it")
+        if not (isinstance(model, type) and issubclass(model, PluginSection)):
+            raise AcdcError(f"config section [{name}] is not a PluginSection subclass (got {model!r})")
+    return _config_model(tuple(sorted(sections.items())))
+
 
 def default_config_text() -> str:
     """The embedded default config, as TOML text."""
@@ -266,12 +305,17 @@ def _merge(base: dict, top: dict) -> dict:
 
 
 def validate(data: dict) -> Config:
-    """Validates raw config data; a bad value raises one line naming the field."""
+    """Validates raw config data (the engine's sections and every installed plugin's); a bad value raises
+    one line naming the field."""
+    model = config_model()
     try:
-        return Config.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "config"
+        if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
+            raise AcdcError(f"config section [{field}] is unknown: neither the engine's nor one that an installed "
+                            f"plugin declares (sections: {', '.join(model.model_fields)})") from None
         got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
         raise AcdcError(f"config field {field}: {err['msg']}{got}") from None
 
@@ -305,21 +349,25 @@ def _bound(constraint) -> str:
     return f"{_BOUND_SYMBOLS[key]} {getattr(constraint, key)}" if key else name
 
 
-def reference_markdown() -> str:
-    """docs/config.md, generated from the models above (a test keeps it current)."""
+def reference_markdown(model: type[Config] | None = None) -> str:
+    """docs/config.md, generated from the models above and the plugins' sections (by default every installed
+    plugin's; a test keeps docs/config.md equal to the built-in plugins' version)."""
+    model = model or config_model()
     lines = [
         "# Config reference",
         "",
         "Generated from `engine/config.py` by `acdc-engine config-reference`; do not edit by hand.",
         "A run's config is the embedded default (`engine/default_config.toml`), laid over by",
         "`--config FILE.toml`, then by `--set section.key=value` (values are read as TOML).",
+        "Sections marked as a plugin's own come from the installed plugins' `acdc_config_sections` hook.",
         "",
     ]
-    for section, field in Config.model_fields.items():
-        model = field.annotation
-        lines += [f"## [{section}]", "", model.__doc__.strip(), "", "| key | type | default | meaning |",
+    for section, field in model.model_fields.items():
+        part = field.annotation
+        owner = "" if section in Config.model_fields else " (a plugin's own section)"
+        lines += [f"## [{section}]{owner}", "", part.__doc__.strip(), "", "| key | type | default | meaning |",
                   "|---|---|---|---|"]
-        for key, f in model.model_fields.items():
+        for key, f in part.model_fields.items():
             default = f.get_default(call_default_factory=True)
             kind = getattr(f.annotation, "__name__", str(f.annotation)).replace("typing.", "")
             bounds = ", ".join(_bound(m) for m in f.metadata)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from acdc_engine.backend import Backend
-    from acdc_engine.config import Config, SandboxConfig
+    from acdc_engine.config import Config, PluginSection, SandboxConfig
     from acdc_engine.operators import MergeMethod, MutationMethod
     from acdc_engine.tasks import Instance, TaskRequest, TaskSpec
 
@@ -32,6 +32,21 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 # --- run set-up -----------------------------------------------------------
+
+
+@hookspec
+def acdc_config_sections() -> dict[str, type[PluginSection]]:
+    """Declare the plugin's own config sections: ``{name: PluginSection subclass}``.
+
+    Asked of every installed plugin (built-in or entry point, enabled or not)
+    when a config is loaded, so a file or ``--set name.key=value`` can set a
+    plugin's options before it is chosen. Each section is validated like the
+    engine's (one-line errors naming the field), listed by ``acdc-engine
+    config-reference``, stored with the run, and read back with
+    ``config.section(name)`` (an instance with the defaults if the user set
+    nothing). A name must be the plugin's own: one that the engine or another
+    plugin uses is an error.
+    """
 
 
 @hookspec

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -96,6 +97,34 @@ def merged_tables(results: list[dict | None]) -> dict:
                 raise AcdcError(f"two plugins offer an operator named {name!r}; rename one of them")
             merged[name] = value
     return merged
+
+
+@lru_cache(maxsize=None)
+def _config_sections(entry_point_names: tuple[str, ...]) -> dict[str, type]:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for name, module in {**ALWAYS_ON, **OPTIONAL}.items():
+        pm.register(importlib.import_module(module), name=name)
+    eps = _entry_points()
+    for name in entry_point_names:
+        try:
+            pm.register(_load(name, eps[name].load), name=name)
+        except (AcdcError, ValueError):  # a broken or doubly named plugin is named when it is enabled
+            continue
+    sections: dict[str, type] = {}
+    owners: dict[str, str] = {}
+    for impl in pm.hook.acdc_config_sections.get_hookimpls():
+        for name, model in (impl.function() or {}).items():
+            if name in sections:
+                raise AcdcError(f"plugins {owners[name]!r} and {impl.plugin_name!r} both declare config section "
+                                f"[{name}]; rename one")
+            sections[name], owners[name] = model, impl.plugin_name
+    return sections
+
+
+def config_sections() -> dict[str, type]:
+    """The config sections every installed plugin declares (``acdc_config_sections``), enabled or not."""
+    return dict(_config_sections(tuple(sorted(_entry_points()))))
 
 
 def autoload_enabled() -> bool:

@@ -35,3 +35,20 @@ def test_the_guides_merge_operator_builds_a_child(tiny_models, tmp_path):
     child, a, b = load_file(out), load_file(files[0]), load_file(files[1])
     name = next(iter(a))
     assert torch.allclose(child[name].float(), (a[name].float() + b[name].float()) / 2, atol=1e-2)
+
+
+def test_the_guides_config_section_validates_and_reaches_the_plugin():
+    import pytest
+
+    from acdc_engine.config import config_model, validate
+    from acdc_engine.errors import AcdcError
+
+    block = next(b for b in re.findall(r"```python\n(.*?)```", GUIDE.read_text(), re.S) if "class MySection" in b)
+    plugin = types.ModuleType("my_section_plugin")
+    exec(compile(block, str(GUIDE), "exec"), plugin.__dict__)
+    model = config_model(plugin.acdc_config_sections())
+    config = model.model_validate({"myplugin": {"depth": 3}})
+    plugin.acdc_configure(config, None)
+    assert plugin._depth == 3 and model().section("myplugin").depth == 2
+    with pytest.raises(AcdcError, match=r"config section \[myplugin\] is unknown"):
+        validate({"myplugin": {"depth": 3}})  # not installed: not a section of the installed plugins' config

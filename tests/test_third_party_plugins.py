@@ -50,6 +50,25 @@ def test_installed_plugin_is_listed_and_its_hook_is_called_in_a_run(site, tiny_m
     assert kinds[0] == "run_started" and "generation_committed" in kinds and kinds[-1] == "run_finished"
 
 
+def test_installed_plugin_has_its_own_config_section(site, tiny_models, tmp_path):
+    env = {"PYTHONPATH": str(site / "good"), "ACDC_PROBE_LOG": str(tmp_path / "events.log")}
+    reference = cli(["config-reference"], env, tmp_path)
+    assert "## [probe] (a plugin's own section)" in reference.stdout and "Written before each event kind." in \
+        reference.stdout
+    overrides = tiny_overrides(tiny_models, tmp_path, **{"run.generations": 0})
+    bad = cli(["run", "--set", "probe.prefix=far-too-long"] + [a for o in overrides for a in ("--set", o)],
+              env, tmp_path)
+    assert bad.returncode == 2 and bad.stdout.strip().splitlines()[-1].startswith(
+        "error: config field probe.prefix: String should have at most 8 characters"), bad.stdout
+    unknown = cli(["run", "--set", "probe.colour=red"], env, tmp_path)
+    assert unknown.returncode == 2 and "config field probe.colour: Extra inputs are not permitted" in unknown.stdout
+    good = cli(["run", "--set", "probe.prefix=p:"] + [a for o in overrides for a in ("--set", o)], env, tmp_path)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert (tmp_path / "events.log").read_text().split()[0] == "p:run_started"
+    without = cli(["run", "--set", "probe.prefix=p:"], {}, tmp_path)  # the plugin is not installed
+    assert without.returncode == 2 and "config section [probe] is unknown" in without.stdout
+
+
 def test_plugin_that_fails_on_import_is_named_in_one_line(site, tmp_path):
     result = cli(["run", "--set", "run.generations=0"], {"PYTHONPATH": str(site / "bad")}, tmp_path)
     assert result.returncode == 2
