@@ -161,7 +161,7 @@ class Answerer:
             for j, i in enumerate(idx):
                 raw[i] = out[j * n:(j + 1) * n]
         subs = [[submission(it, r) for r in group] for it, group in zip(self.items, raw)]
-        return score_answers(self.items, subs, self.config.sandbox)
+        return score_answers(self.items, subs, self.hook, self.config.sandbox)
 
     def choose(self, weights: Path, temperature: float, seed: int) -> list[bool]:
         """Each multiple-choice item answered by likelihood (see :mod:`acdc_engine.discovery`)."""

@@ -31,11 +31,12 @@ def load() -> str:
     return "load %.1f %.1f %.1f" % os.getloadavg()
 
 
-def main(force: bool, capabilities: list[str], recipe: ForgeRecipe) -> None:
+def main(force: bool, capabilities: str, recipe: ForgeRecipe) -> None:
     _quiet_libraries()
     console = Console()
     config = load_config()
-    hook = build_plugin_manager([]).hook
+    hook = build_plugin_manager(config.run.plugins).hook  # taskgen's procedural families
+    capabilities = parse_capabilities(hook, capabilities)
     smith = Forge(hook, config, recipe=recipe)
     started = time.monotonic()
     smith.replay()
@@ -63,8 +64,10 @@ if __name__ == "__main__":
     ap.add_argument("--recipe", default="{}", help="ForgeRecipe fields as a JSON object, e.g. '{\"seed\": 1}'")
     args = ap.parse_args()
     try:
-        caps = parse_capabilities(args.capabilities)
         recipe = ForgeRecipe(**json.loads(args.recipe))
     except (AcdcError, TypeError, ValueError) as e:  # ValueError: bad JSON; TypeError: unknown field
         ap.error(str(e) if isinstance(e, AcdcError) else f"--recipe {args.recipe}: {e}")
-    main(force=not args.keep, capabilities=caps, recipe=recipe)
+    try:
+        main(force=not args.keep, capabilities=args.capabilities, recipe=recipe)
+    except AcdcError as e:
+        ap.error(str(e))

@@ -377,13 +377,13 @@ def forge(group, base, capabilities, steps, lr, rank, protect_energy, force, no_
     """
     from acdc_engine.forge import Forge, compare, parse_capabilities
 
-    caps = parse_capabilities(capabilities)
     _quiet_libraries()
     config = load_config(config_file, [*group["overrides"], *overrides])
     recipe = ForgeRecipe(steps=steps, lr=lr, rank=rank, protect_energy=protect_energy or None)
     try:
         with configured_plugins(config) as pm, _progress() as progress:
             hook = pm.hook
+            caps = parse_capabilities(hook, capabilities)
             smith = Forge(hook, config, base=base, recipe=recipe)
             experts = {f"{cap} expert": (cap, done.path)
                        for cap, done in _forge_experts(smith, caps, progress, force=force).items()}
@@ -423,24 +423,23 @@ def _forge_experts(smith, caps: list[str], progress: TickingProgress, *, force: 
 
 def _forge_missing_experts(config: Config) -> None:
     """Forges the default experts of every ``forged:BASE`` seed group that has none yet (the first run)."""
-    from acdc_engine.plugins.forged_seeds import PREFIX
-    from acdc_engine.seeds import expand
+    from acdc_engine.seeds import FORGED_PREFIX, expand
 
     cache = Path(config.models.cache_dir).expanduser()
     with configured_plugins(config) as pm:
         hook = pm.hook
         missing = [s for s in config.models.seeds
-                   if s.startswith(PREFIX) and ":" not in s[len(PREFIX):] and not expand(hook, s, cache)]
+                   if s.startswith(FORGED_PREFIX) and ":" not in s[len(FORGED_PREFIX):] and not expand(hook, s, cache)]
         for spec in missing:
             _forge_missing_group(hook, config, spec)
 
 
 def _forge_missing_group(hook, config: Config, spec: str) -> None:
     from acdc_engine.forge import Forge
-    from acdc_engine.plugins.forged_seeds import PREFIX
+    from acdc_engine.seeds import FORGED_PREFIX
 
     _quiet_libraries()
-    base = spec[len(PREFIX):]
+    base = spec[len(FORGED_PREFIX):]
     console.print(f"seed {spec}: no expert forged from {base} yet; forging {', '.join(DEFAULT_CAPABILITIES)} "
                   "once (about 4 min each on 2 cores; cached for later runs; models.forge_missing=false "
                   "skips this)", highlight=False)

@@ -31,7 +31,6 @@ from acdc_engine.benchmarks import Benchmark, Item, code_of, is_correct, load_be
 from acdc_engine.errors import AcdcError
 from acdc_engine.lineage import rebuild_weights
 from acdc_engine.plugin_manager import configured_plugins
-from acdc_engine.plugins.sandbox import program_passes
 from acdc_engine.recipe import Recipe
 from acdc_engine.seeds import check_same_architecture, resolve_seeds
 from acdc_engine.store import RunStore
@@ -71,8 +70,9 @@ def stored_task_force(store: RunStore, method: str | None, size: int, seed: int)
                                                seed=seed)]
 
 
-def score_answers(items: list[Item], answers: list[list[str]], limits) -> list[list[bool]]:
-    """Whether each answer (normalised by :func:`submission`) is right; code runs in the sandbox."""
+def score_answers(items: list[Item], answers: list[list[str]], hook, limits) -> list[list[bool]]:
+    """Whether each answer (normalised by :func:`submission`) is right; code runs in the sandbox
+    (hook ``acdc_program_passes``)."""
     out = []
     for item, group in zip(items, answers):
         if item.kind == "code":
@@ -83,7 +83,7 @@ def score_answers(items: list[Item], answers: list[list[str]], limits) -> list[l
                     whole = f"def {item.code['entry_point']}" in a
                     body = item.code["prompt"] + ("\n\n" if whole else "") + a
                     program = f"{body}\n\n{item.code['test']}\n\ncheck({item.code['entry_point']})\n"
-                    verdicts[a] = program_passes(program, timeout_s=limits.timeout_s, memory_mb=limits.memory_mb)
+                    verdicts[a] = bool(hook.acdc_program_passes(program=program, limits=limits))
             out.append([verdicts[a] for a in group])
         else:
             out.append([is_correct(item, a) for a in group])
@@ -174,7 +174,7 @@ class Evaluation:
             self.on_progress(f"{bench.name}: {system.name}")
             raw = self.answers(system, prompts)
             subs = [[submission(item, r) for r in group] for item, group in zip(bench.items, raw)]
-            right = score_answers(bench.items, subs, self.config.sandbox)
+            right = score_answers(bench.items, subs, self.hook, self.config.sandbox)
             picks = self.judge(bench.items, raw) if system.n > 1 else [0] * len(raw)
             majority = [group.index(Counter(group).most_common(1)[0][0]) for group in subs]
             table[system.name] = {

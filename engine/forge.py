@@ -40,8 +40,6 @@ from typing import TYPE_CHECKING, Callable
 from acdc_engine.answers import extract_answer
 from acdc_engine.digest import file_digest
 from acdc_engine.errors import AcdcError
-from acdc_engine.plugins.taskgen import build_family
-from acdc_engine.plugins.taskgen.families import TEMPLATES
 from acdc_engine.tasks import Instance, TaskCodeError, TaskSpec
 
 if TYPE_CHECKING:  # torch is imported where it is used, so that the CLI starts fast
@@ -147,22 +145,27 @@ class Forged:
 # --- data -------------------------------------------------------------------------
 
 
-def capabilities() -> list[str]:
-    """Every capability of the procedural generator, in its order."""
-    return list(dict.fromkeys(t.capability for t in TEMPLATES.values()))
+def capabilities(hook) -> list[str]:
+    """Every capability of the procedural task families the plugins offer (hook ``acdc_capabilities``),
+    in their order."""
+    known = list(dict.fromkeys(c for caps in hook.acdc_capabilities() for c in caps or ()))
+    if not known:
+        raise AcdcError("no plugin offers procedural task families to forge from (enable taskgen: "
+                        "--plugins merge,taskgen)")
+    return known
 
 
-def check_capabilities(names: list[str]) -> None:
-    known = capabilities()
+def check_capabilities(hook, names: list[str]) -> None:
+    known = capabilities(hook)
     for name in names:
         if name not in known:
             raise AcdcError(f"unknown capability {name!r}; known: {', '.join(known)}")
 
 
-def parse_capabilities(text: str) -> list[str]:
+def parse_capabilities(hook, text: str) -> list[str]:
     """The capabilities of a comma-separated list, checked."""
     names = [c.strip() for c in text.split(",") if c.strip()]
-    check_capabilities(names)
+    check_capabilities(hook, names)
     return names
 
 
@@ -170,15 +173,19 @@ def _seed(*parts) -> int:
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "little")
 
 
-def families(capability: str, difficulties: tuple[int, ...], count: int, split: str, seed: int = 0) -> list[TaskSpec]:
-    """``count`` instances of every variant of ``capability`` at each difficulty.
+def families(hook, capability: str, difficulties: tuple[int, ...], count: int, split: str,
+             seed: int = 0) -> list[TaskSpec]:
+    """``count`` instances of every procedural variant of ``capability`` at each difficulty (hook
+    ``acdc_procedural_families``).
 
     ``split`` (``train``, ``replay``, ``held-out``) salts the task seeds, so the
     splits draw different instances.
     """
-    return [build_family(name, variant, d, _seed(split, seed, name, variant, d), count)
-            for name, template in TEMPLATES.items() if template.capability == capability
-            for variant in template.variants for d in difficulties]
+    def seed_of(template: str, variant: str, difficulty: int) -> int:
+        return _seed(split, seed, template, variant, difficulty)
+
+    return [spec for specs in hook.acdc_procedural_families(capability=capability, difficulties=tuple(difficulties),
+                                                            count=count, seed_of=seed_of) for spec in specs or ()]
 
 
 def instances(hook, specs: list[TaskSpec], limits) -> list[tuple[TaskSpec, list]]:
@@ -203,7 +210,7 @@ def target(data: dict, worked: bool = True) -> str:
 def task_examples(hook, capability: str, recipe: ForgeRecipe, limits, exclude: set[str]) -> list[Example]:
     """Training examples of ``capability``: distinct instructions, none in ``exclude`` (the held-out ones)."""
     out: dict[str, Example] = {}
-    for _, insts in instances(hook, families(capability, recipe.difficulties, recipe.train_per_family, "train",
+    for _, insts in instances(hook, families(hook, capability, recipe.difficulties, recipe.train_per_family, "train",
                                              recipe.seed), limits):
         for inst in insts:
             if inst.instruction not in exclude:
@@ -223,7 +230,7 @@ def held_out(hook, limits, caps: list[str]) -> dict[str, list[tuple[TaskSpec, li
     for cap in caps:
         seen: set[str] = set()
         held[cap] = []
-        for spec, insts in instances(hook, families(cap, EVAL_DIFFICULTIES, HELD_OUT_PER_FAMILY, "held-out"), limits):
+        for spec, insts in instances(hook, families(hook, cap, EVAL_DIFFICULTIES, HELD_OUT_PER_FAMILY, "held-out"), limits):
             distinct = []
             for inst in insts:
                 if inst.instruction not in seen:
@@ -253,8 +260,8 @@ def replay_prompts(hook, limits, exclude: set[str]) -> list[ReplayPrompt]:
     """The general prompts, then a few instances of every capability; distinct prompts, none in
     ``exclude`` (the held-out instructions)."""
     out: dict[str, ReplayPrompt] = {p: ReplayPrompt(None, p) for p in GENERAL_PROMPTS}
-    for cap in capabilities():
-        for spec, insts in instances(hook, families(cap, (1, 2, 3), REPLAY_PER_FAMILY, "replay"), limits):
+    for cap in capabilities(hook):
+        for spec, insts in instances(hook, families(hook, cap, (1, 2, 3), REPLAY_PER_FAMILY, "replay"), limits):
             for inst in insts:
                 if inst.instruction not in exclude:
                     out.setdefault(inst.instruction, ReplayPrompt(cap, inst.instruction, spec, inst))
@@ -533,7 +540,7 @@ class Forge:
         self.base_spec = base or config.models.base
         self.base_dir = resolve(hook, self.base_spec, self.cache_dir)
         self.base_digest = file_digest(self.base_dir / "model.safetensors")
-        self.held = held_out(hook, config.sandbox, capabilities())  # never trained on, nor replayed
+        self.held = held_out(hook, config.sandbox, capabilities(hook))  # never trained on, nor replayed
         self.held_instructions = instructions(self.held)
         self.replay_prompts = replay_prompts(hook, config.sandbox, exclude=self.held_instructions)
         gen = config.generation
@@ -553,7 +560,7 @@ class Forge:
     def path(self, capability: str) -> Path:
         """The expert's directory; another recipe, base, replay or training data (the families'
         instances, with their working) gives another one."""
-        train = [spec.digest for spec in families(capability, self.recipe.difficulties, self.recipe.train_per_family,
+        train = [spec.digest for spec in families(self.hook, capability, self.recipe.difficulties, self.recipe.train_per_family,
                                                   "train", self.recipe.seed)]
         data_key = hashlib.sha256(json.dumps([train, sorted(self.held_instructions)]).encode()).hexdigest()
         return expert_dir(self.cache_dir, self.base_spec, self.base_digest, capability, self.recipe, self.replay_key,
@@ -571,7 +578,7 @@ class Forge:
         Its time counts from the training data to the installed directory
         (the replay data, shared by all experts, is made before).
         """
-        check_capabilities([capability])
+        check_capabilities(self.hook, [capability])
         if not force and (found := self.cached(capability)):
             return found
         records = self.replay()

@@ -130,6 +130,29 @@ def acdc_task_instances(task: TaskSpec, limits: SandboxConfig) -> list[Instance]
 
 
 @hookspec(firstresult=True)
+def acdc_program_passes(program: str, limits: SandboxConfig) -> bool | None:
+    """Whether a whole Python program (e.g. a completion followed by its tests, as HumanEval scores) runs to
+    its end without raising, in the sandbox under ``limits``. ``acdc-engine evaluate`` asks it for code
+    benchmarks. Never run the program in the engine's process.
+    """
+
+
+@hookspec
+def acdc_capabilities() -> list[str]:
+    """The capabilities your procedural task families cover, in your order (``acdc-engine forge`` offers
+    these, and trains each expert on one)."""
+
+
+@hookspec
+def acdc_procedural_families(capability: str, difficulties: tuple[int, ...], count: int,
+                             seed_of: Any) -> list[TaskSpec]:
+    """One family of ``count`` instances for each of your procedural variants of ``capability`` at each of
+    ``difficulties`` (1-5), in a fixed order; ``[]`` if you have none. ``seed_of(template, variant,
+    difficulty)`` gives each family's seed: the caller (``forge``) salts it per data split, so train,
+    replay and held-out data differ."""
+
+
+@hookspec(firstresult=True)
 def acdc_score_submissions(
     task: TaskSpec, instances: list[Instance], submissions: list[str], limits: SandboxConfig
 ) -> list[float | None] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from acdc_engine.hookspecs import hookimpl
+from acdc_engine.api import hookimpl
 
 
 @hookimpl

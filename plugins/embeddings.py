@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from acdc_engine.errors import AcdcError
-from acdc_engine.hookspecs import hookimpl
+from acdc_engine.api import AcdcError, hookimpl
 
 PACKAGED = "all-MiniLM-L6-v2"
 

@@ -13,10 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from acdc_engine.errors import AcdcError
-from acdc_engine.hookspecs import hookimpl
-
-PREFIX = "forged:"
+from acdc_engine.api import FORGED_PREFIX, AcdcError, hookimpl
 
 
 def experts(cache_dir: Path, base: str) -> dict[str, Path]:
@@ -29,14 +26,14 @@ def experts(cache_dir: Path, base: str) -> dict[str, Path]:
         cap = info["capability"]
         if info["base"] == base and (cap not in newest or info["created"] > newest[cap][0]):
             newest[cap] = (info["created"], manifest.parent)
-    return {f"{PREFIX}{base}:{cap}": newest[cap][1] for cap in sorted(newest)}
+    return {f"{FORGED_PREFIX}{base}:{cap}": newest[cap][1] for cap in sorted(newest)}
 
 
 @hookimpl
 def acdc_resolve_seed(spec, cache_dir):
-    if not spec.startswith(PREFIX):
+    if not spec.startswith(FORGED_PREFIX):
         return None
-    base, sep, capability = spec[len(PREFIX):].rpartition(":")
+    base, sep, capability = spec[len(FORGED_PREFIX):].rpartition(":")
     if not sep:
         return experts(cache_dir, capability)
     found = experts(cache_dir, base).get(spec)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import string
 
-from acdc_engine.hookspecs import hookimpl
+from acdc_engine.api import hookimpl
 
 _TEXT_CHARS = set(string.ascii_letters + string.digits + string.whitespace + string.punctuation)
 _WORD = re.compile(r"\w+")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from acdc_engine.hookspecs import hookimpl
+from acdc_engine.api import hookimpl
 
 REFERENCE = re.compile(r"^\s*expected answer\s*:\s*(.*)$", re.IGNORECASE | re.MULTILINE)
 ARTICLES = {"a", "an", "the"}

@@ -23,7 +23,7 @@ from pathlib import Path
 from string import Template
 from typing import Protocol
 
-from acdc_engine.errors import AcdcError
+from acdc_engine.api import AcdcError
 
 Message = dict[str, str]
 
@@ -106,13 +106,13 @@ def _one_line(text: str) -> str:
 def make_llm(llm_config, *, hook=None, cache_dir: str = "~/.cache/acdc-engine", dtype: str = "bfloat16") -> ChatLLM:
     """The client for an ``[llm]`` config; ``hook`` resolves a local model spec."""
     if llm_config.endpoint == "local":
-        from acdc_engine.seeds import resolve
+        from acdc_engine.api import resolve_seed
 
         model_dir = Path(llm_config.model).expanduser()
         if not (model_dir / "config.json").is_file():
             if hook is None:
                 raise AcdcError(f"llm.model {llm_config.model!r} is not a checkpoint directory")
-            model_dir = resolve(hook, llm_config.model, Path(cache_dir).expanduser())
+            model_dir = resolve_seed(hook, llm_config.model, Path(cache_dir).expanduser())
         return LocalChat(model_dir, temperature=llm_config.temperature, max_tokens=llm_config.max_new_tokens,
                          dtype=dtype)
     if not llm_config.endpoint.startswith(("http://", "https://")):

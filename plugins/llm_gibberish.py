@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from acdc_engine.hookspecs import hookimpl
+from acdc_engine.api import hookimpl
 from acdc_engine.plugins.llm import ask_once, plugin_prompt
 
 SHOWN = 8

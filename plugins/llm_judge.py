@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from acdc_engine.hookspecs import hookimpl
+from acdc_engine.api import hookimpl
 from acdc_engine.plugins.llm import ask_once, plugin_prompt
 
 _run: dict = {}

@@ -59,8 +59,7 @@ from mergekit.merge_methods.generalized_task_arithmetic import get_mask
 from mergekit.merge_methods.slerp import slerp
 from mergekit.sparsify import RescaleNorm, SparsificationMethod, sparsify
 
-from acdc_engine.hookspecs import hookimpl
-from acdc_engine.operators import MergeMethod, MutationMethod
+from acdc_engine.api import MergeMethod, MutationMethod, hookimpl
 from acdc_engine.plugins.lapack import top_eigh
 from acdc_engine.plugins.mergekit_methods import mergekit_merge_methods
 

@@ -34,7 +34,7 @@ import torch
 from mergekit.merge_methods import registry
 from mergekit.merge_methods.base import BasePolicy, ParameterScope, TensorGroup
 
-from acdc_engine.operators import MergeMethod
+from acdc_engine.api import MergeMethod
 
 #: Methods of the ``merge`` plugin with mergekit's names (its own implementations, on mergekit's parts).
 OFFERED_BY_MERGE = frozenset({"linear", "task_arithmetic", "slerp", "ties", "dare_ties", "dare_linear",

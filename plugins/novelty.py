@@ -17,7 +17,7 @@ import re
 
 import numpy as np
 
-from acdc_engine.hookspecs import hookimpl
+from acdc_engine.api import hookimpl
 from acdc_engine.plugins.llm import LLMError, plugin_prompt, shared_llm
 
 _run: dict = {}

@@ -16,10 +16,9 @@ from __future__ import annotations
 import atexit
 import threading
 
-from acdc_engine.hookspecs import hookimpl
+from acdc_engine.api import Instance, TaskCodeError, hookimpl
 from acdc_engine.plugins.sandbox_jail import launch_for
 from acdc_engine.plugins.sandbox_pool import Judge, WorkerPool
-from acdc_engine.tasks import Instance, TaskCodeError
 
 POOL_SIZE = 2
 
@@ -116,12 +115,12 @@ _PROGRAM_FAMILY = '''class TaskFamily:
 '''
 
 
-def program_passes(program: str, *, timeout_s: float, memory_mb: int) -> bool:
-    """Whether a Python program (e.g. a completion followed by its tests) runs
-    to the end without raising, in the same limited subprocess as task code."""
+@hookimpl
+def acdc_program_passes(program, limits):
+    """Runs the program in the same limited subprocess as task code."""
     try:
         run_task_code(_PROGRAM_FAMILY, [{"op": "score", "t": {}, "submission": program}],
-                      timeout_s=timeout_s, memory_mb=memory_mb)
+                      timeout_s=limits.timeout_s, memory_mb=limits.memory_mb)
     except TaskCodeError:
         return False
     return True

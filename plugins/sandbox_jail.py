@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from acdc_engine.errors import AcdcError
+from acdc_engine.api import AcdcError
 
 WORKER = Path(__file__).with_name("sandbox_worker.py")
 WORKER_INSIDE = "/sandbox/worker.py"

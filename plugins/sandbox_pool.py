@@ -36,9 +36,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from acdc_engine.errors import AcdcError
+from acdc_engine.api import AcdcError, TaskCodeError
 from acdc_engine.plugins.sandbox_jail import ENV, Launch
-from acdc_engine.tasks import TaskCodeError
 
 REPLY_LIMIT = 16 * 1024 * 1024
 START_TIMEOUT_S = 60.0

@@ -11,8 +11,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from acdc_engine.errors import AcdcError
-from acdc_engine.hookspecs import hookimpl
+from acdc_engine.api import AcdcError, hookimpl
 from acdc_engine.plugins.gguf_conversion import cached_checkpoint
 
 SPEC = "smollm2"

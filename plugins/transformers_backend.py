@@ -30,9 +30,7 @@ from pathlib import Path
 import torch
 from transformers import DynamicCache, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
-from acdc_engine.checkpoint import CheckpointReader
-from acdc_engine.errors import AcdcError
-from acdc_engine.hookspecs import hookimpl
+from acdc_engine.api import AcdcError, CheckpointReader, hookimpl
 
 NAME = "transformers"
 MIN_SHARED_PREFIX = 8  # a shorter common prefix is not worth its own forward pass

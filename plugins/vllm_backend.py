@@ -21,8 +21,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from acdc_engine.errors import AcdcError
-from acdc_engine.hookspecs import hookimpl
+from acdc_engine.api import AcdcError, hookimpl
 
 NAME = "vllm"
 
@@ -36,7 +35,7 @@ class WeightSwap:
     """
 
     def load_checkpoint(self, path: str) -> int:
-        from acdc_engine.checkpoint import CheckpointReader
+        from acdc_engine.api import CheckpointReader
 
         with CheckpointReader(Path(path)) as f:
             names = f.keys()

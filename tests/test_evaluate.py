@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 from acdc_engine.benchmarks import is_correct, load_benchmark, submission
 from acdc_engine.cli import main
-from acdc_engine.config import load_config
+from acdc_engine.config import SandboxConfig, load_config
 from acdc_engine.errors import AcdcError
-from acdc_engine.plugins.sandbox import program_passes
+from acdc_engine.plugin_manager import build_plugin_manager
 from conftest import tiny_overrides
 from test_loop_tiny import run_once
 
@@ -80,9 +80,11 @@ def test_humaneval_ships_and_its_tests_run_in_the_sandbox():
     with gzip.open(data.open("rb"), "rt") as f:
         problem = json.loads(f.readline())
     check = f"\n{problem['test']}\ncheck({problem['entry_point']})\n"
-    assert program_passes(problem["prompt"] + problem["canonical_solution"] + check, timeout_s=10, memory_mb=512)
-    assert not program_passes(problem["prompt"] + "    return True\n" + check, timeout_s=10, memory_mb=512)
-    assert not program_passes("while True: pass", timeout_s=1, memory_mb=512)
+    hook = build_plugin_manager([]).hook
+    passes = hook.acdc_program_passes
+    assert passes(program=problem["prompt"] + problem["canonical_solution"] + check, limits=SandboxConfig())
+    assert not passes(program=problem["prompt"] + "    return True\n" + check, limits=SandboxConfig())
+    assert not passes(program="while True: pass", limits=SandboxConfig(timeout_s=1))
 
 
 @pytest.fixture(scope="module")
@@ -125,10 +127,10 @@ def test_evaluate_errors_are_one_line(tiny_run, tmp_path):
 
 
 def test_humaneval_answers_as_whole_functions_get_the_prompt_imports():
-    from acdc_engine.config import SandboxConfig
     from acdc_engine.evaluate import score_answers
 
     items = load_benchmark("humaneval:1").items
     head = "def has_close_elements(numbers: List[float], threshold: float) -> bool:\n"
     right = head + "    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n"
-    assert score_answers(items, [[right, head + "    return True\n"]], SandboxConfig()) == [[True, False]]
+    hook = build_plugin_manager([]).hook
+    assert score_answers(items, [[right, head + "    return True\n"]], hook, SandboxConfig()) == [[True, False]]

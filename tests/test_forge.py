@@ -38,7 +38,7 @@ def forged(tmp_path_factory, smollm2_dir):
     root = tmp_path_factory.mktemp("forge")
     base = make_tiny_model(root / "base", smollm2_dir, seed=5)
     config = load_config(None, tiny_settings(root, base))
-    hook = build_plugin_manager([]).hook
+    hook = build_plugin_manager(["taskgen"]).hook
     smith = Forge(hook, config, recipe=QUICK)
     losses = []
     expert = smith.forge("arithmetic", on_step=lambda step, loss: losses.append((step, loss)))
@@ -67,8 +67,9 @@ def test_expert_has_the_base_layout_and_files_but_new_weights(forged):
 
 
 def test_training_and_held_out_instances_are_disjoint():
-    train = {s.source for s in families("strings", (1, 2), 3, "train")}
-    held = {s.source for s in families("strings", (1, 2), 3, "held-out")}
+    hook = build_plugin_manager(["taskgen"]).hook
+    train = {s.source for s in families(hook, "strings", (1, 2), 3, "train")}
+    held = {s.source for s in families(hook, "strings", (1, 2), 3, "held-out")}
     assert train and held and not train & held
 
 
@@ -263,7 +264,7 @@ def test_cli_forges_evaluates_and_reuses(tmp_path, tiny_models):
     assert "code: forged in " in first.stdout and "held-out pass rate %" in first.stdout
     table = first.stdout[first.stdout.index("held-out pass rate"):]
     config = load_config(None, tiny_settings(tmp_path, tiny_models["b"]))
-    held_out_code = sum(len(insts) for _, insts in held_out(build_plugin_manager([]).hook, config.sandbox,
+    held_out_code = sum(len(insts) for _, insts in held_out(build_plugin_manager(["taskgen"]).hook, config.sandbox,
                                                               ["code"])["code"])
     assert "base" in table and "code expert" in table and f"code ({held_out_code})" in table and "*" in table
     assert "code expert: " in table and " points on code; elsewhere " in table
@@ -292,7 +293,7 @@ def test_real_smollm2_expert_is_mergeable_with_its_base(tmp_path, smollm2_dir):
     cache.mkdir()
     (cache / smollm2_dir.name).symlink_to(smollm2_dir)
     config = load_config(None, [f"models.cache_dir={cache}", "generation.max_new_tokens=4"])
-    hook = build_plugin_manager([]).hook
+    hook = build_plugin_manager(["taskgen"]).hook
     recipe = ForgeRecipe(steps=2, batch_size=2, replay_per_batch=1, train_per_family=1, difficulties=(1,), max_len=96)
     expert = Forge(hook, config, recipe=recipe).forge("arithmetic")
     seeds, base = resolve_seeds(hook, config.models)  # the default seeds: smollm2 + forged:smollm2

@@ -9,9 +9,7 @@ import random
 
 import torch
 
-from acdc_engine.hookspecs import hookimpl
-from acdc_engine.operators import MergeMethod
-from acdc_engine.tasks import TaskSpec
+from acdc_engine.api import MergeMethod, TaskSpec, hookimpl
 
 NAME = "letter-count"
 WORDS = {

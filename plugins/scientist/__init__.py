@@ -9,10 +9,9 @@ generator, since it reads the parent's source.
 
 from __future__ import annotations
 
-from acdc_engine.hookspecs import hookimpl
+from acdc_engine.api import TaskRequest, TaskSpec, hookimpl
 from acdc_engine.plugins.llm import shared_llm
 from acdc_engine.plugins.scientist.scientist import NAME, Scientist
-from acdc_engine.tasks import TaskRequest, TaskSpec
 
 __all__ = ["NAME", "Scientist"]
 

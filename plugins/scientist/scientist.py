@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from importlib import resources
 from string import Template
 
-from acdc_engine.answers import extract_answer
+from acdc_engine.api import TaskCodeError, TaskRequest, TaskSpec, extract_answer
 from acdc_engine.plugins.llm import ChatLLM, LLMError
 from acdc_engine.plugins.scientist.parse import Draft, ParseError, declares_done, parse_task
-from acdc_engine.tasks import TaskCodeError, TaskRequest, TaskSpec
 
 NAME = "scientist"
 TRIED_INSTANCES = 3  # instances the scientist answers itself in each round

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import random
 
-from acdc_engine.hookspecs import hookimpl
+from acdc_engine.api import TaskRequest, TaskSpec, hookimpl
 from acdc_engine.plugins.taskgen.families import TEMPLATES, make_instances
 from acdc_engine.plugins.taskgen.render import render_source
-from acdc_engine.tasks import TaskRequest, TaskSpec
 
 NAME = "taskgen"
 MAX_DIFFICULTY = 5
@@ -73,3 +72,16 @@ def acdc_generate_tasks(request: TaskRequest) -> list[TaskSpec] | None:
         else:
             plans = _novel_plans(template, variant, difficulty, request.n, rng)
     return [build_family(*plan, rng.getrandbits(32), request.instances, request.parent_id) for plan in plans]
+
+
+@hookimpl
+def acdc_capabilities():
+    return list(dict.fromkeys(t.capability for t in TEMPLATES.values()))
+
+
+@hookimpl
+def acdc_procedural_families(capability, difficulties, count, seed_of):
+    """Every variant of ``capability``'s templates at each difficulty, in template, variant, difficulty order."""
+    return [build_family(name, variant, d, seed_of(name, variant, d), count)
+            for name, template in TEMPLATES.items() if template.capability == capability
+            for variant in template.variants for d in difficulties]

@@ -4,8 +4,7 @@ import os
 
 from pydantic import Field
 
-from acdc_engine.config import PluginSection
-from acdc_engine.hookspecs import hookimpl
+from acdc_engine.api import PluginSection, hookimpl
 
 _prefix = ""
 

@@ -1,0 +1,26 @@
+"""The public API: everything a plugin may import from acdc-engine.
+
+Built-in plugins (``acdc_engine.plugins``) and third-party packages import
+from this module only (a built-in plugin may also import the helpers of its
+own package, ``acdc_engine.plugins.*``); a test walks their imports. The hook
+specifications themselves are in :mod:`acdc_engine.hookspecs`, implemented
+with :data:`hookimpl`. What the engine needs from a plugin goes through hooks,
+never through an import of the plugin.
+"""
+
+from acdc_engine.answers import extract_answer
+from acdc_engine.backend import Backend
+from acdc_engine.checkpoint import CheckpointReader
+from acdc_engine.config import Config, PluginSection, SandboxConfig
+from acdc_engine.errors import AcdcError
+from acdc_engine.hookspecs import hookimpl
+from acdc_engine.operators import MergeMethod, MutationMethod
+from acdc_engine.seeds import FORGED_PREFIX
+from acdc_engine.seeds import resolve as resolve_seed
+from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec
+
+__all__ = [
+    "AcdcError", "Backend", "CheckpointReader", "Config", "FORGED_PREFIX", "Instance", "MergeMethod",
+    "MutationMethod", "PluginSection", "SandboxConfig", "TaskCodeError", "TaskRequest", "TaskSpec",
+    "extract_answer", "hookimpl", "resolve_seed",
+]
