@@ -15,7 +15,7 @@ from pathlib import Path
 
 from acdc_engine.errors import AcdcError
 from acdc_engine.materialise import materialise
-from acdc_engine.plugin_manager import merged_tables
+from acdc_engine.operators import OperatorRegistry
 from acdc_engine.recipe import Recipe
 
 
@@ -41,20 +41,13 @@ OnResult = Callable[[int, list[str], int], None]
 
 
 class Operators:
-    """Merge and mutation methods by name, looked up from a plugin manager's hooks."""
+    """The config's merge and mutation methods (what new children are made with), over the registry of
+    every operator by name (what a recipe is materialised with)."""
 
     def __init__(self, hook, evolution) -> None:
-        self.merge = self._pick(hook.acdc_merge_methods(), evolution.crossover, "crossover")
-        self.mutation = (None if evolution.mutation == "none"
-                         else self._pick(hook.acdc_mutation_methods(), evolution.mutation, "mutation"))
-
-    @staticmethod
-    def _pick(table_list: list[dict], name: str, what: str):
-        table = merged_tables(table_list)
-        if name not in table:
-            known = ", ".join(sorted(table)) or "none (enable the 'merge' plugin)"
-            raise AcdcError(f"unknown {what} method {name!r}; known: {known}")
-        return table[name]
+        self.registry = OperatorRegistry(hook)
+        self.merge = self.registry.merge(evolution.crossover)
+        self.mutation = self.registry.mutation(evolution.mutation)
 
 
 class Worker:
@@ -65,8 +58,9 @@ class Worker:
         self.backend = None
 
     def materialise(self, job: MaterialiseJob) -> None:
+        merge, mutation = self.ops.registry.for_recipe(job.recipe)
         materialise(job.recipe, parent_files=job.parent_files, base_file=self.base_dir / "model.safetensors",
-                    merge=self.ops.merge, mutation=self.ops.mutation, out_file=job.out_file)
+                    merge=merge, mutation=mutation, out_file=job.out_file)
 
     def generate(self, job: GenerateJob, on_batch: Callable[[int], None] | None = None) -> tuple[list[str], int]:
         if self.backend is None:

@@ -21,7 +21,7 @@ from rich.tree import Tree
 from acdc_engine.digest import file_digest
 from acdc_engine.errors import AcdcError
 from acdc_engine.materialise import materialise
-from acdc_engine.plugin_manager import merged_tables
+from acdc_engine.operators import OperatorRegistry
 from acdc_engine.recipe import Recipe
 from acdc_engine.store import RunStore
 
@@ -88,8 +88,7 @@ def rebuild_weights(store: RunStore, model_id: str, *, hook, base_file: Path, ou
     rows = _rows(store)
     if model_id not in rows:
         raise AcdcError(f"no model {model_id!r} in {store.run_dir}")
-    merges = merged_tables(hook.acdc_merge_methods())
-    mutations = merged_tables(hook.acdc_mutation_methods())
+    operators = OperatorRegistry(hook)
     out_file = Path(out_file)
     _remove_stale_scratch(out_file.parent)
     scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=out_file.parent))
@@ -109,8 +108,9 @@ def rebuild_weights(store: RunStore, model_id: str, *, hook, base_file: Path, ou
             raise AcdcError(f"seed {mid} ({recipe.seed_spec}) has no weights at {kept}")
         parents = [weights(p) for p in recipe.parents]
         built[mid] = scratch / f"{mid}.safetensors"
-        materialise(recipe, parent_files=parents, base_file=base_file, merge=merges[recipe.crossover],
-                    mutation=mutations.get(recipe.mutation) if recipe.mutation else None, out_file=built[mid])
+        merge, mutation = operators.for_recipe(recipe)
+        materialise(recipe, parent_files=parents, base_file=base_file, merge=merge, mutation=mutation,
+                    out_file=built[mid])
         if on_built:
             on_built(sum(p.parent == scratch for p in built.values()), total)
         got = file_digest(built[mid])

@@ -15,6 +15,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from acdc_engine.errors import AcdcError
+
 #: (tensor name, parents' tensors, base tensor, params, out=None) -> child tensor.
 #: ``parents`` is a lazy sequence (each item mapped on access); a function may
 #: write into ``out`` (a resident tensor of the same dtype) and return it.
@@ -49,3 +51,42 @@ class MutationMethod:
     mutate: MutateFn
     draw_params: Callable[[np.random.Generator, Any], dict[str, Any]]
     applies_to: Callable[[str, torch.Tensor], bool]
+
+
+class OperatorRegistry:
+    """Every merge and mutation method the plugins offer (hooks ``acdc_merge_methods``,
+    ``acdc_mutation_methods``), by name: the one table from which children are made (by the config's
+    choice) and rebuilt (by the names in each recipe). A name offered by two plugins is an error."""
+
+    def __init__(self, hook) -> None:
+        self.merges: dict[str, MergeMethod] = _one_table(hook.acdc_merge_methods())
+        self.mutations: dict[str, MutationMethod] = _one_table(hook.acdc_mutation_methods())
+
+    def merge(self, name: str) -> MergeMethod:
+        """The merge method ``name``; an unknown one is refused in one line listing the known ones."""
+        return _pick(self.merges, name, "crossover")
+
+    def mutation(self, name: str | None) -> MutationMethod | None:
+        """The mutation method ``name`` (``None`` or ``"none"``: no mutation)."""
+        return None if name in (None, "none") else _pick(self.mutations, name, "mutation")
+
+    def for_recipe(self, recipe) -> tuple[MergeMethod, MutationMethod | None]:
+        """The operators a recipe names, to materialise or rebuild it."""
+        return self.merge(recipe.crossover), self.mutation(recipe.mutation)
+
+
+def _one_table(results: list[dict | None]) -> dict:
+    merged: dict = {}
+    for table in results:
+        for name, value in (table or {}).items():
+            if name in merged:
+                raise AcdcError(f"two plugins offer an operator named {name!r}; rename one of them")
+            merged[name] = value
+    return merged
+
+
+def _pick(table: dict, name: str, what: str):
+    if name not in table:
+        known = ", ".join(sorted(table)) or "none (enable the 'merge' plugin)"
+        raise AcdcError(f"unknown {what} method {name!r}; known: {known}")
+    return table[name]

@@ -87,18 +87,6 @@ def _operators_of(plugin: Any) -> dict[str, list[str]]:
     return out
 
 
-def merged_tables(results: list[dict | None]) -> dict:
-    """One name -> object table from a collecting hook's per-plugin dicts;
-    a name offered by two plugins is an error."""
-    merged: dict = {}
-    for table in results:
-        for name, value in (table or {}).items():
-            if name in merged:
-                raise AcdcError(f"two plugins offer an operator named {name!r}; rename one of them")
-            merged[name] = value
-    return merged
-
-
 @lru_cache(maxsize=None)
 def _config_sections(entry_point_names: tuple[str, ...]) -> dict[str, type]:
     pm = pluggy.PluginManager(hookspecs.PROJECT)

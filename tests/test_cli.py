@@ -58,8 +58,8 @@ def test_plugins_lists_builtins_with_their_hooks():
 def test_two_plugins_offering_one_operator_name_are_refused():
     from acdc_engine.errors import AcdcError
     from acdc_engine.hookspecs import hookimpl
-    from acdc_engine.operators import MergeMethod
-    from acdc_engine.plugin_manager import build_plugin_manager, merged_tables
+    from acdc_engine.operators import MergeMethod, OperatorRegistry
+    from acdc_engine.plugin_manager import build_plugin_manager
 
     class Clash:
         @hookimpl
@@ -68,4 +68,4 @@ def test_two_plugins_offering_one_operator_name_are_refused():
 
     pm = build_plugin_manager(["merge"], extra=[Clash()])
     with pytest.raises(AcdcError, match="two plugins offer an operator named 'linear'; rename one of them"):
-        merged_tables(pm.hook.acdc_merge_methods())
+        OperatorRegistry(pm.hook)

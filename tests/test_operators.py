@@ -261,3 +261,27 @@ def test_materialising_into_a_resident_model_equals_the_file(tiny_models, tmp_pa
                 base_file=tiny_models["a"] / "model.safetensors", merge=MERGE, mutation=SVD, into=resident)
     assert all(torch.equal(resident[k], file_child[k]) for k in file_child)
     assert torch.equal(model.lm_head.weight, file_child["model.embed_tokens.weight"])  # tied: follows
+
+
+def test_children_are_materialised_with_the_operators_their_recipes_name(tiny_models, tmp_path):
+    """The config picks the operator of new children; a recipe is always built with its own names."""
+    from acdc_engine.config import load_config
+    from acdc_engine.executor import MaterialiseJob, Operators, Worker
+    from acdc_engine.operators import OperatorRegistry
+    from acdc_engine.plugin_manager import build_plugin_manager
+
+    hook = build_plugin_manager(["merge"]).hook
+    config = load_config(None, ["evolution.crossover=linear", "evolution.mutation=none"])
+    worker = Worker(config=config, hook=hook, base_dir=tiny_models["a"], operators=Operators(hook, config.evolution))
+    files = [tiny_models[n] / "model.safetensors" for n in ("a", "b")]
+    recipe = Recipe.make(parents=("m1", "m2"), crossover="slerp", crossover_params={"t": 0.3}, seed=0)
+    worker.materialise(MaterialiseJob(recipe=recipe, parent_files=files, out_file=tmp_path / "w.safetensors"))
+    registry = OperatorRegistry(hook)
+    merge, mutation = registry.for_recipe(recipe)
+    assert merge.name == "slerp" and mutation is None
+    materialise(recipe, parent_files=files, base_file=files[0], merge=merge, mutation=None,
+                out_file=tmp_path / "direct.safetensors")
+    built, direct = load_file(tmp_path / "w.safetensors"), load_file(tmp_path / "direct.safetensors")
+    assert all(torch.equal(built[k], direct[k]) for k in direct)
+    with pytest.raises(AcdcError, match=r"unknown crossover method 'nope'; known: .*linear"):
+        registry.for_recipe(Recipe.make(parents=("m1", "m2"), crossover="nope", crossover_params={}, seed=0))
