@@ -13,6 +13,9 @@ from acdc_engine.backend import Backend
 from acdc_engine.checkpoint import CheckpointReader
 from acdc_engine.config import Config, PluginSection, SandboxConfig
 from acdc_engine.errors import AcdcError
+from acdc_engine.events import (Advanced, Event, GenerationCommitted, GenerationStarted, ModelDone, RunFinished,
+                                RunStarted, StepStarted, TaskLimbo, TaskRejected, TasksAdded, WeightsEvicted,
+                                WeightsRebuilt, WorkerLost)
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.operators import MergeMethod, MutationMethod
 from acdc_engine.seeds import FORGED_PREFIX
@@ -20,7 +23,9 @@ from acdc_engine.seeds import resolve as resolve_seed
 from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec
 
 __all__ = [
-    "AcdcError", "Backend", "CheckpointReader", "Config", "FORGED_PREFIX", "Instance", "MergeMethod",
-    "MutationMethod", "PluginSection", "SandboxConfig", "TaskCodeError", "TaskRequest", "TaskSpec",
+    "AcdcError", "Advanced", "Backend", "CheckpointReader", "Config", "Event", "FORGED_PREFIX",
+    "GenerationCommitted", "GenerationStarted", "Instance", "MergeMethod", "ModelDone", "MutationMethod",
+    "PluginSection", "RunFinished", "RunStarted", "SandboxConfig", "StepStarted", "TaskCodeError", "TaskLimbo",
+    "TaskRejected", "TaskRequest", "TaskSpec", "TasksAdded", "WeightsEvicted", "WeightsRebuilt", "WorkerLost",
     "extract_answer", "hookimpl", "resolve_seed",
 ]

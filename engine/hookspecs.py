@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from acdc_engine.backend import Backend
     from acdc_engine.config import Config, PluginSection, SandboxConfig
+    from acdc_engine.events import Event
     from acdc_engine.operators import MergeMethod, MutationMethod
     from acdc_engine.tasks import Instance, TaskRequest, TaskSpec
 
@@ -250,29 +251,15 @@ def acdc_unconfigure() -> None:
 
 
 @hookspec
-def acdc_event(kind: str, data: dict[str, Any]) -> None:
+def acdc_event(event: Event, kind: str, data: dict[str, Any]) -> None:
     """Observe the run. Called for every event; return values are ignored.
 
-    Kinds and their data:
-
-    - ``run_started``: run_dir, generations, start_generation
-    - ``generation_started``: generation
-    - ``step``: name (materialise, evaluate, score, select, adapt tasks,
-      checkpoint), total (units of work), generation
-    - ``advance``: n (units of the current step done)
-    - ``model_done``: model_id, fitness, solved, status, reason
-    - ``task_rejected``: name, reason
-    - ``task_limbo``: task_id, child_id, outcome (``held``, ``restored``,
-      ``replaced``)
-    - ``tasks_added``: accepted (list of task names), generation
-    - ``worker_lost``: slot, job (materialise or generate), retry: a Ray
-      actor died; it was replaced and its job re-queued
-    - ``weights_evicted``: generation, model_ids: archive members whose
-      weight files the disk budget (``store.weights_budget_mb``) dropped
-    - ``weights_rebuilt``: model_id, seconds: an evicted model's weights
-      rebuilt from its ancestry because they were needed
-    - ``generation_committed``: generation, archive (list of row dicts),
-      pool (counts), stats (logbook record)
-    - ``run_finished``: run_dir, task_force, coverage, seed_coverage (of the seed experts' own task
-      force of the same size), seed_force
+    ``event`` is one of the frozen dataclasses of :mod:`acdc_engine.events`
+    (``RunStarted``, ``GenerationStarted``, ``StepStarted``, ``Advanced``,
+    ``ModelDone``, ``TaskRejected``, ``TaskLimbo``, ``TasksAdded``,
+    ``WorkerLost``, ``WeightsEvicted``, ``WeightsRebuilt``,
+    ``GenerationCommitted``, ``RunFinished``): dispatch on its type, read its
+    fields. ``kind`` (e.g. ``"model_done"``) and ``data`` (the fields as a
+    dict) are the same event for implementations that take ``(kind, data)``;
+    take only the arguments you need.
     """

@@ -29,6 +29,7 @@ from acdc_engine.archives.task_pool import prune_oldest
 from acdc_engine.config import Config
 from acdc_engine.digest import file_digest, recipe_digest, text_digest
 from acdc_engine.errors import AcdcError
+from acdc_engine.events import make_event
 from acdc_engine.executor import GenerateJob, MaterialiseJob, Operators, Worker, make_executor
 from acdc_engine.lineage import rebuild_weights
 from acdc_engine.recipe import Recipe
@@ -638,7 +639,8 @@ class Coevolution:
     def emit(self, kind: str, **data) -> None:
         """Tells the plugins of an event; a requested stop takes effect at the next ``advance`` (the end of a
         batch), where nothing uncommitted is worth more than the batch just done (answers are kept per model)."""
-        self.hook.acdc_event(kind=kind, data=data)
+        event = make_event(kind, **data)
+        self.hook.acdc_event(event=event, kind=kind, data=event.data)
         if kind == "advance" and self.stop_requested:
             raise RunInterrupted(f"stopped during {self.current_step}")
 

@@ -20,6 +20,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from acdc_engine.events import (Advanced, Event, GenerationCommitted, GenerationStarted, ModelDone, RunFinished,
+                                 RunStarted, StepStarted, TaskLimbo, TaskRejected, TasksAdded, WeightsEvicted,
+                                 WeightsRebuilt, WorkerLost)
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.progress import TickingProgress, clock
 
@@ -197,55 +200,58 @@ class ProgressView:
             self.console.print(text, highlight=False, markup=False)
 
     @hookimpl
-    def acdc_event(self, kind, data):
+    def acdc_event(self, event):
         with self.lock:  # shown at the display's next refresh
-            self._on_event(kind, data)
+            self._on_event(event)
 
-    def _on_event(self, kind: str, data: dict) -> None:
-        if kind == "run_started":
-            self.generations, self.first_gen = data["generations"], data["start_generation"]
-            self._log(f"run {data['run_dir']}: generations {data['start_generation']}..{data['generations']}")
-        elif kind == "generation_started":
-            self.gen = data["generation"]
-        elif kind == "step":
-            if self.task is not None:
-                self.progress.remove_task(self.task)
-            self.task = self.progress.add_task(f"gen {data['generation']}: {data['name']}", total=data["total"])
-            self.evaluating = data["name"] == "evaluate"
-        elif kind == "advance" and self.task is not None:
-            self.progress.advance(self.task, data["n"])
-            if self.evaluating:
-                self.answers += data["n"]
-        elif kind == "model_done":
-            self.models_done += 1
-            note = f" ({data['reason']})" if data["reason"] else ""
-            self._log(f"{data['model_id']}: fitness {data['fitness']:.3f}, solved {data['solved']}, "
-                      f"{data['status']}{note}")
-        elif kind == "worker_lost":
-            self._log(f"  worker {data['slot']} lost during {data['job']}; replaced, job re-queued "
-                      f"(retry {data['retry']})")
-        elif kind == "task_rejected":
-            self.rejected[reason_kind(data["reason"])] += 1
-            self._log(f"task {data['name']} rejected: {data['reason']}")
-        elif kind == "tasks_added":
-            self._log(f"gen {data['generation']}: {len(data['accepted'])} tasks accepted")
-        elif kind == "generation_committed":
-            self.rows, self.pool = data["archive"], data["pool"]
-            self.done_gens += 1
-            self.last_commit = time.monotonic()
-            s = self.last_stats = data["stats"]
-            self._log(f"gen {data['generation']} committed: fitness max {s['fit_max']:.3f} mean {s['fit_mean']:.3f}, "
-                      f"coverage {s['coverage']:.3f}, archive {s['elites']}, active tasks {s['pool_active']}, "
-                      + (f"task diversity {s['task_diversity']:.2f}, " if s.get("task_diversity") is not None else "")
-                      + f"{s['elapsed_s']}s")
-            if not self.live_mode:  # the live view shows the last generation's time line in a line of its own
-                self._log(time_line(s))
-        elif kind == "weights_evicted":
-            self._log(f"  weights of {', '.join(data['model_ids'])} evicted (disk budget)")
-        elif kind == "weights_rebuilt":
-            self._log(f"  weights of {data['model_id']} rebuilt from its ancestry ({data['seconds']}s)")
-        elif kind == "task_limbo":
-            self._log(f"  task {data['task_id']} {data['outcome']} (harder variant {data['child_id']})")
-        elif kind == "run_finished":
-            self._log(f"task force {', '.join(data['task_force'])}: Coverage {data['coverage']:.3f} of "
-                      f"{data['n_tasks']} tasks (seed experts {', '.join(data.get('seed_force', []))}: {data['seed_coverage']:.3f})")
+    def _on_event(self, event: Event) -> None:
+        match event:
+            case RunStarted():
+                self.generations, self.first_gen = event.generations, event.start_generation
+                self._log(f"run {event.run_dir}: generations {event.start_generation}..{event.generations}")
+            case GenerationStarted():
+                self.gen = event.generation
+            case StepStarted():
+                if self.task is not None:
+                    self.progress.remove_task(self.task)
+                self.task = self.progress.add_task(f"gen {event.generation}: {event.name}", total=event.total)
+                self.evaluating = event.name == "evaluate"
+            case Advanced() if self.task is not None:
+                self.progress.advance(self.task, event.n)
+                if self.evaluating:
+                    self.answers += event.n
+            case ModelDone():
+                self.models_done += 1
+                note = f" ({event.reason})" if event.reason else ""
+                self._log(f"{event.model_id}: fitness {event.fitness:.3f}, solved {event.solved}, {event.status}{note}")
+            case WorkerLost():
+                self._log(f"  worker {event.slot} lost during {event.job}; replaced, job re-queued "
+                          f"(retry {event.retry})")
+            case TaskRejected():
+                self.rejected[reason_kind(event.reason)] += 1
+                self._log(f"task {event.name} rejected: {event.reason}")
+            case TasksAdded():
+                self._log(f"gen {event.generation}: {len(event.accepted)} tasks accepted")
+            case GenerationCommitted():
+                self.rows, self.pool = event.archive, event.pool
+                self.done_gens += 1
+                self.last_commit = time.monotonic()
+                s = self.last_stats = event.stats
+                self._log(f"gen {event.generation} committed: fitness max {s['fit_max']:.3f} mean "
+                          f"{s['fit_mean']:.3f}, coverage {s['coverage']:.3f}, archive {s['elites']}, active tasks "
+                          f"{s['pool_active']}, "
+                          + (f"task diversity {s['task_diversity']:.2f}, " if s.get("task_diversity") is not None
+                             else "")
+                          + f"{s['elapsed_s']}s")
+                if not self.live_mode:  # the live view shows the last generation's time line in a line of its own
+                    self._log(time_line(s))
+            case WeightsEvicted():
+                self._log(f"  weights of {', '.join(event.model_ids)} evicted (disk budget)")
+            case WeightsRebuilt():
+                self._log(f"  weights of {event.model_id} rebuilt from its ancestry ({event.seconds}s)")
+            case TaskLimbo():
+                self._log(f"  task {event.task_id} {event.outcome} (harder variant {event.child_id})")
+            case RunFinished():
+                self._log(f"task force {', '.join(event.task_force)}: Coverage {event.coverage:.3f} of "
+                          f"{event.n_tasks} tasks (seed experts {', '.join(event.seed_force)}: "
+                          f"{event.seed_coverage:.3f})")

@@ -18,6 +18,8 @@ import time
 import pytest
 from rich.console import Console
 
+from acdc_engine.events import (Advanced, GenerationCommitted, GenerationStarted, ModelDone, RunStarted, StepStarted,
+                                 TaskRejected)
 from acdc_engine.progress import TickingProgress
 from acdc_engine.view import ProgressView, heat
 from conftest import tiny_overrides
@@ -28,17 +30,16 @@ STATS = {"fit_max": 0.5, "fit_mean": 0.4, "coverage": 0.6, "elites": 12, "pool_a
 
 
 def feed(view: ProgressView) -> None:
-    view.acdc_event("run_started", {"run_dir": "runs/x", "generations": 3, "start_generation": 0})
-    view.acdc_event("generation_started", {"generation": 1})
-    view.acdc_event("step", {"name": "evaluate", "total": 10, "generation": 1})
-    view.acdc_event("advance", {"n": 4})
-    view.acdc_event("task_rejected", {"name": "t", "reason": "score() raised ValueError: bad"})
-    view.acdc_event("task_rejected", {"name": "u", "reason": "timed out after 2 s"})
+    view.acdc_event(RunStarted(run_dir="runs/x", generations=3, start_generation=0))
+    view.acdc_event(GenerationStarted(generation=1))
+    view.acdc_event(StepStarted(name="evaluate", total=10, generation=1))
+    view.acdc_event(Advanced(n=4))
+    view.acdc_event(TaskRejected(name="t", reason="score() raised ValueError: bad"))
+    view.acdc_event(TaskRejected(name="u", reason="timed out after 2 s"))
     for i in range(6):
-        view.acdc_event("model_done", {"model_id": f"m{i:04d}", "fitness": 0.4, "solved": 3, "status": "evaluated",
-                                       "reason": None})
-    view.acdc_event("generation_committed", {"generation": 1, "archive": ROWS,
-                                             "pool": {"active": 9, "accepted": 14}, "stats": STATS})
+        view.acdc_event(ModelDone(model_id=f"m{i:04d}", fitness=0.4, solved=3, status="evaluated", reason=None))
+    view.acdc_event(GenerationCommitted(generation=1, archive=ROWS, pool={"active": 9, "accepted": 14},
+                                        stats=STATS))
 
 
 def test_rendered_view_fits_80_by_24_and_shows_every_panel():
@@ -191,3 +192,34 @@ def test_a_wide_table_is_split_into_tables_that_fit_repeating_its_first_column()
     text = console.export_text()
     assert max(map(len, text.splitlines())) <= 60 and "…" not in text
     assert len(fitted_tables("stats", headers, rows, 400)) == 1 and fitted_tables("s", headers, rows, 400)[0].title == "s"
+
+
+def test_every_event_kind_has_one_type_and_both_hook_forms_receive_it():
+    import pluggy
+
+    from acdc_engine import hookspecs
+    from acdc_engine.events import EVENT_TYPES, make_event
+    from acdc_engine.hookspecs import hookimpl
+
+    assert len(EVENT_TYPES) == 13 and all(cls.kind == kind for kind, cls in EVENT_TYPES.items())
+    with pytest.raises(TypeError):
+        make_event("advance", n=1, extra=2)  # a field the type lacks
+    seen = []
+
+    class Typed:
+        @hookimpl
+        def acdc_event(self, event):
+            seen.append(type(event).__name__)
+
+    class Plain:  # the (kind, data) form of older plugins
+        @hookimpl
+        def acdc_event(self, kind, data):
+            seen.append((kind, data))
+
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(Typed())
+    pm.register(Plain())
+    event = make_event("weights_rebuilt", model_id="m0003", seconds=4.2)
+    pm.hook.acdc_event(event=event, kind=event.kind, data=event.data)
+    assert seen == [("weights_rebuilt", {"model_id": "m0003", "seconds": 4.2}), "WeightsRebuilt"]
