@@ -334,11 +334,11 @@ def main() -> None:
                         "the letter in the generated reply.")
     args = parser.parse_args()
 
-    from acdc_engine.cli import _quiet_libraries
+    from acdc_engine.commands import quiet_libraries
     from acdc_engine.config import load_config
     from acdc_engine.errors import AcdcError
 
-    _quiet_libraries()
+    quiet_libraries()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:

@@ -18,13 +18,15 @@ import json
 import os
 import time
 
-from rich.console import Console
-
-from acdc_engine.cli import _quiet_libraries, forge_table
+from acdc_engine.commands import quiet_libraries
 from acdc_engine.config import load_config
 from acdc_engine.errors import AcdcError
-from acdc_engine.forge import DEFAULT_CAPABILITIES, Forge, ForgeRecipe, compare, parse_capabilities
 from acdc_engine.plugin_manager import build_plugin_manager
+from acdc_engine.plugins.forge.cache import Forge
+from acdc_engine.plugins.forge.compare import compare, forge_table
+from acdc_engine.plugins.forge.data import DEFAULT_CAPABILITIES, parse_capabilities
+from acdc_engine.plugins.forge.training import ForgeRecipe
+from rich.console import Console
 
 
 def load() -> str:
@@ -32,7 +34,7 @@ def load() -> str:
 
 
 def main(force: bool, capabilities: str, recipe: ForgeRecipe) -> None:
-    _quiet_libraries()
+    quiet_libraries()
     console = Console()
     config = load_config()
     hook = build_plugin_manager(config.run.plugins).hook  # taskgen's procedural families

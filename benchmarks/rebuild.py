@@ -51,14 +51,14 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=4, help="Newest non-seed models to rebuild.")
     args = parser.parse_args()
 
-    from acdc_engine.cli import _quiet_libraries
+    from acdc_engine.commands import quiet_libraries
     from acdc_engine.lineage import rebuild_weights
     from acdc_engine.plugin_manager import configured_plugins
     from acdc_engine.recipe import Recipe
     from acdc_engine.seeds import resolve_seeds
     from acdc_engine.store import RunStore
 
-    _quiet_libraries()
+    quiet_libraries()
     store = RunStore.open(args.run_dir)
     usage = store.disk_usage()
     store.close()

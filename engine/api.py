@@ -10,22 +10,27 @@ never through an import of the plugin.
 
 from acdc_engine.answers import extract_answer
 from acdc_engine.backend import Backend
-from acdc_engine.checkpoint import CheckpointReader
+from acdc_engine.checkpoint import CheckpointReader, CheckpointWriter
+from acdc_engine.commands import command_config, config_options, quiet_libraries
 from acdc_engine.config import Config, PluginSection, SandboxConfig
+from acdc_engine.digest import file_digest
 from acdc_engine.errors import AcdcError
 from acdc_engine.events import (Advanced, Event, GenerationCommitted, GenerationStarted, ModelDone, RunFinished,
                                 RunStarted, StepStarted, TaskLimbo, TaskRejected, TasksAdded, WeightsEvicted,
                                 WeightsRebuilt, WorkerLost)
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.operators import MergeMethod, MutationMethod
+from acdc_engine.plugin_manager import configured_plugins
+from acdc_engine.progress import TickingProgress
 from acdc_engine.seeds import FORGED_PREFIX
 from acdc_engine.seeds import resolve as resolve_seed
 from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec
 
 __all__ = [
-    "AcdcError", "Advanced", "Backend", "CheckpointReader", "Config", "Event", "FORGED_PREFIX",
+    "AcdcError", "Advanced", "Backend", "CheckpointReader", "CheckpointWriter", "Config", "Event", "FORGED_PREFIX",
     "GenerationCommitted", "GenerationStarted", "Instance", "MergeMethod", "ModelDone", "MutationMethod",
     "PluginSection", "RunFinished", "RunStarted", "SandboxConfig", "StepStarted", "TaskCodeError", "TaskLimbo",
     "TaskRejected", "TaskRequest", "TaskSpec", "TasksAdded", "WeightsEvicted", "WeightsRebuilt", "WorkerLost",
-    "extract_answer", "hookimpl", "resolve_seed",
+    "TickingProgress", "command_config", "config_options", "configured_plugins", "extract_answer", "file_digest",
+    "hookimpl", "quiet_libraries", "resolve_seed",
 ]

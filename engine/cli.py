@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import sqlite3
@@ -12,14 +11,13 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-from rich.console import Console, Group
+from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
+from acdc_engine.commands import quiet_libraries, set_option
 from acdc_engine.config import Config, load_config
 from acdc_engine.errors import AcdcError
-from acdc_engine.forge import DEFAULT_CAPABILITIES, ForgeRecipe
-from acdc_engine.plugin_manager import ALWAYS_ON, build_plugin_manager, configured_plugins, discover
+from acdc_engine.plugin_manager import ALWAYS_ON, build_plugin_manager, configured_plugins, discover, plugin_commands
 from acdc_engine.recipe import Recipe
 from acdc_engine.store import RunStore
 from acdc_engine.progress import TickingProgress
@@ -31,21 +29,6 @@ console = Console(soft_wrap=True)
 def _plugins_option(f):
     return click.option("--plugins", help="Comma-separated optional plugins, e.g. merge,taskgen "
                         f"(always on: {', '.join(ALWAYS_ON)}).")(f)
-
-
-def _set_option(f):
-    return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                        help="Override a config value, e.g. --set run.generations=5.")(f)
-
-
-def _quiet_libraries() -> None:
-    """Offline, and no library progress bars fighting the live view."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
 
 
 def _stop_on_ctrl_c(run) -> None:
@@ -62,7 +45,7 @@ def _stop_on_ctrl_c(run) -> None:
 def _execute(config: Config, store: RunStore) -> None:
     from acdc_engine.loop import Coevolution, RunInterrupted
 
-    _quiet_libraries()
+    quiet_libraries()
 
     view = ProgressView(console)
     pm = build_plugin_manager(config.run.plugins, extra=[view])
@@ -113,9 +96,8 @@ def _os_error(exc: OSError | sqlite3.Error) -> str:
 def _start(config_file, overrides, plugins, run_dir) -> None:
     extra = [f"run.plugins={[p.strip() for p in plugins.split(',') if p.strip()]!r}"] if plugins else []
     config = load_config(config_file, [*overrides, *extra])
-    build_plugin_manager(config.run.plugins)  # unknown plugin names fail before any work
-    if config.models.forge_missing:
-        _forge_missing_experts(config)
+    with configured_plugins(config) as pm:  # unknown plugin names fail before any work
+        pm.hook.acdc_prepare_run(config=config, hook=pm.hook)  # e.g. forging the first run's experts
     if run_dir is None:
         run_dir = Path(config.run.output_dir) / datetime.now().strftime("run-%Y%m%d-%H%M%S")
     run_dir = Path(run_dir)
@@ -141,6 +123,20 @@ def _nothing_committed(run_dir: Path) -> bool:
 
 
 class _Group(click.Group):
+    """The engine's commands and those plugins add (hook ``acdc_commands``); an AcdcError is one line."""
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *plugin_commands()})
+
+    def get_command(self, ctx, name):
+        own, found = super().get_command(ctx, name), plugin_commands()
+        if name not in found:
+            return own
+        if own is not None:
+            raise AcdcError(f"plugin {found[name][1]!r} adds a command {name!r}, which is the engine's own; "
+                            "rename it")
+        return found[name][0]
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -154,7 +150,7 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, invoke_without_command=True)
 @_plugins_option
-@_set_option
+@set_option
 @click.pass_context
 def main(ctx, plugins, overrides):
     """Coevolve LLM experts and tasks (AC/DC). With no command, runs the
@@ -166,7 +162,7 @@ def main(ctx, plugins, overrides):
 
 @main.command()
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file laid over the defaults.")
-@_set_option
+@set_option
 @_plugins_option
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Directory for this run (default: a new one).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), help="Where models are built and evaluated "
@@ -314,7 +310,7 @@ def evaluate(run_dir, specs, model_dirs, samples, method, judge_dir, max_new_tok
     """Score the task force, the seeds, a control and other models on outside benchmarks."""
     from acdc_engine.evaluate import Evaluation
 
-    _quiet_libraries()
+    quiet_libraries()
     started: list[str] = []
 
     def on_progress(text: str) -> None:  # called as each system starts on each benchmark
@@ -351,136 +347,8 @@ def results_table(results: dict) -> Table:
     return table
 
 
-@main.command()
-@click.option("--base", help="Base model spec (default: models.base).")
-@click.option("--capabilities", default=",".join(DEFAULT_CAPABILITIES), show_default=True,
-              help="Comma-separated capabilities of the procedural tasks, one expert each.")
-@click.option("--steps", type=click.IntRange(min=1), default=ForgeRecipe.steps, show_default=True,
-              help="Training steps per expert.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=ForgeRecipe.lr, show_default=True,
-              help="Peak learning rate (decays linearly to 0).")
-@click.option("--rank", type=click.IntRange(min=1), default=ForgeRecipe.rank, show_default=True, help="LoRA rank.")
-@click.option("--protect-energy", type=click.FloatRange(min=0, max=1, max_open=True),
-              default=ForgeRecipe.protect_energy, show_default=True,
-              help="Keep the weight change off the input directions that carry this share of the energy of the "
-                   "other capabilities' replayed texts (0: off).")
-@click.option("--force", is_flag=True, help="Forge again even if the cache holds these experts.")
-@click.option("--no-eval", is_flag=True, help="Skip the comparison on held-out tasks.")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file laid over the defaults.")
-@_set_option
-@click.pass_obj
-def forge(group, base, capabilities, steps, lr, rank, protect_energy, force, no_eval, config_file, overrides):
-    """Make seed experts from a base model: a short LoRA fine-tune per capability.
-
-    Experts are cached (forged again only with --force or other settings) and
-    resolve as the seed spec forged:BASE, which the default config uses.
-    """
-    from acdc_engine.forge import Forge, compare, parse_capabilities
-
-    _quiet_libraries()
-    config = load_config(config_file, [*group["overrides"], *overrides])
-    recipe = ForgeRecipe(steps=steps, lr=lr, rank=rank, protect_energy=protect_energy or None)
-    try:
-        with configured_plugins(config) as pm, _progress() as progress:
-            hook = pm.hook
-            caps = parse_capabilities(hook, capabilities)
-            smith = Forge(hook, config, base=base, recipe=recipe)
-            experts = {f"{cap} expert": (cap, done.path)
-                       for cap, done in _forge_experts(smith, caps, progress, force=force).items()}
-            if no_eval:
-                return
-            held = smith.held
-            models = {"base": smith.base_dir, **{name: d for name, (_, d) in experts.items()}}
-            task = progress.add_task("evaluating on held-out tasks",
-                                     total=len(models) * sum(len(i) for pairs in held.values() for _, i in pairs))
-            rates = compare(hook, config, models, held, on_batch=lambda n: progress.advance(task, n))
-            progress.remove_task(task)
-    except KeyboardInterrupt:
-        console.print("interrupted; no half-written expert is left in the cache", highlight=False)
-        sys.exit(130)
-    console.print(forge_table(rates, held, {name: cap for name, (cap, _) in experts.items()}))
-
-
-def _forge_experts(smith, caps: list[str], progress: TickingProgress, *, force: bool = False) -> dict:
-    """Each capability's expert, from the cache or forged now, with a bar per step and a line per expert."""
-    if not smith.replay_file.is_file() and any(force or not smith.cached(c) for c in caps):
-        task = progress.add_task("replay: the base's answers", total=len(smith.replay_prompts))
-        smith.replay(on_batch=lambda n: progress.advance(task, n))
-        progress.remove_task(task)
-    experts = {}
-    for cap in caps:
-        task = progress.add_task(f"forging {cap}", total=smith.recipe.steps)
-
-        def on_step(step, loss, task=task, cap=cap):
-            progress.update(task, completed=step, description=f"forging {cap} (loss {loss:.3f})")
-
-        experts[cap] = done = smith.forge(cap, force=force, on_step=on_step)
-        progress.remove_task(task)
-        how = f"cached (forged in {_duration(done.seconds)})" if done.cached else f"forged in {_duration(done.seconds)}"
-        progress.console.print(f"{cap}: {how}: {done.path}", highlight=False)
-    return experts
-
-
-def _forge_missing_experts(config: Config) -> None:
-    """Forges the default experts of every ``forged:BASE`` seed group that has none yet (the first run)."""
-    from acdc_engine.seeds import FORGED_PREFIX, expand
-
-    cache = Path(config.models.cache_dir).expanduser()
-    with configured_plugins(config) as pm:
-        hook = pm.hook
-        missing = [s for s in config.models.seeds
-                   if s.startswith(FORGED_PREFIX) and ":" not in s[len(FORGED_PREFIX):] and not expand(hook, s, cache)]
-        for spec in missing:
-            _forge_missing_group(hook, config, spec)
-
-
-def _forge_missing_group(hook, config: Config, spec: str) -> None:
-    from acdc_engine.forge import Forge
-    from acdc_engine.seeds import FORGED_PREFIX
-
-    _quiet_libraries()
-    base = spec[len(FORGED_PREFIX):]
-    console.print(f"seed {spec}: no expert forged from {base} yet; forging {', '.join(DEFAULT_CAPABILITIES)} "
-                  "once (about 4 min each on 2 cores; cached for later runs; models.forge_missing=false "
-                  "skips this)", highlight=False)
-    try:
-        with _progress() as progress:
-            _forge_experts(Forge(hook, config, base=base), list(DEFAULT_CAPABILITIES), progress)
-    except KeyboardInterrupt:
-        console.print("interrupted; the experts forged so far are cached, no half-written one is left",
-                      highlight=False)
-        sys.exit(130)
-
-
 def _progress() -> TickingProgress:
     return TickingProgress(console=console, transient=True)
-
-
-def _duration(seconds: float) -> str:
-    return f"{int(seconds // 60)} min {seconds % 60:.0f} s" if seconds >= 60 else f"{seconds:.1f} s"
-
-
-def forge_table(rates: dict[str, dict[str, float]], held: dict, own: dict[str, str]) -> Group:
-    """Pass rate (%) per model and capability on held-out tasks, a model's own capability marked;
-    then a line per expert: its gain on its capability and the range of its changes elsewhere."""
-    table = Table(title="held-out pass rate % (* own capability)")
-    table.add_column("model")
-    for cap, pairs in held.items():
-        table.add_column(f"{cap} ({sum(len(i) for _, i in pairs)})", justify="right")
-    for name, by_cap in rates.items():
-        table.add_row(name, *(f"[bold green]{100 * r:.0f}*[/]" if own.get(name) == cap else f"{100 * r:.0f}"
-                              for cap, r in by_cap.items()))
-    base = rates.get("base")
-    lines = [_expert_summary(name, cap, rates[name], base) for name, cap in own.items()] if base else []
-    return Group(table, *(Text(line) for line in lines))
-
-
-def _expert_summary(name: str, own: str, rates: dict[str, float], base: dict[str, float]) -> str:
-    """One line: the expert's points over the base on its capability, and the range elsewhere."""
-    elsewhere = {cap: 100 * (rates[cap] - base[cap]) for cap in base if cap != own}
-    worst = min(elsewhere, key=elsewhere.get)
-    return (f"{name}: {100 * (rates[own] - base[own]):+.0f} points on {own}; elsewhere "
-            f"{elsewhere[worst]:+.0f} ({worst}) to {max(elsewhere.values()):+.0f}")
 
 
 @main.command()
@@ -518,7 +386,7 @@ def report(run_dir, out):
     """Write a self-contained HTML report with plots of a run."""
     from acdc_engine.report import build_report
 
-    _quiet_libraries()
+    quiet_libraries()
     RunStore.open(run_dir).close()  # not a run: said before anything about --out
     out = out or Path(run_dir) / "report.html"
     if not out.parent.is_dir():

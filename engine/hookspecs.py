@@ -51,6 +51,26 @@ def acdc_config_sections() -> dict[str, type[PluginSection]]:
 
 
 @hookspec
+def acdc_commands() -> list[Any]:
+    """Commands the plugin adds to ``acdc-engine``: a list of ``click.Command`` objects.
+
+    Asked of every installed plugin, enabled or not, when the command line
+    starts. A name the engine's own commands use, or another plugin's, is an
+    error. Take ``acdc_engine.api.config_options`` and load the config with
+    ``acdc_engine.api.command_config`` so ``--config`` / ``--set`` mean what
+    they mean elsewhere, and work inside ``acdc_engine.api.configured_plugins``;
+    an ``AcdcError`` you raise is printed as one line (``forge`` is built this way).
+    """
+
+
+@hookspec
+def acdc_prepare_run(config: Config, hook: Any) -> None:
+    """Called once before a new run starts (not on ``resume``), inside a configured plugin context, after
+    the config is validated and before the run folder exists: make what the run's seeds need (the
+    ``forge`` plugin forges the default experts of a ``forged:BASE`` group that has none yet)."""
+
+
+@hookspec
 def acdc_configure(config: Config, hook: Any) -> None:
     """Called once when a run is set up (also on resume), before any other hook.
 

@@ -31,7 +31,7 @@ AUTOLOAD_OFF_ENV = "ACDC_ENGINE_DISABLE_PLUGIN_AUTOLOAD"
 ALWAYS_ON = {
     "smollm2": "acdc_engine.plugins.smollm2",
     "local-seeds": "acdc_engine.plugins.local_seeds",
-    "forged-seeds": "acdc_engine.plugins.forged_seeds",  # after local-seeds, so asked first (pluggy is LIFO)
+    "forge": "acdc_engine.plugins.forge",  # after local-seeds, so asked first for seeds (pluggy is LIFO)
     "transformers": "acdc_engine.plugins.transformers_backend",
     "vllm": "acdc_engine.plugins.vllm_backend",
     "sandbox": "acdc_engine.plugins.sandbox",
@@ -88,7 +88,9 @@ def _operators_of(plugin: Any) -> dict[str, list[str]]:
 
 
 @lru_cache(maxsize=None)
-def _config_sections(entry_point_names: tuple[str, ...]) -> dict[str, type]:
+def _installed(entry_point_names: tuple[str, ...]) -> pluggy.PluginManager:
+    """A plugin manager with every installed plugin, enabled or not: for what plugins declare before a
+    config exists (config sections, commands)."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     for name, module in {**ALWAYS_ON, **OPTIONAL}.items():
@@ -99,20 +101,32 @@ def _config_sections(entry_point_names: tuple[str, ...]) -> dict[str, type]:
             pm.register(_load(name, eps[name].load), name=name)
         except (AcdcError, ValueError):  # a broken or doubly named plugin is named when it is enabled
             continue
-    sections: dict[str, type] = {}
+    return pm
+
+
+def _declared(hook_name: str, name_of) -> tuple[dict, dict[str, str]]:
+    """Every installed plugin's answers to a collecting hook, by name; a name two plugins use is an error."""
+    found: dict = {}
     owners: dict[str, str] = {}
-    for impl in pm.hook.acdc_config_sections.get_hookimpls():
-        for name, model in (impl.function() or {}).items():
-            if name in sections:
-                raise AcdcError(f"plugins {owners[name]!r} and {impl.plugin_name!r} both declare config section "
-                                f"[{name}]; rename one")
-            sections[name], owners[name] = model, impl.plugin_name
-    return sections
+    for impl in getattr(_installed(tuple(sorted(_entry_points()))).hook, hook_name).get_hookimpls():
+        items = impl.function()
+        for name, value in (items.items() if isinstance(items, dict) else ((name_of(v), v) for v in items or ())):
+            if name in found:
+                raise AcdcError(f"plugins {owners[name]!r} and {impl.plugin_name!r} both declare {name!r} "
+                                f"({hook_name}); rename one")
+            found[name], owners[name] = value, impl.plugin_name
+    return found, owners
 
 
 def config_sections() -> dict[str, type]:
     """The config sections every installed plugin declares (``acdc_config_sections``), enabled or not."""
-    return dict(_config_sections(tuple(sorted(_entry_points()))))
+    return _declared("acdc_config_sections", None)[0]
+
+
+def plugin_commands() -> dict[str, tuple[Any, str]]:
+    """The commands every installed plugin adds (``acdc_commands``), by name, with their plugin's name."""
+    commands, owners = _declared("acdc_commands", lambda command: command.name)
+    return {name: (command, owners[name]) for name, command in commands.items()}
 
 
 def autoload_enabled() -> bool:

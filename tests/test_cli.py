@@ -69,3 +69,17 @@ def test_two_plugins_offering_one_operator_name_are_refused():
     pm = build_plugin_manager(["merge"], extra=[Clash()])
     with pytest.raises(AcdcError, match="two plugins offer an operator named 'linear'; rename one of them"):
         OperatorRegistry(pm.hook)
+
+
+def test_a_plugin_command_named_like_the_engines_own_is_refused_in_one_line(monkeypatch):
+    import click
+
+    from click.testing import CliRunner
+
+    import acdc_engine.cli as cli_module
+
+    monkeypatch.setattr(cli_module, "plugin_commands", lambda: {"status": (click.Command("status"), "shadow")})
+    result = CliRunner().invoke(cli_module.main, ["status", "x"])
+    assert result.exit_code == 2
+    assert result.output.strip() == ("error: plugin 'shadow' adds a command 'status', which is the engine's own; "
+                                     "rename it")

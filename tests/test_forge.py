@@ -1,4 +1,4 @@
-"""Forged seed experts (engine/forge.py, plugins/forged_seeds.py) on a tiny llama, one real SmolLM2 forge."""
+"""Forged seed experts (the forge plugin, plugins/forge/) on a tiny llama, one real SmolLM2 forge."""
 
 from __future__ import annotations
 
@@ -12,16 +12,26 @@ import time
 
 import pytest
 import torch
-
 from acdc_engine.checkpoint import CheckpointReader
 from acdc_engine.config import load_config
 from acdc_engine.errors import AcdcError
-from acdc_engine.forge import (EVAL_DIFFICULTIES, HELD_OUT_PER_FAMILY, MANIFEST, Example, Forge, ForgeRecipe, _encode,
-                               _kl_to_base, families, held_out, instructions, target, task_examples, train)
 from acdc_engine.plugin_manager import build_plugin_manager
+from acdc_engine.plugins.forge.cache import Forge
+from acdc_engine.plugins.forge.data import (
+    EVAL_DIFFICULTIES,
+    HELD_OUT_PER_FAMILY,
+    Example,
+    encode,
+    families,
+    held_out,
+    instructions,
+    target,
+    task_examples,
+)
+from acdc_engine.plugins.forge.manifest import MANIFEST
+from acdc_engine.plugins.forge.training import ForgeRecipe, _kl_to_base, train
 from acdc_engine.plugins.taskgen.families import TEMPLATES
 from acdc_engine.seeds import check_same_architecture, resolve, resolve_seeds
-
 from conftest import make_tiny_model
 
 QUICK = ForgeRecipe(steps=3, batch_size=4, replay_per_batch=2, train_per_family=2, difficulties=(1,), max_len=96)
@@ -158,7 +168,7 @@ def test_protected_text_keeps_the_base_outputs_while_the_weights_move(forged):
                  if n.endswith("proj.weight")]
         logits = {}
         for text in (kept, tasks[0]):
-            ids = torch.tensor([_encode(tokenizer, text, 96)[0]])
+            ids = torch.tensor([encode(tokenizer, text, 96)[0]])
             logits[text] = (base(input_ids=ids).logits, model(input_ids=ids).logits)
     assert min(moved) > 1e-4
     assert torch.allclose(*logits[kept], atol=1e-3)  # 1.8e-4 measured on 2026-12-03; the task text moves ~0.9

@@ -69,6 +69,19 @@ def test_installed_plugin_has_its_own_config_section(site, tiny_models, tmp_path
     assert without.returncode == 2 and "config section [probe] is unknown" in without.stdout
 
 
+def test_installed_plugin_adds_a_command(site, tmp_path):
+    env = {"PYTHONPATH": str(site / "good"), "ACDC_PROBE_LOG": str(tmp_path / "events.log")}
+    listing = cli(["--help"], env, tmp_path)
+    assert " probe " in listing.stdout and " forge " in listing.stdout  # forge is a built-in plugin's command
+    ran = cli(["--plugins", "merge", "probe", "--set", "probe.prefix=p:"], env, tmp_path)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert ran.stdout.strip() == "prefix='p:' plugins=merge configured=True"
+    failed = cli(["probe", "--fail"], env, tmp_path)
+    assert failed.returncode == 2 and failed.stdout.strip() == "error: probe failed on purpose"
+    assert "Traceback" not in failed.stderr
+    assert cli(["probe"], {}, tmp_path).returncode == 2  # not installed: no such command
+
+
 def test_plugin_that_fails_on_import_is_named_in_one_line(site, tmp_path):
     result = cli(["run", "--set", "run.generations=0"], {"PYTHONPATH": str(site / "bad")}, tmp_path)
     assert result.returncode == 2

@@ -1,10 +1,12 @@
-"""Writes every run event's kind to the file named by ACDC_PROBE_LOG, after its section's ``prefix``."""
+"""Writes every run event's kind to the file named by ACDC_PROBE_LOG, after its section's ``prefix``;
+adds the command ``acdc-engine probe``, which prints the prefix and the enabled plugins."""
 
 import os
 
+import click
 from pydantic import Field
 
-from acdc_engine.api import PluginSection, hookimpl
+from acdc_engine.api import AcdcError, PluginSection, command_config, config_options, configured_plugins, hookimpl
 
 _prefix = ""
 
@@ -30,3 +32,21 @@ def acdc_configure(config, hook):
 def acdc_event(kind, data):
     with open(os.environ["ACDC_PROBE_LOG"], "a") as f:
         f.write(_prefix + kind + "\n")
+
+
+@click.command()
+@click.option("--fail", is_flag=True, help="Raise an AcdcError.")
+@config_options
+def probe(fail, config_file, overrides):
+    """Print the probe section's prefix and the enabled plugins."""
+    if fail:
+        raise AcdcError("probe failed on purpose")
+    config = command_config(config_file, overrides)
+    with configured_plugins(config) as pm:
+        click.echo(f"prefix={config.section('probe').prefix!r} plugins={','.join(config.run.plugins)} "
+                   f"configured={_prefix == config.section('probe').prefix and pm.has_plugin('probe')}")
+
+
+@hookimpl
+def acdc_commands():
+    return [probe]

@@ -1,0 +1,47 @@
+"""What every ``acdc-engine`` command shares, built-in or added by a plugin (hook ``acdc_commands``).
+
+A plugin's command takes :func:`config_options` and loads its config with
+:func:`command_config`, so ``acdc-engine --set k=v CMD`` and ``acdc-engine
+CMD --config F --set k=v`` mean what they mean for the built-in commands; an
+:class:`~acdc_engine.errors.AcdcError` it raises is printed as one line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+from acdc_engine.config import Config, load_config
+
+
+def set_option(f):
+    """``--set KEY=VALUE`` (repeatable), into the ``overrides`` argument."""
+    return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                        help="Override a config value, e.g. --set run.generations=5.")(f)
+
+
+def config_options(f):
+    """``--config FILE`` (into ``config_file``) and ``--set KEY=VALUE`` (into ``overrides``)."""
+    f = set_option(f)
+    return click.option("--config", "config_file", type=click.Path(path_type=Path),
+                        help="TOML file laid over the defaults.")(f)
+
+
+def command_config(config_file: Path | None, overrides: tuple[str, ...] = ()) -> Config:
+    """The config of a command: the default, ``config_file``, then the group's ``--set`` and ``--plugins``
+    (``acdc-engine --set ... CMD``), then the command's own ``overrides``."""
+    group = (click.get_current_context(silent=True) or click.Context(click.Command("x"))).find_root().obj or {}
+    plugins = group.get("plugins")
+    extra = [f"run.plugins={[p.strip() for p in plugins.split(',') if p.strip()]!r}"] if plugins else []
+    return load_config(config_file, [*group.get("overrides", ()), *extra, *overrides])
+
+
+def quiet_libraries() -> None:
+    """Offline, and no library progress bars fighting the live view."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()

@@ -1,0 +1,56 @@
+"""Built-in plugin ``forge`` (always on). Forged seed experts: a base model fine-tuned briefly on one capability.
+
+AC/DC starts from several experts of one base, and only one SmolLM2
+checkpoint exists offline. ``forge`` makes more: a short LoRA fine-tune
+(peft) of the base on the procedural generator's task families of one
+capability, with their correct answers as targets (``Answer: ...``, the
+format the instructions ask for), mixed with *replay*: the base's own greedy
+answers to general prompts and to the other capabilities' tasks that it
+solves, generated once per base and cached, so that the expert keeps what the
+base could do; and (``protect_energy``) the adapters' weight change is
+kept orthogonal to the main input directions of those other capabilities' texts.
+The LoRA is merged into the weights and the checkpoint written in the base's
+exact layout (tensor names, shapes, dtypes; config and tokenizer files
+copied), atomically, to ``<cache_dir>/forged/<base>-<capability>-<key>``,
+where the key hashes the base's weights, the capability, the recipe and the
+training data. A ``forge.json`` manifest beside the weights lets the
+plugin resolve ``forged:<base>`` seed specs (:mod:`.seeds`).
+
+:func:`compare` scores the base and the experts on held-out instances of
+every capability (distinct instructions that are never trained on nor
+replayed) with the run's backend in float32, answer extraction and the
+families' own scorers.
+
+Modules: :mod:`.data` (task families, held-out split, replay), :mod:`.training`
+(LoRA fine-tune, layout-exact save), :mod:`.protect` (protected directions),
+:mod:`.manifest` and :mod:`.cache` (the cache, :class:`~.cache.Forge`),
+:mod:`.compare` (held-out comparison), :mod:`.seeds` (``forged:`` specs) and
+:mod:`.command` (``acdc-engine forge``, the first run's forging).
+"""
+
+from __future__ import annotations
+
+from acdc_engine.api import hookimpl
+
+
+@hookimpl
+def acdc_resolve_seed(spec, cache_dir):
+    from acdc_engine.plugins.forge.seeds import resolve
+
+    return resolve(spec, cache_dir)
+
+
+@hookimpl
+def acdc_commands():
+    from acdc_engine.plugins.forge.command import forge
+
+    return [forge]
+
+
+@hookimpl
+def acdc_prepare_run(config, hook):
+    """The first run of a ``forged:BASE`` seed group forges its default experts (``models.forge_missing``)."""
+    if config.models.forge_missing:
+        from acdc_engine.plugins.forge.command import forge_missing
+
+        forge_missing(config, hook)

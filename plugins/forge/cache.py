@@ -1,0 +1,139 @@
+"""The cache of forged experts: where an expert of given inputs lives, and :class:`Forge`, which makes or
+finds the experts of one base."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from acdc_engine.api import file_digest, resolve_seed
+from acdc_engine.plugins.forge.data import (
+    REPLAY_FORMAT,
+    Example,
+    capabilities,
+    check_capabilities,
+    families,
+    generate_replay,
+    held_out,
+    instructions,
+    replay_prompts,
+    task_examples,
+    write_atomic,
+)
+from acdc_engine.plugins.forge.manifest import FORGED_DIR, MANIFEST, read_manifest, write_manifest
+from acdc_engine.plugins.forge.training import ForgeRecipe, save_like_base, train
+
+
+@dataclass(frozen=True)
+class Forged:
+    """A forged expert's directory; ``cached`` if an earlier forge made it."""
+
+    capability: str
+    path: Path
+    cached: bool
+    seconds: float
+
+
+
+def expert_dir(cache_dir: Path, base_spec: str, base_digest: str, capability: str, recipe: ForgeRecipe,
+               replay_key: str, data_key: str) -> Path:
+    """Where the expert of these inputs lives: named by base, capability and a hash of everything
+    (``data_key``: of its training families and the held-out instructions they must avoid)."""
+    key = hashlib.sha256(json.dumps([base_spec, base_digest, capability, asdict(recipe), replay_key, data_key])
+                         .encode()).hexdigest()[:10]
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", base_spec.rstrip("/").rsplit("/", 1)[-1]).strip("._") or "base"
+    return Path(cache_dir).expanduser() / FORGED_DIR / f"{slug}-{capability}-{key}"
+
+
+
+def install(tmp: Path, final: Path) -> None:
+    """Moves a complete expert directory into place (replacing an older one)."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+
+class Forge:
+    """Forges experts of one base; they share its replay data."""
+
+    def __init__(self, hook, config, *, base: str | None = None, recipe: ForgeRecipe = ForgeRecipe()) -> None:
+        self.hook, self.config, self.recipe = hook, config, recipe
+        self.cache_dir = Path(config.models.cache_dir).expanduser()
+        self.base_spec = base or config.models.base
+        self.base_dir = resolve_seed(hook, self.base_spec, self.cache_dir)
+        self.base_digest = file_digest(self.base_dir / "model.safetensors")
+        self.held = held_out(hook, config.sandbox, capabilities(hook))  # never trained on, nor replayed
+        self.held_instructions = instructions(self.held)
+        self.replay_prompts = replay_prompts(hook, config.sandbox, exclude=self.held_instructions)
+        gen = config.generation
+        self.replay_key = hashlib.sha256(json.dumps([REPLAY_FORMAT, self.base_digest, gen.backend,
+                                                     gen.max_new_tokens, [(r.capability, r.prompt)
+                                                                          for r in self.replay_prompts]])
+                                         .encode()).hexdigest()[:12]
+        self.replay_file = self.cache_dir / FORGED_DIR / f"replay-{self.replay_key}.json"
+
+    def replay(self, on_batch=None) -> list[dict]:
+        """The base's replies to the replay prompts: cached, or generated now."""
+        if not self.replay_file.is_file():
+            records = generate_replay(self.hook, self.config, self.base_dir, self.replay_prompts, on_batch)
+            write_atomic(self.replay_file, json.dumps(records, indent=0))
+        return json.loads(self.replay_file.read_text())
+
+    def path(self, capability: str) -> Path:
+        """The expert's directory; another recipe, base, replay or training data (the families'
+        instances, with their working) gives another one."""
+        train = [spec.digest for spec in families(self.hook, capability, self.recipe.difficulties, self.recipe.train_per_family,
+                                                  "train", self.recipe.seed)]
+        data_key = hashlib.sha256(json.dumps([train, sorted(self.held_instructions)]).encode()).hexdigest()
+        return expert_dir(self.cache_dir, self.base_spec, self.base_digest, capability, self.recipe, self.replay_key,
+                          data_key)
+
+    def cached(self, capability: str) -> Forged | None:
+        path = self.path(capability)
+        if not (path / MANIFEST).is_file():
+            return None
+        return Forged(capability, path, True, read_manifest(path)["seconds"])
+
+    def forge(self, capability: str, *, force: bool = False, on_step=None) -> Forged:
+        """The expert of ``capability``: from the cache, or trained, merged and saved (atomically).
+
+        Its time counts from the training data to the installed directory
+        (the replay data, shared by all experts, is made before).
+        """
+        check_capabilities(self.hook, [capability])
+        if not force and (found := self.cached(capability)):
+            return found
+        records = self.replay()
+        final = self.path(capability)
+        started = time.monotonic()
+        tasks = task_examples(self.hook, capability, self.recipe, self.config.sandbox, self.held_instructions)
+        others = [r for r in records if r["capability"] != capability]
+        protected = [Example(r["prompt"], r["reply"], r["ended"]) for r in others]
+        replayed = [e for e, r in zip(protected, others)
+                    if r["score"] is None or r["score"] > 0 or not self.recipe.replay_solved_only]
+        model = train(self.base_dir, tasks, replayed, self.recipe, on_step, protected)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+        try:
+            save_like_base(model, self.base_dir, tmp)
+            seconds = time.monotonic() - started
+            write_manifest(tmp, base=self.base_spec, base_digest=self.base_digest, capability=capability,
+                           recipe=asdict(self.recipe), task_examples=len(tasks), replay_examples=len(replayed),
+                           seconds=round(seconds, 1), created=time.time())
+            install(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return Forged(capability, final, False, seconds)
+
