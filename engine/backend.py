@@ -47,4 +47,18 @@ class Backend(Protocol):
         by likelihood, in the discovery benchmark; optional for runs)."""
         ...
 
+    def continuation_logprobs(self, pairs: list[tuple[str, str]]) -> list[tuple[float, bool]]:
+        """Per (context, continuation) of raw text (no chat template): the continuation's total
+        log-probability after the context, and whether greedy decoding would produce it token by token.
+        An empty context scores the text from the start. (``acdc-engine evaluate --lm-eval``'s
+        ``loglikelihood`` requests; optional for runs.)"""
+        ...
+
+    def complete(self, texts: list[str], *, max_new_tokens: int, stop: tuple[str, ...] = (),
+                 temperature: float = 0.0, seed: int | None = None) -> list[str]:
+        """Raw-text continuation of each text (no chat template), cut before the first ``stop`` string;
+        greedy at ``temperature`` 0, else sampled with ``seed`` (``--lm-eval``'s ``generate_until``
+        requests; optional for runs)."""
+        ...
+
     def close(self) -> None: ...

@@ -295,8 +295,14 @@ def lineage(run_dir, model_id):
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--benchmark", "specs", multiple=True, required=True, metavar="SPEC",
+@click.option("--benchmark", "specs", multiple=True, metavar="SPEC",
               help="FILE.jsonl (question/answer records), FILE.json (BIG-bench task), humaneval or humaneval:N.")
+@click.option("--lm-eval", "lm_tasks", metavar="TASK[,TASK...]",
+              help="lm-evaluation-harness tasks, by name (extra [lm-eval]; offline unless HF_DATASETS_OFFLINE=0 "
+                   "HF_HUB_OFFLINE=0); needs --json, beside which the per-sample log is written.")
+@click.option("--lm-eval-include", type=click.Path(path_type=Path), metavar="DIR",
+              help="A folder of lm-eval task YAML files (e.g. over local JSONL data) to take names from too.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many questions per lm-eval task.")
 @click.option("--model-dir", "model_dirs", multiple=True, type=click.Path(path_type=Path),
               help="Another checkpoint directory to compare (same architecture); repeatable.")
 @click.option("--samples", type=click.IntRange(min=1), help="N for the control (default: the task-force size).")
@@ -306,11 +312,23 @@ def lineage(run_dir, model_id):
 @click.option("--max-new-tokens", type=click.IntRange(min=1), help="Answer length (default: the run's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the control's sampling.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the results as JSON here.")
-def evaluate(run_dir, specs, model_dirs, samples, method, judge_dir, max_new_tokens, seed, json_out):
-    """Score the task force, the seeds, a control and other models on outside benchmarks."""
+def evaluate(run_dir, specs, lm_tasks, lm_eval_include, limit, model_dirs, samples, method, judge_dir,
+             max_new_tokens, seed, json_out):
+    """Score the task force, the seeds, a control and other models on outside benchmarks
+    (--benchmark) and lm-evaluation-harness tasks (--lm-eval)."""
     from acdc_engine.evaluate import Evaluation
 
+    if not specs and not lm_tasks:
+        raise AcdcError("evaluate needs --benchmark SPEC or --lm-eval TASK")
+    if lm_tasks and not json_out:
+        raise AcdcError("--lm-eval needs --json FILE: the report, with the per-sample log written beside it")
     quiet_libraries()
+    lm = None
+    if lm_tasks:
+        from acdc_engine.lm_eval_adapter import LmEvalEvaluation
+
+        lm = LmEvalEvaluation([t.strip() for t in lm_tasks.split(",") if t.strip()], include=lm_eval_include,
+                              limit=limit)
     started: list[str] = []
 
     def on_progress(text: str) -> None:  # called as each system starts on each benchmark
@@ -321,21 +339,32 @@ def evaluate(run_dir, specs, model_dirs, samples, method, judge_dir, max_new_tok
                     max_new_tokens=max_new_tokens, seed=seed, on_progress=on_progress)
     try:
         with _progress() as progress:
-            task = progress.add_task("evaluating", total=len(specs) * len(ev.systems))
-            results = ev.run(list(specs))
+            task = progress.add_task("evaluating", total=(len(specs) + bool(lm)) * len(ev.systems))
+            results = ev.run(list(specs)) if specs else {}
+            if lm:
+                samples_file = Path(json_out).with_name(f"{Path(json_out).stem}-samples.jsonl")
+                results["lm_eval"] = lm.run(ev, samples_file)
             progress.update(task, completed=len(started))
             progress.remove_task(task)
     finally:
         ev.close()
-    console.print(results_table(results))
+    if specs:
+        console.print(results_table(results))
+    if lm:
+        report = results["lm_eval"]
+        console.print(results_table(report, title="lm-eval tasks"))
+        cache = report["cache"]
+        console.print(f"lm-eval requests: {cache['fresh']} answered, {cache['from_cache']} from the cache "
+                      f"({cache['backend_calls']} backend calls); samples written to {report['samples_file']}",
+                      highlight=False)
     if json_out:
         Path(json_out).write_text(json.dumps(results, indent=1))
         console.print(f"results written to {json_out}", highlight=False)
 
 
-def results_table(results: dict) -> Table:
-    """Coverage / majority vote / best-of-N per system and benchmark."""
-    table = Table(title=f"outside benchmarks (judge: {Path(results['judge']).name}; cov / maj / best-of-N)")
+def results_table(results: dict, title: str = "outside benchmarks") -> Table:
+    """Coverage / majority vote / best-of-N per system and benchmark (``-`` where not defined)."""
+    table = Table(title=f"{title} (judge: {Path(results['judge']).name}; cov / maj / best-of-N)")
     table.add_column("system")
     benches = results["benchmarks"]
     for name, b in benches.items():
@@ -343,7 +372,8 @@ def results_table(results: dict) -> Table:
     systems = next(iter(benches.values()))["systems"]
     for system in systems:
         cells = [benches[b]["systems"][system] for b in benches]
-        table.add_row(system, *(f"{c['coverage']:.2f} / {c['majority']:.2f} / {c['best_of_n']:.2f}" for c in cells))
+        table.add_row(system, *(" / ".join("-" if c[k] is None else f"{c[k]:.2f}"
+                                           for k in ("coverage", "majority", "best_of_n")) for c in cells))
     return table
 
 

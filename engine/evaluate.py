@@ -90,6 +90,20 @@ def score_answers(items: list[Item], answers: list[list[str]], hook, limits) -> 
     return out
 
 
+def majority_pick(answers: list) -> int:
+    """The index of the most frequent answer (ties to the earliest)."""
+    return answers.index(Counter(answers).most_common(1)[0][0])
+
+
+def system_scores(right: list[list[bool]], majority: list[int], picks: list[int] | None) -> dict:
+    """Coverage (some answer right), majority vote and best-of-N over questions, from each question's
+    verdicts per answer, the index of its majority answer and of the judge's pick (``picks`` None: no
+    judge, best-of-N None)."""
+    return {"coverage": float(np.mean([any(r) for r in right])),
+            "majority": float(np.mean([r[i] for r, i in zip(right, majority)])),
+            "best_of_n": None if picks is None else float(np.mean([r[i] for r, i in zip(right, picks)]))}
+
+
 class Evaluation:
     """Answers, judges and scores every system on every benchmark."""
 
@@ -108,6 +122,7 @@ class Evaluation:
         force = stored_task_force(self.store, method, self.samples, seed)
         if not force:
             raise AcdcError(f"run {run_dir} has no archive member to form a task force from")
+        self.force = force  # the task force's model ids, the first system's members in order
         self.scratch = Path(tempfile.mkdtemp(prefix="acdc-evaluate-"))
         self.systems = [System(f"task force ({', '.join(force)})", tuple(self.model_file(m) for m in force))]
         self.systems += [System(f"seed {spec}", (d / "model.safetensors",)) for spec, d in seed_dirs.items()]
@@ -134,7 +149,8 @@ class Evaluation:
                         out_file=out)
         return out
 
-    def _backend(self):
+    def resident_backend(self):
+        """The one backend every system answers with, made on first use."""
         if self.backend is None:
             self.backend = self.hook.acdc_make_backend(config=self.config, model_dir=self.base_dir)
             if self.backend is None:
@@ -143,7 +159,7 @@ class Evaluation:
 
     def answers(self, system: System, prompts: list[str]) -> list[list[str]]:
         """N raw responses per prompt."""
-        backend = self._backend()
+        backend = self.resident_backend()
         if system.samples > 1:
             backend.load_weights(system.weights[0])
             flat = backend.generate([p for p in prompts for _ in range(system.samples)],
@@ -158,7 +174,7 @@ class Evaluation:
 
     def judge(self, items: list[Item], responses: list[list[str]]) -> list[int]:
         """Per question, the index of the response with the highest mean log-probability under the judge."""
-        backend = self._backend()
+        backend = self.resident_backend()
         backend.load_weights(self.judge_file)
         picks = []
         for item, group in zip(items, responses):
@@ -176,12 +192,9 @@ class Evaluation:
             subs = [[submission(item, r) for r in group] for item, group in zip(bench.items, raw)]
             right = score_answers(bench.items, subs, self.hook, self.config.sandbox)
             picks = self.judge(bench.items, raw) if system.n > 1 else [0] * len(raw)
-            majority = [group.index(Counter(group).most_common(1)[0][0]) for group in subs]
+            majority = [majority_pick(group) for group in subs]
             table[system.name] = {
-                "n": system.n,
-                "coverage": float(np.mean([any(r) for r in right])),
-                "majority": float(np.mean([r[i] for r, i in zip(right, majority)])),
-                "best_of_n": float(np.mean([r[i] for r, i in zip(right, picks)])),
+                "n": system.n, **system_scores(right, majority, picks),
                 "answers": [{"id": item.id, "responses": group, "correct": r, "judge_pick": p}
                             for item, group, r, p in zip(bench.items, raw, right, picks)],
             }

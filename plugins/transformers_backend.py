@@ -18,6 +18,8 @@ the batch size is chosen from the memory available now
 also answers whole conversations (the local LLM of ``plugins/llm.py`` uses
 it); ``mean_logprob`` scores given responses, for the best-of-N judge, and
 ``reply_logprobs`` ranks the replies to one prompt (multiple choice by likelihood).
+:meth:`TransformersBackend.complete` and ``continuation_logprobs`` continue and score raw text
+without the chat template, for lm-evaluation-harness tasks (``evaluate --lm-eval``).
 """
 
 
@@ -35,6 +37,7 @@ from acdc_engine.api import AcdcError, CheckpointReader, hookimpl
 NAME = "transformers"
 MIN_SHARED_PREFIX = 8  # a shorter common prefix is not worth its own forward pass
 MAX_AUTO_BATCH = 64  # beyond this a 2-core CPU gains nothing and the longest answer holds the batch
+SCORED_TOKENS = 2048  # tokens per batch of continuation_logprobs: their logits over the vocabulary are its peak
 
 
 def available_memory() -> int:
@@ -120,6 +123,17 @@ class TransformersBackend:
         Greedy when ``temperature`` is 0; otherwise sampled, reproducibly from ``seed``.
         """
         ids = self.tokenizer([self._prompt(m) for m in conversations]).input_ids
+        return self._answer(ids, max_new_tokens, temperature, seed, on_batch)
+
+    @torch.inference_mode()
+    def complete(self, texts, *, max_new_tokens, stop=(), temperature=0.0, seed=None):
+        """Raw-text continuation of each text (no chat template), ended by an end-of-sequence token or
+        by a ``stop`` string and cut before the first one; greedy unless ``temperature`` > 0."""
+        ids = self.tokenizer(list(texts), add_special_tokens=False).input_ids
+        out = self._answer(ids, max_new_tokens, temperature, seed or 0, None, tuple(stop))
+        return [min((t[:t.index(s)] for s in stop if s in t), key=len, default=t) for t in out]
+
+    def _answer(self, ids, max_new_tokens, temperature, seed, on_batch, stop=()):
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         answers: list[str] = [""] * len(ids)
         start = 0
@@ -129,20 +143,21 @@ class TransformersBackend:
                 self.model.dtype.itemsize)
             idx = order[start : start + size]
             texts = self._generate_batch([ids[i] for i in idx], max_new_tokens, temperature, seed + start,
-                                         on_done=on_batch)
+                                         on_done=on_batch, stop=stop)
             for i, text in zip(idx, texts):
                 answers[i] = text
             start += len(idx)
         return answers
 
     def _generate_batch(self, batch: list[list[int]], max_new_tokens: int, temperature: float,
-                        seed: int, on_done=None) -> list[str]:
+                        seed: int, on_done=None, stop: tuple[str, ...] = ()) -> list[str]:
         """Answers to one batch of tokenised prompts, left-padded.
 
         Prefill once, then one token per step; an answer that has ended leaves
         the batch (its rows of the KV cache are dropped), so the last long
         answer does not drag the finished ones through every step.
-        ``on_done(n)`` is told of the ``n`` answers that ended at a step.
+        ``on_done(n)`` is told of the ``n`` answers that ended at a step. An answer also ends when
+        its text holds one of the ``stop`` strings.
         """
         shared = _shared_prefix(batch) if len(batch) > 1 else 0
         cache = DynamicCache(config=self.model.config)
@@ -159,12 +174,14 @@ class TransformersBackend:
         position = position[:, -1]
         live = list(range(len(batch)))  # batch rows still answering, in cache order
         tokens: list[list[int]] = [[] for _ in batch]
+        tail = max(map(len, stop), default=0) + 1  # enough last tokens to hold a stop string
         for step in range(max_new_tokens):
             nxt = pick(logits)
             keep = []
             for i, (row, token) in enumerate(zip(live, nxt.tolist())):
                 tokens[row].append(token)
-                if token not in self.eos_ids:
+                if token not in self.eos_ids and not (
+                        stop and any(s in self.tokenizer.decode(tokens[row][-tail:]) for s in stop)):
                     keep.append(i)
             if not keep or step == max_new_tokens - 1:
                 break
@@ -229,6 +246,51 @@ class TransformersBackend:
             for i, t in enumerate(tails):
                 out[i] += float(sum(logp[i, j, t[j + 1]] for j in range(len(t) - 1)))
         return out
+
+    @torch.inference_mode()
+    def continuation_logprobs(self, pairs):
+        """Per (context, continuation) of raw text: the continuation's total log-probability and whether
+        each of its tokens is the greedy one. A context's trailing spaces go to the continuation, whose
+        tokens are those of ``context + continuation`` after the context's own; an empty context starts
+        from the end-of-sequence token. Beyond the model's window the earliest tokens are dropped, and a
+        continuation longer than the window is scored window by window, each seeing what precedes it."""
+        window = self.model.config.max_position_embeddings
+        jobs = []  # (pair index, input ids, first target position in them, targets)
+        for k, (context, continuation) in enumerate(pairs):
+            spaces = len(context) - len(context.rstrip(" "))
+            if spaces:
+                context, continuation = context[:-spaces], context[-spaces:] + continuation
+            if context:
+                head = self.tokenizer(context, add_special_tokens=False).input_ids
+                seq = self.tokenizer(context + continuation, add_special_tokens=False).input_ids
+            else:
+                head = [self.tokenizer.eos_token_id]
+                seq = head + self.tokenizer(continuation, add_special_tokens=False).input_ids
+            start = len(head)
+            while start < len(seq):
+                end = min(len(seq), start + window)
+                lo = max(0, end - 1 - window)
+                jobs.append((k, seq[lo:end - 1], start - 1 - lo, seq[start:end]))
+                start = end
+        logp, greedy = [0.0] * len(pairs), [True] * len(pairs)
+        jobs.sort(key=lambda j: len(j[1]))
+        start = 0
+        while start < len(jobs):
+            longest = len(jobs[min(start + MAX_AUTO_BATCH, len(jobs)) - 1][1])
+            rows = self.batch_size or max(1, min(MAX_AUTO_BATCH, SCORED_TOKENS // longest))
+            batch = jobs[start:start + rows]
+            longest = max(len(j[1]) for j in batch)
+            pad = self.tokenizer.pad_token_id
+            ids = torch.tensor([j[1] + [pad] * (longest - len(j[1])) for j in batch])
+            mask = torch.tensor([[1] * len(j[1]) + [0] * (longest - len(j[1])) for j in batch])
+            logits = self.model(input_ids=ids, attention_mask=mask).logits
+            for row, (k, _, first, targets) in enumerate(batch):
+                scores = torch.log_softmax(logits[row, first:first + len(targets)].float(), dim=-1)
+                target = torch.tensor(targets)
+                logp[k] += float(scores.gather(1, target[:, None]).sum())
+                greedy[k] = greedy[k] and bool((scores.argmax(-1) == target).all())
+            start += len(batch)
+        return list(zip(logp, greedy))
 
     def close(self) -> None:
         self.model = None
