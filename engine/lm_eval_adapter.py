@@ -295,9 +295,15 @@ class LmEvalEvaluation:
     def evaluate_member(self, member: Member) -> dict:
         """lm-eval's results for one member: aggregate metrics, configs and per-sample records per task."""
         self.lm.use(member)
-        with quiet_stderr():
-            return lm_eval.simple_evaluate(model=self.lm, tasks=self.tasks, task_manager=self.manager,
-                                           limit=self.limit, log_samples=True, bootstrap_iters=1000)
+        try:
+            with quiet_stderr():
+                return lm_eval.simple_evaluate(model=self.lm, tasks=self.tasks, task_manager=self.manager,
+                                               limit=self.limit, log_samples=True, bootstrap_iters=1000)
+        except ConnectionError as exc:  # a dataset neither cached nor reachable
+            offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
+            raise AcdcError(f"lm-eval tasks {','.join(self.tasks)}: {exc}" + (
+                "; offline, only cached datasets load: run once with HF_DATASETS_OFFLINE=0 HF_HUB_OFFLINE=0 "
+                "where the hub is reachable, or give local tasks with --lm-eval-include" if offline else "")) from exc
 
     def judge_picks(self, output_type: str, per_member: list[dict]) -> list[int] | None:
         """Per question, the member whose answer the judge prefers (None for output types without a judge)."""

@@ -224,3 +224,10 @@ def test_lm_eval_bad_input_is_one_line(lm_run, tmp_path):
                                                   "per-sample log written beside it"]
     with pytest.raises(AcdcError, match="unknown lm-eval task 'nope'"):
         LmEvalEvaluation(["nope"], include=lm_run / "tasks")
+    hub = tmp_path / "hub"  # a task whose dataset is on the hub only, which is offline
+    hub.mkdir()
+    (hub / "t.yaml").write_text(MC_YAML.format(data=lm_run / "mc.jsonl").replace("tiny_mc", "hub_mc").replace(
+        "dataset_path: json", "dataset_path: acdc-engine-tests/not-cached"))
+    result = runner.invoke(main, [*base, "--lm-eval", "hub_mc", "--lm-eval-include", str(hub)])
+    assert result.exit_code == 2 and result.output.splitlines()[-1].startswith(
+        "error: lm-eval tasks hub_mc: ") and "HF_DATASETS_OFFLINE=0 HF_HUB_OFFLINE=0" in result.output
