@@ -55,6 +55,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 try:
     import lm_eval
+    import lm_eval.models  # noqa: F401  lm-eval's own models first: it fills only an empty registry
     from lm_eval.api.model import LM
     from lm_eval.api.registry import register_model
     from lm_eval.tasks import TaskManager

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 import time
 from collections import defaultdict
 
@@ -231,3 +233,11 @@ def test_lm_eval_bad_input_is_one_line(lm_run, tmp_path):
     result = runner.invoke(main, [*base, "--lm-eval", "hub_mc", "--lm-eval-include", str(hub)])
     assert result.exit_code == 2 and result.output.splitlines()[-1].startswith(
         "error: lm-eval tasks hub_mc: ") and "HF_DATASETS_OFFLINE=0 HF_HUB_OFFLINE=0" in result.output
+
+
+def test_the_model_class_is_registered_beside_lm_evals_own():
+    # a fresh process: lm-eval fills its model registry only while it is empty
+    code = ("import acdc_engine.lm_eval_adapter as a; from lm_eval.api.registry import get_model; "
+            "assert get_model('acdc-engine') is a.AcdcLM; print(get_model('hf').__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["HFLM"]
