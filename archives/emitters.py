@@ -39,6 +39,10 @@ class RecipeEmitter(EmitterBase):
     def reseed(self, seed: int) -> None:
         self._rng = np.random.default_rng(seed)
 
+    def state(self) -> None:
+        """Nothing carries over between generations (each is reseeded), so there is no state to keep."""
+        return None
+
     def ask(self) -> np.ndarray:
         ids = self.archive.member_ids()
         recipes = np.empty(self.batch_size, dtype=object)

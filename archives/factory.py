@@ -1,11 +1,14 @@
-"""The archive choice: one small factory over ``[evolution] archive``."""
+"""The archive and emitter choices: small factories over ``[evolution] archive`` and ``emitter``."""
 
 from __future__ import annotations
 
+from acdc_engine.archives.cma_emitter import CMAEmitter
+from acdc_engine.archives.emitters import RecipeEmitter
 from acdc_engine.archives.model_archive import CVTModelArchive, GridModelArchive, ModelArchive, SkillDNSArchive
 from acdc_engine.archives.population import PopulationArchive
 
 KINDS = ("dns", "dns-euclidean", "map-elites-grid", "map-elites-cvt", "nsga2", "top-fitness")
+EMITTERS = {"recipe": RecipeEmitter, "cma-es": CMAEmitter}
 
 
 def make_archive(kind: str, *, capacity: int, measure_dim: int, k_neighbors: int, grid_cells: int, cvt_cells: int,
@@ -22,3 +25,11 @@ def make_archive(kind: str, *, capacity: int, measure_dim: int, k_neighbors: int
     if kind in ("nsga2", "top-fitness"):
         return PopulationArchive(rule=kind, capacity=capacity, measure_dim=measure_dim, k_neighbors=k_neighbors)
     raise ValueError(f"unknown archive kind {kind!r}; known: {', '.join(KINDS)}")
+
+
+def make_emitter(kind: str, archive, *, batch_size: int, merge, mutation, evolution_config, seed: int | None = None):
+    """The emitter of ``kind`` (one of :data:`EMITTERS`) over ``archive``."""
+    if kind not in EMITTERS:
+        raise ValueError(f"unknown emitter {kind!r}; known: {', '.join(EMITTERS)}")
+    return EMITTERS[kind](archive, batch_size=batch_size, merge=merge, mutation=mutation,
+                          evolution_config=evolution_config, seed=seed)

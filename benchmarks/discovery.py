@@ -61,6 +61,7 @@ ABLATIONS = {
     "map-elites": ["evolution.archive=map-elites-grid", "evolution.grid_cells=3"],
     "top-fitness": ["evolution.archive=top-fitness"],
     "dns-paper": ["evolution.archive=dns"],  # the AC/DC paper's competition score
+    "cma-es": ["evolution.emitter=cma-es"],  # CMA-ES over the merge weights instead of random parents and weights
 }
 TARGETS = (  # (name, system, baseline, margin)
     ("task force 3 >= control 3 + 3", "task_force_3", "control_3", 0.03),

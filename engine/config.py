@@ -93,6 +93,28 @@ class EvolutionConfig(_Section):
     grid_cells: int = Field(4, ge=1, description="Cells per capability axis of the MAP-Elites grid.")
     cvt_cells: int = Field(32, ge=2, description="Cells (k-means centroids) of the MAP-Elites CVT.")
     minimal_criterion: bool = Field(True, description="Reject gibberish models (false: the ablation without it).")
+    emitter: Literal["recipe", "cma-es"] = Field(
+        "recipe", description="How children are proposed: 'recipe' (parents drawn uniformly from the archive, "
+        "merge weights drawn around 1 with crossover_std) or 'cma-es' (pyribs' CMA-ES over the merge weights per "
+        "parent of one parent group, drawn from the archive at each ES restart; ranked by archive status, then "
+        "by improvement where the archive reports one, else by fitness).")
+    cma_sigma0: float = Field(0.2, gt=0, description="cma-es: initial step size of the ES around equal weights "
+                              "(1 per parent), also after each restart.")
+    cma_weight_bounds: tuple[float, float] = Field(
+        (0.0, 2.0), description="cma-es: [lower, upper] bounds of every merge weight; the ES resamples outside "
+        "them (the linear merge normalises the weights, so their ratio is what counts).")
+    cma_restart: Literal["no_improvement", "basic"] = Field(
+        "no_improvement", description="cma-es: restart (new parents, equal weights, sigma0) when no child of a "
+        "generation entered the archive and on CMA-ES's own convergence tests ('no_improvement', pyribs' "
+        "CMA-ME rule), or on the convergence tests only ('basic'). A parent leaving the archive always restarts.")
+
+    @model_validator(mode="after")
+    def _cma_bounds(self) -> EvolutionConfig:
+        low, high = self.cma_weight_bounds
+        if not low < 1.0 < high:
+            raise ValueError(f"cma_weight_bounds {list(self.cma_weight_bounds)} must hold the ES's start, equal "
+                             "weights of 1, strictly inside (lower < 1 < upper)")
+        return self
 
     @model_validator(mode="after")
     def _grid_fits(self) -> EvolutionConfig:

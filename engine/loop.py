@@ -23,7 +23,7 @@ from ribs.schedulers import Scheduler
 
 from acdc_engine.answers import extract_answer
 from acdc_engine.archives import (
-    RecipeEmitter, coverage, greedy_task_force, make_archive, plan_adaptation, select_task_force, vendi_score,
+    coverage, greedy_task_force, make_archive, make_emitter, plan_adaptation, select_task_force, vendi_score,
 )
 from acdc_engine.archives.task_pool import prune_oldest
 from acdc_engine.config import Config
@@ -83,9 +83,9 @@ class Coevolution:
             evo.archive, capacity=evo.archive_size, measure_dim=len(self.axes) or config.tasks.active_cap,
             k_neighbors=evo.dns_k, grid_cells=evo.grid_cells, cvt_cells=evo.cvt_cells, seed=config.run.seed,
         )
-        self.emitter = RecipeEmitter(
-            self.archive, batch_size=evo.offspring_per_generation, merge=self.merge, mutation=self.mutation,
-            evolution_config=evo, seed=config.run.seed,
+        self.emitter = make_emitter(
+            evo.emitter, self.archive, batch_size=evo.offspring_per_generation, merge=self.merge,
+            mutation=self.mutation, evolution_config=evo, seed=config.run.seed,
         )
         self.scheduler = Scheduler(self.archive, [self.emitter], add_mode="batch")
         self.tasks: dict[str, TaskRecord] = {}
@@ -232,6 +232,7 @@ class Coevolution:
             for m in sorted(members, key=lambda m: -fitness[m])
         ]
         commit.active = list(self.active)
+        commit.emitter_state = self.emitter.state()
         kept_mb = round(sum(r["size"] for r in commit.weight_files) / 2**20, 1)
         commit.stats = self.record_stats(commit, weights_mb=kept_mb, weights_evicted=len(evicted),
                                          weights_rebuilt=rebuilt, **commit.breeding)
@@ -603,6 +604,9 @@ class Coevolution:
         self.previous_members = set(members)
         objectives, measures = self.measure(members)
         self.archive.rebuild([self.models[m].recipe for m in members], members, objectives, measures)
+        emitter_state = self.store.emitter_state(last)
+        if emitter_state is not None:
+            self.emitter.load_state(emitter_state)
         for record in self.store.all_stats():
             self.logbook.record(**record)
         return last + 1

@@ -2,7 +2,7 @@
 
 Layout of a run directory::
 
-    run.sqlite          config, models, tasks, evaluations, generations
+    run.sqlite          config, models, tasks, evaluations, generations, emitter states
     weights/<sha256>.safetensors   kept weights by content digest (see weight_cache.py)
     weights/staging/    children of the generation in progress
 
@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS evaluations (
 CREATE TABLE IF NOT EXISTS generations (
     generation INTEGER PRIMARY KEY, archive TEXT NOT NULL, active TEXT NOT NULL,
     stats TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS emitter_states (generation INTEGER PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS task_force (
     id INTEGER PRIMARY KEY CHECK (id = 1), model_ids TEXT NOT NULL,
     coverage REAL NOT NULL, seed_coverage REAL NOT NULL, n_tasks INTEGER NOT NULL);
@@ -150,6 +151,7 @@ class Commit:
     breeding: dict[str, float] = field(default_factory=dict)  # shares of this generation's children (loop stats)
     new_files: dict[str, Path] = field(default_factory=dict)  # digest -> file to place at weights/<digest>
     weight_files: list[dict] = field(default_factory=list)  # every row of `weight_files` after this commit
+    emitter_state: dict | None = None  # what the emitter carries to the next generation (CMA-ES), if anything
 
 
 class RunStore:
@@ -260,6 +262,11 @@ class RunStore:
         rows = self.conn.execute("SELECT stats FROM generations ORDER BY generation")
         return [json.loads(r[0]) for r in rows]
 
+    def emitter_state(self, gen: int) -> dict | None:
+        """The emitter's state committed with generation ``gen`` (``None``: the emitter keeps none)."""
+        row = self.conn.execute("SELECT state FROM emitter_states WHERE generation=?", (gen,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
     def models(self) -> list[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM models ORDER BY id").fetchall()
 
@@ -368,6 +375,9 @@ class RunStore:
                 "INSERT INTO generations VALUES (?, ?, ?, ?)",
                 (c.generation, json.dumps(c.archive), json.dumps(c.active), json.dumps(c.stats)),
             )
+            if c.emitter_state is not None:
+                self.conn.execute("INSERT INTO emitter_states VALUES (?, ?)",
+                                  (c.generation, json.dumps(c.emitter_state)))
         self._clean_strays()
 
     def save_task_force(self, model_ids: list[str], coverage: float, seed_coverage: float, n_tasks: int,
