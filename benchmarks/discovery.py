@@ -52,6 +52,7 @@ BIGBENCH_TASKS = (
     "vitaminc_fact_verification",
 )
 SDIST = "bigbench-1.0.0.tar.gz"
+PIP_FOR_SDIST = "pip==23.2.1"  # a pip that still downloads it (see sdist_file)
 DRAW_SEED = 0
 SIZES = (3, 8)
 CODE_TOKENS = 192  # a HumanEval answer is a whole function
@@ -83,10 +84,19 @@ def sdist_file(arg: str | None, cache: Path) -> Path:
     if not path.is_file():
         say(f"fetching {SDIST} (360 MB, once) into {path.parent}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "bigbench==1.0.0",
-                               "-d", str(path.parent)], capture_output=True, text=True)
-        if done.returncode != 0 or not path.is_file():
-            raise SystemExit(f"error: could not fetch bigbench==1.0.0: {done.stderr.strip().splitlines()[-1:]}")
+        # newer pips (26.3 seen) refuse this sdist even with --no-deps (its metadata names a file:// URL
+        # dependency), so the download runs under an older pip in a throwaway environment.
+        with tempfile.TemporaryDirectory() as tmp:
+            pip = Path(tmp, "bin", "pip")
+            steps = ([sys.executable, "-m", "venv", tmp], [pip, "install", "--quiet", PIP_FOR_SDIST],
+                     [pip, "download", "--quiet", "--no-deps", "bigbench==1.0.0", "-d", str(path.parent)])
+            for step in steps:
+                done = subprocess.run([str(a) for a in step], capture_output=True, text=True)
+                if done.returncode != 0:
+                    last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+                    raise SystemExit(f"error: could not fetch bigbench==1.0.0 ({Path(step[0]).name} failed): {last}")
+        if not path.is_file():
+            raise SystemExit(f"error: could not fetch bigbench==1.0.0: pip wrote no {path}")
     return path
 
 
