@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/discovery.py [--seeds 0,1] [--set KEY=VALUE ...] [--ablations | --variants A,B] [--out DIR]
                                       [--sdist FILE] [--questions 20] [--humaneval 40]
-                                      [--choices likelihood|generated]
+                                      [--choices likelihood|generated] [--dev-set draw|domain]
 
 For each run seed (and, with ``--ablations``, each ablation of the paper's
 Table 3 shape at the same model budget), this
@@ -31,6 +31,16 @@ scored in the sandbox. ``BIGBENCH_TASKS`` was drawn once, with
 with at least 20 short questions, a median question of at most 600
 characters and at least 95 % ASCII text: no task was chosen or dropped by
 looking at any model's answers.
+
+``--dev-set domain`` replaces the BIG-bench part with ``DOMAIN_TASKS``: open
+questions only (exact answers of at most 3 words, no multiple choice, where N
+guesses pay little), from the JSON tasks and subtasks of the sdist whose
+keywords name one of the run's domains (``arithmetic``, ``mathematics``,
+``algorithms``, ``computer code``) and that have at least 20 such questions, a
+median question of at most 600 characters and at least 95 % ASCII text: 11
+tasks; from each, ``random.Random(0)`` drew at most 2 of its eligible subtasks
+(in sorted order, one task after another, sorted by name), 15 in all. The rule
+was fixed, and the list drawn, before any model answered one of them.
 """
 
 from __future__ import annotations
@@ -51,6 +61,14 @@ BIGBENCH_TASKS = (
     "physical_intuition", "sentence_ambiguity", "similarities_abstraction", "simple_ethical_questions", "snarks",
     "vitaminc_fact_verification",
 )
+DOMAIN_TASKS = (
+    "auto_debugging", "chinese_remainder_theorem", "list_functions/05_shot_baseline", "list_functions/c082",
+    "matrixshapes", "modified_arithmetic/three_digit_subtraction_control",
+    "modified_arithmetic/three_digit_subtraction_plus_one", "operators", "physics_questions",
+    "simp_turing_concept/additional_set_1", "simp_turing_concept/witness_set", "simple_arithmetic_json",
+    "unit_conversion/unit_addition_general", "unit_conversion/unit_addition_same", "word_sorting",
+)
+DEV_SETS = {"draw": (BIGBENCH_TASKS, False), "domain": (DOMAIN_TASKS, True)}  # (tasks, open questions only)
 SDIST = "bigbench-1.0.0.tar.gz"
 PIP_FOR_SDIST = "pip==23.2.1"  # a pip that still downloads it (see sdist_file)
 DRAW_SEED = 0
@@ -100,14 +118,15 @@ def sdist_file(arg: str | None, cache: Path) -> Path:
     return path
 
 
-def dev_set(sdist: Path, questions: int, humaneval: int):
-    """The development set, every item named ``benchmark/id``."""
+def dev_set(sdist: Path, name: str, questions: int, humaneval: int):
+    """The development set ``name`` (of ``DEV_SETS``), every item named ``benchmark/id``."""
     from dataclasses import replace
 
     from acdc_engine.benchmarks import load_bigbench_sdist, load_humaneval
 
+    tasks, open_only = DEV_SETS[name]
     items = []
-    for bench in load_bigbench_sdist(sdist, list(BIGBENCH_TASKS), questions, DRAW_SEED):
+    for bench in load_bigbench_sdist(sdist, list(tasks), questions, DRAW_SEED, open_only=open_only):
         items += [replace(i, id=f"{bench.name}/{i.id}") for i in bench.items]
     code = load_humaneval(None).items
     items += sorted(random.Random(DRAW_SEED).sample(code, humaneval), key=lambda i: int(i.id.split("/")[1]))
@@ -343,6 +362,9 @@ def main() -> None:
                         help="How a multiple-choice question is answered: the most likely reply 'Answer: <letter>' "
                         "(sampled: drawn from the replies' probabilities), as BIG-bench scores its own tasks; or "
                         "the letter in the generated reply.")
+    parser.add_argument("--dev-set", choices=tuple(DEV_SETS), default="draw",
+                        help="The BIG-bench part: a draw from all short-question tasks (multiple choice and open), "
+                        "or open questions of the tasks whose keywords name the run's domains (see the docstring).")
     args = parser.parse_args()
 
     from acdc_engine.commands import quiet_libraries
@@ -359,10 +381,11 @@ def main() -> None:
     try:
         config = load_config(None, args.overrides)  # bad overrides fail before any work
         cache = Path(config.models.cache_dir).expanduser()
-        items = dev_set(sdist_file(args.sdist, cache), args.questions, args.humaneval)
+        items = dev_set(sdist_file(args.sdist, cache), args.dev_set, args.questions, args.humaneval)
     except AcdcError as exc:
         raise SystemExit(f"error: {exc}") from None
-    say(f"development set: {len(items)} questions ({len(BIGBENCH_TASKS)} BIG-bench tasks x {args.questions}, "
+    tasks = DEV_SETS[args.dev_set][0]
+    say(f"development set {args.dev_set}: {len(items)} questions ({len(tasks)} BIG-bench tasks x {args.questions}, "
         f"{args.humaneval} HumanEval)")
     times: dict = {}
     started = time.monotonic()
@@ -374,10 +397,13 @@ def main() -> None:
         if unknown:
             raise SystemExit(f"error: --variants {', '.join(unknown)}: unknown (known: {', '.join(ABLATIONS)})")
         variants = {v: ABLATIONS[v] for v in args.variants.split(",")}
-    described = {"bigbench_tasks": list(BIGBENCH_TASKS), "questions_per_task": args.questions,
+    described = {"bigbench_tasks": list(tasks), "questions_per_task": args.questions,
                  "humaneval": args.humaneval, "draw_seed": DRAW_SEED, "choices": args.choices}
+    if args.dev_set != "draw":
+        described["open_only"] = True
     say(f"multiple choice answered by {args.choices}")
-    results_file, plot_file = out / f"discovery-{args.choices}.json", out / f"discovery-{args.choices}.png"
+    stem = f"discovery-{args.choices}" if args.dev_set == "draw" else f"discovery-{args.dev_set}"
+    results_file, plot_file = out / f"{stem}.json", out / f"{stem}.png"
     results = earlier_results(results_file, described, args.overrides)
     for seed in seeds:
         for name, extra in variants.items():

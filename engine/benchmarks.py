@@ -179,22 +179,22 @@ def load_bigbench(path: Path) -> Benchmark:
     return Benchmark(task.get("name", path.stem), [_bigbench_item(n, ex, prefix) for n, ex in enumerate(examples, 1)])
 
 
-def short_question(ex: dict) -> bool:
+def short_question(ex: dict, *, open_only: bool = False) -> bool:
     """A BIG-bench example a small model can be scored on from a short answer: multiple choice
-    among 2-5 options, or an exact target of at most 3 words."""
+    among 2-5 options (unless ``open_only``), or an exact target of at most 3 words."""
     if not ex.get("input"):
         return False
     if "target_scores" in ex:
-        return 2 <= len(ex["target_scores"]) <= 5
+        return not open_only and 2 <= len(ex["target_scores"]) <= 5
     targets = ex["target"] if isinstance(ex["target"], list) else [ex["target"]]
     return bool(targets) and all(0 < len(str(t).split()) <= 3 for t in targets)
 
 
 def bigbench_sdist_tasks(sdist: Path) -> dict[str, "tarfile.TarInfo"]:
-    """The JSON task files of a ``bigbench`` sdist, by task name (tasks kept in subtasks are not listed)."""
+    """The JSON task files of a ``bigbench`` sdist, by task name; a subtask is named ``task/subtask``."""
     import tarfile
 
-    pattern = re.compile(r"/bigbench/benchmark_tasks/([^/]+)/task\.json$")
+    pattern = re.compile(r"/bigbench/benchmark_tasks/([^/]+(?:/[^/]+)?)/task\.json$")
     try:
         with tarfile.open(sdist) as tar:
             found = {m.group(1): info for info in tar.getmembers() if (m := pattern.search("/" + info.name))}
@@ -207,9 +207,11 @@ def bigbench_sdist_tasks(sdist: Path) -> dict[str, "tarfile.TarInfo"]:
     return found
 
 
-def load_bigbench_sdist(sdist: Path, names: list[str], per_task: int, seed: int) -> list[Benchmark]:
-    """``per_task`` short questions (:func:`short_question`) of each named task of a ``bigbench``
-    sdist, a seeded draw per task; one line naming an unknown task or one with too few questions."""
+def load_bigbench_sdist(sdist: Path, names: list[str], per_task: int, seed: int, *,
+                        open_only: bool = False) -> list[Benchmark]:
+    """``per_task`` short questions (:func:`short_question`, exact answers only if ``open_only``) of
+    each named task or ``task/subtask`` of a ``bigbench`` sdist, a seeded draw per task; one line
+    naming an unknown task or one with too few questions."""
     import random
     import tarfile
 
@@ -226,7 +228,8 @@ def load_bigbench_sdist(sdist: Path, names: list[str], per_task: int, seed: int)
             except (json.JSONDecodeError, UnicodeDecodeError):
                 raise AcdcError(f"{where}: not JSON") from None
             prefix = task.get("task_prefix", "")
-            usable = [(n, ex) for n, ex in enumerate(_bigbench_examples(task, where), 1) if short_question(ex)]
+            usable = [(n, ex) for n, ex in enumerate(_bigbench_examples(task, where), 1)
+                      if short_question(ex, open_only=open_only)]
             if len(usable) < per_task:
                 raise AcdcError(f"BIG-bench task {name}: {len(usable)} short questions, fewer than {per_task}")
             drawn = sorted(random.Random(f"{seed}:{name}").sample(usable, per_task), key=lambda p: p[0])
