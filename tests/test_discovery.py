@@ -140,6 +140,18 @@ def test_sdist_tasks_give_a_seeded_draw_of_short_questions(tmp_path):
     assert [i.id for i in load_bigbench_sdist(path, ["add"], 20, 1)[0].items] != [i.id for i in add.items]
 
 
+def test_subtasks_are_named_by_their_task_and_open_only_drops_multiple_choice(tmp_path):
+    both = [{"input": f"{i} + 2?", "target": str(i + 2)} for i in range(20)]
+    both += [{"input": f"pick {i}", "target_scores": {"x": 1, "y": 0}} for i in range(20)]
+    path = sdist(tmp_path, {"sums/two": {"examples": both}})
+    (mixed,) = load_bigbench_sdist(path, ["sums/two"], 30, 0)
+    assert {i.kind for i in mixed.items} == {"exact", "choice"}
+    (opened,) = load_bigbench_sdist(path, ["sums/two"], 20, 0, open_only=True)
+    assert opened.name == "sums/two" and {i.kind for i in opened.items} == {"exact"}
+    with pytest.raises(AcdcError, match="20 short questions, fewer than 21"):
+        load_bigbench_sdist(path, ["sums/two"], 21, 0, open_only=True)
+
+
 @pytest.mark.parametrize("case, message", [
     ("missing", "cannot read it"),
     ("garbage", "cannot read it"),
