@@ -8,6 +8,8 @@ with :data:`hookimpl`. What the engine needs from a plugin goes through hooks,
 never through an import of the plugin.
 """
 
+from pathlib import Path as _Path
+
 from acdc_engine.answers import extract_answer
 from acdc_engine.backend import Backend
 from acdc_engine.checkpoint import CheckpointReader, CheckpointWriter
@@ -26,11 +28,29 @@ from acdc_engine.seeds import FORGED_PREFIX
 from acdc_engine.seeds import resolve as resolve_seed
 from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec
 
+
+
+def report_plots(run_dir: _Path) -> list[tuple[str, str, str]]:
+    """The plots of ``acdc-engine report`` for a run folder: (title, base64 PNG, note) each (matplotlib is
+    imported on first use)."""
+    from acdc_engine.report import report_plots as plots
+
+    return plots(run_dir)
+
+
+def committed_generations(run_dir: _Path) -> list[dict]:
+    """A run folder's committed generations, oldest first, read-only: ``generation``, ``archive`` and
+    ``stats`` as ``GenerationCommitted`` told them (for a tracker catching up on ``resume``)."""
+    from acdc_engine.report import committed_generations as committed
+
+    return committed(run_dir)
+
+
 __all__ = [
     "AcdcError", "Advanced", "Backend", "CheckpointReader", "CheckpointWriter", "Config", "Event", "FORGED_PREFIX",
     "GenerationCommitted", "GenerationStarted", "Instance", "MergeMethod", "ModelDone", "MutationMethod",
     "PluginSection", "RunFinished", "RunStarted", "SandboxConfig", "StepStarted", "TaskCodeError", "TaskLimbo",
     "TaskRejected", "TaskRequest", "TaskSpec", "TasksAdded", "WeightsEvicted", "WeightsRebuilt", "WorkerLost",
-    "TickingProgress", "command_config", "config_options", "configured_plugins", "extract_answer", "file_digest",
-    "hookimpl", "quiet_libraries", "resolve_seed",
+    "TickingProgress", "command_config", "committed_generations", "config_options", "configured_plugins",
+    "extract_answer", "file_digest", "hookimpl", "quiet_libraries", "report_plots", "resolve_seed",
 ]

@@ -49,6 +49,8 @@ OPTIONAL = {
     "novelty": "acdc_engine.plugins.novelty",
     "llm-gibberish": "acdc_engine.plugins.llm_gibberish",
     "llm-judge": "acdc_engine.plugins.llm_judge",
+    "wandb": "acdc_engine.plugins.wandb_tracking",
+    "mlflow": "acdc_engine.plugins.mlflow_tracking",
 }
 
 

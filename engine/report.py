@@ -136,8 +136,24 @@ def plot_task_map(tasks) -> tuple[str, str]:
     return _png(fig), how
 
 
-def build_report(run_dir: Path) -> str:
-    """The HTML page for a run directory."""
+def committed_generations(run_dir: Path) -> list[dict]:
+    """Each committed generation of a run directory, oldest first: ``generation``, ``archive`` (its rows) and
+    ``stats`` (the logbook record), as ``GenerationCommitted`` told them; read-only."""
+    store = RunStore.open(run_dir)
+    try:
+        return [{"generation": s["gen"], "archive": store.generation(s["gen"])["archive"], "stats": s}
+                for s in store.all_stats()]
+    finally:
+        store.close()
+
+
+def report_plots(run_dir: Path) -> list[tuple[str, str, str]]:
+    """The report's plots of a run directory: (title, base64 PNG, note) each, in the page's order."""
+    return _report(run_dir)[3]
+
+
+def _report(run_dir: Path):
+    """What the page shows: the config, the statistics, (models, tasks, task force) and the plot sections."""
     store = RunStore.open(run_dir)
     try:
         config = store.config()
@@ -159,6 +175,12 @@ def build_report(run_dir: Path) -> str:
         ("Lineage", plot_lineage(models), ""),
         ("Task embeddings", task_map, f"Embedding: {how}."),
     ]
+    return config, stats, (models, tasks, force), sections
+
+
+def build_report(run_dir: Path) -> str:
+    """The HTML page for a run directory."""
+    config, stats, (models, tasks, force), sections = _report(run_dir)
     if force is not None:
         summary = (f"Task force {', '.join(json.loads(force['model_ids']))} ({config.result.task_force_method}): "
                    f"Coverage {force['coverage']:.3f} of {force['n_tasks']} tasks; seed experts' own task force "

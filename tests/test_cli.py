@@ -17,7 +17,7 @@ def test_unknown_plugin_lists_the_known_ones(tmp_path):
     result = cli("--plugins", "merge,nope", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout.strip() == ("error: unknown plugin 'nope'; known plugins: judge-overlap, llm-gibberish, "
-                                     "llm-judge, merge, novelty, scientist, taskgen")
+                                     "llm-judge, merge, mlflow, novelty, scientist, taskgen, wandb")
 
 
 def test_bad_config_value_names_the_field(tmp_path):

@@ -1,0 +1,162 @@
+"""What the tracking plugins (``wandb``, ``mlflow``) share: events flattened for a tracker, and the driver.
+
+A :class:`Tracker` subclass talks to one tracking library; :class:`TrackingPlugin`
+feeds it the run's events: the config as flat params when the run starts,
+each committed generation's statistics as metrics at step = generation (with
+its archive as a table), and at the end the task force, the final archive and
+the plots of ``acdc-engine report`` as files. On ``resume`` the tracker
+reopens the same tracked run (its id is kept in the run folder) and catches
+up on committed generations it never received (a kill -9 can land between a
+commit and the tracker's write), so every generation is logged once.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from acdc_engine.api import (AcdcError, Config, GenerationCommitted, RunFinished, RunStarted, committed_generations,
+                             report_plots)
+
+#: The metric holding the generation itself (the x axis of every chart; its history says which steps exist).
+GENERATION_METRIC = "generation"
+
+
+def require(module: str, plugin: str, extra: str) -> None:
+    """One line naming the extra to install when ``module`` is missing."""
+    if importlib.util.find_spec(module) is None:
+        raise AcdcError(f"plugin {plugin!r} needs the {module} package: pip install 'acdc-engine[{extra}]'")
+
+
+def flat_params(config: Config) -> dict[str, str | int | float | bool]:
+    """The run config as ``section.key`` params; lists and dicts as JSON text."""
+    out: dict[str, str | int | float | bool] = {}
+    for section, fields in config.model_dump(mode="json").items():
+        for key, value in fields.items():
+            out[f"{section}.{key}"] = value if isinstance(value, str | int | float | bool) else json.dumps(value)
+    return out
+
+
+def generation_metrics(stats: dict[str, Any]) -> dict[str, float]:
+    """The numbers of a generation's statistics record (fitness, Coverage, pool counts, seconds per phase,
+    tokens...), under the logbook's names, with ``generation``; ``None`` and non-finite values left out."""
+    out = {GENERATION_METRIC: float(stats["gen"])}
+    for key, value in stats.items():
+        if key != "gen" and isinstance(value, int | float) and math.isfinite(value):
+            out[key] = float(value)
+    return out
+
+
+def archive_table(rows: list[dict]) -> tuple[list[str], list[list]]:
+    """An archive's rows (``GenerationCommitted.archive``) as columns and data: id, parents, fitness, solved,
+    score, then one ``cap:NAME`` pass-rate column per capability."""
+    capabilities = sorted({c for r in rows for c in r.get("capabilities", {})})
+    columns = ["id", "parents", "fitness", "solved", "score", *(f"cap:{c}" for c in capabilities)]
+    data = [[r["id"], " ".join(map(str, r["parents"])), float(r["fitness"]), int(r["solved"]),
+             float(r["score"]) if math.isfinite(r["score"]) else None,
+             *(r.get("capabilities", {}).get(c) for c in capabilities)] for r in rows]
+    return columns, data
+
+
+def write_results(folder: Path, event: RunFinished, archive: list[dict]) -> list[Path]:
+    """The end of a run as files in ``folder``: ``task_force.json``, ``archive.json`` (the last committed
+    archive) and the report's plots as ``plots/NN-title.png``; returns them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    force = {"task_force": event.task_force, "coverage": event.coverage, "n_tasks": event.n_tasks,
+             "seed_force": event.seed_force, "seed_coverage": event.seed_coverage}
+    files = [folder / "task_force.json", folder / "archive.json"]
+    files[0].write_text(json.dumps(force, indent=1))
+    files[1].write_text(json.dumps(archive, indent=1, allow_nan=False, default=str))
+    (folder / "plots").mkdir(exist_ok=True)
+    for i, (title, png, _note) in enumerate(report_plots(Path(event.run_dir)), 1):
+        files.append(folder / "plots" / f"{i:02d}-{re.sub(r'[^a-z0-9]+', '-', title.lower()).strip('-')}.png")
+        files[-1].write_bytes(base64.b64decode(png))
+    return files
+
+
+def save_json(path: Path, data: dict) -> None:
+    """Writes ``data`` whole or not at all (a kill leaves the old file)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=1))
+    os.replace(partial, path)
+
+
+def load_json(path: Path) -> dict | None:
+    """A file written by :func:`save_json`, or ``None`` if there is none; garbage is one line naming it."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise AcdcError(f"{path} cannot be read ({exc}); delete it to start a new tracked run") from None
+
+
+class Tracker:
+    """One tracked run in one tracking library; :class:`TrackingPlugin` calls these in order."""
+
+    def start(self, run_dir: Path, config: Config, resumed: bool) -> set[int]:
+        """Opens (or, with the id kept in ``run_dir``, reopens) the tracked run and logs the params; returns
+        the generations (steps) it already holds."""
+        raise NotImplementedError
+
+    def log_generation(self, generation: int, metrics: dict[str, float], archive: list[dict]) -> None:
+        raise NotImplementedError
+
+    def log_results(self, event: RunFinished, archive: list[dict], scratch: Path) -> None:
+        """The task force, final archive and plots (:func:`write_results` into ``scratch`` or elsewhere)."""
+        raise NotImplementedError
+
+    def close(self, finished: bool) -> None:
+        """Ends the tracked run: finished, or stopped before its task force (to be resumed)."""
+        raise NotImplementedError
+
+
+class TrackingPlugin:
+    """Feeds a run's events to a :class:`Tracker` made by ``make(config)`` (registered as a plugin module's
+    ``acdc_configure`` / ``acdc_event`` / ``acdc_unconfigure``)."""
+
+    def __init__(self, make) -> None:
+        self.make = make
+        self.config: Config | None = None
+        self.tracker: Tracker | None = None
+        self.logged: set[int] = set()
+        self.archive: list[dict] = []
+        self.finished = False
+
+    def configure(self, config: Config) -> None:
+        self.config, self.tracker, self.logged, self.archive, self.finished = config, None, set(), [], False
+
+    def event(self, event) -> None:
+        match event:
+            case RunStarted():
+                self.tracker = self.make(self.config)
+                run_dir = Path(event.run_dir)
+                self.logged = self.tracker.start(run_dir, self.config, event.start_generation > 0)
+                for committed in committed_generations(run_dir) if event.start_generation > 0 else ():
+                    self.archive = committed["archive"]
+                    if committed["generation"] not in self.logged:
+                        self.log(committed["generation"], committed["stats"], committed["archive"])
+            case GenerationCommitted() if self.tracker is not None:
+                self.archive = event.archive
+                if event.generation not in self.logged:
+                    self.log(event.generation, event.stats, event.archive)
+            case RunFinished() if self.tracker is not None:
+                with tempfile.TemporaryDirectory(prefix="acdc-tracking-") as scratch:
+                    self.tracker.log_results(event, self.archive, Path(scratch))
+                self.finished = True
+
+    def log(self, generation: int, stats: dict, archive: list[dict]) -> None:
+        self.tracker.log_generation(generation, generation_metrics(stats), archive)
+        self.logged.add(generation)
+
+    def unconfigure(self) -> None:
+        tracker, self.tracker = self.tracker, None
+        if tracker is not None:
+            tracker.close(self.finished)
