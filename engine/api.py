@@ -8,7 +8,7 @@ with :data:`hookimpl`. What the engine needs from a plugin goes through hooks,
 never through an import of the plugin.
 """
 
-from pathlib import Path as _Path
+from pathlib import Path
 
 from acdc_engine.answers import extract_answer
 from acdc_engine.backend import Backend
@@ -26,24 +26,16 @@ from acdc_engine.plugin_manager import configured_plugins
 from acdc_engine.progress import TickingProgress
 from acdc_engine.seeds import FORGED_PREFIX
 from acdc_engine.seeds import resolve as resolve_seed
+from acdc_engine.store import committed_generations
 from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec
 
 
-
-def report_plots(run_dir: _Path) -> list[tuple[str, str, str]]:
+def report_plots(run_dir: Path) -> list[tuple[str, str, str]]:
     """The plots of ``acdc-engine report`` for a run folder: (title, base64 PNG, note) each (matplotlib is
     imported on first use)."""
     from acdc_engine.report import report_plots as plots
 
     return plots(run_dir)
-
-
-def committed_generations(run_dir: _Path) -> list[dict]:
-    """A run folder's committed generations, oldest first, read-only: ``generation``, ``archive`` and
-    ``stats`` as ``GenerationCommitted`` told them (for a tracker catching up on ``resume``)."""
-    from acdc_engine.report import committed_generations as committed
-
-    return committed(run_dir)
 
 
 __all__ = [

@@ -136,17 +136,6 @@ def plot_task_map(tasks) -> tuple[str, str]:
     return _png(fig), how
 
 
-def committed_generations(run_dir: Path) -> list[dict]:
-    """Each committed generation of a run directory, oldest first: ``generation``, ``archive`` (its rows) and
-    ``stats`` (the logbook record), as ``GenerationCommitted`` told them; read-only."""
-    store = RunStore.open(run_dir)
-    try:
-        return [{"generation": s["gen"], "archive": store.generation(s["gen"])["archive"], "stats": s}
-                for s in store.all_stats()]
-    finally:
-        store.close()
-
-
 def report_plots(run_dir: Path) -> list[tuple[str, str, str]]:
     """The report's plots of a run directory: (title, base64 PNG, note) each, in the page's order."""
     return _report(run_dir)[3]

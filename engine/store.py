@@ -413,3 +413,14 @@ class RunStore:
         for path in self.weights_dir.glob("*.safetensors"):
             if path.stem not in keep:
                 path.unlink()
+
+
+def committed_generations(run_dir: Path) -> list[dict]:
+    """Each committed generation of a run directory, oldest first: ``generation``, ``archive`` (its rows) and
+    ``stats`` (the logbook record), as ``GenerationCommitted`` told them; read-only."""
+    store = RunStore.open(run_dir)
+    try:
+        return [{"generation": s["gen"], "archive": store.generation(s["gen"])["archive"], "stats": s}
+                for s in store.all_stats()]
+    finally:
+        store.close()

@@ -156,3 +156,28 @@ def test_bad_tracking_settings_are_one_line(tiny_models, tmp_path, plugins, sett
     errors = [line for line in done.stdout.splitlines() if line.startswith("error:")]
     assert done.returncode == 2 and len(errors) == 1 and message in errors[0], done.stdout[-3000:]
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_resume_logs_the_committed_generations_the_tracker_lacks(tiny_models, tmp_path):
+    from acdc_engine.api import RunStarted
+    from acdc_engine.config import load_config
+    from acdc_engine.plugins.tracking import Tracker, TrackingPlugin
+
+    run_dir = tmp_path / "run"
+    run_whole(command(tiny_models, tmp_path, run_dir, "merge,taskgen"), environment(tmp_path))
+    stats = stats_by_generation(run_dir)
+
+    class Holding(Tracker):  # a tracked run that received generations 0 and 2 before a kill
+        logged: list[tuple[int, float, int]] = []
+
+        def start(self, run_dir, config, resumed):
+            return {0, 2}
+
+        def log_generation(self, generation, metrics, archive):
+            self.logged.append((generation, metrics["coverage"], len(archive)))
+
+    plugin = TrackingPlugin(lambda config: Holding())
+    plugin.configure(load_config(None, tiny_overrides(tiny_models, tmp_path)))
+    plugin.event(RunStarted(run_dir=str(run_dir), generations=GENERATIONS, start_generation=GENERATIONS))
+    assert [(g, c) for g, c, _ in Holding.logged] == [(g, stats[g]["coverage"]) for g in (1, 3)]
+    assert all(n >= 1 for _, _, n in Holding.logged) and plugin.logged == {0, 1, 2, 3}
