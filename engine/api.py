@@ -8,7 +8,7 @@ with :data:`hookimpl`. What the engine needs from a plugin goes through hooks,
 never through an import of the plugin.
 """
 
-from pathlib import Path
+from pathlib import Path as _Path  # private: everything public is in __all__
 
 from acdc_engine.answers import extract_answer
 from acdc_engine.backend import Backend
@@ -30,7 +30,7 @@ from acdc_engine.store import committed_generations
 from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec
 
 
-def report_plots(run_dir: Path) -> list[tuple[str, str, str]]:
+def report_plots(run_dir: _Path) -> list[tuple[str, str, str]]:
     """The plots of ``acdc-engine report`` for a run folder: (title, base64 PNG, note) each (matplotlib is
     imported on first use)."""
     from acdc_engine.report import report_plots as plots
