@@ -3,8 +3,9 @@
 Models evolve by pyribs ask/tell on a DNS archive; tasks evolve by periodic
 adaptation of the active pool. Everything a generation does is gathered in a
 :class:`~acdc_engine.store.Commit` and written at its end in one transaction;
-a resumed run rebuilds this object's state from the store. Weight files are
-kept and rebuilt by a :class:`~acdc_engine.weight_cache.WeightCache`.
+a resumed run rebuilds this object's state from the store. The tasks and
+their statuses are kept by a :class:`~acdc_engine.pool.TaskPool`; weight files
+are kept and rebuilt by a :class:`~acdc_engine.weight_cache.WeightCache`.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from acdc_engine.answers import extract_answer
 from acdc_engine.archives import (
     coverage, greedy_task_force, make_archive, make_emitter, plan_adaptation, select_task_force, vendi_score,
 )
-from acdc_engine.archives.task_pool import prune_oldest
 from acdc_engine.config import Config
 from acdc_engine.digest import file_digest, recipe_digest, text_digest
 from acdc_engine.errors import AcdcError
 from acdc_engine.events import make_event
 from acdc_engine.executor import GenerateJob, MaterialiseJob, Operators, Worker, make_executor
 from acdc_engine.lineage import rebuild_weights
+from acdc_engine.pool import TaskPool
 from acdc_engine.recipe import Recipe
 from acdc_engine.seeds import resolve_seeds
 from acdc_engine.store import Commit, RunStore
@@ -40,23 +41,10 @@ from acdc_engine.timing import PhaseClock
 from acdc_engine.weight_cache import WeightCache
 
 SALT_EMIT, SALT_ADAPT, SALT_TASKS, SALT_FORCE = 1, 2, 3, 4
-#: Task statuses of the global archive: every task ever accepted into the pool.
-ACCEPTED = ("active", "limbo", "retired", "removed")
 
 
 class RunInterrupted(Exception):
     """A stop was requested (Ctrl-C); the run stopped at the end of a batch or between two steps."""
-
-
-@dataclass
-class TaskRecord:
-    """A task in the run: its spec, its instances and where it stands."""
-
-    id: str
-    spec: TaskSpec
-    instances: list[Instance]
-    generation: int
-    status: str  # active | limbo | retired | removed | broken | rejected
 
 
 @dataclass
@@ -88,9 +76,8 @@ class Coevolution:
             mutation=self.mutation, evolution_config=evo, seed=config.run.seed,
         )
         self.scheduler = Scheduler(self.archive, [self.emitter], add_mode="batch")
-        self.tasks: dict[str, TaskRecord] = {}
-        self.active: list[str] = []
-        self.limbo: dict[str, str] = {}  # harder variant id -> its parent, held back until the variant proves solvable
+        self.pool = TaskPool(emit=self.emit)
+        self.previous_members: set[str] = set()  # the archive at the last commit
         self.models: dict[str, ModelRecord] = {}
         self.scores: dict[tuple[str, str], float] = {}
         self.logbook = tools.Logbook()
@@ -145,7 +132,7 @@ class Coevolution:
         self.executor.materialise([MaterialiseJob(c.recipe, [self.weights_file(p) for p in c.recipe.parents],
                                                   c.new_file) for c in children])
         ids = [c.id for c in children]
-        responses = self.answer(ids, self.active, gen)
+        responses = self.answer(ids, self.pool.active, gen)
         self.score(responses, gen, commit)
         self.step("select", 1, gen)
         reasons = {m: self.criterion(responses[m]) if self.cfg.evolution.minimal_criterion else None for m in ids}
@@ -175,26 +162,24 @@ class Coevolution:
         """Pass rates over the archive decide: remove, harder variant, novel variant."""
         members = self.archive.member_ids()
         threshold = self.cfg.tasks.pass_threshold
-        rates = {t: float(np.mean([self.scores.get((m, t), 0) >= threshold for m in members])) for t in self.active}
+        rates = {t: float(np.mean([self.scores.get((m, t), 0) >= threshold for m in members])) for t in self.pool.active}
         plan = plan_adaptation(rates, n_new=self.cfg.tasks.new_per_adaptation,
                                rng=np.random.default_rng(self.rng_seed(gen, SALT_ADAPT)))
         self.step("adapt tasks", len(plan.harder) + len(plan.novel) or 1, gen)  # one per request below
-        too_hard = self.settle_limbo(rates, commit)
+        too_hard = self.pool.settle_limbo(rates, commit)
         for task_id in plan.remove:
             reason = "too hard: solved by no archive member; parent restored" if task_id in too_hard else \
                 "impossible: solved by no archive member"
             self.retire_task(task_id, "removed", reason, commit)
         seed = self.rng_seed(gen, SALT_TASKS)
         inst = self.cfg.tasks.instances_per_family
-        requests = [TaskRequest(mode, 1, seed + i, inst, self.tasks[t].spec, t, self.inspiration(seed + i))
+        requests = [TaskRequest(mode, 1, seed + i, inst, self.pool[t].spec, t, self.inspiration(seed + i))
                     for i, (mode, t) in enumerate([("harder", t) for t in plan.harder] + [("novel", t) for t in plan.novel])]
         if not requests:  # nobody solves anything: start afresh rather than empty the pool
             requests = [TaskRequest("initial", self.cfg.tasks.new_per_adaptation, seed, inst,
                                     inspiration=self.inspiration(seed))]
         self.add_tasks(requests, gen, commit)
-        self.active, pruned = prune_oldest(self.active, self.cfg.tasks.active_cap)
-        for task_id in pruned:
-            self.retire_task(task_id, "retired", "pruned: oldest beyond the active cap", commit)
+        self.pool.prune(self.cfg.tasks.active_cap, commit)
         self.evaluate_missing(members, gen, commit)
         self.remeasure()
 
@@ -231,7 +216,7 @@ class Coevolution:
              "capabilities": self.capability_rates(m)}
             for m in sorted(members, key=lambda m: -fitness[m])
         ]
-        commit.active = list(self.active)
+        commit.active = list(self.pool.active)
         commit.emitter_state = self.emitter.state()
         kept_mb = round(sum(r["size"] for r in commit.weight_files) / 2**20, 1)
         commit.stats = self.record_stats(commit, weights_mb=kept_mb, weights_evicted=len(evicted),
@@ -244,20 +229,20 @@ class Coevolution:
         self.previous_members = set(members)
         self.emit("advance", n=1)
         self.emit("generation_committed", generation=commit.generation, archive=commit.archive,
-                  pool=self.pool_counts(), stats=commit.stats)
+                  pool=self.pool.counts(), stats=commit.stats)
 
     def pick_task_force(self) -> None:
         """A task force (``result.task_force_method``) over every accepted task, beside the seed experts'
         own task force of the same size (greedy over the seeds alone)."""
         members = self.archive.member_ids()
         seeds = [m.id for m in self.models.values() if m.recipe.is_seed]
-        everything = [t for t, rec in self.tasks.items() if rec.status in ACCEPTED]
+        everything = self.pool.accepted()
         commit = Commit(generation=self.cfg.run.generations)
         for model_id in dict.fromkeys(members + seeds):
             todo = [t for t in everything if (model_id, t) not in self.scores]
             if todo:
                 self.score(self.answer([model_id], todo, commit.generation), commit.generation, commit)
-        everything = [t for t in everything if self.tasks[t].status != "broken"]
+        everything = [t for t in everything if self.pool[t].status != "broken"]
         size = self.cfg.result.task_force_size
         picks = select_task_force(self.cfg.result.task_force_method, self.solved_matrix(members, everything), size,
                                   np.array([self.fitness(m) for m in members]),
@@ -278,7 +263,7 @@ class Coevolution:
     def add_seeds(self, commit: Commit) -> None:
         seeds = [self.new_model(Recipe(seed_spec=spec), 0, commit, weights=d / "model.safetensors")
                  for spec, d in self.seed_dirs.items()]
-        self.score(self.answer([s.id for s in seeds], self.active, 0), 0, commit)
+        self.score(self.answer([s.id for s in seeds], self.pool.active, 0), 0, commit)
         ids = [s.id for s in seeds]
         objectives, measures = self.measure(ids)
         self.archive.add(np.array([s.recipe for s in seeds] + [None], dtype=object)[:-1], objectives, measures,
@@ -298,7 +283,7 @@ class Coevolution:
 
     def answer(self, model_ids: list[str], task_ids: list[str], gen: int) -> dict[str, dict[str, list[str]]]:
         """Every model's responses to every instance of ``task_ids``, from the cache where known."""
-        flat = [(t, inst) for t in task_ids for inst in self.tasks[t].instances]
+        flat = [(t, inst) for t in task_ids for inst in self.pool[t].instances]
         self.step("evaluate", len(flat) * len(model_ids), gen)
         keys = [text_digest(i.instruction) for _, i in flat]
         known = {m: self.store.cached_answers(self.digests[m], self.decoding, list(dict.fromkeys(keys)))
@@ -330,7 +315,7 @@ class Coevolution:
         self.step("score", sum(len(r) for r in responses.values()), gen)
         for model_id, by_task in responses.items():
             for task_id, texts in by_task.items():
-                task = self.tasks[task_id]
+                task = self.pool[task_id]
                 if task.status == "broken":
                     continue
                 subs = [extract_answer(t) for t in texts]
@@ -354,7 +339,7 @@ class Coevolution:
         """Scores each model on the active tasks it has no score for (new or restored tasks)."""
         groups: dict[tuple[str, ...], list[str]] = {}
         for model_id in model_ids:
-            todo = tuple(t for t in self.active if (model_id, t) not in self.scores)
+            todo = tuple(t for t in self.pool.active if (model_id, t) not in self.scores)
             if todo:
                 groups.setdefault(todo, []).append(model_id)
         for todo, ids in groups.items():
@@ -377,7 +362,7 @@ class Coevolution:
         return next((r for r in self.hook.acdc_minimal_criterion(responses=flat) if r), None)
 
     def fitness(self, model_id: str) -> float:
-        return float(np.mean([self.scores.get((model_id, t), 0.0) for t in self.active])) if self.active else 0.0
+        return float(np.mean([self.scores.get((model_id, t), 0.0) for t in self.pool.active])) if self.pool.active else 0.0
 
     def score_matrix(self, model_ids: list[str], task_ids: list[str]) -> np.ndarray:
         """Each model's score per task (0 where not scored)."""
@@ -390,20 +375,20 @@ class Coevolution:
     def capability_rates(self, model_id: str) -> dict[str, float]:
         """Share of active tasks solved, per capability."""
         by_cap: dict[str, list[bool]] = {}
-        for t, ok in zip(self.active, self.solved_matrix([model_id], self.active)[0]):
-            by_cap.setdefault(self.tasks[t].spec.capability, []).append(bool(ok))
+        for t, ok in zip(self.pool.active, self.solved_matrix([model_id], self.pool.active)[0]):
+            by_cap.setdefault(self.pool[t].spec.capability, []).append(bool(ok))
         return {c: float(np.mean(v)) for c, v in sorted(by_cap.items())}
 
     def solved_count(self, model_id: str) -> int:
-        return int(self.solved_matrix([model_id], self.active).sum())
+        return int(self.solved_matrix([model_id], self.pool.active).sum())
 
     def measure(self, model_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Objectives (mean score over active tasks) and measures (descriptor hook)."""
-        difficulty = np.array([self.tasks[t].spec.difficulty for t in self.active], dtype=float)
+        difficulty = np.array([self.pool[t].spec.difficulty for t in self.pool.active], dtype=float)
         measures = self.hook.acdc_descriptors(
-            skills=self.solved_matrix(model_ids, self.active), difficulty=difficulty,
+            skills=self.solved_matrix(model_ids, self.pool.active), difficulty=difficulty,
             measure_dim=len(self.axes) or self.cfg.tasks.active_cap,
-            capabilities=[self.tasks[t].spec.capability for t in self.active], axes=self.axes,
+            capabilities=[self.pool[t].spec.capability for t in self.pool.active], axes=self.axes,
             kind=self.cfg.evolution.descriptor_kind,
         )
         if measures is None:
@@ -423,18 +408,17 @@ class Coevolution:
         accepted, rejected = [], Counter()
         for spec, request in self.collect_specs(requests):
             status, reason, instances = self.vet(spec)
-            task_id = self.record_task(spec, instances, gen, status, reason, commit)
+            task_id = self.pool.add(spec, instances, gen, status, reason, commit)
             if status == "active":
-                self.active.append(task_id)
                 accepted.append(task_id)
-                if request.mode == "harder" and request.parent_id in self.active:
-                    self.hold(request.parent_id, task_id, commit)
+                if request.mode == "harder" and request.parent_id in self.pool.active:
+                    self.pool.hold(request.parent_id, task_id, commit)
             else:
                 rejected[reason.split(":", 1)[0]] += 1
                 self.emit("task_rejected", name=spec.name, reason=reason)
         if accepted:
-            self.emit("tasks_added", generation=gen, accepted=[self.tasks[t].spec.name for t in accepted])
-        if not self.active:
+            self.emit("tasks_added", generation=gen, accepted=[self.pool[t].spec.name for t in accepted])
+        if not self.pool.active:
             why = ", ".join(f"{k} {v}" for k, v in sorted(rejected.items())) or "none generated"
             raise AcdcError(f"the task pool is empty at generation {gen}: no new task was accepted (rejected: {why})")
         return accepted
@@ -444,7 +428,7 @@ class Coevolution:
 
         Families a generator gave up on (``rejected`` set) all pass, for the reject log.
         """
-        known = {rec.spec.digest for rec in self.tasks.values()}
+        known = self.pool.digests()
         out = []
         for request in requests:
             results = [r or [] for r in self.hook.acdc_generate_tasks(request=request)]
@@ -460,7 +444,7 @@ class Coevolution:
         """(status, reason, instances): given up on, not novel, failing in the sandbox, or active."""
         if spec.rejected:
             return "rejected", spec.rejected, []
-        archive = [rec.spec for rec in self.tasks.values() if rec.status in ACCEPTED]
+        archive = [self.pool[t].spec for t in self.pool.accepted()]
         reason = next((r for r in self.hook.acdc_task_novelty(candidate=spec, archive=archive) if r), None)
         if reason:
             return "rejected", reason, []
@@ -472,88 +456,24 @@ class Coevolution:
             return "rejected", f"failed in sandbox: {exc}", []
         return "active", None, instances
 
-    def record_task(self, spec: TaskSpec, instances: list[Instance], gen: int, status: str, reason: str | None,
-                    commit: Commit) -> str:
-        task_id = f"t{len(self.tasks) + 1:04d}"
-        self.tasks[task_id] = TaskRecord(task_id, spec, instances, gen, status)
-        commit.tasks.append({
-            "id": task_id, "name": spec.name, "description": spec.description, "capability": spec.capability,
-            "difficulty": spec.difficulty, "source": spec.source, "generator": spec.generator,
-            "params": json.dumps(spec.params), "parent_id": spec.parent_id, "generation": gen,
-            "status": status, "reason": reason,
-            "instances": json.dumps([{"key": i.key, "instruction": i.instruction, "data": i.data} for i in instances]),
-        })
-        return task_id
-
     def inspiration(self, seed: int) -> tuple[TaskSpec, ...]:
         """A few random active tasks, shown to generators as inspiration."""
-        k = min(self.cfg.tasks.inspirations, len(self.active))
-        picks = np.random.default_rng(seed).choice(len(self.active), size=k, replace=False)
-        return tuple(self.tasks[self.active[i]].spec for i in sorted(picks))
-
-    # --- task limbo -------------------------------------------------------------
-
-    def hold(self, parent_id: str, child_id: str, commit: Commit) -> None:
-        """A parent with an accepted harder variant leaves the pool, held in limbo until the variant is judged."""
-        self.limbo[child_id] = parent_id
-        self.active.remove(parent_id)
-        self.tasks[parent_id].status = "limbo"
-        self.update_task(parent_id, "limbo", f"held back for its harder variant {child_id}", commit)
-        self.emit("task_limbo", task_id=parent_id, child_id=child_id, outcome="held")
-
-    def settle_limbo(self, rates: dict[str, float], commit: Commit) -> set[str]:
-        """Restores each held parent whose harder variant nobody solves (or broke); retires the others.
-
-        Returns the variants found too hard.
-        """
-        too_hard = set()
-        for child_id, parent_id in list(self.limbo.items()):
-            child = self.tasks[child_id]
-            restore = child.status == "broken" or (child.status == "active" and rates.get(child_id, 0) == 0)
-            if restore:
-                too_hard.add(child_id)
-                self.active.append(parent_id)
-                status, reason = "active", f"restored: its harder variant {child_id} was solved by nobody"
-            else:
-                status, reason = "retired", f"replaced by its harder variant {child_id}"
-            self.tasks[parent_id].status = status
-            self.update_task(parent_id, status, reason, commit)
-            del self.limbo[child_id]
-            self.emit("task_limbo", task_id=parent_id, child_id=child_id, outcome="restored" if restore else "replaced")
-        return too_hard
+        return self.pool.inspiration(self.cfg.tasks.inspirations, seed)
 
     def retire_task(self, task_id: str, status: str, reason: str, commit: Commit) -> None:
-        self.tasks[task_id].status = status
-        if task_id in self.active:
-            self.active.remove(task_id)
-        self.update_task(task_id, status, reason, commit)
+        """Takes a task out of the pool (``removed``, ``broken``); a broken one is told and the archive
+        re-measured without it."""
+        self.pool.set_status(task_id, status, reason, commit)
         if status == "broken":
-            self.emit("task_rejected", name=self.tasks[task_id].spec.name, reason=reason)
+            self.emit("task_rejected", name=self.pool[task_id].spec.name, reason=reason)
             self.remeasure()
-
-    @staticmethod
-    def update_task(task_id: str, status: str, reason: str | None, commit: Commit) -> None:
-        """Records a task's new status in this generation's commit."""
-        for row in commit.tasks:  # accepted in this very generation
-            if row["id"] == task_id:
-                row["status"], row["reason"] = status, reason
-                return
-        commit.task_updates.append((task_id, status, reason))
-
-    def pool_counts(self) -> dict[str, int]:
-        counts = {"active": len(self.active)}
-        for rec in self.tasks.values():
-            if rec.status != "active":
-                counts[rec.status] = counts.get(rec.status, 0) + 1
-        counts["accepted"] = sum(r.status in ACCEPTED for r in self.tasks.values())
-        return counts
 
     # --- bookkeeping ----------------------------------------------------------
 
     def record_stats(self, commit: Commit, **extra) -> dict:
         members = self.archive.member_ids()
         fit = np.array([self.archive.member_objectives()[m] for m in members])
-        skills = self.solved_matrix(members, self.active)
+        skills = self.solved_matrix(members, self.pool.active)
         record = {
             "gen": commit.generation, "elites": len(members), "fit_max": float(np.max(fit)),
             "fit_mean": float(np.mean(fit)), "fit_min": float(np.min(fit)),
@@ -563,7 +483,7 @@ class Coevolution:
             "new_tasks": sum(r["status"] == "active" for r in commit.tasks),
             "rejected_tasks": sum(r["status"] == "rejected" for r in commit.tasks),
             "task_diversity": self.task_diversity(),
-            **{f"pool_{k}": v for k, v in self.pool_counts().items()},
+            **{f"pool_{k}": v for k, v in self.pool.counts().items()},
             "elapsed_s": round(time.monotonic() - self.started, 1),
             **extra,
             **self.clock.record(),
@@ -573,33 +493,23 @@ class Coevolution:
 
     def task_diversity(self) -> float | None:
         """Vendi score of the active pool's description embeddings (``None`` without an embedding plugin)."""
-        texts = [self.tasks[t].spec.description for t in self.active]
+        texts = [self.pool[t].spec.description for t in self.pool.active]
         embeddings = self.hook.acdc_task_embeddings(texts=texts) if texts else None
         return None if embeddings is None else round(vendi_score(embeddings), 4)
 
     def restore(self) -> int:
         """Rebuilds state from the store; returns the next generation to run."""
-        self.previous_members: set[str] = set()
         last = self.store.last_generation()
         if last is None:
             return 0
-        for row in self.store.tasks():
-            spec = TaskSpec(row["name"], row["description"], row["capability"], row["difficulty"], row["source"],
-                            row["generator"], json.loads(row["params"]), row["parent_id"])
-            instances = [Instance(i["key"], i["instruction"], i["data"]) for i in json.loads(row["instances"])]
-            self.tasks[row["id"]] = TaskRecord(row["id"], spec, instances, row["generation"], row["status"])
         for row in self.store.models():
             self.models[row["id"]] = ModelRecord(row["id"], Recipe.from_json(row["recipe"]), row["generation"],
                                                  content=row["digest"])
             self.digests[row["id"]] = self.weights_digest(self.models[row["id"]])
         self.check_seeds_unchanged()
         self.scores = self.store.scores()
-        for parent_id, rec in self.tasks.items():  # a held parent's variant is its newest child
-            if rec.status == "limbo":
-                child = max(t for t, r in self.tasks.items() if r.spec.parent_id == parent_id and r.status != "rejected")
-                self.limbo[child] = parent_id
         state = self.store.generation(last)
-        self.active = state["active"]
+        self.pool.restore(self.store.tasks(), state["active"])
         members = [r["id"] for r in state["archive"]]
         self.previous_members = set(members)
         objectives, measures = self.measure(members)

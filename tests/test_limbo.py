@@ -60,7 +60,7 @@ def test_too_hard_variant_gives_its_parent_back_and_a_solved_one_replaces_it(tin
     assert rows["wall"][1:] == ("removed", "too hard: solved by no archive member; parent restored")
     assert rows["easy-a"][1:] == ("active", f"restored: its harder variant {wall} was solved by nobody")
     assert rows["easy-b"][1:] == ("retired", f"replaced by its harder variant {medium}")
-    assert evo.active == [medium, a] and evo.limbo == {}
+    assert evo.pool.active == [medium, a] and evo.pool.limbo == {}
     # every archive member has a score on the restored parent, including those born while it was away
     members = evo.archive.member_ids()
     scored = {r[0] for r in db.execute("SELECT model_id FROM evaluations WHERE task_id=?", (a,))}
@@ -76,4 +76,4 @@ def test_limbo_survives_resume(tiny_config, tmp_path):
     events = Events()
     longer = tiny_config(**{"run.plugins": ["merge"], "run.generations": 2, "tasks.initial_families": 2})
     evo = run(longer, tmp_path / "run", [ladder, events], resume=True)
-    assert [e[2] for e in events.limbo] == ["restored", "replaced"] and len(evo.active) == 2
+    assert [e[2] for e in events.limbo] == ["restored", "replaced"] and len(evo.pool.active) == 2
