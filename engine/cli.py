@@ -52,7 +52,7 @@ def _execute(config: Config, store: RunStore) -> None:
     run = None
     try:
         run = Coevolution(config, store, pm)
-        console.print("seeds: " + ", ".join(f"{spec} ({digest[:12]})" for spec, digest in run.seed_digests().items()),
+        console.print("seeds: " + ", ".join(f"{spec} ({digest[:12]})" for spec, digest in run.population.seed_digests().items()),
                       highlight=False, soft_wrap=True)
         _stop_on_ctrl_c(run)
         with view:

@@ -4,8 +4,8 @@ Models evolve by pyribs ask/tell on a DNS archive; tasks evolve by periodic
 adaptation of the active pool. Everything a generation does is gathered in a
 :class:`~acdc_engine.store.Commit` and written at its end in one transaction;
 a resumed run rebuilds this object's state from the store. The tasks and
-their statuses are kept by a :class:`~acdc_engine.pool.TaskPool`; weight files
-are kept and rebuilt by a :class:`~acdc_engine.weight_cache.WeightCache`.
+their statuses are kept by a :class:`~acdc_engine.pool.TaskPool`, the models
+and their weight files by a :class:`~acdc_engine.population.Population`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass
 from functools import partial
 from itertools import zip_longest
-from pathlib import Path
 
 import numpy as np
 from deap import tools
@@ -27,12 +25,13 @@ from acdc_engine.archives import (
     coverage, greedy_task_force, make_archive, make_emitter, plan_adaptation, select_task_force, vendi_score,
 )
 from acdc_engine.config import Config
-from acdc_engine.digest import file_digest, recipe_digest, text_digest
+from acdc_engine.digest import file_digest, text_digest
 from acdc_engine.errors import AcdcError
 from acdc_engine.events import make_event
 from acdc_engine.executor import GenerateJob, MaterialiseJob, Operators, Worker, make_executor
 from acdc_engine.lineage import rebuild_weights
 from acdc_engine.pool import TaskPool
+from acdc_engine.population import ModelRecord, Population
 from acdc_engine.recipe import Recipe
 from acdc_engine.seeds import resolve_seeds
 from acdc_engine.store import Commit, RunStore
@@ -45,15 +44,6 @@ SALT_EMIT, SALT_ADAPT, SALT_TASKS, SALT_FORCE = 1, 2, 3, 4
 
 class RunInterrupted(Exception):
     """A stop was requested (Ctrl-C); the run stopped at the end of a batch or between two steps."""
-
-
-@dataclass
-class ModelRecord:
-    id: str
-    recipe: Recipe
-    generation: int
-    new_file: Path | None = None  # its weights until its generation is committed (staged child, seed's file)
-    content: str | None = None  # SHA-256 of its weights file, recorded at commit (its address in the cache)
 
 
 class Coevolution:
@@ -78,10 +68,8 @@ class Coevolution:
         self.scheduler = Scheduler(self.archive, [self.emitter], add_mode="batch")
         self.pool = TaskPool(emit=self.emit)
         self.previous_members: set[str] = set()  # the archive at the last commit
-        self.models: dict[str, ModelRecord] = {}
         self.scores: dict[tuple[str, str], float] = {}
         self.logbook = tools.Logbook()
-        self.digests: dict[str, str] = {}  # model id -> weights digest (evaluation cache key)
         gen_cfg = config.generation
         self.decoding = text_digest(json.dumps({"backend": gen_cfg.backend, "dtype": gen_cfg.dtype,
                                                 "max_new_tokens": gen_cfg.max_new_tokens}))
@@ -90,6 +78,8 @@ class Coevolution:
         rebuild = partial(rebuild_weights, store, hook=self.hook, base_file=self.base_dir / "model.safetensors")
         self.weight_cache = WeightCache(store, budget_mb=config.store.weights_budget_mb, rebuild=rebuild,
                                         emit=self.emit)
+        self.population = Population(store=store, weight_cache=self.weight_cache, base_dir=self.base_dir,
+                                     seed_dirs=self.seed_dirs)
         self.clock = PhaseClock()
         self.started = time.monotonic()
         self.stop_requested = False
@@ -127,9 +117,9 @@ class Coevolution:
         self.emitter.batch_size = n
         self.emitter.reseed(self.rng_seed(gen, SALT_EMIT))
         recipes = self.scheduler.ask()
-        children = [self.new_model(r, gen, commit) for r in recipes]
+        children = [self.population.add(r, gen, commit) for r in recipes]
         self.step("materialise", len(children), gen)
-        self.executor.materialise([MaterialiseJob(c.recipe, [self.weights_file(p) for p in c.recipe.parents],
+        self.executor.materialise([MaterialiseJob(c.recipe, [self.population.weights_file(p) for p in c.recipe.parents],
                                                   c.new_file) for c in children])
         ids = [c.id for c in children]
         responses = self.answer(ids, self.pool.active, gen)
@@ -190,7 +180,7 @@ class Coevolution:
         fitness = self.archive.member_objectives()
         new_ids = {row["id"] for row in commit.models}
         for row in commit.models:
-            model = self.models[row["id"]]
+            model = self.population[row["id"]]
             row["fitness"] = self.fitness(row["id"])
             row["digest"] = model.content = model.content or file_digest(model.new_file)
             self.weight_cache.touch(model.content)
@@ -203,15 +193,15 @@ class Coevolution:
                 commit.model_updates.append((model_id, "elite", fitness[model_id]))
             else:
                 commit.model_updates.append((model_id, "retired", self.fitness(model_id)))
-        seeds = [m for m in self.models.values() if m.recipe.is_seed]
-        kept = {m: self.models[m].content for m in members} | {m.id: m.content for m in seeds}
-        commit.new_files = {self.models[m].content: self.models[m].new_file for m in new_ids
-                            if self.models[m].content in kept.values()}
+        seeds = self.population.seeds()
+        kept = {m: self.population[m].content for m in members} | {m.id: m.content for m in seeds}
+        commit.new_files = {self.population[m].content: self.population[m].new_file for m in new_ids
+                            if self.population[m].content in kept.values()}
         commit.weight_files, evicted, rebuilt = self.weight_cache.settle(kept, {m.content for m in seeds},
                                                                     commit.new_files)
         scores = self.archive.member_scores()
         commit.archive = [
-            {"id": m, "parents": list(self.models[m].recipe.parents) or [self.models[m].recipe.describe()],
+            {"id": m, "parents": list(self.population[m].recipe.parents) or [self.population[m].recipe.describe()],
              "fitness": fitness[m], "solved": self.solved_count(m), "score": scores[m],
              "capabilities": self.capability_rates(m)}
             for m in sorted(members, key=lambda m: -fitness[m])
@@ -223,7 +213,7 @@ class Coevolution:
                                          weights_rebuilt=rebuilt, **commit.breeding)
         self.store.commit(commit)
         for model_id in new_ids:
-            self.models[model_id].new_file = None
+            self.population[model_id].new_file = None
         if evicted:
             self.emit("weights_evicted", generation=commit.generation, model_ids=evicted)
         self.previous_members = set(members)
@@ -235,7 +225,7 @@ class Coevolution:
         """A task force (``result.task_force_method``) over every accepted task, beside the seed experts'
         own task force of the same size (greedy over the seeds alone)."""
         members = self.archive.member_ids()
-        seeds = [m.id for m in self.models.values() if m.recipe.is_seed]
+        seeds = [m.id for m in self.population.seeds()]
         everything = self.pool.accepted()
         commit = Commit(generation=self.cfg.run.generations)
         for model_id in dict.fromkeys(members + seeds):
@@ -261,7 +251,7 @@ class Coevolution:
     # --- models ---------------------------------------------------------------
 
     def add_seeds(self, commit: Commit) -> None:
-        seeds = [self.new_model(Recipe(seed_spec=spec), 0, commit, weights=d / "model.safetensors")
+        seeds = [self.population.add(Recipe(seed_spec=spec), 0, commit, weights=d / "model.safetensors")
                  for spec, d in self.seed_dirs.items()]
         self.score(self.answer([s.id for s in seeds], self.pool.active, 0), 0, commit)
         ids = [s.id for s in seeds]
@@ -269,24 +259,12 @@ class Coevolution:
         self.archive.add(np.array([s.recipe for s in seeds] + [None], dtype=object)[:-1], objectives, measures,
                          model_id=np.array(ids + [None], dtype=object)[:-1], viable=np.ones(len(ids), dtype=bool))
 
-    def new_model(self, recipe: Recipe, gen: int, commit: Commit, weights: Path | None = None) -> ModelRecord:
-        model_id = f"m{len(self.models) + 1:04d}"
-        model = ModelRecord(model_id, recipe, gen, new_file=weights or self.store.staged_path(model_id))
-        if recipe.is_seed:
-            model.content = self.store.file_digest(model.new_file)
-        self.models[model_id] = model
-        self.digests[model_id] = self.weights_digest(model)
-        commit.models.append({"id": model_id, "recipe": recipe.to_json(), "parents": json.dumps(list(recipe.parents)),
-                              "generation": gen, "fitness": None, "status": "pending", "reason": None,
-                              "digest": None})
-        return model
-
     def answer(self, model_ids: list[str], task_ids: list[str], gen: int) -> dict[str, dict[str, list[str]]]:
         """Every model's responses to every instance of ``task_ids``, from the cache where known."""
         flat = [(t, inst) for t in task_ids for inst in self.pool[t].instances]
         self.step("evaluate", len(flat) * len(model_ids), gen)
         keys = [text_digest(i.instruction) for _, i in flat]
-        known = {m: self.store.cached_answers(self.digests[m], self.decoding, list(dict.fromkeys(keys)))
+        known = {m: self.store.cached_answers(self.population.digests[m], self.decoding, list(dict.fromkeys(keys)))
                  for m in model_ids}
         todo = {m: {k: i.instruction for k, (_, i) in zip(keys, flat) if k not in known[m]} for m in model_ids}
         hits = sum(k in known[m] for m in model_ids for k in keys)
@@ -297,12 +275,12 @@ class Coevolution:
         def on_result(i: int, texts: list[str], tokens: int) -> None:
             model_id = pending[i]
             fresh = dict(zip(todo[model_id], texts))
-            self.store.cache_answers(self.digests[model_id], self.decoding, fresh)  # at once: survives a crash
+            self.store.cache_answers(self.population.digests[model_id], self.decoding, fresh)  # at once: survives a crash
             known[model_id].update(fresh)
             self.clock.tokens += tokens
             self.clock.counts["answers_generated"] += len(texts)
 
-        self.executor.generate([GenerateJob(self.weights_file(m), list(todo[m].values())) for m in pending],
+        self.executor.generate([GenerateJob(self.population.weights_file(m), list(todo[m].values())) for m in pending],
                                on_result)
         out = {m: {t: [] for t in task_ids} for m in model_ids}
         for m in model_ids:
@@ -344,18 +322,6 @@ class Coevolution:
                 groups.setdefault(todo, []).append(model_id)
         for todo, ids in groups.items():
             self.score(self.answer(ids, list(todo), gen), gen, commit)
-
-    def weights_file(self, model_id: str) -> Path:
-        """A file with the model's weights: its new one, its kept one, or one rebuilt from its ancestry."""
-        model = self.models[model_id]
-        return model.new_file or self.weight_cache.file(model_id, model.content)
-
-    def weights_digest(self, model: ModelRecord) -> str:
-        """The evaluation-cache key: a seed's file digest, or a child's from its recipe and its parents' keys."""
-        if model.recipe.is_seed:
-            return model.content
-        return recipe_digest(model.recipe, parent_digests=[self.digests[p] for p in model.recipe.parents],
-                             base_digest=self.store.file_digest(self.base_dir / "model.safetensors"))
 
     def criterion(self, responses: dict[str, list[str]]) -> str | None:
         flat = [r for texts in responses.values() for r in texts]
@@ -399,7 +365,7 @@ class Coevolution:
         """Re-measures every archive member on the current active pool."""
         members = self.archive.member_ids()
         objectives, measures = self.measure(members)
-        self.archive.rebuild([self.models[m].recipe for m in members], members, objectives, measures)
+        self.archive.rebuild([self.population[m].recipe for m in members], members, objectives, measures)
 
     # --- tasks ----------------------------------------------------------------
 
@@ -502,42 +468,20 @@ class Coevolution:
         last = self.store.last_generation()
         if last is None:
             return 0
-        for row in self.store.models():
-            self.models[row["id"]] = ModelRecord(row["id"], Recipe.from_json(row["recipe"]), row["generation"],
-                                                 content=row["digest"])
-            self.digests[row["id"]] = self.weights_digest(self.models[row["id"]])
-        self.check_seeds_unchanged()
+        self.population.restore(self.store.models(), self.cfg.models.seeds)
         self.scores = self.store.scores()
         state = self.store.generation(last)
         self.pool.restore(self.store.tasks(), state["active"])
         members = [r["id"] for r in state["archive"]]
         self.previous_members = set(members)
         objectives, measures = self.measure(members)
-        self.archive.rebuild([self.models[m].recipe for m in members], members, objectives, measures)
+        self.archive.rebuild([self.population[m].recipe for m in members], members, objectives, measures)
         emitter_state = self.store.emitter_state(last)
         if emitter_state is not None:
             self.emitter.load_state(emitter_state)
         for record in self.store.all_stats():
             self.logbook.record(**record)
         return last + 1
-
-    def seed_digests(self) -> dict[str, str]:
-        """The content digest of each seed spec's weights, as resolved now."""
-        return {spec: self.store.file_digest(d / "model.safetensors") for spec, d in self.seed_dirs.items()}
-
-    def check_seeds_unchanged(self) -> None:
-        """Refuses a resume whose seed specs now resolve to other models than the run started with."""
-        recorded = {m.recipe.seed_spec: m.content for m in self.models.values() if m.recipe.is_seed}
-        if not recorded:
-            return
-        if set(recorded) != set(self.seed_dirs):
-            gone, new = sorted(set(recorded) - set(self.seed_dirs)), sorted(set(self.seed_dirs) - set(recorded))
-            raise AcdcError(f"the seed specs {', '.join(self.cfg.models.seeds)} now resolve to other models than "
-                            f"the run started with (missing: {', '.join(gone) or '-'}; new: {', '.join(new) or '-'})")
-        for spec, digest in self.seed_digests().items():
-            if digest != recorded[spec]:
-                raise AcdcError(f"seed {spec} now resolves to other weights ({self.seed_dirs[spec]}, digest "
-                                f"{digest[:12]}) than the run started with ({recorded[spec][:12]})")
 
     def rng_seed(self, gen: int, salt: int) -> int:
         return int(np.random.SeedSequence([self.cfg.run.seed, gen, salt]).generate_state(1)[0])

@@ -64,7 +64,7 @@ def test_too_hard_variant_gives_its_parent_back_and_a_solved_one_replaces_it(tin
     # every archive member has a score on the restored parent, including those born while it was away
     members = evo.archive.member_ids()
     scored = {r[0] for r in db.execute("SELECT model_id FROM evaluations WHERE task_id=?", (a,))}
-    assert set(members) <= scored and any(evo.models[m].generation == 2 for m in members)
+    assert set(members) <= scored and any(evo.population[m].generation == 2 for m in members)
 
 
 def test_limbo_survives_resume(tiny_config, tmp_path):

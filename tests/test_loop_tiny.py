@@ -56,7 +56,7 @@ def test_tiny_run_commits_every_generation_and_a_task_force(tiny_config, tmp_pat
 def test_same_seed_gives_same_run(tiny_config, tmp_path):
     a = run_once(tiny_config(**{"run.generations": 1}), tmp_path / "a")
     b = run_once(tiny_config(**{"run.generations": 1}), tmp_path / "b")
-    assert {m: r.recipe for m, r in a.models.items()} == {m: r.recipe for m, r in b.models.items()}
+    assert {m: r.recipe for m, r in a.population.records.items()} == {m: r.recipe for m, r in b.population.records.items()}
     assert a.scores == b.scores
 
 
