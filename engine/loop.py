@@ -5,12 +5,12 @@ adaptation of the active pool. Everything a generation does is gathered in a
 :class:`~acdc_engine.store.Commit` and written at its end in one transaction;
 a resumed run rebuilds this object's state from the store. The tasks and
 their statuses are kept by a :class:`~acdc_engine.pool.TaskPool`, the models
-and their weight files by a :class:`~acdc_engine.population.Population`.
+and their weight files by a :class:`~acdc_engine.population.Population`, answers
+and scores by an :class:`~acdc_engine.evaluator.Evaluator`.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from functools import partial
@@ -20,16 +20,16 @@ import numpy as np
 from deap import tools
 from ribs.schedulers import Scheduler
 
-from acdc_engine.answers import extract_answer
 from acdc_engine.archives import (
     coverage, greedy_task_force, make_archive, make_emitter, plan_adaptation, select_task_force, vendi_score,
 )
 from acdc_engine.config import Config
-from acdc_engine.digest import file_digest, text_digest
+from acdc_engine.digest import file_digest
 from acdc_engine.errors import AcdcError
 from acdc_engine.events import make_event
-from acdc_engine.executor import GenerateJob, MaterialiseJob, Operators, Worker, make_executor
+from acdc_engine.executor import MaterialiseJob, Operators, Worker, make_executor
 from acdc_engine.lineage import rebuild_weights
+from acdc_engine.evaluator import Evaluator
 from acdc_engine.pool import TaskPool
 from acdc_engine.population import ModelRecord, Population
 from acdc_engine.recipe import Recipe
@@ -68,11 +68,7 @@ class Coevolution:
         self.scheduler = Scheduler(self.archive, [self.emitter], add_mode="batch")
         self.pool = TaskPool(emit=self.emit)
         self.previous_members: set[str] = set()  # the archive at the last commit
-        self.scores: dict[tuple[str, str], float] = {}
         self.logbook = tools.Logbook()
-        gen_cfg = config.generation
-        self.decoding = text_digest(json.dumps({"backend": gen_cfg.backend, "dtype": gen_cfg.dtype,
-                                                "max_new_tokens": gen_cfg.max_new_tokens}))
         self.executor = make_executor(config, Worker(config=config, hook=self.hook, base_dir=self.base_dir,
                                                      operators=ops), self.emit)
         rebuild = partial(rebuild_weights, store, hook=self.hook, base_file=self.base_dir / "model.safetensors")
@@ -81,6 +77,10 @@ class Coevolution:
         self.population = Population(store=store, weight_cache=self.weight_cache, base_dir=self.base_dir,
                                      seed_dirs=self.seed_dirs)
         self.clock = PhaseClock()
+        self.evaluator = Evaluator(config=config, store=store, hook=self.hook, executor=self.executor, pool=self.pool,
+                                   population=self.population, clock=self.clock, step=self.step, emit=self.emit,
+                                   on_broken=lambda task_id, reason, commit: self.retire_task(task_id, "broken",
+                                                                                              reason, commit))
         self.started = time.monotonic()
         self.stop_requested = False
         self.current_step = "the start"
@@ -122,8 +122,8 @@ class Coevolution:
         self.executor.materialise([MaterialiseJob(c.recipe, [self.population.weights_file(p) for p in c.recipe.parents],
                                                   c.new_file) for c in children])
         ids = [c.id for c in children]
-        responses = self.answer(ids, self.pool.active, gen)
-        self.score(responses, gen, commit)
+        responses = self.evaluator.answer(ids, self.pool.active, gen)
+        self.evaluator.score(responses, gen, commit)
         self.step("select", 1, gen)
         reasons = {m: self.criterion(responses[m]) if self.cfg.evolution.minimal_criterion else None for m in ids}
         for row in commit.models:
@@ -134,14 +134,14 @@ class Coevolution:
         commit.breeding = self.breeding_stats(children, viable, objectives)
         self.scheduler.tell(objectives, measures, model_id=np.array(ids + [None], dtype=object)[:-1], viable=viable)
         for model_id, ok, fit in zip(ids, viable, objectives):
-            self.emit("model_done", model_id=model_id, fitness=float(fit), solved=self.solved_count(model_id),
+            self.emit("model_done", model_id=model_id, fitness=float(fit), solved=self.evaluator.solved_count(model_id),
                       status="evaluated" if ok else "rejected", reason=reasons[model_id])
         self.emit("advance", n=1)
 
     def breeding_stats(self, children: list[ModelRecord], viable: np.ndarray, objectives: np.ndarray) -> dict:
         """How good a generation's children are: the share that pass the minimal criterion, and the
         shares whose fitness matches or beats their weaker and their fitter parent (on the same tasks)."""
-        parents = [[self.fitness(p) for p in c.recipe.parents] for c in children]
+        parents = [[self.evaluator.fitness(p) for p in c.recipe.parents] for c in children]
         return {
             "children_viable": float(np.mean(viable)),
             "children_ge_parent": float(np.mean([f >= min(p) for f, p in zip(objectives, parents)])),
@@ -152,7 +152,7 @@ class Coevolution:
         """Pass rates over the archive decide: remove, harder variant, novel variant."""
         members = self.archive.member_ids()
         threshold = self.cfg.tasks.pass_threshold
-        rates = {t: float(np.mean([self.scores.get((m, t), 0) >= threshold for m in members])) for t in self.pool.active}
+        rates = {t: float(np.mean([self.evaluator.scores.get((m, t), 0) >= threshold for m in members])) for t in self.pool.active}
         plan = plan_adaptation(rates, n_new=self.cfg.tasks.new_per_adaptation,
                                rng=np.random.default_rng(self.rng_seed(gen, SALT_ADAPT)))
         self.step("adapt tasks", len(plan.harder) + len(plan.novel) or 1, gen)  # one per request below
@@ -170,7 +170,7 @@ class Coevolution:
                                     inspiration=self.inspiration(seed))]
         self.add_tasks(requests, gen, commit)
         self.pool.prune(self.cfg.tasks.active_cap, commit)
-        self.evaluate_missing(members, gen, commit)
+        self.evaluator.evaluate_missing(members, gen, commit)
         self.remeasure()
 
     def checkpoint(self, commit: Commit) -> None:
@@ -181,7 +181,7 @@ class Coevolution:
         new_ids = {row["id"] for row in commit.models}
         for row in commit.models:
             model = self.population[row["id"]]
-            row["fitness"] = self.fitness(row["id"])
+            row["fitness"] = self.evaluator.fitness(row["id"])
             row["digest"] = model.content = model.content or file_digest(model.new_file)
             self.weight_cache.touch(model.content)
             if row["id"] in fitness:
@@ -192,7 +192,7 @@ class Coevolution:
             if model_id in fitness:
                 commit.model_updates.append((model_id, "elite", fitness[model_id]))
             else:
-                commit.model_updates.append((model_id, "retired", self.fitness(model_id)))
+                commit.model_updates.append((model_id, "retired", self.evaluator.fitness(model_id)))
         seeds = self.population.seeds()
         kept = {m: self.population[m].content for m in members} | {m.id: m.content for m in seeds}
         commit.new_files = {self.population[m].content: self.population[m].new_file for m in new_ids
@@ -202,8 +202,8 @@ class Coevolution:
         scores = self.archive.member_scores()
         commit.archive = [
             {"id": m, "parents": list(self.population[m].recipe.parents) or [self.population[m].recipe.describe()],
-             "fitness": fitness[m], "solved": self.solved_count(m), "score": scores[m],
-             "capabilities": self.capability_rates(m)}
+             "fitness": fitness[m], "solved": self.evaluator.solved_count(m), "score": scores[m],
+             "capabilities": self.evaluator.capability_rates(m)}
             for m in sorted(members, key=lambda m: -fitness[m])
         ]
         commit.active = list(self.pool.active)
@@ -229,21 +229,21 @@ class Coevolution:
         everything = self.pool.accepted()
         commit = Commit(generation=self.cfg.run.generations)
         for model_id in dict.fromkeys(members + seeds):
-            todo = [t for t in everything if (model_id, t) not in self.scores]
+            todo = [t for t in everything if (model_id, t) not in self.evaluator.scores]
             if todo:
-                self.score(self.answer([model_id], todo, commit.generation), commit.generation, commit)
+                self.evaluator.evaluate([model_id], todo, commit.generation, commit)
         everything = [t for t in everything if self.pool[t].status != "broken"]
         size = self.cfg.result.task_force_size
-        picks = select_task_force(self.cfg.result.task_force_method, self.solved_matrix(members, everything), size,
-                                  np.array([self.fitness(m) for m in members]),
-                                  scores=self.score_matrix(members, everything),
+        picks = select_task_force(self.cfg.result.task_force_method, self.evaluator.solved_matrix(members, everything), size,
+                                  np.array([self.evaluator.fitness(m) for m in members]),
+                                  scores=self.evaluator.score_matrix(members, everything),
                                   seed=self.rng_seed(commit.generation, SALT_FORCE))
         force = [members[i] for i in picks]
-        seed_force = [seeds[i] for i in greedy_task_force(self.solved_matrix(seeds, everything), size,
-                                                          np.array([self.fitness(m) for m in seeds]),
-                                                          self.score_matrix(seeds, everything))]
-        cov = coverage(self.solved_matrix(force, everything))
-        seed_cov = coverage(self.solved_matrix(seed_force, everything))
+        seed_force = [seeds[i] for i in greedy_task_force(self.evaluator.solved_matrix(seeds, everything), size,
+                                                          np.array([self.evaluator.fitness(m) for m in seeds]),
+                                                          self.evaluator.score_matrix(seeds, everything))]
+        cov = coverage(self.evaluator.solved_matrix(force, everything))
+        seed_cov = coverage(self.evaluator.solved_matrix(seed_force, everything))
         self.store.save_task_force(force, cov, seed_cov, len(everything), commit.evaluations)
         self.emit("run_finished", run_dir=str(self.store.run_dir), task_force=force, coverage=cov,
                   seed_coverage=seed_cov, seed_force=seed_force, n_tasks=len(everything))
@@ -253,113 +253,28 @@ class Coevolution:
     def add_seeds(self, commit: Commit) -> None:
         seeds = [self.population.add(Recipe(seed_spec=spec), 0, commit, weights=d / "model.safetensors")
                  for spec, d in self.seed_dirs.items()]
-        self.score(self.answer([s.id for s in seeds], self.pool.active, 0), 0, commit)
+        self.evaluator.evaluate([s.id for s in seeds], self.pool.active, 0, commit)
         ids = [s.id for s in seeds]
         objectives, measures = self.measure(ids)
         self.archive.add(np.array([s.recipe for s in seeds] + [None], dtype=object)[:-1], objectives, measures,
                          model_id=np.array(ids + [None], dtype=object)[:-1], viable=np.ones(len(ids), dtype=bool))
 
-    def answer(self, model_ids: list[str], task_ids: list[str], gen: int) -> dict[str, dict[str, list[str]]]:
-        """Every model's responses to every instance of ``task_ids``, from the cache where known."""
-        flat = [(t, inst) for t in task_ids for inst in self.pool[t].instances]
-        self.step("evaluate", len(flat) * len(model_ids), gen)
-        keys = [text_digest(i.instruction) for _, i in flat]
-        known = {m: self.store.cached_answers(self.population.digests[m], self.decoding, list(dict.fromkeys(keys)))
-                 for m in model_ids}
-        todo = {m: {k: i.instruction for k, (_, i) in zip(keys, flat) if k not in known[m]} for m in model_ids}
-        hits = sum(k in known[m] for m in model_ids for k in keys)
-        self.clock.counts["answers_cached"] += hits
-        self.emit("advance", n=hits)
-        pending = [m for m in model_ids if todo[m]]
-
-        def on_result(i: int, texts: list[str], tokens: int) -> None:
-            model_id = pending[i]
-            fresh = dict(zip(todo[model_id], texts))
-            self.store.cache_answers(self.population.digests[model_id], self.decoding, fresh)  # at once: survives a crash
-            known[model_id].update(fresh)
-            self.clock.tokens += tokens
-            self.clock.counts["answers_generated"] += len(texts)
-
-        self.executor.generate([GenerateJob(self.population.weights_file(m), list(todo[m].values())) for m in pending],
-                               on_result)
-        out = {m: {t: [] for t in task_ids} for m in model_ids}
-        for m in model_ids:
-            for (t, _), k in zip(flat, keys):
-                out[m][t].append(known[m][k])
-        return out
-
-    def score(self, responses: dict[str, dict[str, list[str]]], gen: int, commit: Commit) -> None:
-        """Scores responses with each task's own ``score()`` in the sandbox."""
-        self.step("score", sum(len(r) for r in responses.values()), gen)
-        for model_id, by_task in responses.items():
-            for task_id, texts in by_task.items():
-                task = self.pool[task_id]
-                if task.status == "broken":
-                    continue
-                subs = [extract_answer(t) for t in texts]
-                try:
-                    scores = self.hook.acdc_score_submissions(task=task.spec, instances=task.instances,
-                                                              submissions=subs, limits=self.cfg.sandbox)
-                except TaskCodeError as exc:
-                    self.retire_task(task_id, "broken", f"score() failed: {exc}", commit)
-                    self.emit("advance", n=1)
-                    continue
-                values = [0.0 if s is None else float(s) for s in scores]
-                self.scores[(model_id, task_id)] = float(np.mean(values))
-                commit.evaluations.append({
-                    "model_id": model_id, "task_id": task_id, "score": float(np.mean(values)), "generation": gen,
-                    "answers": json.dumps([{"response": r, "submission": s, "score": v}
-                                           for r, s, v in zip(texts, subs, values)]),
-                })
-                self.emit("advance", n=1)
-
-    def evaluate_missing(self, model_ids: list[str], gen: int, commit: Commit) -> None:
-        """Scores each model on the active tasks it has no score for (new or restored tasks)."""
-        groups: dict[tuple[str, ...], list[str]] = {}
-        for model_id in model_ids:
-            todo = tuple(t for t in self.pool.active if (model_id, t) not in self.scores)
-            if todo:
-                groups.setdefault(todo, []).append(model_id)
-        for todo, ids in groups.items():
-            self.score(self.answer(ids, list(todo), gen), gen, commit)
-
     def criterion(self, responses: dict[str, list[str]]) -> str | None:
         flat = [r for texts in responses.values() for r in texts]
         return next((r for r in self.hook.acdc_minimal_criterion(responses=flat) if r), None)
-
-    def fitness(self, model_id: str) -> float:
-        return float(np.mean([self.scores.get((model_id, t), 0.0) for t in self.pool.active])) if self.pool.active else 0.0
-
-    def score_matrix(self, model_ids: list[str], task_ids: list[str]) -> np.ndarray:
-        """Each model's score per task (0 where not scored)."""
-        return np.array([[self.scores.get((m, t), 0.0) for t in task_ids] for m in model_ids], dtype=float
-                        ).reshape(len(model_ids), len(task_ids))
-
-    def solved_matrix(self, model_ids: list[str], task_ids: list[str]) -> np.ndarray:
-        return self.score_matrix(model_ids, task_ids) >= self.cfg.tasks.pass_threshold
-
-    def capability_rates(self, model_id: str) -> dict[str, float]:
-        """Share of active tasks solved, per capability."""
-        by_cap: dict[str, list[bool]] = {}
-        for t, ok in zip(self.pool.active, self.solved_matrix([model_id], self.pool.active)[0]):
-            by_cap.setdefault(self.pool[t].spec.capability, []).append(bool(ok))
-        return {c: float(np.mean(v)) for c, v in sorted(by_cap.items())}
-
-    def solved_count(self, model_id: str) -> int:
-        return int(self.solved_matrix([model_id], self.pool.active).sum())
 
     def measure(self, model_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Objectives (mean score over active tasks) and measures (descriptor hook)."""
         difficulty = np.array([self.pool[t].spec.difficulty for t in self.pool.active], dtype=float)
         measures = self.hook.acdc_descriptors(
-            skills=self.solved_matrix(model_ids, self.pool.active), difficulty=difficulty,
+            skills=self.evaluator.solved_matrix(model_ids, self.pool.active), difficulty=difficulty,
             measure_dim=len(self.axes) or self.cfg.tasks.active_cap,
             capabilities=[self.pool[t].spec.capability for t in self.pool.active], axes=self.axes,
             kind=self.cfg.evolution.descriptor_kind,
         )
         if measures is None:
             raise AcdcError(f"no plugin provides descriptors of kind {self.cfg.evolution.descriptor_kind!r}")
-        return np.array([self.fitness(m) for m in model_ids]), measures
+        return np.array([self.evaluator.fitness(m) for m in model_ids]), measures
 
     def remeasure(self) -> None:
         """Re-measures every archive member on the current active pool."""
@@ -439,7 +354,7 @@ class Coevolution:
     def record_stats(self, commit: Commit, **extra) -> dict:
         members = self.archive.member_ids()
         fit = np.array([self.archive.member_objectives()[m] for m in members])
-        skills = self.solved_matrix(members, self.pool.active)
+        skills = self.evaluator.solved_matrix(members, self.pool.active)
         record = {
             "gen": commit.generation, "elites": len(members), "fit_max": float(np.max(fit)),
             "fit_mean": float(np.mean(fit)), "fit_min": float(np.min(fit)),
@@ -469,7 +384,7 @@ class Coevolution:
         if last is None:
             return 0
         self.population.restore(self.store.models(), self.cfg.models.seeds)
-        self.scores = self.store.scores()
+        self.evaluator.scores = self.store.scores()
         state = self.store.generation(last)
         self.pool.restore(self.store.tasks(), state["active"])
         members = [r["id"] for r in state["archive"]]

@@ -57,7 +57,7 @@ def test_same_seed_gives_same_run(tiny_config, tmp_path):
     a = run_once(tiny_config(**{"run.generations": 1}), tmp_path / "a")
     b = run_once(tiny_config(**{"run.generations": 1}), tmp_path / "b")
     assert {m: r.recipe for m, r in a.population.records.items()} == {m: r.recipe for m, r in b.population.records.items()}
-    assert a.scores == b.scores
+    assert a.evaluator.scores == b.evaluator.scores
 
 
 def test_seeds_of_different_architectures_are_refused(tiny_config, tiny_models):

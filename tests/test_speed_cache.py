@@ -113,8 +113,8 @@ def test_a_resumed_run_and_a_reevaluation_hit_the_cache(tiny_config, tmp_path):
     try:
         evo.restore()
         members = evo.archive.member_ids()
-        before = {m: evo.scores[(m, t)] for m in members for t in evo.pool.active if (m, t) in evo.scores}
-        answers = evo.answer(members, evo.pool.active, 3)
+        before = {m: evo.evaluator.scores[(m, t)] for m in members for t in evo.pool.active if (m, t) in evo.evaluator.scores}
+        answers = evo.evaluator.answer(members, evo.pool.active, 3)
     finally:
         evo.close()
         store.close()
