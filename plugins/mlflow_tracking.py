@@ -19,9 +19,9 @@ from pathlib import Path
 
 from pydantic import Field
 
-from acdc_engine.api import AcdcError, Config, PluginSection, RunFinished, hookimpl
-from acdc_engine.plugins.tracking import (GENERATION_METRIC, Tracker, TrackingPlugin, archive_table, flat_params,
-                                          load_json, require, save_json, write_results)
+from acdc_engine.api import AcdcError, Config, PluginSection, RunFinished
+from acdc_engine.plugins.tracking import (GENERATION_METRIC, Tracker, archive_table, flat_params,
+                                          load_json, save_json, tracking_hooks, write_results)
 
 ID_FILE = "mlflow-run.json"
 PARAM_LIMIT = 6000  # MLflow refuses longer param values; longer ones are cut and marked
@@ -103,25 +103,5 @@ class MlflowTracker(Tracker):
             client.set_terminated(self.run_id, status="FINISHED" if finished else "KILLED")
 
 
-_plugin = TrackingPlugin(lambda config: MlflowTracker(config.section("mlflow")))
-
-
-@hookimpl
-def acdc_config_sections():
-    return {"mlflow": MlflowSection}
-
-
-@hookimpl
-def acdc_configure(config):
-    require("mlflow", "mlflow", "mlflow")
-    _plugin.configure(config)
-
-
-@hookimpl
-def acdc_event(event):
-    _plugin.event(event)
-
-
-@hookimpl
-def acdc_unconfigure():
-    _plugin.unconfigure()
+acdc_config_sections, acdc_configure, acdc_event, acdc_unconfigure = tracking_hooks(
+    "mlflow", MlflowSection, MlflowTracker, module="mlflow")

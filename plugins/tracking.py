@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from acdc_engine.api import (AcdcError, Config, GenerationCommitted, RunFinished, RunStarted, committed_generations,
-                             report_plots)
+from acdc_engine.api import (AcdcError, Config, GenerationCommitted, PluginSection, RunFinished, RunStarted,
+                             committed_generations, hookimpl, report_plots)
 
 #: The metric holding the generation itself (the x axis of every chart; its history says which steps exist).
 GENERATION_METRIC = "generation"
@@ -160,3 +160,29 @@ class TrackingPlugin:
         tracker, self.tracker = self.tracker, None
         if tracker is not None:
             tracker.close(self.finished)
+
+
+def tracking_hooks(name: str, section: type[PluginSection], make, *, module: str):
+    """The hook implementations of tracking plugin ``name`` (also its config section's and its extra's name):
+    ``acdc_config_sections`` (``section``), ``acdc_configure`` (one line if ``module`` is not installed),
+    ``acdc_event`` and ``acdc_unconfigure``, feeding a :class:`Tracker` made by ``make(section values)``."""
+    plugin = TrackingPlugin(lambda config: make(config.section(name)))
+
+    @hookimpl
+    def acdc_config_sections():
+        return {name: section}
+
+    @hookimpl
+    def acdc_configure(config):
+        require(module, name, name)
+        plugin.configure(config)
+
+    @hookimpl
+    def acdc_event(event):
+        plugin.event(event)
+
+    @hookimpl
+    def acdc_unconfigure():
+        plugin.unconfigure()
+
+    return acdc_config_sections, acdc_configure, acdc_event, acdc_unconfigure

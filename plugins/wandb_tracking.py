@@ -21,9 +21,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from acdc_engine.api import AcdcError, Config, PluginSection, RunFinished, hookimpl
-from acdc_engine.plugins.tracking import (TrackingPlugin, Tracker, archive_table, load_json, require,
-                                          save_json, write_results)
+from acdc_engine.api import AcdcError, Config, PluginSection, RunFinished
+from acdc_engine.plugins.tracking import (Tracker, archive_table, load_json,
+                                          save_json, tracking_hooks, write_results)
 
 ID_FILE = "wandb-run.json"
 _BLOCK, _HEADER, _FILE_HEADER = 32768, 7, struct.pack("<4sHB", b":W&B", 0xBEE1, 0)
@@ -133,26 +133,5 @@ class WandbTracker(Tracker):
             run.finish(exit_code=0 if finished else 1)
 
 
-_plugin = TrackingPlugin(lambda config: WandbTracker(config.section("wandb")))
-
-
-@hookimpl
-def acdc_config_sections():
-    return {"wandb": WandbSection}
-
-
-@hookimpl
-def acdc_configure(config):
-    require("wandb", "wandb", "wandb")
-    _plugin.configure(config)
-
-
-@hookimpl
-def acdc_event(event):
-    _plugin.event(event)
-
-
-@hookimpl
-def acdc_unconfigure():
-    _plugin.unconfigure()
-
+acdc_config_sections, acdc_configure, acdc_event, acdc_unconfigure = tracking_hooks(
+    "wandb", WandbSection, WandbTracker, module="wandb")
