@@ -59,6 +59,9 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")  # a target that is one plain number
+
+
 def _number(text: str) -> float | None:
     found = re.findall(r"-?\d[\d,]*\.?\d*(?:[eE]-?\d+)?", text)
     if not found:
@@ -143,7 +146,7 @@ def load_jsonl(path: Path) -> Benchmark:
     return Benchmark(path.stem, items)
 
 
-def _bigbench_item(n: int, ex: dict, prefix: str) -> Item:
+def _bigbench_item(n: int, ex: dict, prefix: str, numeric: bool = False) -> Item:
     question = prefix + ex["input"]
     if "target_scores" in ex:
         choices = list(ex["target_scores"])
@@ -151,7 +154,9 @@ def _bigbench_item(n: int, ex: dict, prefix: str) -> Item:
         right = tuple(c for c in choices if ex["target_scores"][c] == best)
         return Item(str(n), _choice_prompt(question, choices), right, "choice", tuple(choices))
     targets = ex["target"] if isinstance(ex["target"], list) else [ex["target"]]
-    return Item(str(n), f"{question}\nEnd with 'Answer: <answer>'.", tuple(map(str, targets)), "exact")
+    kind = "numeric" if numeric and len(targets) == 1 and _NUMBER.fullmatch(str(targets[0]).strip()) else "exact"
+    return Item(str(n), f"{question}\nEnd with 'Answer: <answer>'.", tuple(str(t).strip() if kind == "numeric" else
+                                                                          str(t) for t in targets), kind)
 
 
 def _bigbench_examples(task, where: str) -> list[dict]:
@@ -208,10 +213,11 @@ def bigbench_sdist_tasks(sdist: Path) -> dict[str, "tarfile.TarInfo"]:
 
 
 def load_bigbench_sdist(sdist: Path, names: list[str], per_task: int, seed: int, *,
-                        open_only: bool = False) -> list[Benchmark]:
+                        open_only: bool = False, numeric: bool = False) -> list[Benchmark]:
     """``per_task`` short questions (:func:`short_question`, exact answers only if ``open_only``) of
-    each named task or ``task/subtask`` of a ``bigbench`` sdist, a seeded draw per task; one line
-    naming an unknown task or one with too few questions."""
+    each named task or ``task/subtask`` of a ``bigbench`` sdist, a seeded draw per task; with
+    ``numeric``, a question whose target is one number is scored as a number (kind ``numeric``: the
+    reply's last number). One line naming an unknown task or one with too few questions."""
     import random
     import tarfile
 
@@ -233,7 +239,7 @@ def load_bigbench_sdist(sdist: Path, names: list[str], per_task: int, seed: int,
             if len(usable) < per_task:
                 raise AcdcError(f"BIG-bench task {name}: {len(usable)} short questions, fewer than {per_task}")
             drawn = sorted(random.Random(f"{seed}:{name}").sample(usable, per_task), key=lambda p: p[0])
-            out.append(Benchmark(name, [_bigbench_item(n, ex, prefix) for n, ex in drawn]))
+            out.append(Benchmark(name, [_bigbench_item(n, ex, prefix, numeric) for n, ex in drawn]))
     return out
 
 

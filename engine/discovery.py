@@ -152,7 +152,7 @@ class AnswerBook:
         by likelihood (a verdict per such item, in order) in place of their generated verdicts; both are
         cached under keys of their own."""
         self.items, self.cache_file, self.answer, self.choose = items, Path(cache_file), answer, choose
-        self.key = text_digest(json.dumps([(i.id, i.prompt, i.answers) for i in items]))
+        self.key = text_digest(json.dumps([(i.id, i.prompt, i.answers, i.kind) for i in items]))
         self.choice_at = [k for k, i in enumerate(items) if i.kind == "choice"]
         self.choice_key = text_digest(json.dumps(["likelihood", *[(items[k].id, items[k].prompt, items[k].answers)
                                                                   for k in self.choice_at]]))

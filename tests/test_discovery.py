@@ -7,7 +7,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from acdc_engine.benchmarks import Item, load_bigbench_sdist
+from acdc_engine.benchmarks import Item, is_correct, load_bigbench_sdist, submission
 from acdc_engine.discovery import (
     AnswerBook, Member, choice_pick, coverage_by_kind, forces_by_generation, guessing_coverage, padded, pick, system_coverage,
 )
@@ -148,6 +148,11 @@ def test_subtasks_are_named_by_their_task_and_open_only_drops_multiple_choice(tm
     assert {i.kind for i in mixed.items} == {"exact", "choice"}
     (opened,) = load_bigbench_sdist(path, ["sums/two"], 20, 0, open_only=True)
     assert opened.name == "sums/two" and {i.kind for i in opened.items} == {"exact"}
+    (numbers,) = load_bigbench_sdist(path, ["sums/two"], 20, 0, open_only=True, numeric=True)
+    item = numbers.items[0]
+    assert {i.kind for i in numbers.items} == {"numeric"}
+    assert is_correct(item, submission(item, f"0 + 2 = {item.answers[0]}"))  # the reply's last number
+    assert not is_correct(item, submission(item, f"{item.answers[0]} + 1 = 99"))
     with pytest.raises(AcdcError, match="20 short questions, fewer than 21"):
         load_bigbench_sdist(path, ["sums/two"], 21, 0, open_only=True)
 
