@@ -12,9 +12,7 @@ and scores by an :class:`~acdc_engine.evaluator.Evaluator`.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from functools import partial
-from itertools import zip_longest
 
 import numpy as np
 from deap import tools
@@ -30,12 +28,13 @@ from acdc_engine.events import make_event
 from acdc_engine.executor import MaterialiseJob, Operators, Worker, make_executor
 from acdc_engine.lineage import rebuild_weights
 from acdc_engine.evaluator import Evaluator
+from acdc_engine.intake import TaskIntake
 from acdc_engine.pool import TaskPool
 from acdc_engine.population import ModelRecord, Population
 from acdc_engine.recipe import Recipe
 from acdc_engine.seeds import resolve_seeds
 from acdc_engine.store import Commit, RunStore
-from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec
+from acdc_engine.tasks import TaskRequest, TaskSpec
 from acdc_engine.timing import PhaseClock
 from acdc_engine.weight_cache import WeightCache
 
@@ -67,6 +66,7 @@ class Coevolution:
         )
         self.scheduler = Scheduler(self.archive, [self.emitter], add_mode="batch")
         self.pool = TaskPool(emit=self.emit)
+        self.intake = TaskIntake(hook=self.hook, pool=self.pool, limits=config.sandbox, emit=self.emit)
         self.previous_members: set[str] = set()  # the archive at the last commit
         self.logbook = tools.Logbook()
         self.executor = make_executor(config, Worker(config=config, hook=self.hook, base_dir=self.base_dir,
@@ -98,7 +98,7 @@ class Coevolution:
             commit = Commit(generation=gen)
             if gen == 0:
                 self.step("adapt tasks", 1, gen)
-                self.add_tasks([TaskRequest("initial", self.cfg.tasks.initial_families, self.rng_seed(0, SALT_TASKS),
+                self.intake.add([TaskRequest("initial", self.cfg.tasks.initial_families, self.rng_seed(0, SALT_TASKS),
                                             self.cfg.tasks.instances_per_family)], gen, commit)
                 self.add_seeds(commit)
                 breed = self.cfg.evolution.initial_population - len(self.seed_dirs)
@@ -168,7 +168,7 @@ class Coevolution:
         if not requests:  # nobody solves anything: start afresh rather than empty the pool
             requests = [TaskRequest("initial", self.cfg.tasks.new_per_adaptation, seed, inst,
                                     inspiration=self.inspiration(seed))]
-        self.add_tasks(requests, gen, commit)
+        self.intake.add(requests, gen, commit)
         self.pool.prune(self.cfg.tasks.active_cap, commit)
         self.evaluator.evaluate_missing(members, gen, commit)
         self.remeasure()
@@ -283,59 +283,6 @@ class Coevolution:
         self.archive.rebuild([self.population[m].recipe for m in members], members, objectives, measures)
 
     # --- tasks ----------------------------------------------------------------
-
-    def add_tasks(self, requests: list[TaskRequest], gen: int, commit: Commit) -> list[str]:
-        """Generates families, vets them (novelty, sandbox) and accepts the sound ones; returns their ids."""
-        accepted, rejected = [], Counter()
-        for spec, request in self.collect_specs(requests):
-            status, reason, instances = self.vet(spec)
-            task_id = self.pool.add(spec, instances, gen, status, reason, commit)
-            if status == "active":
-                accepted.append(task_id)
-                if request.mode == "harder" and request.parent_id in self.pool.active:
-                    self.pool.hold(request.parent_id, task_id, commit)
-            else:
-                rejected[reason.split(":", 1)[0]] += 1
-                self.emit("task_rejected", name=spec.name, reason=reason)
-        if accepted:
-            self.emit("tasks_added", generation=gen, accepted=[self.pool[t].spec.name for t in accepted])
-        if not self.pool.active:
-            why = ", ".join(f"{k} {v}" for k, v in sorted(rejected.items())) or "none generated"
-            raise AcdcError(f"the task pool is empty at generation {gen}: no new task was accepted (rejected: {why})")
-        return accepted
-
-    def collect_specs(self, requests: list[TaskRequest]) -> list[tuple[TaskSpec, TaskRequest]]:
-        """Every generator's families per request, round-robin, duplicates skipped, at most ``n`` kept.
-
-        Families a generator gave up on (``rejected`` set) all pass, for the reject log.
-        """
-        known = self.pool.digests()
-        out = []
-        for request in requests:
-            results = [r or [] for r in self.hook.acdc_generate_tasks(request=request)]
-            merged = [s for group in zip_longest(*results) for s in group if s is not None]
-            fresh = list({s.digest: s for s in merged if not s.rejected and s.digest not in known}.values())
-            kept = fresh[: request.n] + [s for s in merged if s.rejected]
-            known.update(s.digest for s in kept)
-            out += [(s, request) for s in kept]
-            self.emit("advance", n=1)
-        return out
-
-    def vet(self, spec: TaskSpec) -> tuple[str, str | None, list[Instance]]:
-        """(status, reason, instances): given up on, not novel, failing in the sandbox, or active."""
-        if spec.rejected:
-            return "rejected", spec.rejected, []
-        archive = [self.pool[t].spec for t in self.pool.accepted()]
-        reason = next((r for r in self.hook.acdc_task_novelty(candidate=spec, archive=archive) if r), None)
-        if reason:
-            return "rejected", reason, []
-        try:
-            instances = self.hook.acdc_task_instances(task=spec, limits=self.cfg.sandbox)
-            self.hook.acdc_score_submissions(task=spec, instances=instances, submissions=[""] * len(instances),
-                                             limits=self.cfg.sandbox)
-        except TaskCodeError as exc:
-            return "rejected", f"failed in sandbox: {exc}", []
-        return "active", None, instances
 
     def inspiration(self, seed: int) -> tuple[TaskSpec, ...]:
         """A few random active tasks, shown to generators as inspiration."""

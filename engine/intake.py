@@ -1,0 +1,84 @@
+"""Task intake: new task families asked of the generators, vetted, and accepted into the pool.
+
+Every ``acdc_generate_tasks`` implementation answers every request; their
+families are merged round-robin, duplicates (same source digest) skipped and
+at most ``n`` kept per request. Each family then passes the novelty hooks
+(against every task ever accepted) and the sandbox (it must produce instances
+and score an empty submission) or is recorded as ``rejected`` with its reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from itertools import zip_longest
+
+from acdc_engine.config import SandboxConfig
+from acdc_engine.errors import AcdcError
+from acdc_engine.pool import TaskPool
+from acdc_engine.store import Commit
+from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec
+
+
+class TaskIntake:
+    """Brings new families into ``pool``; ``emit(kind, **data)`` tells the plugins of rejects and
+    additions (and one ``advance`` per request)."""
+
+    def __init__(self, *, hook, pool: TaskPool, limits: SandboxConfig, emit: Callable[..., None]) -> None:
+        self.hook, self.pool, self.limits, self.emit = hook, pool, limits, emit
+
+    def add(self, requests: list[TaskRequest], gen: int, commit: Commit) -> list[str]:
+        """Generates families, vets them (novelty, sandbox) and accepts the sound ones; returns their ids.
+
+        A parent whose harder variant is accepted is held in limbo. An empty pool afterwards stops the run
+        with one line counting the rejects."""
+        accepted, rejected = [], Counter()
+        for spec, request in self.collect(requests):
+            status, reason, instances = self.vet(spec)
+            task_id = self.pool.add(spec, instances, gen, status, reason, commit)
+            if status == "active":
+                accepted.append(task_id)
+                if request.mode == "harder" and request.parent_id in self.pool.active:
+                    self.pool.hold(request.parent_id, task_id, commit)
+            else:
+                rejected[reason.split(":", 1)[0]] += 1
+                self.emit("task_rejected", name=spec.name, reason=reason)
+        if accepted:
+            self.emit("tasks_added", generation=gen, accepted=[self.pool[t].spec.name for t in accepted])
+        if not self.pool.active:
+            why = ", ".join(f"{k} {v}" for k, v in sorted(rejected.items())) or "none generated"
+            raise AcdcError(f"the task pool is empty at generation {gen}: no new task was accepted (rejected: {why})")
+        return accepted
+
+    def collect(self, requests: list[TaskRequest]) -> list[tuple[TaskSpec, TaskRequest]]:
+        """Every generator's families per request, round-robin, duplicates skipped, at most ``n`` kept.
+
+        Families a generator gave up on (``rejected`` set) all pass, for the reject log.
+        """
+        known = self.pool.digests()
+        out = []
+        for request in requests:
+            results = [r or [] for r in self.hook.acdc_generate_tasks(request=request)]
+            merged = [s for group in zip_longest(*results) for s in group if s is not None]
+            fresh = list({s.digest: s for s in merged if not s.rejected and s.digest not in known}.values())
+            kept = fresh[: request.n] + [s for s in merged if s.rejected]
+            known.update(s.digest for s in kept)
+            out += [(s, request) for s in kept]
+            self.emit("advance", n=1)
+        return out
+
+    def vet(self, spec: TaskSpec) -> tuple[str, str | None, list[Instance]]:
+        """(status, reason, instances): given up on, not novel, failing in the sandbox, or active."""
+        if spec.rejected:
+            return "rejected", spec.rejected, []
+        archive = [self.pool[t].spec for t in self.pool.accepted()]
+        reason = next((r for r in self.hook.acdc_task_novelty(candidate=spec, archive=archive) if r), None)
+        if reason:
+            return "rejected", reason, []
+        try:
+            instances = self.hook.acdc_task_instances(task=spec, limits=self.limits)
+            self.hook.acdc_score_submissions(task=spec, instances=instances, submissions=[""] * len(instances),
+                                             limits=self.limits)
+        except TaskCodeError as exc:
+            return "rejected", f"failed in sandbox: {exc}", []
+        return "active", None, instances
