@@ -26,11 +26,13 @@ class RayWorker:
     """One actor: a :class:`~acdc_engine.executor.Worker` with its own plugins and resident backend."""
 
     def __init__(self, config_json: str, base_dir: str) -> None:
-        from acdc_engine.config import Config
+        import json
+
+        from acdc_engine.config import validate
         from acdc_engine.executor import Operators, Worker
         from acdc_engine.plugin_manager import build_plugin_manager
 
-        config = Config.model_validate_json(config_json)
+        config = validate(json.loads(config_json))  # the engine's sections and the plugins' own
         hook = build_plugin_manager(config.run.plugins).hook
         hook.acdc_configure(config=config, hook=hook)  # the actor lives as long as its process: never unconfigured
         self.worker = Worker(config=config, hook=hook, base_dir=Path(base_dir),

@@ -83,11 +83,11 @@ class MlflowTracker(Tracker):
 
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, generation) for k, v in metrics.items()])
-        columns, data = archive_table(archive)
+        columns, data = archive_table(archive)  # the archive first: the metrics mark the generation as logged
         self.client.log_dict(self.run_id, {"columns": columns, "data": data},
                              f"archive/generation-{generation:04d}.json")
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, generation) for k, v in metrics.items()])
 
     def log_results(self, event: RunFinished, archive: list[dict], scratch: Path) -> None:
         write_results(scratch, event, archive)
