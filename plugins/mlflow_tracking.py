@@ -42,7 +42,7 @@ class MlflowTracker(Tracker):
     def __init__(self, section: MlflowSection) -> None:
         self.section, self.client, self.run_id = section, None, None
 
-    def start(self, run_dir: Path, config: Config, resumed: bool) -> set[int]:
+    def start(self, run_dir: Path, config: Config) -> set[int]:
         from mlflow import MlflowClient
         from mlflow.entities import Param
         from mlflow.exceptions import MlflowException

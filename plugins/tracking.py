@@ -1,7 +1,7 @@
 """What the tracking plugins (``wandb``, ``mlflow``) share: events flattened for a tracker, and the driver.
 
 A :class:`Tracker` subclass talks to one tracking library; :class:`TrackingPlugin`
-feeds it the run's events: the config as flat params when the run starts,
+feeds it the run's events: the config when the run starts,
 each committed generation's statistics as metrics at step = generation (with
 its archive as a table), and at the end the task force, the final archive and
 the plots of ``acdc-engine report`` as files. On ``resume`` the tracker
@@ -101,7 +101,7 @@ def load_json(path: Path) -> dict | None:
 class Tracker:
     """One tracked run in one tracking library; :class:`TrackingPlugin` calls these in order."""
 
-    def start(self, run_dir: Path, config: Config, resumed: bool) -> set[int]:
+    def start(self, run_dir: Path, config: Config) -> set[int]:
         """Opens (or, with the id kept in ``run_dir``, reopens) the tracked run and logs the params; returns
         the generations (steps) it already holds."""
         raise NotImplementedError
@@ -138,7 +138,7 @@ class TrackingPlugin:
             case RunStarted():
                 self.tracker = self.make(self.config)
                 run_dir = Path(event.run_dir)
-                self.logged = self.tracker.start(run_dir, self.config, event.start_generation > 0)
+                self.logged = self.tracker.start(run_dir, self.config)
                 for committed in committed_generations(run_dir) if event.start_generation > 0 else ():
                     self.archive = committed["archive"]
                     if committed["generation"] not in self.logged:

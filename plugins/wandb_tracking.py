@@ -84,7 +84,7 @@ class WandbTracker(Tracker):
     def __init__(self, section: WandbSection) -> None:
         self.section, self.run = section, None
 
-    def start(self, run_dir: Path, config: Config, resumed: bool) -> set[int]:
+    def start(self, run_dir: Path, config: Config) -> set[int]:
         import wandb
 
         kept = load_json(run_dir / ID_FILE)

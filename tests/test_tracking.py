@@ -170,7 +170,7 @@ def test_resume_logs_the_committed_generations_the_tracker_lacks(tiny_models, tm
     class Holding(Tracker):  # a tracked run that received generations 0 and 2 before a kill
         logged: list[tuple[int, float, int]] = []
 
-        def start(self, run_dir, config, resumed):
+        def start(self, run_dir, config):
             return {0, 2}
 
         def log_generation(self, generation, metrics, archive):
