@@ -154,9 +154,10 @@ def _bigbench_item(n: int, ex: dict, prefix: str, numeric: bool = False) -> Item
         right = tuple(c for c in choices if ex["target_scores"][c] == best)
         return Item(str(n), _choice_prompt(question, choices), right, "choice", tuple(choices))
     targets = ex["target"] if isinstance(ex["target"], list) else [ex["target"]]
-    kind = "numeric" if numeric and len(targets) == 1 and _NUMBER.fullmatch(str(targets[0]).strip()) else "exact"
-    return Item(str(n), f"{question}\nEnd with 'Answer: <answer>'.", tuple(str(t).strip() if kind == "numeric" else
-                                                                          str(t) for t in targets), kind)
+    answers = tuple(map(str, targets))
+    if numeric and len(answers) == 1 and _NUMBER.fullmatch(answers[0].strip()):
+        return Item(str(n), f"{question}\nEnd with 'Answer: <answer>'.", (answers[0].strip(),), "numeric")
+    return Item(str(n), f"{question}\nEnd with 'Answer: <answer>'.", answers, "exact")
 
 
 def _bigbench_examples(task, where: str) -> list[dict]:
