@@ -181,3 +181,17 @@ def test_resume_logs_the_committed_generations_the_tracker_lacks(tiny_models, tm
     plugin.event(RunStarted(run_dir=str(run_dir), generations=GENERATIONS, start_generation=GENERATIONS))
     assert [(g, c) for g, c, _ in Holding.logged] == [(g, stats[g]["coverage"]) for g in (1, 3)]
     assert all(n >= 1 for _, _, n in Holding.logged) and plugin.logged == {0, 1, 2, 3}
+
+
+def test_a_damaged_run_id_file_is_one_line_naming_it(tmp_path):
+    from acdc_engine.api import AcdcError
+    from acdc_engine.plugins.tracking import load_json, save_json
+
+    path = tmp_path / WANDB_ID_FILE
+    assert load_json(path) is None
+    save_json(path, {"id": "abcd1234"})
+    assert load_json(path) == {"id": "abcd1234"} and not list(tmp_path.glob("*.partial"))
+    path.write_bytes(b'{"id": "abc')  # torn by a full disk or a crash outside save_json
+    with pytest.raises(AcdcError, match="wandb-run.json cannot be read .*delete it to start a new tracked run") as err:
+        load_json(path)
+    assert "\n" not in str(err.value)
