@@ -53,13 +53,13 @@ class CMAEmitter(EmitterBase):
         batch_size: int,
         merge: MergeMethod,
         mutation: MutationMethod | None,
-        evolution_config,
+        config,
         seed: int | None = None,
     ) -> None:
         super().__init__(archive, solution_dim=(), bounds=None, lower_bounds=None, upper_bounds=None)
         self.batch_size = batch_size
-        self._merge, self._mutation, self._evo = merge, mutation, evolution_config
-        template = merge.draw_params(merge.n_parents, np.random.default_rng(0), evolution_config)
+        self._merge, self._mutation, self._config, self._evo = merge, mutation, config, config.evolution
+        template = merge.draw_params(merge.n_parents, np.random.default_rng(0), config)
         self._key = next((k for k in WEIGHT_KEYS if isinstance(template.get(k), list)), None)
         if self._key is None:
             raise AcdcError(f"evolution.emitter = 'cma-es' searches merge weights, but crossover {merge.name!r} has "
@@ -114,14 +114,14 @@ class CMAEmitter(EmitterBase):
         samples = self._opt.ask(self.batch_size)
         recipes = np.empty(self.batch_size, dtype=object)
         for i, weights in enumerate(samples):
-            params = self._merge.draw_params(len(self.parents), self._rng, self._evo)
+            params = self._merge.draw_params(len(self.parents), self._rng, self._config)
             params[self._key] = [float(w) for w in weights]
             recipes[i] = Recipe.make(
                 parents=self.parents,
                 crossover=self._merge.name,
                 crossover_params=params,
                 mutation=self._mutation.name if self._mutation else None,
-                mutation_params=self._mutation.draw_params(self._rng, self._evo) if self._mutation else None,
+                mutation_params=self._mutation.draw_params(self._rng, self._config) if self._mutation else None,
                 seed=int(self._rng.integers(2**31)),
             )
         return recipes

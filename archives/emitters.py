@@ -26,14 +26,14 @@ class RecipeEmitter(EmitterBase):
         batch_size: int,
         merge: MergeMethod,
         mutation: MutationMethod | None,
-        evolution_config,
+        config,
         seed: int | None = None,
     ) -> None:
         super().__init__(archive, solution_dim=(), bounds=None, lower_bounds=None, upper_bounds=None)
         self.batch_size = batch_size
         self._merge = merge
         self._mutation = mutation
-        self._evo = evolution_config
+        self._config = config  # the run's Config, which the operators draw their parameters from
         self._rng = np.random.default_rng(seed)
 
     def reseed(self, seed: int) -> None:
@@ -51,9 +51,9 @@ class RecipeEmitter(EmitterBase):
             recipes[i] = Recipe.make(
                 parents=parents,
                 crossover=self._merge.name,
-                crossover_params=self._merge.draw_params(len(parents), self._rng, self._evo),
+                crossover_params=self._merge.draw_params(len(parents), self._rng, self._config),
                 mutation=self._mutation.name if self._mutation else None,
-                mutation_params=self._mutation.draw_params(self._rng, self._evo) if self._mutation else None,
+                mutation_params=self._mutation.draw_params(self._rng, self._config) if self._mutation else None,
                 seed=int(self._rng.integers(2**31)),
             )
         return recipes

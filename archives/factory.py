@@ -27,9 +27,9 @@ def make_archive(kind: str, *, capacity: int, measure_dim: int, k_neighbors: int
     raise ValueError(f"unknown archive kind {kind!r}; known: {', '.join(KINDS)}")
 
 
-def make_emitter(kind: str, archive, *, batch_size: int, merge, mutation, evolution_config, seed: int | None = None):
-    """The emitter of ``kind`` (one of :data:`EMITTERS`) over ``archive``."""
+def make_emitter(kind: str, archive, *, batch_size: int, merge, mutation, config, seed: int | None = None):
+    """The emitter of ``kind`` (one of :data:`EMITTERS`) over ``archive``; ``config`` is the run's config."""
     if kind not in EMITTERS:
         raise ValueError(f"unknown emitter {kind!r}; known: {', '.join(EMITTERS)}")
     return EMITTERS[kind](archive, batch_size=batch_size, merge=merge, mutation=mutation,
-                          evolution_config=evolution_config, seed=seed)
+                          config=config, seed=seed)

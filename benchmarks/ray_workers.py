@@ -59,7 +59,7 @@ def main() -> None:
              "tasks.instances_per_family": 3, "generation.max_new_tokens": 16, "run.executor": "ray",
              "ray.cpus_per_worker": 1.0}
     if args.smollm2:
-        extra.update({"models.seeds": [str(smol)], "models.base": str(smol), "evolution.keep_rank": 64,
+        extra.update({"models.seeds": [str(smol)], "models.base": str(smol), "merge.keep_rank": 64,
                       "generation.dtype": "bfloat16"})
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     walls, archives = {}, {}

@@ -70,15 +70,9 @@ class EvolutionConfig(_Section):
     initial_population: int = Field(4, ge=1, description="Seeds plus offspring of random seed pairs at generation 0.")
     offspring_per_generation: int = Field(4, ge=1, description="Recipes asked from the emitter each generation.")
     dns_k: int = Field(3, ge=1, description="Fitter neighbours averaged in the DNS score.")
-    crossover: str = Field("linear", description="Merge method name (see `acdc-engine plugins`).")
-    crossover_std: float = Field(0.01, ge=0, description="Std of the merge weights drawn around 1.")
-    merge_density: float = Field(0.5, gt=0, le=1, description="Share of task-vector entries kept by the sparsifying merges (ties, dare, breadcrumbs, della).")
+    crossover: str = Field("linear", description="Merge method name (see `acdc-engine plugins`); the built-in "
+                           "methods' parameters are the merge plugin's section [merge].")
     mutation: str = Field("svd", description="Mutation method name, or 'none'.")
-    mutation_std: float = Field(0.05, ge=0, description="Std of the noise added by the mutation.")
-    mutation_scale: Literal["relative", "absolute"] = Field(
-        "relative", description="SVD mutation: noise on each singular value scaled by the value ('relative') or "
-        "not ('absolute', the reference code's rule for 7B models).")
-    keep_rank: int = Field(256, ge=1, description="Top singular values perturbed by the SVD mutation.")
     archive: Literal["dns", "dns-euclidean", "map-elites-grid", "map-elites-cvt", "nsga2", "top-fitness"] = Field(
         "dns-euclidean", description="Model archive: DNS with the AC/DC paper's score (the difficulty-weighted share "
         "of tasks a model solves and its nearest fitter ones do not), DNS with pyribs' Euclidean score over scaled "
@@ -95,7 +89,7 @@ class EvolutionConfig(_Section):
     minimal_criterion: bool = Field(True, description="Reject gibberish models (false: the ablation without it).")
     emitter: Literal["recipe", "cma-es"] = Field(
         "recipe", description="How children are proposed: 'recipe' (parents drawn uniformly from the archive, "
-        "merge weights drawn around 1 with crossover_std) or 'cma-es' (pyribs' CMA-ES over the merge weights per "
+        "merge weights drawn around 1 with merge.crossover_std) or 'cma-es' (pyribs' CMA-ES over the merge weights per "
         "parent of one parent group, drawn from the archive at each ES restart; ranked by archive status, then "
         "by improvement where the archive reports one, else by fitness).")
     cma_sigma0: float = Field(0.2, gt=0, description="cma-es: initial step size of the ES around equal weights "
@@ -326,9 +320,29 @@ def _merge(base: dict, top: dict) -> dict:
     return out
 
 
-def validate(data: dict) -> Config:
+#: Keys of [evolution] that moved to the merge plugin's own section [merge].
+MOVED_TO_MERGE = ("crossover_std", "merge_density", "mutation_std", "mutation_scale", "keep_rank")
+
+
+def _move_merge_keys(data: dict, *, stored: bool) -> dict:
+    """Refuses a moved key in a user's config with one line saying where it went; moves it in a stored
+    run's config (written before the move), so that run still reads and resumes."""
+    evolution = data.get("evolution")
+    moved = [key for key in MOVED_TO_MERGE if isinstance(evolution, dict) and key in evolution]
+    if not moved:
+        return data
+    if not stored:
+        raise AcdcError(f"config field evolution.{moved[0]} has moved to the merge plugin's section: "
+                        f"set merge.{moved[0]} instead")
+    merge = {key: evolution[key] for key in moved} | dict(data.get("merge") or {})
+    return data | {"evolution": {k: v for k, v in evolution.items() if k not in moved}, "merge": merge}
+
+
+def validate(data: dict, *, stored: bool = False) -> Config:
     """Validates raw config data (the engine's sections and every installed plugin's); a bad value raises
-    one line naming the field."""
+    one line naming the field. ``stored``: the data is a run's stored config (keys that have moved since
+    it was written are moved, not refused)."""
+    data = _move_merge_keys(data, stored=stored)
     model = config_model()
     try:
         return model.model_validate(data)

@@ -62,7 +62,7 @@ class Coevolution:
         )
         self.emitter = make_emitter(
             evo.emitter, self.archive, batch_size=evo.offspring_per_generation, merge=self.merge,
-            mutation=self.mutation, evolution_config=evo, seed=config.run.seed,
+            mutation=self.mutation, config=config, seed=config.run.seed,
         )
         self.scheduler = Scheduler(self.archive, [self.emitter], add_mode="batch")
         self.pool = TaskPool(emit=self.emit)

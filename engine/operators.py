@@ -29,8 +29,9 @@ MutateFn = Callable[[str, torch.Tensor, dict[str, Any], torch.Generator], torch.
 class MergeMethod:
     """A crossover operator: merges parents tensor by tensor.
 
-    ``draw_params(n_parents, rng, evolution_config)`` returns the JSON-able
-    parameters of one child (e.g. its merge weights).
+    ``draw_params(n_parents, rng, config)`` returns the JSON-able
+    parameters of one child (e.g. its merge weights); ``config`` is the run's
+    :class:`~acdc_engine.config.Config`, so a plugin reads its own section.
     """
 
     name: str
@@ -43,8 +44,8 @@ class MergeMethod:
 class MutationMethod:
     """A mutation operator: perturbs one tensor with a seeded generator.
 
-    ``draw_params(rng, evolution_config)`` returns the JSON-able parameters of
-    one child. ``applies_to(name, tensor)`` says which tensors it touches.
+    ``draw_params(rng, config)`` returns the JSON-able parameters of
+    one child (``config`` as for :class:`MergeMethod`). ``applies_to(name, tensor)`` says which tensors it touches.
     """
 
     name: str

@@ -245,7 +245,7 @@ class RunStore:
         from acdc_engine.config import validate
 
         try:
-            return validate(json.loads(self.config_json()))
+            return validate(json.loads(self.config_json()), stored=True)
         except ValueError:
             raise AcdcError(f"run {self.run_dir}: its stored config is not JSON") from None
         except AcdcError as exc:

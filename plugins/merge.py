@@ -6,7 +6,9 @@ lazy sequence: each access maps that parent's tensor, so use each one and let
 it go. Parameters that hold for the whole child are drawn once by
 ``draw_params`` and stored in its recipe.
 
-Merges (``[evolution] crossover``), with task vectors ``tau_i = p_i - base``:
+Merges (``[evolution] crossover``), with task vectors ``tau_i = p_i - base``;
+their parameters, and the mutations', are this plugin's own config section
+``[merge]`` (:class:`MergeSection`):
 
 - ``linear`` (the AC/DC default): ``base + sum_i w_i tau_i / sum_i w_i`` with
   ``w_i ~ N(1, crossover_std)``. The weights are normalised, so the base
@@ -59,7 +61,11 @@ from mergekit.merge_methods.generalized_task_arithmetic import get_mask
 from mergekit.merge_methods.slerp import slerp
 from mergekit.sparsify import RescaleNorm, SparsificationMethod, sparsify
 
-from acdc_engine.api import MergeMethod, MutationMethod, hookimpl
+from typing import Literal
+
+from pydantic import Field
+
+from acdc_engine.api import MergeMethod, MutationMethod, PluginSection, hookimpl
 from acdc_engine.plugins.lapack import top_eigh
 from acdc_engine.plugins.mergekit_methods import mergekit_merge_methods
 
@@ -68,6 +74,24 @@ CHUNK_ROWS = 4096
 #: relative errors under 2e-6 (149 of 151 wide matrices); its embedding (605) and first
 #: query matrix (2792) reach 1e-4 in float32 (benchmarks/operators.py).
 FLOAT32_SPREAD = 200.0
+
+
+class MergeSection(PluginSection):
+    """Parameters of the merge plugin's operators, drawn into each child's recipe."""
+
+    crossover_std: float = Field(0.01, ge=0, description="Std of the merge weights drawn around 1.")
+    merge_density: float = Field(0.5, gt=0, le=1, description="Share of task-vector entries kept by the "
+                                 "sparsifying merges (ties, dare, breadcrumbs, della).")
+    mutation_std: float = Field(0.05, ge=0, description="Std of the noise added by the mutation.")
+    mutation_scale: Literal["relative", "absolute"] = Field(
+        "relative", description="SVD mutation: noise on each singular value scaled by the value ('relative') or "
+        "not ('absolute', the reference code's rule for 7B models).")
+    keep_rank: int = Field(256, ge=1, description="Top singular values perturbed by the SVD mutation.")
+
+
+@hookimpl
+def acdc_config_sections():
+    return {"merge": MergeSection}
 
 
 # --- merges -------------------------------------------------------------------
@@ -131,12 +155,12 @@ def _sparse_merge(method: SparsificationMethod | None, consensus: bool):
     return merge
 
 
-def _draw_weights(n_parents, rng, evo):
-    return {"weights": [float(w) for w in rng.normal(1.0, evo.crossover_std, size=n_parents)]}
+def _draw_weights(n_parents, rng, config):
+    return {"weights": [float(w) for w in rng.normal(1.0, config.merge.crossover_std, size=n_parents)]}
 
 
-def _draw_sparse(n_parents, rng, evo):
-    return {**_draw_weights(n_parents, rng, evo), "density": evo.merge_density}
+def _draw_sparse(n_parents, rng, config):
+    return {**_draw_weights(n_parents, rng, config), "density": config.merge.merge_density}
 
 
 # --- mutations ----------------------------------------------------------------
@@ -217,9 +241,10 @@ def gaussian_mutation(name, tensor, params, generator):
     return tensor.add_(noise.to(tensor.dtype))
 
 
-def _draw_svd(rng, evo):
-    params = {"std": evo.mutation_std, "keep_rank": evo.keep_rank}
-    return params | {"relative": True} if evo.mutation_scale == "relative" else params
+def _draw_svd(rng, config):
+    section = config.merge
+    params = {"std": section.mutation_std, "keep_rank": section.keep_rank}
+    return params | {"relative": True} if section.mutation_scale == "relative" else params
 
 
 @hookimpl
@@ -227,7 +252,7 @@ def acdc_merge_methods():
     return {
         "linear": MergeMethod("linear", linear_task_vector_merge, _draw_weights),
         "task_arithmetic": MergeMethod("task_arithmetic", task_arithmetic, _draw_weights),
-        "slerp": MergeMethod("slerp", slerp_merge, lambda n, rng, evo: {"t": float(rng.uniform(0.25, 0.75))}),
+        "slerp": MergeMethod("slerp", slerp_merge, lambda n, rng, config: {"t": float(rng.uniform(0.25, 0.75))}),
         "ties": MergeMethod("ties", _sparse_merge(SparsificationMethod.magnitude, True), _draw_sparse),
         "dare_ties": MergeMethod("dare_ties", _sparse_merge(SparsificationMethod.random, True), _draw_sparse),
         "dare_linear": MergeMethod("dare_linear", _sparse_merge(SparsificationMethod.random, False), _draw_sparse),
@@ -248,6 +273,6 @@ def acdc_mutation_methods():
             is_mutable_matrix,
         ),
         "gaussian": MutationMethod(
-            "gaussian", gaussian_mutation, lambda rng, evo: {"std": evo.mutation_std}, is_mutable_matrix
+            "gaussian", gaussian_mutation, lambda rng, config: {"std": config.merge.mutation_std}, is_mutable_matrix
         ),
     }

@@ -21,7 +21,7 @@ Inputs, from the method's input contract:
 Parameters are drawn once per child and kept whole in its recipe (so a later
 mergekit default cannot change a rebuild): the merge weights
 (``N(1, crossover_std)`` per weighted input), ``density`` =
-``evolution.merge_density``, ``t`` = :data:`NEARSWAP_T` for ``nearswap``, and
+``merge.merge_density``, ``t`` = :data:`NEARSWAP_T` for ``nearswap``, and
 every other parameter at mergekit's default. Random methods (``della``) draw
 from torch's global generator, which materialisation seeds per tensor from
 the recipe, so rebuilds are bitwise identical.
@@ -56,16 +56,16 @@ def _inputs(method, n_parents: int) -> tuple[bool, bool]:
 
 
 def _drawer(method):
-    def draw(n_parents: int, rng: np.random.Generator, evo) -> dict:
+    def draw(n_parents: int, rng: np.random.Generator, config) -> dict:
         with_base, has_base = _inputs(method, n_parents)
         n_inputs = n_parents + int(with_base)
         params = {}
         for spec in method.spec.parameters:
             if spec.name == "weight":  # one per weighted input
                 count = n_inputs - int(has_base) if spec.scope == ParameterScope.NON_BASE else n_inputs
-                params["weight"] = [float(w) for w in rng.normal(1.0, evo.crossover_std, size=count)]
+                params["weight"] = [float(w) for w in rng.normal(1.0, config.merge.crossover_std, size=count)]
             elif spec.name == "density":
-                params["density"] = evo.merge_density
+                params["density"] = config.merge.merge_density
             elif spec.name == "t" and method.spec.name == "nearswap":
                 params["t"] = NEARSWAP_T
             elif not spec.required:

@@ -60,7 +60,7 @@ def tiny_overrides(tiny_models, tmp_path, **extra) -> list[str]:
         "run.generations": 2, "run.output_dir": str(tmp_path / "runs"),
         "models.seeds": [str(a), str(b)], "models.base": str(a),
         "evolution.archive_size": 3, "evolution.initial_population": 3, "evolution.offspring_per_generation": 2,
-        "evolution.keep_rank": 16, "evolution.mutation_scale": "absolute", "evolution.mutation_std": 0.25,
+        "merge.keep_rank": 16, "merge.mutation_scale": "absolute", "merge.mutation_std": 0.25,
         "tasks.initial_families": 6, "tasks.instances_per_family": 1,
         "tasks.active_cap": 8, "tasks.adapt_every": 1, "tasks.new_per_adaptation": 3,
         "generation.dtype": "float32", "generation.max_new_tokens": 4, "sandbox.timeout_s": 5.0, **extra,

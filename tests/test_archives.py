@@ -5,7 +5,7 @@ from ribs.schedulers import Scheduler
 
 from acdc_engine.archives import ModelArchive, RecipeEmitter, coverage, greedy_task_force, plan_adaptation
 from acdc_engine.archives.task_pool import prune_oldest
-from acdc_engine.config import EvolutionConfig
+from acdc_engine.config import load_config
 from acdc_engine.plugins.merge import acdc_merge_methods, acdc_mutation_methods
 from acdc_engine.recipe import Recipe
 
@@ -43,7 +43,7 @@ def test_non_viable_models_never_enter():
 def test_emitter_asks_recipes_with_parents_from_the_archive_through_a_scheduler():
     archive = filled_archive()
     emitter = RecipeEmitter(archive, batch_size=4, merge=acdc_merge_methods()["linear"],
-                            mutation=acdc_mutation_methods()["svd"], evolution_config=EvolutionConfig(), seed=1)
+                            mutation=acdc_mutation_methods()["svd"], config=load_config(), seed=1)
     scheduler = Scheduler(archive, [emitter], add_mode="batch")
     recipes = scheduler.ask()
     assert len(recipes) == 4

@@ -26,10 +26,10 @@ from conftest import run_in_process
 TARGET = np.array([1.6, 0.5])
 
 
-def emitter_on(archive, evo, seed=0, crossover="linear"):
+def emitter_on(archive, config, seed=0, crossover="linear"):
     merge = OperatorRegistry(build_plugin_manager(["merge"]).hook).merge(crossover)
-    return CMAEmitter(archive, batch_size=evo.offspring_per_generation, merge=merge, mutation=None,
-                      evolution_config=evo, seed=seed)
+    return CMAEmitter(archive, batch_size=config.evolution.offspring_per_generation, merge=merge, mutation=None,
+                      config=config, seed=seed)
 
 
 def seeded_archive():
@@ -53,9 +53,9 @@ def generation(emitter, scheduler, gen):
 
 
 def test_es_mean_moves_toward_better_weights():
-    evo = load_config(None, ["evolution.offspring_per_generation=8"]).evolution
+    config = load_config(None, ["evolution.offspring_per_generation=8"])
     archive = seeded_archive()
-    emitter = emitter_on(archive, evo)
+    emitter = emitter_on(archive, config)
     scheduler = Scheduler(archive, [emitter], add_mode="batch")
     start = np.linalg.norm(emitter.mean - TARGET)
     for gen in range(40):
@@ -66,13 +66,13 @@ def test_es_mean_moves_toward_better_weights():
 
 
 def test_state_round_trips_through_json():
-    evo = load_config(None, []).evolution
+    config = load_config(None, [])
     archive = seeded_archive()
-    a = emitter_on(archive, evo)
+    a = emitter_on(archive, config)
     scheduler = Scheduler(archive, [a], add_mode="batch")
     for gen in range(5):
         generation(a, scheduler, gen)
-    b = emitter_on(archive, evo, seed=123)
+    b = emitter_on(archive, config, seed=123)
     b.load_state(json.loads(json.dumps(a.state())))
     a.reseed(99)
     b.reseed(99)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from acdc_engine.config import EvolutionConfig
+from acdc_engine.config import load_config
 from acdc_engine.errors import AcdcError
 from acdc_engine.materialise import materialise
 from acdc_engine.plugins.merge import (
@@ -32,7 +32,7 @@ def test_linear_merge_matches_hand_computation():
 
 
 def test_merge_weights_are_drawn_around_one():
-    params = MERGE.draw_params(2, np.random.default_rng(0), EvolutionConfig(crossover_std=0.01))
+    params = MERGE.draw_params(2, np.random.default_rng(0), load_config(None, ["merge.crossover_std=0.01"]))
     assert len(params["weights"]) == 2 and all(abs(w - 1) < 0.1 for w in params["weights"])
 
 
@@ -234,7 +234,7 @@ def test_breadcrumbs_drops_outliers_and_small_entries():
 def materialise_with(tiny_models, out, crossover):
     method = acdc_merge_methods()[crossover]
     recipe = Recipe.make(parents=("a", "b"), crossover=crossover,
-                         crossover_params=method.draw_params(2, np.random.default_rng(0), EvolutionConfig()),
+                         crossover_params=method.draw_params(2, np.random.default_rng(0), load_config()),
                          mutation="svd", mutation_params={"std": 0.25, "keep_rank": 16}, seed=3)
     materialise(recipe, parent_files=[tiny_models[k] / "model.safetensors" for k in "ab"],
                 base_file=tiny_models["a"] / "model.safetensors", merge=method, mutation=SVD, out_file=out)

@@ -14,7 +14,7 @@ import typing
 import pytest
 from pydantic import BaseModel
 
-from acdc_engine.config import Config, load_config, validate
+from acdc_engine.config import config_model, load_config, validate
 from acdc_engine.errors import AcdcError
 from acdc_engine.plugins.sandbox_jail import bubblewrap_problem
 from acdc_engine.store import SCHEMA_VERSION, RunStore
@@ -34,7 +34,7 @@ def one_line_error(done: subprocess.CompletedProcess, *needles: str) -> str:
 
 
 def new_run(path):
-    RunStore.create(path, Config().model_dump_json()).close()
+    RunStore.create(path, config_model()().model_dump_json()).close()
     return path
 
 
@@ -89,8 +89,8 @@ def test_read_only_commands_work_on_a_read_only_mount(tiny_config, tmp_path):
 
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
 def test_non_finite_numbers_are_refused_naming_the_field(value):
-    with pytest.raises(AcdcError, match="config field evolution.mutation_std: .*finite"):
-        load_config(None, [f"evolution.mutation_std={value}"])
+    with pytest.raises(AcdcError, match="config field merge.mutation_std: .*finite"):
+        load_config(None, [f"merge.mutation_std={value}"])
 
 
 def test_a_directory_as_config_file_is_one_line(tmp_path):
@@ -111,7 +111,7 @@ def extreme(field) -> typing.Any:
 
 def test_every_field_at_an_extreme_valid_value_is_stored_and_read_back(tmp_path):
     data = {}
-    for section, f in Config.model_fields.items():
+    for section, f in config_model().model_fields.items():  # the engine's sections and the plugins' own
         model: type[BaseModel] = f.annotation
         data[section] = {key: extreme(sub) for key, sub in model.model_fields.items()}
     config = validate(data)
@@ -121,16 +121,39 @@ def test_every_field_at_an_extreme_valid_value_is_stored_and_read_back(tmp_path)
     assert store.config() == config
     store.close()
     assert engine("status", run).returncode == 0
-    assert json.loads(config.model_dump_json())["evolution"]["mutation_std"] == 1e300
+    assert json.loads(config.model_dump_json())["merge"]["mutation_std"] == 1e300
 
 
 def test_a_stored_config_that_no_longer_validates_is_one_line(tmp_path):
     run = new_run(tmp_path / "run")
     with sqlite3.connect(run / "run.sqlite") as db:
         stored = json.loads(db.execute("SELECT value FROM meta WHERE key='config'").fetchone()[0])
-        stored["evolution"]["mutation_std"] = None
+        stored["merge"]["mutation_std"] = None
         db.execute("UPDATE meta SET value=? WHERE key='config'", (json.dumps(stored),))
-    one_line_error(engine("status", run), "stored config field evolution.mutation_std")
+    one_line_error(engine("status", run), "stored config field merge.mutation_std")
+
+
+def test_a_merge_parameter_under_its_old_section_is_refused_with_its_new_name(tmp_path):
+    with pytest.raises(AcdcError, match=r"evolution.keep_rank has moved .*set merge.keep_rank instead$"):
+        load_config(None, ["evolution.keep_rank=64"])
+    old = tmp_path / "old.toml"
+    old.write_text("[evolution]\nmutation_std = 0.1\n")
+    one_line_error(engine("run", "--config", old, "--run-dir", tmp_path / "run"), "set merge.mutation_std instead")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_stored_before_the_merge_parameters_moved_still_reads(tmp_path):
+    run = new_run(tmp_path / "run")
+    with sqlite3.connect(run / "run.sqlite") as db:
+        stored = json.loads(db.execute("SELECT value FROM meta WHERE key='config'").fetchone()[0])
+        stored["evolution"] |= {"mutation_std": 0.125, "keep_rank": 32}  # the layout of older runs
+        del stored["merge"]
+        db.execute("UPDATE meta SET value=? WHERE key='config'", (json.dumps(stored),))
+    store = RunStore.open(run)
+    merge = store.config().merge
+    store.close()
+    assert (merge.mutation_std, merge.keep_rank, merge.crossover_std) == (0.125, 32, 0.01)
+    assert engine("status", run).returncode == 0
 
 
 def test_an_uncreatable_run_dir_is_one_line(tmp_path):

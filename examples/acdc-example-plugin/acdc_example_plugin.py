@@ -96,7 +96,7 @@ def task_slerp(name, parents, base, params, out=None):
     return (base.float() + tau).to(parents[0].dtype)
 
 
-def draw_t(n_parents, rng, evolution_config):
+def draw_t(n_parents, rng, config):
     return {"t": float(rng.uniform(0.3, 0.7))}
 
 
