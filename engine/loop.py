@@ -6,29 +6,28 @@ adaptation of the active pool. Everything a generation does is gathered in a
 a resumed run rebuilds this object's state from the store. The tasks and
 their statuses are kept by a :class:`~acdc_engine.pool.TaskPool`, the models
 and their weight files by a :class:`~acdc_engine.population.Population`, answers
-and scores by an :class:`~acdc_engine.evaluator.Evaluator`.
+and scores by an :class:`~acdc_engine.evaluator.Evaluator`; a
+:class:`~acdc_engine.ledger.Ledger` settles each commit and restores them all.
 """
 
 from __future__ import annotations
 
-import time
 from functools import partial
 
 import numpy as np
-from deap import tools
 from ribs.schedulers import Scheduler
 
 from acdc_engine.archives import (
-    coverage, greedy_task_force, make_archive, make_emitter, plan_adaptation, select_task_force, vendi_score,
+    coverage, greedy_task_force, make_archive, make_emitter, plan_adaptation, select_task_force,
 )
 from acdc_engine.config import Config
-from acdc_engine.digest import file_digest
 from acdc_engine.errors import AcdcError
 from acdc_engine.events import make_event
 from acdc_engine.executor import MaterialiseJob, Operators, Worker, make_executor
 from acdc_engine.lineage import rebuild_weights
 from acdc_engine.evaluator import Evaluator
 from acdc_engine.intake import TaskIntake
+from acdc_engine.ledger import Ledger
 from acdc_engine.pool import TaskPool
 from acdc_engine.population import ModelRecord, Population
 from acdc_engine.recipe import Recipe
@@ -67,8 +66,6 @@ class Coevolution:
         self.scheduler = Scheduler(self.archive, [self.emitter], add_mode="batch")
         self.pool = TaskPool(emit=self.emit)
         self.intake = TaskIntake(hook=self.hook, pool=self.pool, limits=config.sandbox, emit=self.emit)
-        self.previous_members: set[str] = set()  # the archive at the last commit
-        self.logbook = tools.Logbook()
         self.executor = make_executor(config, Worker(config=config, hook=self.hook, base_dir=self.base_dir,
                                                      operators=ops), self.emit)
         rebuild = partial(rebuild_weights, store, hook=self.hook, base_file=self.base_dir / "model.safetensors")
@@ -81,7 +78,9 @@ class Coevolution:
                                    population=self.population, clock=self.clock, step=self.step, emit=self.emit,
                                    on_broken=lambda task_id, reason, commit: self.retire_task(task_id, "broken",
                                                                                               reason, commit))
-        self.started = time.monotonic()
+        self.ledger = Ledger(store=store, population=self.population, evaluator=self.evaluator, pool=self.pool,
+                             archive=self.archive, emitter=self.emitter, weight_cache=self.weight_cache,
+                             hook=self.hook, clock=self.clock, measure=self.measure)
         self.stop_requested = False
         self.current_step = "the start"
 
@@ -174,49 +173,13 @@ class Coevolution:
         self.remeasure()
 
     def checkpoint(self, commit: Commit) -> None:
-        """Settles model statuses and kept weight files, records stats, commits."""
+        """Settles the generation's commit (statuses, weight files, archive, statistics) and writes it."""
         self.step("checkpoint", 1, commit.generation)
-        members = self.archive.member_ids()
-        fitness = self.archive.member_objectives()
-        new_ids = {row["id"] for row in commit.models}
-        for row in commit.models:
-            model = self.population[row["id"]]
-            row["fitness"] = self.evaluator.fitness(row["id"])
-            row["digest"] = model.content = model.content or file_digest(model.new_file)
-            self.weight_cache.touch(model.content)
-            if row["id"] in fitness:
-                row["status"] = "elite"
-            else:
-                row["status"] = "rejected" if row["reason"] else "retired"
-        for model_id in self.previous_members - new_ids:
-            if model_id in fitness:
-                commit.model_updates.append((model_id, "elite", fitness[model_id]))
-            else:
-                commit.model_updates.append((model_id, "retired", self.evaluator.fitness(model_id)))
-        seeds = self.population.seeds()
-        kept = {m: self.population[m].content for m in members} | {m.id: m.content for m in seeds}
-        commit.new_files = {self.population[m].content: self.population[m].new_file for m in new_ids
-                            if self.population[m].content in kept.values()}
-        commit.weight_files, evicted, rebuilt = self.weight_cache.settle(kept, {m.content for m in seeds},
-                                                                    commit.new_files)
-        scores = self.archive.member_scores()
-        commit.archive = [
-            {"id": m, "parents": list(self.population[m].recipe.parents) or [self.population[m].recipe.describe()],
-             "fitness": fitness[m], "solved": self.evaluator.solved_count(m), "score": scores[m],
-             "capabilities": self.evaluator.capability_rates(m)}
-            for m in sorted(members, key=lambda m: -fitness[m])
-        ]
-        commit.active = list(self.pool.active)
-        commit.emitter_state = self.emitter.state()
-        kept_mb = round(sum(r["size"] for r in commit.weight_files) / 2**20, 1)
-        commit.stats = self.record_stats(commit, weights_mb=kept_mb, weights_evicted=len(evicted),
-                                         weights_rebuilt=rebuilt, **commit.breeding)
+        evicted = self.ledger.settle(commit)
         self.store.commit(commit)
-        for model_id in new_ids:
-            self.population[model_id].new_file = None
+        self.ledger.committed(commit)
         if evicted:
             self.emit("weights_evicted", generation=commit.generation, model_ids=evicted)
-        self.previous_members = set(members)
         self.emit("advance", n=1)
         self.emit("generation_committed", generation=commit.generation, archive=commit.archive,
                   pool=self.pool.counts(), stats=commit.stats)
@@ -298,52 +261,9 @@ class Coevolution:
 
     # --- bookkeeping ----------------------------------------------------------
 
-    def record_stats(self, commit: Commit, **extra) -> dict:
-        members = self.archive.member_ids()
-        fit = np.array([self.archive.member_objectives()[m] for m in members])
-        skills = self.evaluator.solved_matrix(members, self.pool.active)
-        record = {
-            "gen": commit.generation, "elites": len(members), "fit_max": float(np.max(fit)),
-            "fit_mean": float(np.mean(fit)), "fit_min": float(np.min(fit)),
-            "coverage": coverage(skills),
-            "model_diversity": model_diversity(skills),
-            "born": len(commit.models), "rejected_models": sum(r["status"] == "rejected" for r in commit.models),
-            "new_tasks": sum(r["status"] == "active" for r in commit.tasks),
-            "rejected_tasks": sum(r["status"] == "rejected" for r in commit.tasks),
-            "task_diversity": self.task_diversity(),
-            **{f"pool_{k}": v for k, v in self.pool.counts().items()},
-            "elapsed_s": round(time.monotonic() - self.started, 1),
-            **extra,
-            **self.clock.record(),
-        }
-        self.logbook.record(**record)
-        return record
-
-    def task_diversity(self) -> float | None:
-        """Vendi score of the active pool's description embeddings (``None`` without an embedding plugin)."""
-        texts = [self.pool[t].spec.description for t in self.pool.active]
-        embeddings = self.hook.acdc_task_embeddings(texts=texts) if texts else None
-        return None if embeddings is None else round(vendi_score(embeddings), 4)
-
     def restore(self) -> int:
         """Rebuilds state from the store; returns the next generation to run."""
-        last = self.store.last_generation()
-        if last is None:
-            return 0
-        self.population.restore(self.store.models(), self.cfg.models.seeds)
-        self.evaluator.scores = self.store.scores()
-        state = self.store.generation(last)
-        self.pool.restore(self.store.tasks(), state["active"])
-        members = [r["id"] for r in state["archive"]]
-        self.previous_members = set(members)
-        objectives, measures = self.measure(members)
-        self.archive.rebuild([self.population[m].recipe for m in members], members, objectives, measures)
-        emitter_state = self.store.emitter_state(last)
-        if emitter_state is not None:
-            self.emitter.load_state(emitter_state)
-        for record in self.store.all_stats():
-            self.logbook.record(**record)
-        return last + 1
+        return self.ledger.restore(self.cfg.models.seeds)
 
     def rng_seed(self, gen: int, salt: int) -> int:
         return int(np.random.SeedSequence([self.cfg.run.seed, gen, salt]).generate_state(1)[0])
@@ -371,12 +291,3 @@ class Coevolution:
         finally:
             self.hook.acdc_unconfigure()
 
-
-def model_diversity(skills: np.ndarray) -> float:
-    """Mean pairwise share of tasks on which two members differ (0 for fewer than two)."""
-    skills = np.asarray(skills, dtype=bool)
-    n = len(skills)
-    if n < 2 or skills.shape[1] == 0:
-        return 0.0
-    differ = (skills[:, None, :] != skills[None, :, :]).mean(axis=-1)
-    return float(differ[np.triu_indices(n, 1)].mean())

@@ -1,0 +1,140 @@
+"""The ledger: the loop's state written into one generation's :class:`~acdc_engine.store.Commit`, and read
+back from the store when a run resumes.
+
+Everything a commit holds besides the rows the collaborators add as they go (new models, tasks and
+evaluations) is settled here at a generation's end: each model's status and fitness, the archive's
+rows, the active pool, the weight files kept, the emitter's state and the generation's statistics (the
+logbook record). :meth:`Ledger.restore` is the inverse: from the store's last commit it rebuilds the
+population, the scores, the task pool, the archive, the emitter and the logbook, so the store's row
+layout is known here and in :mod:`acdc_engine.store` only.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+from deap import tools
+
+from acdc_engine.archives import coverage, vendi_score
+from acdc_engine.digest import file_digest
+from acdc_engine.store import Commit
+
+
+class Ledger:
+    """Settles each generation's commit from the run's collaborators and restores them from the store."""
+
+    def __init__(self, *, store, population, evaluator, pool, archive, emitter, weight_cache, hook, clock,
+                 measure: Callable[[list[str]], tuple[np.ndarray, np.ndarray]]) -> None:
+        """``measure(model_ids)`` gives the archive's objectives and measures on the active pool."""
+        self.store, self.population, self.evaluator, self.pool = store, population, evaluator, pool
+        self.archive, self.emitter, self.weight_cache, self.hook, self.clock = archive, emitter, weight_cache, hook, clock
+        self.measure = measure
+        self.previous_members: set[str] = set()  # the archive at the last commit
+        self.logbook = tools.Logbook()
+        self.started = time.monotonic()
+
+    def settle(self, commit: Commit) -> list[str]:
+        """Fills the rest of ``commit`` (statuses, weight files, archive, active pool, emitter state,
+        statistics); returns the models whose weight files the cache evicted."""
+        members = self.archive.member_ids()
+        fitness = self.archive.member_objectives()
+        new_ids = {row["id"] for row in commit.models}
+        for row in commit.models:
+            model = self.population[row["id"]]
+            row["fitness"] = self.evaluator.fitness(row["id"])
+            row["digest"] = model.content = model.content or file_digest(model.new_file)
+            self.weight_cache.touch(model.content)
+            if row["id"] in fitness:
+                row["status"] = "elite"
+            else:
+                row["status"] = "rejected" if row["reason"] else "retired"
+        for model_id in self.previous_members - new_ids:
+            if model_id in fitness:
+                commit.model_updates.append((model_id, "elite", fitness[model_id]))
+            else:
+                commit.model_updates.append((model_id, "retired", self.evaluator.fitness(model_id)))
+        seeds = self.population.seeds()
+        kept = {m: self.population[m].content for m in members} | {m.id: m.content for m in seeds}
+        commit.new_files = {self.population[m].content: self.population[m].new_file for m in new_ids
+                            if self.population[m].content in kept.values()}
+        commit.weight_files, evicted, rebuilt = self.weight_cache.settle(kept, {m.content for m in seeds},
+                                                                    commit.new_files)
+        scores = self.archive.member_scores()
+        commit.archive = [
+            {"id": m, "parents": list(self.population[m].recipe.parents) or [self.population[m].recipe.describe()],
+             "fitness": fitness[m], "solved": self.evaluator.solved_count(m), "score": scores[m],
+             "capabilities": self.evaluator.capability_rates(m)}
+            for m in sorted(members, key=lambda m: -fitness[m])
+        ]
+        commit.active = list(self.pool.active)
+        commit.emitter_state = self.emitter.state()
+        kept_mb = round(sum(r["size"] for r in commit.weight_files) / 2**20, 1)
+        commit.stats = self.record_stats(commit, weights_mb=kept_mb, weights_evicted=len(evicted),
+                                         weights_rebuilt=rebuilt, **commit.breeding)
+        return evicted
+
+    def committed(self, commit: Commit) -> None:
+        """After the store wrote ``commit``: its new weight files are placed, its archive is the last one."""
+        for row in commit.models:
+            self.population[row["id"]].new_file = None
+        self.previous_members = set(self.archive.member_ids())
+
+    def record_stats(self, commit: Commit, **extra) -> dict:
+        """The generation's statistics (archive, pool, timings and ``extra``), recorded in the logbook."""
+        members = self.archive.member_ids()
+        fit = np.array([self.archive.member_objectives()[m] for m in members])
+        skills = self.evaluator.solved_matrix(members, self.pool.active)
+        record = {
+            "gen": commit.generation, "elites": len(members), "fit_max": float(np.max(fit)),
+            "fit_mean": float(np.mean(fit)), "fit_min": float(np.min(fit)),
+            "coverage": coverage(skills),
+            "model_diversity": model_diversity(skills),
+            "born": len(commit.models), "rejected_models": sum(r["status"] == "rejected" for r in commit.models),
+            "new_tasks": sum(r["status"] == "active" for r in commit.tasks),
+            "rejected_tasks": sum(r["status"] == "rejected" for r in commit.tasks),
+            "task_diversity": self.task_diversity(),
+            **{f"pool_{k}": v for k, v in self.pool.counts().items()},
+            "elapsed_s": round(time.monotonic() - self.started, 1),
+            **extra,
+            **self.clock.record(),
+        }
+        self.logbook.record(**record)
+        return record
+
+    def task_diversity(self) -> float | None:
+        """Vendi score of the active pool's description embeddings (``None`` without an embedding plugin)."""
+        texts = [self.pool[t].spec.description for t in self.pool.active]
+        embeddings = self.hook.acdc_task_embeddings(texts=texts) if texts else None
+        return None if embeddings is None else round(vendi_score(embeddings), 4)
+
+    def restore(self, seed_specs: list[str]) -> int:
+        """Rebuilds the collaborators from the store's last commit; returns the next generation to run."""
+        last = self.store.last_generation()
+        if last is None:
+            return 0
+        self.population.restore(self.store.models(), seed_specs)
+        self.evaluator.scores = self.store.scores()
+        state = self.store.generation(last)
+        self.pool.restore(self.store.tasks(), state["active"])
+        members = [r["id"] for r in state["archive"]]
+        self.previous_members = set(members)
+        objectives, measures = self.measure(members)
+        self.archive.rebuild([self.population[m].recipe for m in members], members, objectives, measures)
+        emitter_state = self.store.emitter_state(last)
+        if emitter_state is not None:
+            self.emitter.load_state(emitter_state)
+        for record in self.store.all_stats():
+            self.logbook.record(**record)
+        return last + 1
+
+
+def model_diversity(skills: np.ndarray) -> float:
+    """Mean pairwise share of tasks on which two members differ (0 for fewer than two)."""
+    skills = np.asarray(skills, dtype=bool)
+    n = len(skills)
+    if n < 2 or skills.shape[1] == 0:
+        return 0.0
+    differ = (skills[:, None, :] != skills[None, :, :]).mean(axis=-1)
+    return float(differ[np.triu_indices(n, 1)].mean())
