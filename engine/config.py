@@ -130,6 +130,11 @@ class EvolutionConfig(_Section):
             return self.descriptors
         return "capabilities" if self.archive.startswith("map-elites") else "skills"
 
+    @property
+    def capability_axes(self) -> list[str]:
+        """The capability axes of the archive's measures (none for skill vectors)."""
+        return list(self.capabilities) if self.descriptor_kind == "capabilities" else []
+
 
 class TasksConfig(_Section):
     """The task pool and its adaptation."""

@@ -4,8 +4,8 @@ An :class:`Evaluator` asks the executor for the answers a model has not given
 yet (cached at once in the store by the model's evaluation-cache key and the
 decoding settings, so a crash loses none), scores them with each task's own
 ``score()`` in the sandbox, records each score in the generation's commit and
-keeps every score of the run. Fitness, skill and capability views are read
-from those scores over the active pool.
+keeps every score of the run. Fitness, skill and capability views, and the
+archive's measures, are read from those scores over the active pool.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 from acdc_engine.answers import extract_answer
 from acdc_engine.config import Config
 from acdc_engine.digest import text_digest
+from acdc_engine.errors import AcdcError
 from acdc_engine.executor import GenerateJob
 from acdc_engine.pool import TaskPool
 from acdc_engine.population import Population
@@ -133,6 +134,20 @@ class Evaluator:
         for t, ok in zip(self.pool.active, self.solved_matrix([model_id], self.pool.active)[0]):
             by_cap.setdefault(self.pool[t].spec.capability, []).append(bool(ok))
         return {c: float(np.mean(v)) for c, v in sorted(by_cap.items())}
+
+    def measure(self, model_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The archive's view of models: objectives (fitness) and measures (the ``acdc_descriptors`` hook)."""
+        evo, active = self.cfg.evolution, self.pool.active
+        difficulty = np.array([self.pool[t].spec.difficulty for t in active], dtype=float)
+        measures = self.hook.acdc_descriptors(
+            skills=self.solved_matrix(model_ids, active), difficulty=difficulty,
+            measure_dim=len(evo.capability_axes) or self.cfg.tasks.active_cap,
+            capabilities=[self.pool[t].spec.capability for t in active], axes=evo.capability_axes,
+            kind=evo.descriptor_kind,
+        )
+        if measures is None:
+            raise AcdcError(f"no plugin provides descriptors of kind {evo.descriptor_kind!r}")
+        return np.array([self.fitness(m) for m in model_ids]), measures
 
     def solved_count(self, model_id: str) -> int:
         """Active tasks the model solves."""

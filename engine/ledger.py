@@ -4,7 +4,7 @@ back from the store when a run resumes.
 Everything a commit holds besides the rows the collaborators add as they go (new models, tasks and
 evaluations) is settled here at a generation's end: each model's status and fitness, the archive's
 rows, the active pool, the weight files kept, the emitter's state and the generation's statistics (the
-logbook record). :meth:`Ledger.restore` is the inverse: from the store's last commit it rebuilds the
+logbook record, with the shares of children that are viable and match their parents). :meth:`Ledger.restore` is the inverse: from the store's last commit it rebuilds the
 population, the scores, the task pool, the archive, the emitter and the logbook, so the store's row
 layout is known here and in :mod:`acdc_engine.store` only.
 """
@@ -19,6 +19,7 @@ from deap import tools
 
 from acdc_engine.archives import coverage, vendi_score
 from acdc_engine.digest import file_digest
+from acdc_engine.population import ModelRecord
 from acdc_engine.store import Commit
 
 
@@ -80,6 +81,16 @@ class Ledger:
         for row in commit.models:
             self.population[row["id"]].new_file = None
         self.previous_members = set(self.archive.member_ids())
+
+    def breeding(self, children: list[ModelRecord], viable: np.ndarray, objectives: np.ndarray) -> dict[str, float]:
+        """How good a generation's children are: the share that pass the minimal criterion, and the
+        shares whose fitness matches or beats their weaker and their fitter parent (on the same tasks)."""
+        parents = [[self.evaluator.fitness(p) for p in c.recipe.parents] for c in children]
+        return {
+            "children_viable": float(np.mean(viable)),
+            "children_ge_parent": float(np.mean([f >= min(p) for f, p in zip(objectives, parents)])),
+            "children_ge_best_parent": float(np.mean([f >= max(p) for f, p in zip(objectives, parents)])),
+        }
 
     def record_stats(self, commit: Commit, **extra) -> dict:
         """The generation's statistics (archive, pool, timings and ``extra``), recorded in the logbook."""

@@ -21,7 +21,6 @@ from acdc_engine.archives import (
     coverage, greedy_task_force, make_archive, make_emitter, plan_adaptation, select_task_force,
 )
 from acdc_engine.config import Config
-from acdc_engine.errors import AcdcError
 from acdc_engine.events import make_event
 from acdc_engine.executor import MaterialiseJob, Operators, Worker, make_executor
 from acdc_engine.lineage import rebuild_weights
@@ -29,7 +28,7 @@ from acdc_engine.evaluator import Evaluator
 from acdc_engine.intake import TaskIntake
 from acdc_engine.ledger import Ledger
 from acdc_engine.pool import TaskPool
-from acdc_engine.population import ModelRecord, Population
+from acdc_engine.population import Population
 from acdc_engine.recipe import Recipe
 from acdc_engine.seeds import resolve_seeds
 from acdc_engine.store import Commit, RunStore
@@ -54,9 +53,8 @@ class Coevolution:
         ops = Operators(self.hook, evo)
         self.merge, self.mutation = ops.merge, ops.mutation
         self.seed_dirs, self.base_dir = resolve_seeds(self.hook, config.models)
-        self.axes = list(evo.capabilities) if evo.descriptor_kind == "capabilities" else []
         self.archive = make_archive(
-            evo.archive, capacity=evo.archive_size, measure_dim=len(self.axes) or config.tasks.active_cap,
+            evo.archive, capacity=evo.archive_size, measure_dim=len(evo.capability_axes) or config.tasks.active_cap,
             k_neighbors=evo.dns_k, grid_cells=evo.grid_cells, cvt_cells=evo.cvt_cells, seed=config.run.seed,
         )
         self.emitter = make_emitter(
@@ -80,7 +78,7 @@ class Coevolution:
                                                                                               reason, commit))
         self.ledger = Ledger(store=store, population=self.population, evaluator=self.evaluator, pool=self.pool,
                              archive=self.archive, emitter=self.emitter, weight_cache=self.weight_cache,
-                             hook=self.hook, clock=self.clock, measure=self.measure)
+                             hook=self.hook, clock=self.clock, measure=self.evaluator.measure)
         self.stop_requested = False
         self.current_step = "the start"
 
@@ -129,23 +127,13 @@ class Coevolution:
             if row["id"] in reasons:
                 row["reason"] = reasons[row["id"]]
         viable = np.array([reasons[m] is None for m in ids])
-        objectives, measures = self.measure(ids)
-        commit.breeding = self.breeding_stats(children, viable, objectives)
+        objectives, measures = self.evaluator.measure(ids)
+        commit.breeding = self.ledger.breeding(children, viable, objectives)
         self.scheduler.tell(objectives, measures, model_id=np.array(ids + [None], dtype=object)[:-1], viable=viable)
         for model_id, ok, fit in zip(ids, viable, objectives):
             self.emit("model_done", model_id=model_id, fitness=float(fit), solved=self.evaluator.solved_count(model_id),
                       status="evaluated" if ok else "rejected", reason=reasons[model_id])
         self.emit("advance", n=1)
-
-    def breeding_stats(self, children: list[ModelRecord], viable: np.ndarray, objectives: np.ndarray) -> dict:
-        """How good a generation's children are: the share that pass the minimal criterion, and the
-        shares whose fitness matches or beats their weaker and their fitter parent (on the same tasks)."""
-        parents = [[self.evaluator.fitness(p) for p in c.recipe.parents] for c in children]
-        return {
-            "children_viable": float(np.mean(viable)),
-            "children_ge_parent": float(np.mean([f >= min(p) for f, p in zip(objectives, parents)])),
-            "children_ge_best_parent": float(np.mean([f >= max(p) for f, p in zip(objectives, parents)])),
-        }
 
     def adapt_tasks(self, gen: int, commit: Commit) -> None:
         """Pass rates over the archive decide: remove, harder variant, novel variant."""
@@ -218,7 +206,7 @@ class Coevolution:
                  for spec, d in self.seed_dirs.items()]
         self.evaluator.evaluate([s.id for s in seeds], self.pool.active, 0, commit)
         ids = [s.id for s in seeds]
-        objectives, measures = self.measure(ids)
+        objectives, measures = self.evaluator.measure(ids)
         self.archive.add(np.array([s.recipe for s in seeds] + [None], dtype=object)[:-1], objectives, measures,
                          model_id=np.array(ids + [None], dtype=object)[:-1], viable=np.ones(len(ids), dtype=bool))
 
@@ -226,23 +214,10 @@ class Coevolution:
         flat = [r for texts in responses.values() for r in texts]
         return next((r for r in self.hook.acdc_minimal_criterion(responses=flat) if r), None)
 
-    def measure(self, model_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Objectives (mean score over active tasks) and measures (descriptor hook)."""
-        difficulty = np.array([self.pool[t].spec.difficulty for t in self.pool.active], dtype=float)
-        measures = self.hook.acdc_descriptors(
-            skills=self.evaluator.solved_matrix(model_ids, self.pool.active), difficulty=difficulty,
-            measure_dim=len(self.axes) or self.cfg.tasks.active_cap,
-            capabilities=[self.pool[t].spec.capability for t in self.pool.active], axes=self.axes,
-            kind=self.cfg.evolution.descriptor_kind,
-        )
-        if measures is None:
-            raise AcdcError(f"no plugin provides descriptors of kind {self.cfg.evolution.descriptor_kind!r}")
-        return np.array([self.evaluator.fitness(m) for m in model_ids]), measures
-
     def remeasure(self) -> None:
         """Re-measures every archive member on the current active pool."""
         members = self.archive.member_ids()
-        objectives, measures = self.measure(members)
+        objectives, measures = self.evaluator.measure(members)
         self.archive.rebuild([self.population[m].recipe for m in members], members, objectives, measures)
 
     # --- tasks ----------------------------------------------------------------
