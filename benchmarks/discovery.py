@@ -425,7 +425,10 @@ def main() -> None:
                 continue
             say(f"{label}: scoring on the development set")
             t1 = time.monotonic()
-            results[label] = table = measure(run_dir, items, cache, args.choices)
+            try:
+                results[label] = table = measure(run_dir, items, cache, args.choices)
+            except AcdcError as exc:  # e.g. a run that this engine cannot read: the results so far stay
+                raise SystemExit(f"error: {label}: {exc}") from None
             table["time_s"] = {"run": run_s, "answer": round(time.monotonic() - t1, 1)}
             report(label, table)
             results_file.write_text(json.dumps({  # after each run: kept on a crash
