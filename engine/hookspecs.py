@@ -109,7 +109,9 @@ def acdc_merge_methods() -> dict[str, MergeMethod]:
     """Return the crossover (merge) methods this plugin offers, by name.
 
     Selected with ``[evolution] crossover = NAME``. Names must be unique over
-    all plugins.
+    all plugins. Each method's ``draw_params`` is given the run's config: keep
+    its settings in your own section (``acdc_config_sections``), as the
+    built-in ``merge`` plugin keeps its in ``[merge]``.
     """
 
 
@@ -117,7 +119,8 @@ def acdc_merge_methods() -> dict[str, MergeMethod]:
 def acdc_mutation_methods() -> dict[str, MutationMethod]:
     """Return the mutation methods this plugin offers, by name.
 
-    Selected with ``[evolution] mutation = NAME`` (``none`` turns mutation off).
+    Selected with ``[evolution] mutation = NAME`` (``none`` turns mutation off);
+    ``draw_params`` as for :func:`acdc_merge_methods`.
     """
 
 
