@@ -13,7 +13,7 @@ from mergekit.merge_methods.base import ParameterScope
 from mergekit.options import MergeOptions
 from safetensors.torch import load_file
 
-from acdc_engine.config import EvolutionConfig
+from acdc_engine.config import load_config
 from acdc_engine.materialise import materialise
 from acdc_engine.plugins.merge import acdc_merge_methods
 from acdc_engine.plugins.mergekit_methods import OFFERED_BY_MERGE, _inputs, mergekit_merge_methods
@@ -64,7 +64,7 @@ def mergekit_config(method_name: str, params: dict, base, parents) -> dict:
 def test_each_method_equals_mergekit_run_merge(three, tmp_path, name):
     base, *parents = three
     method = mergekit_merge_methods()[name]
-    params = method.draw_params(2, np.random.default_rng(0), EvolutionConfig())
+    params = method.draw_params(2, np.random.default_rng(0), load_config())
     if name in RANDOM:
         params.update(density=1.0, epsilon=0.0)
     recipe = Recipe.make(parents=("p", "q"), crossover=name, crossover_params=params, seed=5)
