@@ -3,16 +3,16 @@ back from the store when a run resumes.
 
 Everything a commit holds besides the rows the collaborators add as they go (new models, tasks and
 evaluations) is settled here at a generation's end: each model's status and fitness, the archive's
-rows, the active pool, the weight files kept, the emitter's state and the generation's statistics (the
-logbook record, with the shares of children that are viable and match their parents). :meth:`Ledger.restore` is the inverse: from the store's last commit it rebuilds the
-population, the scores, the task pool, the archive, the emitter and the logbook, so the store's row
-layout is known here and in :mod:`acdc_engine.store` only.
+rows, the active pool, the weight files kept, the emitter's state and the generation's statistics
+(the logbook record, with the shares of children that are viable and match their parents).
+:meth:`Ledger.restore` is the inverse: from the store's last commit it has the population, the
+task pool and the evaluator restore their records, then rebuilds the archive, the emitter and the
+logbook.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Callable
 
 import numpy as np
 from deap import tools
@@ -26,12 +26,9 @@ from acdc_engine.store import Commit
 class Ledger:
     """Settles each generation's commit from the run's collaborators and restores them from the store."""
 
-    def __init__(self, *, store, population, evaluator, pool, archive, emitter, weight_cache, hook, clock,
-                 measure: Callable[[list[str]], tuple[np.ndarray, np.ndarray]]) -> None:
-        """``measure(model_ids)`` gives the archive's objectives and measures on the active pool."""
+    def __init__(self, *, store, population, evaluator, pool, archive, emitter, weight_cache, hook, clock) -> None:
         self.store, self.population, self.evaluator, self.pool = store, population, evaluator, pool
         self.archive, self.emitter, self.weight_cache, self.hook, self.clock = archive, emitter, weight_cache, hook, clock
-        self.measure = measure
         self.previous_members: set[str] = set()  # the archive at the last commit
         self.logbook = tools.Logbook()
         self.started = time.monotonic()
@@ -131,7 +128,7 @@ class Ledger:
         self.pool.restore(self.store.tasks(), state["active"])
         members = [r["id"] for r in state["archive"]]
         self.previous_members = set(members)
-        objectives, measures = self.measure(members)
+        objectives, measures = self.evaluator.measure(members)
         self.archive.rebuild([self.population[m].recipe for m in members], members, objectives, measures)
         emitter_state = self.store.emitter_state(last)
         if emitter_state is not None:

@@ -78,7 +78,7 @@ class Coevolution:
                                                                                               reason, commit))
         self.ledger = Ledger(store=store, population=self.population, evaluator=self.evaluator, pool=self.pool,
                              archive=self.archive, emitter=self.emitter, weight_cache=self.weight_cache,
-                             hook=self.hook, clock=self.clock, measure=self.evaluator.measure)
+                             hook=self.hook, clock=self.clock)
         self.stop_requested = False
         self.current_step = "the start"
 
