@@ -117,7 +117,8 @@ def sdist_file(arg: str | None, cache: Path) -> Path:
                 done = subprocess.run([str(a) for a in step], capture_output=True, text=True)
                 if done.returncode != 0:
                     last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-                    raise SystemExit(f"error: could not fetch bigbench==1.0.0 ({Path(step[0]).name} failed): {last}")
+                    raise SystemExit(f"error: could not fetch bigbench==1.0.0 ({Path(step[0]).name} failed): {last}; "
+                                     f"give a local copy with --sdist")
         if not path.is_file():
             raise SystemExit(f"error: could not fetch bigbench==1.0.0: pip wrote no {path}")
     return path
