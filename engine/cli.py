@@ -96,13 +96,20 @@ def _os_error(exc: OSError | sqlite3.Error) -> str:
 def _start(config_file, overrides, plugins, run_dir) -> None:
     extra = [f"run.plugins={[p.strip() for p in plugins.split(',') if p.strip()]!r}"] if plugins else []
     config = load_config(config_file, [*overrides, *extra])
-    with configured_plugins(config) as pm:  # unknown plugin names fail before any work
-        pm.hook.acdc_prepare_run(config=config, hook=pm.hook)  # e.g. forging the first run's experts
     if run_dir is None:
         run_dir = Path(config.run.output_dir) / datetime.now().strftime("run-%Y%m%d-%H%M%S")
     run_dir = Path(run_dir)
     existed = run_dir.exists()
-    store = RunStore.create(run_dir, config.model_dump_json())
+    with configured_plugins(config) as pm:  # unknown plugin names fail before any work
+        # the store first: a folder that cannot hold the run fails before minutes of preparation
+        store = RunStore.create(run_dir, config.model_dump_json())
+        try:
+            pm.hook.acdc_prepare_run(config=config, hook=pm.hook)  # e.g. forging the first run's experts
+        except BaseException:  # an error, Ctrl-C or exit while preparing: the new folder is not left behind
+            store.close()
+            if not existed:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
     try:
         _execute(config, store)
     except AcdcError:

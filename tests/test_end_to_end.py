@@ -17,6 +17,7 @@ def test_smollm2_one_generation(smollm2_dir, tmp_path):
         "evolution.initial_population": "2", "evolution.offspring_per_generation": "1",
         "tasks.initial_families": "6", "tasks.instances_per_family": "1", "tasks.adapt_every": "1",
         "tasks.new_per_adaptation": "2", "generation.max_new_tokens": "24",
+        "models.forge_missing": "false",  # forging the experts takes 12 min on 2 cores: tests/test_forge.py covers it
     }
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
     result = subprocess.run([sys.executable, "-m", "acdc_engine", "--plugins", "merge,taskgen", *args],

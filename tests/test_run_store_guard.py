@@ -156,10 +156,13 @@ def test_a_run_stored_before_the_merge_parameters_moved_still_reads(tmp_path):
     assert engine("status", run).returncode == 0
 
 
-def test_an_uncreatable_run_dir_is_one_line(tmp_path):
+def test_an_uncreatable_run_dir_is_one_line_before_any_forging(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    one_line_error(engine("run", "--run-dir", blocker / "run"), "cannot create the run directory")
+    cache = tmp_path / "cache"  # empty: the default seeds would forge their experts into it first
+    one_line_error(engine("run", "--run-dir", blocker / "run", "--set", f"models.cache_dir='{cache}'"),
+                   "cannot create the run directory")
+    assert not cache.exists()
     shutil.rmtree(tmp_path)
 
 
