@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/discovery.py [--seeds 0,1] [--set KEY=VALUE ...] [--ablations | --variants A,B] [--out DIR]
                                       [--sdist FILE] [--questions 20] [--humaneval 40]
-                                      [--choices likelihood|generated] [--dev-set draw|domain]
+                                      [--choices likelihood|generated] [--dev-set evals|draw|domain]
 
 For each run seed (and, with ``--ablations``, each ablation of the paper's
 Table 3 shape at the same model budget), this
@@ -21,7 +21,24 @@ Table 3 shape at the same model budget), this
    ``--choices``) under ``--out``, prints the table, the time of each part and
    each target as met / not met.
 
-The development set: ``--questions`` short questions (multiple choice with
+The development set (``--dev-set evals``, the default): ``--questions`` open
+questions of each of 15 tasks of the OpenAI evals registry, read from the
+``evals==3.0.1.post1`` wheel (fetched once with ``pip download --no-deps``
+into the cache; never a dependency, never installed), plus ``--humaneval``
+problems of HumanEval drawn with seed 0, scored in the sandbox. EVALS_RULE:
+of the registry's exact-answer tasks (class ``Match``, the reply must start
+with the ideal answer; their ``samples_jsonl`` files), those with at least 20
+open questions (an ideal answer of at most 3 words), a median question of at
+most 600 characters, at least 95 % ASCII text and at least as many distinct
+answers as half their questions (40 tasks); ``random.Random(0).sample``
+drew 15 of them (``EVALS_TASKS``). The rule was written, and the list drawn,
+before any model answered one of them. Questions are asked zero-shot, the
+task's system and user messages one after another, and scored as the domain
+set below (a one-number answer as a number, else exact match after
+``Answer:``). The registry replaced BIG-bench as the default on 2026-12-06,
+when the registry served only ``bigbench==0.0.1``.
+
+``--dev-set draw``: ``--questions`` short questions (multiple choice with
 2-5 options, or exact answers of at most 3 words) of each task in
 ``BIGBENCH_TASKS``, drawn with seed 0 from the ``bigbench==1.0.0`` sdist
 (fetched once with ``pip download --no-deps`` into the cache; never a
@@ -73,9 +90,18 @@ DOMAIN_TASKS = (
     "simp_turing_concept/additional_set_1", "simp_turing_concept/witness_set", "simple_arithmetic_json",
     "unit_conversion/unit_addition_general", "unit_conversion/unit_addition_same", "word_sorting",
 )
-DEV_SETS = {"draw": (BIGBENCH_TASKS, False), "domain": (DOMAIN_TASKS, True)}  # (tasks, open questions only)
+EVALS_TASKS = (  # EVALS_RULE's draw; a wheel that gives another draw is refused (see evals_tasks)
+    "music-theory/triads-samples", "next-val-series/next-val-series", "ascii_wordart/ascii_wordart",
+    "japanese_number_reading/japanese_number_reading", "product-ie/zeroshot/product_ie_zero_shot_samples",
+    "probability_questions/probability_questions", "nepali_numerals/samples", "logical_counting/samples",
+    "positive-binary-operations/samples", "forth_stack_sim/samples", "last_word_nth/samples",
+    "partially_solved_crossword_clues/samples", "css-selectors/verbal", "south-african-bands/south-african-bands",
+    "compare-countries-area/samples",
+)
+DEV_SETS = {"draw": (BIGBENCH_TASKS, False), "domain": (DOMAIN_TASKS, True), "evals": (EVALS_TASKS, True)}
 SDIST = "bigbench-1.0.0.tar.gz"
 PIP_FOR_SDIST = "pip==23.2.1"  # a pip that still downloads it (see sdist_file)
+EVALS_WHEEL = "evals-3.0.1.post1-py3-none-any.whl"
 DRAW_SEED = 0
 SIZES = (3, 8)
 CODE_TOKENS = 192  # a HumanEval answer is a whole function
@@ -124,16 +150,48 @@ def sdist_file(arg: str | None, cache: Path) -> Path:
     return path
 
 
-def dev_set(sdist: Path, name: str, questions: int, humaneval: int):
+def evals_wheel(cache: Path) -> Path:
+    """The OpenAI ``evals`` wheel (its registry's data files are inside it), fetched once into the cache."""
+    path = cache / "evals" / EVALS_WHEEL
+    if not path.is_file():
+        say(f"fetching {EVALS_WHEEL} (46 MB, once) into {path.parent}")
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                               "evals==3.0.1.post1", "-d", str(path.parent)], capture_output=True, text=True)
+        if done.returncode != 0 or not path.is_file():
+            last = (done.stderr.strip().splitlines() or ["pip wrote no " + EVALS_WHEEL])[-1]
+            raise SystemExit(f"error: could not fetch evals==3.0.1.post1: {last}")
+    return path
+
+
+def evals_tasks(wheel: Path, questions: int) -> dict[str, list[dict]]:
+    """The tasks of ``EVALS_TASKS`` from the wheel, checked to be the draw that EVALS_RULE makes."""
+    from acdc_engine.benchmarks import eligible_open_tasks, evals_wheel_tasks
+    from acdc_engine.errors import AcdcError
+
+    tasks = evals_wheel_tasks(wheel)
+    eligible = eligible_open_tasks(tasks, questions)
+    drawn = tuple(random.Random(DRAW_SEED).sample(eligible, min(15, len(eligible))))
+    if drawn != EVALS_TASKS:
+        raise AcdcError(f"evals wheel {wheel}: the rule draws {', '.join(drawn)}, not the tasks listed in "
+                        "EVALS_TASKS (another wheel, or another --questions?)")
+    return {name: tasks[name] for name in drawn}
+
+
+def dev_set(cache: Path, sdist: str | None, name: str, questions: int, humaneval: int):
     """The development set ``name`` (of ``DEV_SETS``), every item named ``benchmark/id``."""
     from dataclasses import replace
 
-    from acdc_engine.benchmarks import load_bigbench_sdist, load_humaneval
+    from acdc_engine.benchmarks import draw_questions, load_bigbench_sdist, load_humaneval
 
     tasks, open_only = DEV_SETS[name]
+    if name == "evals":
+        benches = [draw_questions(task, examples, questions, DRAW_SEED, open_only=True, numeric=True)
+                   for task, examples in evals_tasks(evals_wheel(cache), questions).items()]
+    else:
+        benches = load_bigbench_sdist(sdist_file(sdist, cache), list(tasks), questions, DRAW_SEED,
+                                      open_only=open_only, numeric=open_only)
     items = []
-    for bench in load_bigbench_sdist(sdist, list(tasks), questions, DRAW_SEED, open_only=open_only,
-                                     numeric=open_only):
+    for bench in benches:
         items += [replace(i, id=f"{bench.name}/{i.id}") for i in bench.items]
     code = load_humaneval(None).items
     items += sorted(random.Random(DRAW_SEED).sample(code, humaneval), key=lambda i: int(i.id.split("/")[1]))
@@ -362,16 +420,19 @@ def main() -> None:
                         "top-fitness and paper-DNS ablations.")
     parser.add_argument("--variants", help=f"Comma-separated variants to run instead (of {', '.join(ABLATIONS)}).")
     parser.add_argument("--out", default="runs/discovery", help="Folder for the runs and results.")
-    parser.add_argument("--sdist", help=f"The bigbench sdist ({SDIST}); default: fetched into the cache.")
-    parser.add_argument("--questions", type=int, default=20, help="Questions per BIG-bench task.")
+    parser.add_argument("--sdist", help=f"The bigbench sdist ({SDIST}) for --dev-set draw or domain; default: "
+                        "fetched into the cache (the registry serves only bigbench 0.0.1 since 2026-12-05).")
+    parser.add_argument("--questions", type=int, default=20, help="Questions per task of the development set.")
     parser.add_argument("--humaneval", type=int, default=40, help="HumanEval problems.")
     parser.add_argument("--choices", choices=("likelihood", "generated"), default="likelihood",
                         help="How a multiple-choice question is answered: the most likely reply 'Answer: <letter>' "
                         "(sampled: drawn from the replies' probabilities), as BIG-bench scores its own tasks; or "
                         "the letter in the generated reply.")
-    parser.add_argument("--dev-set", choices=tuple(DEV_SETS), default="draw",
-                        help="The BIG-bench part: a draw from all short-question tasks (multiple choice and open), "
-                        "or open questions of the tasks whose keywords name the run's domains (see the docstring).")
+    parser.add_argument("--dev-set", choices=tuple(DEV_SETS), default="evals",
+                        help="The part beside HumanEval: open questions of 15 tasks drawn from the OpenAI evals "
+                        "registry (evals, the default); or, from a bigbench sdist, a draw from all short-question "
+                        "tasks (draw) or open questions of the tasks whose keywords name the run's domains "
+                        "(domain). See the docstring.")
     args = parser.parse_args()
 
     from acdc_engine.commands import quiet_libraries
@@ -388,11 +449,12 @@ def main() -> None:
     try:
         config = load_config(None, args.overrides)  # bad overrides fail before any work
         cache = Path(config.models.cache_dir).expanduser()
-        items = dev_set(sdist_file(args.sdist, cache), args.dev_set, args.questions, args.humaneval)
+        items = dev_set(cache, args.sdist, args.dev_set, args.questions, args.humaneval)
     except AcdcError as exc:
         raise SystemExit(f"error: {exc}") from None
     tasks = DEV_SETS[args.dev_set][0]
-    say(f"development set {args.dev_set}: {len(items)} questions ({len(tasks)} BIG-bench tasks x {args.questions}, "
+    source = "evals registry" if args.dev_set == "evals" else "BIG-bench"
+    say(f"development set {args.dev_set}: {len(items)} questions ({len(tasks)} {source} tasks x {args.questions}, "
         f"{args.humaneval} HumanEval)")
     times: dict = {}
     started = time.monotonic()
@@ -404,7 +466,7 @@ def main() -> None:
         if unknown:
             raise SystemExit(f"error: --variants {', '.join(unknown)}: unknown (known: {', '.join(ABLATIONS)})")
         variants = {v: ABLATIONS[v] for v in args.variants.split(",")}
-    described = {"bigbench_tasks": list(tasks), "questions_per_task": args.questions,
+    described = {"source": source, "tasks": list(tasks), "questions_per_task": args.questions,
                  "humaneval": args.humaneval, "draw_seed": DRAW_SEED, "choices": args.choices}
     if args.dev_set != "draw":
         described["open_only"] = described["numeric"] = True

@@ -219,7 +219,6 @@ def load_bigbench_sdist(sdist: Path, names: list[str], per_task: int, seed: int,
     each named task or ``task/subtask`` of a ``bigbench`` sdist, a seeded draw per task; with
     ``numeric``, a question whose target is one number is scored as a number (kind ``numeric``: the
     reply's last number). One line naming an unknown task or one with too few questions."""
-    import random
     import tarfile
 
     members = bigbench_sdist_tasks(sdist)
@@ -234,14 +233,102 @@ def load_bigbench_sdist(sdist: Path, names: list[str], per_task: int, seed: int,
                 task = json.load(tar.extractfile(members[name]))
             except (json.JSONDecodeError, UnicodeDecodeError):
                 raise AcdcError(f"{where}: not JSON") from None
-            prefix = task.get("task_prefix", "")
-            usable = [(n, ex) for n, ex in enumerate(_bigbench_examples(task, where), 1)
-                      if short_question(ex, open_only=open_only)]
-            if len(usable) < per_task:
-                raise AcdcError(f"BIG-bench task {name}: {len(usable)} short questions, fewer than {per_task}")
-            drawn = sorted(random.Random(f"{seed}:{name}").sample(usable, per_task), key=lambda p: p[0])
-            out.append(Benchmark(name, [_bigbench_item(n, ex, prefix, numeric) for n, ex in drawn]))
+            out.append(draw_questions(name, _bigbench_examples(task, where), per_task, seed, prefix=task.get(
+                "task_prefix", ""), open_only=open_only, numeric=numeric))
     return out
+
+
+def draw_questions(name: str, examples: list[dict], per_task: int, seed: int, *, prefix: str = "",
+                   open_only: bool = False, numeric: bool = False) -> Benchmark:
+    """``per_task`` short questions (:func:`short_question`) of one task's BIG-bench-shaped examples, a
+    draw seeded by ``seed`` and the task's name, kept in the task's order."""
+    import random
+
+    usable = [(n, ex) for n, ex in enumerate(examples, 1) if short_question(ex, open_only=open_only)]
+    if len(usable) < per_task:
+        raise AcdcError(f"task {name}: {len(usable)} short questions, fewer than {per_task}")
+    drawn = sorted(random.Random(f"{seed}:{name}").sample(usable, per_task), key=lambda p: p[0])
+    return Benchmark(name, [_bigbench_item(n, ex, prefix, numeric) for n, ex in drawn])
+
+
+def eligible_open_tasks(tasks: dict[str, list[dict]], questions: int) -> list[str]:
+    """The names, sorted, of the tasks (BIG-bench-shaped examples) with at least ``questions`` open
+    questions (exact answers of at most 3 words), a median question of at most 600 characters, at
+    least 95 % ASCII text, and at least as many distinct answers as half their open questions (a task
+    of few answers is multiple choice in disguise, where N guesses pay)."""
+    from statistics import median
+
+    eligible = []
+    for name, examples in sorted(tasks.items()):
+        usable = [ex for ex in examples if short_question(ex, open_only=True)]
+        if len(usable) < max(questions, 1):
+            continue
+        targets = [[str(t) for t in (ex["target"] if isinstance(ex["target"], list) else [ex["target"]])]
+                   for ex in usable]
+        text = "".join(ex["input"] + "".join(t) for ex, t in zip(usable, targets))
+        if median(len(ex["input"]) for ex in usable) <= 600 and sum(c.isascii() for c in text) >= 0.95 * len(text) \
+                and len({normalise(" ".join(t)) for t in targets}) >= len(usable) / 2:
+            eligible.append(name)
+    return eligible
+
+
+EVALS_MATCH = "evals.elsuite.basic.match:Match"  # the registry's exact-answer class: the reply starts with the ideal
+
+
+def evals_wheel_tasks(wheel: Path) -> dict[str, list[dict]]:
+    """The exact-answer tasks of an OpenAI ``evals`` wheel (its registry: specs of class
+    :data:`EVALS_MATCH` and their ``samples_jsonl`` files), by samples file without ``.jsonl``, as
+    BIG-bench-shaped examples ``{"input", "target"}``. A sample's input is its text, or the contents
+    of its system and user messages one after another; samples with named (few-shot) messages, other
+    roles or no ideal answer are left out."""
+    import zipfile
+
+    import yaml
+
+    try:
+        archive = zipfile.ZipFile(wheel)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise AcdcError(f"evals wheel {wheel}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    with archive:
+        names = set(archive.namelist())
+        files = set()
+        for spec_file in sorted(n for n in names if n.startswith("evals/registry/evals/") and n.endswith(".yaml")):
+            try:
+                specs = yaml.safe_load(archive.read(spec_file))
+            except yaml.YAMLError:
+                continue  # a spec file the registry itself cannot load names no task
+            for spec in (specs or {}).values() if isinstance(specs, dict) else ():
+                args = spec.get("args") if isinstance(spec, dict) else None
+                if isinstance(args, dict) and spec.get("class") == EVALS_MATCH \
+                        and isinstance(args.get("samples_jsonl"), str):
+                    files.add(args["samples_jsonl"])
+        tasks = {}
+        for rel in sorted(files):
+            member = f"evals/registry/data/{rel}"
+            if member in names and rel.endswith(".jsonl"):
+                tasks[rel.removesuffix(".jsonl")] = _evals_examples(archive.read(member))
+    if not tasks:
+        raise AcdcError(f"evals wheel {wheel}: holds no registry task of class {EVALS_MATCH}")
+    return tasks
+
+
+def _evals_examples(data: bytes) -> list[dict]:
+    examples = []
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        try:
+            sample = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(sample, dict):
+            continue
+        given, ideal = sample.get("input"), sample.get("ideal")
+        if isinstance(given, list) and all(isinstance(m, dict) and m.get("role") in ("system", "user")
+                                           and "name" not in m and isinstance(m.get("content"), str) for m in given):
+            given = "\n\n".join(m["content"] for m in given)
+        targets = ideal if isinstance(ideal, list) else [ideal]
+        if isinstance(given, str) and given and targets and all(isinstance(t, (str, int, float)) for t in targets):
+            examples.append({"input": given, "target": [str(t) for t in targets]})
+    return examples
 
 
 def load_humaneval(limit: int | None) -> Benchmark:

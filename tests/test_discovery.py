@@ -3,11 +3,14 @@
 import io
 import json
 import tarfile
+import zipfile
 
 import numpy as np
 import pytest
 
-from acdc_engine.benchmarks import Item, is_correct, load_bigbench_sdist, submission
+from acdc_engine.benchmarks import (
+    Item, draw_questions, eligible_open_tasks, evals_wheel_tasks, is_correct, load_bigbench_sdist, submission,
+)
 from acdc_engine.discovery import (
     AnswerBook, Member, choice_pick, coverage_by_kind, forces_by_generation, guessing_coverage, padded, pick, system_coverage,
 )
@@ -176,3 +179,51 @@ def test_bad_sdist_input_is_one_line_naming_it(tmp_path, case, message):
     with pytest.raises(AcdcError, match=message) as err:
         load_bigbench_sdist(path, [name], 20, 0)
     assert "\n" not in str(err.value)
+
+
+def evals_wheel(tmp_path, specs: dict, data: dict) -> str:
+    """A wheel shaped like OpenAI's evals: registry specs (YAML) and their samples files (JSON lines)."""
+    path = tmp_path / "evals-3.0.1.post1-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as wheel:
+        for name, text in specs.items():
+            wheel.writestr(f"evals/registry/evals/{name}.yaml", text)
+        for name, rows in data.items():
+            wheel.writestr(f"evals/registry/data/{name}", "\n".join(r if isinstance(r, str) else json.dumps(r)
+                                                                   for r in rows))
+    return path
+
+
+def test_evals_wheel_tasks_are_its_exact_answer_samples_as_questions(tmp_path):
+    system = {"role": "system", "content": "Add."}
+    adds = [{"input": [system, {"role": "user", "content": f"{i} + 1"}], "ideal": str(i + 1)} for i in range(25)]
+    adds += ["not json", json.dumps([1, 2]),  # lines that are no sample are skipped
+             {"input": [system, {"role": "system", "name": "example_user", "content": "1 + 1"}], "ideal": "2"}]
+    specs = {"adds": "adds.v0:\n  class: evals.elsuite.basic.match:Match\n  args:\n    samples_jsonl: adds/samples.jsonl\n",
+             "loose": "loose.v0:\n  class: evals.elsuite.basic.includes:Includes\n  args:\n    samples_jsonl: loose.jsonl\n",
+             "broken": "{oops: [", "words": "words.v0:\n  class: evals.elsuite.basic.match:Match\n  args:\n"
+             "    samples_jsonl: words.jsonl\n"}
+    yes_no = [{"input": f"Is {i} even?", "ideal": ["Yes", "No"][i % 2]} for i in range(30)]
+    path = evals_wheel(tmp_path, specs, {"adds/samples.jsonl": adds, "loose.jsonl": adds, "words.jsonl": yes_no})
+    tasks = evals_wheel_tasks(path)
+    assert set(tasks) == {"adds/samples", "words"}  # only the Match class; a broken spec names no task
+    assert len(tasks["adds/samples"]) == 25 and tasks["adds/samples"][3] == {"input": "Add.\n\n3 + 1", "target": ["4"]}
+    assert eligible_open_tasks(tasks, 20) == ["adds/samples"]  # yes / no answers are multiple choice in disguise
+    assert eligible_open_tasks(tasks, 26) == []
+    bench = draw_questions("adds/samples", tasks["adds/samples"], 20, 0, open_only=True, numeric=True)
+    assert len(bench.items) == 20 and {i.kind for i in bench.items} == {"numeric"}
+    item = bench.items[0]
+    assert item.prompt.startswith("Add.\n\n") and is_correct(item, submission(item, f"Answer: {item.answers[0]}"))
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "cannot read it"), (b"not a zip", "cannot read it"), ("empty", "holds no registry task"),
+])
+def test_a_bad_evals_wheel_is_one_line_naming_it(tmp_path, content, message):
+    path = tmp_path / "evals.whl"
+    if content == "empty":
+        path = evals_wheel(tmp_path, {}, {})
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(AcdcError, match=message) as err:
+        evals_wheel_tasks(path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
