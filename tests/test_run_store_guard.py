@@ -173,6 +173,15 @@ def test_a_run_that_fails_at_its_start_leaves_no_folder(tmp_path):
     assert not run.exists()
 
 
+def test_a_first_run_whose_forging_fails_leaves_no_folder(tmp_path):
+    run, missing = tmp_path / "run", tmp_path / "no-model"
+    done = engine("run", "--run-dir", run, "--set", f"models.cache_dir='{tmp_path / 'cache'}'",
+                  "--set", f"models.seeds=['forged:{missing}']", "--set", f"models.base='{missing}'")
+    assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
+    assert f"error: seed model path {missing} does not exist" in done.stdout
+    assert not run.exists()
+
+
 def test_a_seed_folder_without_tokenizer_files_is_named(tiny_models, tmp_path):
     bare = tmp_path / "bare"
     bare.mkdir()
