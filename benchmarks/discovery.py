@@ -112,6 +112,7 @@ ABLATIONS = {
     "top-fitness": ["evolution.archive=top-fitness"],
     "dns-paper": ["evolution.archive=dns"],  # the AC/DC paper's competition score
     "cma-es": ["evolution.emitter=cma-es"],  # CMA-ES over the merge weights instead of random parents and weights
+    "task-arithmetic": ["evolution.crossover=task_arithmetic"],  # children add their parents' task vectors
 }
 TARGETS = (  # (name, system, baseline, margin)
     ("task force 3 >= control 3 + 3", "task_force_3", "control_3", 0.03),
@@ -416,8 +417,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="0", help="Comma-separated run seeds (default 0).")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--ablations", action="store_true", help="Also run the static-pool, MAP-Elites, "
-                        "top-fitness and paper-DNS ablations.")
+    parser.add_argument("--ablations", action="store_true", help=f"Also run every other variant "
+                        f"({', '.join(list(ABLATIONS)[1:])}).")
     parser.add_argument("--variants", help=f"Comma-separated variants to run instead (of {', '.join(ABLATIONS)}).")
     parser.add_argument("--out", default="runs/discovery", help="Folder for the runs and results.")
     parser.add_argument("--sdist", help=f"The bigbench sdist ({SDIST}) for --dev-set draw or domain; default: "
