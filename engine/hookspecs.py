@@ -66,8 +66,9 @@ def acdc_commands() -> list[Any]:
 @hookspec
 def acdc_prepare_run(config: Config, hook: Any) -> None:
     """Called once before a new run starts (not on ``resume``), inside a configured plugin context, after
-    the config is validated and before the run folder exists: make what the run's seeds need (the
-    ``forge`` plugin forges the default experts of a ``forged:BASE`` group that has none yet)."""
+    the config is validated and the run folder is created (so a folder that cannot hold the run fails
+    first), before any seed is resolved: make what the run's seeds need (the ``forge`` plugin forges the
+    default experts of a ``forged:BASE`` group that has none yet). An error here removes the new folder."""
 
 
 @hookspec
