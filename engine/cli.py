@@ -100,15 +100,22 @@ def _start(config_file, overrides, plugins, run_dir) -> None:
         run_dir = Path(config.run.output_dir) / datetime.now().strftime("run-%Y%m%d-%H%M%S")
     run_dir = Path(run_dir)
     existed = run_dir.exists()
+    before = set(run_dir.iterdir()) if run_dir.is_dir() else set()
     with configured_plugins(config) as pm:  # unknown plugin names fail before any work
         # the store first: a folder that cannot hold the run fails before minutes of preparation
         store = RunStore.create(run_dir, config.model_dump_json())
         try:
             pm.hook.acdc_prepare_run(config=config, hook=pm.hook)  # e.g. forging the first run's experts
-        except BaseException:  # an error, Ctrl-C or exit while preparing: the new folder is not left behind
+        except BaseException:  # an error, Ctrl-C or exit while preparing: the folder is left as it was
             store.close()
             if not existed:
                 shutil.rmtree(run_dir, ignore_errors=True)
+            else:
+                for made in set(run_dir.iterdir()) - before:
+                    if made.is_dir():
+                        shutil.rmtree(made, ignore_errors=True)
+                    else:
+                        made.unlink(missing_ok=True)
             raise
     try:
         _execute(config, store)

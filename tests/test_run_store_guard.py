@@ -180,6 +180,11 @@ def test_a_first_run_whose_forging_fails_leaves_no_folder(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
     assert f"error: seed model path {missing} does not exist" in done.stdout
     assert not run.exists()
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")  # a folder that existed keeps what it held, and nothing more
+    again = engine("run", "--run-dir", run, "--set", f"models.cache_dir='{tmp_path / 'cache'}'",
+                   "--set", f"models.seeds=['forged:{missing}']", "--set", f"models.base='{missing}'")
+    assert again.returncode == 2 and [p.name for p in run.iterdir()] == ["notes.txt"]
 
 
 def test_a_seed_folder_without_tokenizer_files_is_named(tiny_models, tmp_path):
