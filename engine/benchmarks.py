@@ -146,6 +146,11 @@ def load_jsonl(path: Path) -> Benchmark:
     return Benchmark(path.stem, items)
 
 
+def _targets(ex: dict) -> list[str]:
+    """A BIG-bench-shaped example's accepted answers (``target``: one or a list), as text."""
+    return list(map(str, ex["target"] if isinstance(ex["target"], list) else [ex["target"]]))
+
+
 def _bigbench_item(n: int, ex: dict, prefix: str, numeric: bool = False) -> Item:
     question = prefix + ex["input"]
     if "target_scores" in ex:
@@ -153,8 +158,7 @@ def _bigbench_item(n: int, ex: dict, prefix: str, numeric: bool = False) -> Item
         best = max(ex["target_scores"].values())
         right = tuple(c for c in choices if ex["target_scores"][c] == best)
         return Item(str(n), _choice_prompt(question, choices), right, "choice", tuple(choices))
-    targets = ex["target"] if isinstance(ex["target"], list) else [ex["target"]]
-    answers = tuple(map(str, targets))
+    answers = tuple(_targets(ex))
     if numeric and len(answers) == 1 and _NUMBER.fullmatch(answers[0].strip()):
         return Item(str(n), f"{question}\nEnd with 'Answer: <answer>'.", (answers[0].strip(),), "numeric")
     return Item(str(n), f"{question}\nEnd with 'Answer: <answer>'.", answers, "exact")
@@ -192,8 +196,8 @@ def short_question(ex: dict, *, open_only: bool = False) -> bool:
         return False
     if "target_scores" in ex:
         return not open_only and 2 <= len(ex["target_scores"]) <= 5
-    targets = ex["target"] if isinstance(ex["target"], list) else [ex["target"]]
-    return bool(targets) and all(0 < len(str(t).split()) <= 3 for t in targets)
+    targets = _targets(ex)
+    return bool(targets) and all(0 < len(t.split()) <= 3 for t in targets)
 
 
 def bigbench_sdist_tasks(sdist: Path) -> dict[str, "tarfile.TarInfo"]:
@@ -263,8 +267,7 @@ def eligible_open_tasks(tasks: dict[str, list[dict]], questions: int) -> list[st
         usable = [ex for ex in examples if short_question(ex, open_only=True)]
         if len(usable) < max(questions, 1):
             continue
-        targets = [[str(t) for t in (ex["target"] if isinstance(ex["target"], list) else [ex["target"]])]
-                   for ex in usable]
+        targets = [_targets(ex) for ex in usable]
         text = "".join(ex["input"] + "".join(t) for ex, t in zip(usable, targets))
         if median(len(ex["input"]) for ex in usable) <= 600 and sum(c.isascii() for c in text) >= 0.95 * len(text) \
                 and len({normalise(" ".join(t)) for t in targets}) >= len(usable) / 2:
