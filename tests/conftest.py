@@ -109,9 +109,17 @@ class ChatServer:
                     step = owner.plan[min(len(owner.requests), len(owner.plan)) - 1]
                     owner.in_flight += 1
                     owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
+                self.counted = True
                 try:
                     self.answer(step, body)
                 finally:
+                    self.done()
+
+            def done(self):
+                """The request leaves the in-flight count once its reply is ready, before it is written: a
+                client may send its next request as soon as it has read this one's reply."""
+                if self.counted:
+                    self.counted = False
                     with owner.lock:
                         owner.in_flight -= 1
 
@@ -129,6 +137,7 @@ class ChatServer:
 
             def send(self, status, payload, headers=None):
                 data = json.dumps(payload).encode()
+                self.done()
                 try:
                     self.send_response(status)
                     for k, v in {"Content-Type": "application/json", "Content-Length": str(len(data)),
