@@ -15,7 +15,9 @@ Table 3 shape at the same model budget), this
    (see :mod:`acdc_engine.discovery` for the systems): for N = 3 and N = 8,
    Coverage of the task force, of the seed experts, of the control and of the
    fittest single model, and of the task force picked from the models born
-   up to each generation;
+   up to each generation (picked over the run's tasks, or over each of their
+   instances with ``--set result.task_force_units=instances``; a finished
+   run is reused whatever its ``[result]``, so a pick can be measured again);
 4. writes ``discovery-CHOICES.json`` and ``discovery-CHOICES.png`` (Coverage
    over generations; CHOICES is how multiple choice was answered, see
    ``--choices``) under ``--out``, prints the table, the time of each part and
@@ -278,8 +280,9 @@ class Answerer:
         self.backend.close()
 
 
-def measure(run_dir: Path, items, cache: Path, choices: str) -> dict:
-    """The table of one run: Coverage of every system for each N, and per generation."""
+def measure(run_dir: Path, items, cache: Path, choices: str, units: str) -> dict:
+    """The table of one run: Coverage of every system for each N, and per generation; task forces (the
+    seed experts' too) picked over the run's tasks or their instances (``units``)."""
     from acdc_engine.discovery import (
         AnswerBook, Member, coverage_by_kind, forces_by_generation, guessing_coverage, padded, pick, run_skills,
         seed_ids, system_coverage,
@@ -294,7 +297,7 @@ def measure(run_dir: Path, items, cache: Path, choices: str) -> dict:
     plugins = configured_plugins(config)
     hook = plugins.__enter__().hook
     seed_dirs, base_dir = resolve_seeds(hook, config.models)
-    models, tasks, scores, thr = run_skills(store)
+    models, tasks, scores, thr = run_skills(store, units)
     rows = {m["id"]: m for m in models}
     scratch = Path(tempfile.mkdtemp(prefix="acdc-discovery-"))
     answerer = Answerer(hook, config, base_dir, items)
@@ -335,7 +338,7 @@ def measure(run_dir: Path, items, cache: Path, choices: str) -> dict:
         base_id = next(m for m in seeds if seed_spec(rows[m]) == config.models.base)
         final = store.generation(store.last_generation())
         fittest = max(final["archive"], key=lambda r: r["fitness"])["id"]
-        table: dict = {"n_seeds": len(seeds), "per_generation": {}, "members": {}, "by_kind": {}}
+        table: dict = {"n_seeds": len(seeds), "units": units, "per_generation": {}, "members": {}, "by_kind": {}}
         for n in SIZES:
             by_gen = forces_by_generation(models, tasks, scores, thr, n)
             last = max(by_gen)
@@ -490,7 +493,8 @@ def main() -> None:
             say(f"{label}: scoring on the development set")
             t1 = time.monotonic()
             try:
-                results[label] = table = measure(run_dir, items, cache, args.choices)
+                results[label] = table = measure(run_dir, items, cache, args.choices,
+                                                 config.result.task_force_units)
             except AcdcError as exc:  # e.g. a run that this engine cannot read: the results so far stay
                 raise SystemExit(f"error: {label}: {exc}") from None
             table["time_s"] = {"run": run_s, "answer": round(time.monotonic() - t1, 1)}

@@ -241,6 +241,11 @@ class ResultConfig(_Section):
     task_force_method: Literal["greedy", "exact", "top-fitness", "random"] = Field(
         "greedy", description="Task-force selection over the final archive: greedy Coverage, exact search "
         "(small archives), or the top-fitness / random baselines.")
+    task_force_units: Literal["tasks", "instances"] = Field(
+        "tasks", description="What the task force's pick covers: tasks (solved: the mean score over a task's "
+        "instances reaches tasks.pass_threshold, as the paper counts Coverage) or each instance of every task "
+        "(answered: its score reaches the threshold), a finer signal with the same answers. The reported "
+        "Coverage counts tasks either way.")
 
 
 class Config(_Section):

@@ -58,13 +58,20 @@ class Member:
     sample: int | None = None
 
 
-def run_skills(store) -> tuple[list[dict], list[dict], dict[tuple[str, str], float], float]:
-    """The run's models and accepted tasks (rows as dicts), its scores and its pass threshold."""
+def run_skills(store, units: str = "tasks") -> tuple[list[dict], list[dict], dict[tuple[str, str], float], float]:
+    """The run's models and accepted tasks (rows as dicts), its scores and its pass threshold. With ``units``
+    ``instances``, each instance of an accepted task stands as a task of its own (id ``TASK#k``, born with
+    its task), scored by that instance's score: what ``result.task_force_units = "instances"`` picks over."""
 
     config = store.config()
     models = [dict(r) for r in store.models()]
     tasks = [dict(r) for r in store.tasks() if r["status"] in ("active", "limbo", "retired", "removed")]
-    return models, tasks, store.scores(), config.tasks.pass_threshold
+    if units == "tasks":
+        return models, tasks, store.scores(), config.tasks.pass_threshold
+    rows = [{"id": f"{t['id']}#{k}", "generation": t["generation"]}
+            for t in tasks for k in range(len(json.loads(t["instances"])))]
+    scores = {(m, f"{t}#{k}"): v for (m, t), values in store.instance_scores().items() for k, v in enumerate(values)}
+    return models, rows, scores, config.tasks.pass_threshold
 
 
 def pick(candidates: list[str], tasks: list[str], scores: dict, threshold: float, size: int) -> list[str]:

@@ -41,6 +41,7 @@ class Evaluator:
         self.pool, self.population, self.clock = pool, population, clock
         self.step, self.emit, self.on_broken = step, emit, on_broken
         self.scores: dict[tuple[str, str], float] = {}
+        self.instance_scores: dict[tuple[str, str], list[float]] = {}
         gen_cfg = config.generation
         self.decoding = text_digest(json.dumps({"backend": gen_cfg.backend, "dtype": gen_cfg.dtype,
                                                 "max_new_tokens": gen_cfg.max_new_tokens}))
@@ -107,6 +108,7 @@ class Evaluator:
                     continue
                 values = [0.0 if s is None else float(s) for s in scores]
                 self.scores[(model_id, task_id)] = float(np.mean(values))
+                self.instance_scores[(model_id, task_id)] = values
                 commit.evaluations.append({
                     "model_id": model_id, "task_id": task_id, "score": float(np.mean(values)), "generation": gen,
                     "answers": json.dumps([{"response": r, "submission": s, "score": v}
@@ -119,14 +121,19 @@ class Evaluator:
         active = self.pool.active
         return float(np.mean([self.scores.get((model_id, t), 0.0) for t in active])) if active else 0.0
 
-    def score_matrix(self, model_ids: list[str], task_ids: list[str]) -> np.ndarray:
-        """Each model's score per task (0 where not scored)."""
-        return np.array([[self.scores.get((m, t), 0.0) for t in task_ids] for m in model_ids], dtype=float
-                        ).reshape(len(model_ids), len(task_ids))
+    def score_matrix(self, model_ids: list[str], task_ids: list[str], *, per_instance: bool = False) -> np.ndarray:
+        """Each model's score per task (0 where not scored); with ``per_instance``, its score per instance
+        of each task instead (the columns task by task, in instance order)."""
+        if not per_instance:
+            return np.array([[self.scores.get((m, t), 0.0) for t in task_ids] for m in model_ids], dtype=float
+                            ).reshape(len(model_ids), len(task_ids))
+        widths = [len(self.pool[t].instances) for t in task_ids]
+        return np.array([[v for t, w in zip(task_ids, widths) for v in self.instance_scores.get((m, t), [0.0] * w)]
+                         for m in model_ids], dtype=float).reshape(len(model_ids), sum(widths))
 
-    def solved_matrix(self, model_ids: list[str], task_ids: list[str]) -> np.ndarray:
-        """Whether each model's score per task reaches ``tasks.pass_threshold``."""
-        return self.score_matrix(model_ids, task_ids) >= self.cfg.tasks.pass_threshold
+    def solved_matrix(self, model_ids: list[str], task_ids: list[str], *, per_instance: bool = False) -> np.ndarray:
+        """Whether each model's score per task (or per instance) reaches ``tasks.pass_threshold``."""
+        return self.score_matrix(model_ids, task_ids, per_instance=per_instance) >= self.cfg.tasks.pass_threshold
 
     def capability_rates(self, model_id: str) -> dict[str, float]:
         """Share of active tasks solved, per capability."""

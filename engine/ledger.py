@@ -124,6 +124,7 @@ class Ledger:
             return 0
         self.population.restore(self.store.models(), seed_specs)
         self.evaluator.scores = self.store.scores()
+        self.evaluator.instance_scores = self.store.instance_scores()
         state = self.store.generation(last)
         self.pool.restore(self.store.tasks(), state["active"])
         members = [r["id"] for r in state["archive"]]

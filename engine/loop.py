@@ -173,8 +173,9 @@ class Coevolution:
                   pool=self.pool.counts(), stats=commit.stats)
 
     def pick_task_force(self) -> None:
-        """A task force (``result.task_force_method``) over every accepted task, beside the seed experts'
-        own task force of the same size (greedy over the seeds alone)."""
+        """A task force (``result.task_force_method``) over every accepted task (or each of its instances:
+        ``result.task_force_units``), beside the seed experts' own task force of the same size (greedy over the
+        seeds alone)."""
         members = self.archive.member_ids()
         seeds = [m.id for m in self.population.seeds()]
         everything = self.pool.accepted()
@@ -185,14 +186,17 @@ class Coevolution:
                 self.evaluator.evaluate([model_id], todo, commit.generation, commit)
         everything = [t for t in everything if self.pool[t].status != "broken"]
         size = self.cfg.result.task_force_size
-        picks = select_task_force(self.cfg.result.task_force_method, self.evaluator.solved_matrix(members, everything), size,
+        per_instance = self.cfg.result.task_force_units == "instances"
+        picks = select_task_force(self.cfg.result.task_force_method,
+                                  self.evaluator.solved_matrix(members, everything, per_instance=per_instance), size,
                                   np.array([self.evaluator.fitness(m) for m in members]),
-                                  scores=self.evaluator.score_matrix(members, everything),
+                                  scores=self.evaluator.score_matrix(members, everything, per_instance=per_instance),
                                   seed=self.rng_seed(commit.generation, SALT_FORCE))
         force = [members[i] for i in picks]
-        seed_force = [seeds[i] for i in greedy_task_force(self.evaluator.solved_matrix(seeds, everything), size,
-                                                          np.array([self.evaluator.fitness(m) for m in seeds]),
-                                                          self.evaluator.score_matrix(seeds, everything))]
+        seed_force = [seeds[i] for i in greedy_task_force(
+            self.evaluator.solved_matrix(seeds, everything, per_instance=per_instance), size,
+            np.array([self.evaluator.fitness(m) for m in seeds]),
+            self.evaluator.score_matrix(seeds, everything, per_instance=per_instance))]
         cov = coverage(self.evaluator.solved_matrix(force, everything))
         seed_cov = coverage(self.evaluator.solved_matrix(seed_force, everything))
         self.store.save_task_force(force, cov, seed_cov, len(everything), commit.evaluations)

@@ -277,6 +277,11 @@ class RunStore:
         rows = self.conn.execute("SELECT model_id, task_id, score FROM evaluations")
         return {(r[0], r[1]): r[2] for r in rows}
 
+    def instance_scores(self) -> dict[tuple[str, str], list[float]]:
+        """Each (model, task)'s score per instance, in the task's instance order."""
+        rows = self.conn.execute("SELECT model_id, task_id, answers FROM evaluations")
+        return {(r[0], r[1]): [float(a["score"]) for a in json.loads(r[2])] for r in rows}
+
     def count(self, table: str) -> int:
         return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 

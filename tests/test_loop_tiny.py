@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import numpy as np
 import pytest
 
+from acdc_engine.discovery import run_skills
 from acdc_engine.errors import AcdcError
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.loop import Coevolution
 from acdc_engine.plugin_manager import build_plugin_manager
+from acdc_engine.store import RunStore
 from acdc_engine.tasks import TaskSpec
 from conftest import run_in_process
 
@@ -51,6 +54,38 @@ def test_tiny_run_commits_every_generation_and_a_task_force(tiny_config, tmp_pat
     assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
     steps = {d["name"] for k, d in log.events if k == "step"}
     assert {"materialise", "evaluate", "score", "select", "adapt tasks", "checkpoint"} <= steps
+
+
+def test_task_force_over_instances_uses_every_instance_score_kept_in_the_store(tiny_config, tmp_path):
+    config = tiny_config(**{"run.generations": 1, "tasks.instances_per_family": 3,
+                            "result.task_force_units": "instances", "result.task_force_size": 2})
+    store = RunStore.create(tmp_path / "run", config.model_dump_json())
+    evo = Coevolution(config, store, build_plugin_manager(config.run.plugins))
+    try:
+        evo.run()
+        stored = store.instance_scores()
+        assert stored == evo.evaluator.instance_scores and len(stored) == len(store.scores())
+        assert all(len(v) == 3 and np.mean(v) == pytest.approx(store.scores()[k]) for k, v in stored.items())
+        _, units, scores, _ = run_skills(store, "instances")  # as the discovery benchmark reads them
+        assert {(m, f"{t}#{k}"): v for (m, t), vs in stored.items() for k, v in enumerate(vs)} == scores
+        assert len(units) == 3 * sum(r["status"] in ("active", "limbo", "retired", "removed") for r in store.tasks())
+        # three members: a and b answer instances 0 and 1 of every task (2/3: solved), c only instance 2 (1/3: no
+        # task solved, and the least fit); a force of 2 over tasks takes a and b, over instances a and c
+        a, b, c = evo.archive.member_ids()[:3]
+        tasks = [t for t in evo.pool.accepted() if evo.pool[t].status != "broken"]
+        for m, values in ((a, [1.0, 1.0, 0.0]), (b, [1.0, 1.0, 0.0]), (c, [0.0, 0.0, 1.0])):
+            for t in tasks:
+                evo.evaluator.instance_scores[(m, t)], evo.evaluator.scores[(m, t)] = values, float(np.mean(values))
+        evo.pick_task_force()
+        assert sorted(json.loads(store.task_force()["model_ids"])) == sorted([a, c])
+        evo.cfg = evo.cfg.model_copy(update={"result": evo.cfg.result.model_copy(update={"task_force_units": "tasks"})})
+        evo.pick_task_force()
+        assert sorted(json.loads(store.task_force()["model_ids"])) == sorted([a, b])
+    finally:
+        evo.close()
+        store.close()
+    resumed = run_once(config, tmp_path / "run", resume=True)  # restored from the store on resume
+    assert resumed.evaluator.instance_scores == stored
 
 
 def test_same_seed_gives_same_run(tiny_config, tmp_path):
