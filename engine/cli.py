@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -108,14 +109,7 @@ def _start(config_file, overrides, plugins, run_dir) -> None:
             pm.hook.acdc_prepare_run(config=config, hook=pm.hook)  # e.g. forging the first run's experts
         except BaseException:  # an error, Ctrl-C or exit while preparing: the folder is left as it was
             store.close()
-            if not existed:
-                shutil.rmtree(run_dir, ignore_errors=True)
-            else:
-                for made in set(run_dir.iterdir()) - before:
-                    if made.is_dir():
-                        shutil.rmtree(made, ignore_errors=True)
-                    else:
-                        made.unlink(missing_ok=True)
+            _remove_made(run_dir, before, existed)
             raise
     try:
         _execute(config, store)
@@ -123,6 +117,19 @@ def _start(config_file, overrides, plugins, run_dir) -> None:
         if not existed and _nothing_committed(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)  # a run that failed at its start leaves no folder
         raise
+
+
+def _remove_made(run_dir: Path, before: set[Path], existed: bool) -> None:
+    """Removes what a failed start made in ``run_dir``: the entries it did not hold ``before``, and the
+    folder itself unless it ``existed``."""
+    for made in set(run_dir.iterdir()) - before if run_dir.is_dir() else ():
+        if made.is_dir() and not made.is_symlink():
+            shutil.rmtree(made, ignore_errors=True)
+        else:
+            made.unlink(missing_ok=True)
+    if not existed:
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()
 
 
 def _nothing_committed(run_dir: Path) -> bool:
