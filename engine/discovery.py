@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from acdc_engine.archives import coverage, greedy_task_force
+from acdc_engine.archives import greedy_task_force
 from acdc_engine.benchmarks import Item
 from acdc_engine.digest import file_digest, text_digest
 from acdc_engine.recipe import Recipe
@@ -112,9 +112,16 @@ def padded(members: list[Member], seeds: list[Member], size: int) -> list[Member
     return out
 
 
+def covered(book: "AnswerBook", members: list[Member]) -> np.ndarray:
+    """Per question, whether some member answers it right."""
+    if not members:
+        return np.zeros(len(book.items), dtype=bool)
+    return np.array([book.verdicts(m) for m in members], dtype=bool).any(axis=0)
+
+
 def system_coverage(book: "AnswerBook", members: list[Member]) -> float:
     """Share of questions that some member answers right."""
-    return coverage(np.array([book.verdicts(m) for m in members], dtype=bool))
+    return float(covered(book, members).mean()) if book.items else 0.0
 
 
 def question_kind(item: Item) -> str:
@@ -125,9 +132,9 @@ def question_kind(item: Item) -> str:
 
 def coverage_by_kind(book: "AnswerBook", members: list[Member]) -> dict[str, float]:
     """Coverage of each :func:`question_kind` group."""
-    covered = np.array([book.verdicts(m) for m in members], dtype=bool).any(axis=0)
+    hit = covered(book, members)
     kinds = np.array([question_kind(i) for i in book.items])
-    return {k: float(covered[kinds == k].mean()) for k in sorted(set(kinds))}
+    return {k: float(hit[kinds == k].mean()) for k in sorted(set(kinds))}
 
 
 def guessing_coverage(items: list[Item], n: int) -> dict[str, float]:
