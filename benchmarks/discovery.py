@@ -21,7 +21,9 @@ Table 3 shape at the same model budget), this
 4. writes ``discovery-CHOICES.json`` and ``discovery-CHOICES.png`` (Coverage
    over generations; CHOICES is how multiple choice was answered, see
    ``--choices``) under ``--out``, prints the table, the time of each part and
-   each target as met / not met.
+   each target as met / not met, with a 90 % paired bootstrap interval of
+   its gap over questions (how far the gap could move on another draw of
+   questions like these).
 
 The development set (``--dev-set evals``, the default): ``--questions`` open
 questions of each of 15 tasks of the OpenAI evals registry, read from the
@@ -284,8 +286,8 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str) -> dict
     """The table of one run: Coverage of every system for each N, and per generation; task forces (the
     seed experts' too) picked over the run's tasks or their instances (``units``)."""
     from acdc_engine.discovery import (
-        AnswerBook, Member, coverage_by_kind, forces_by_generation, guessing_coverage, padded, pick, run_skills,
-        seed_ids, system_coverage,
+        AnswerBook, Member, coverage_by_kind, covered, forces_by_generation, guessing_coverage, padded, pick,
+        run_skills, seed_ids, system_coverage,
     )
     from acdc_engine.lineage import rebuild_weights
     from acdc_engine.plugin_manager import configured_plugins
@@ -338,7 +340,11 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str) -> dict
         base_id = next(m for m in seeds if seed_spec(rows[m]) == config.models.base)
         final = store.generation(store.last_generation())
         fittest = max(final["archive"], key=lambda r: r["fitness"])["id"]
-        table: dict = {"n_seeds": len(seeds), "units": units, "per_generation": {}, "members": {}, "by_kind": {}}
+        table: dict = {"n_seeds": len(seeds), "units": units, "per_generation": {}, "members": {}, "by_kind": {},
+                       "covered": {}}  # per question, of each system that a target compares
+
+        def hits(key: str, members: list[Member]) -> None:
+            table["covered"][key] = covered(book, members).astype(int).tolist()
         for n in SIZES:
             by_gen = forces_by_generation(models, tasks, scores, thr, n)
             last = max(by_gen)
@@ -347,15 +353,19 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str) -> dict
             table["by_kind"][f"task_force_{n}"] = by_kind([Member(m, weights(m)) for m in by_gen[last]])
             table["per_generation"][n] = {g: cov(ids) for g, ids in by_gen.items()}
             table[f"generation_0_{n}"] = table["per_generation"][n][0]
+            hits(f"task_force_{n}", [Member(m, weights(m)) for m in by_gen[last]])
+            hits(f"generation_0_{n}", [Member(m, weights(m)) for m in by_gen[0]])
             chosen = pick(seeds, task_ids, scores, thr, n)
             expert_members = padded([Member(m, weights(m)) for m in chosen],
                                     [Member(m, weights(m)) for m in seeds], n)
             table["members"][f"seed_experts_{n}"] = [m.model if m.sample is None else f"{m.model}@T0.7#{m.sample}"
                                                      for m in expert_members]
             table[f"seed_experts_{n}"] = system_coverage(book, expert_members)
+            hits(f"seed_experts_{n}", expert_members)
             table["by_kind"][f"seed_experts_{n}"] = by_kind(expert_members)
             control = [Member(base_id, weights(base_id), sample=i) for i in range(n)]
             table[f"control_{n}"] = system_coverage(book, control)
+            hits(f"control_{n}", control)
             table["by_kind"][f"control_{n}"] = by_kind(control)
             guess = guessing_coverage(items, n)
             table[f"guessing_{n}"] = guess.pop("all")
@@ -384,11 +394,17 @@ def seed_spec(row) -> str | None:
     return Recipe.from_json(row["recipe"]).seed_spec
 
 
-def targets(table: dict) -> list[tuple[str, bool, float]]:
+def targets(table: dict) -> list[tuple[str, bool, float, tuple[float, float] | None]]:
+    """Each target: its name, whether it is met, the gap (system - baseline) and the gap's 90 % paired
+    bootstrap interval over questions (None for a table without per-question hits)."""
+    from acdc_engine.discovery import gap_interval
+
     out = []
     for name, system, baseline, margin in TARGETS:
         gap = table[system] - table[baseline]
-        out.append((name, gap >= margin - 1e-9, gap))
+        hits = table.get("covered", {})
+        interval = gap_interval(hits[system], hits[baseline]) if system in hits and baseline in hits else None
+        out.append((name, gap >= margin - 1e-9, gap, interval))
     return out
 
 
@@ -486,7 +502,7 @@ def main() -> None:
             t0 = time.monotonic()
             reused = coevolve(run_dir, [*args.overrides, *extra, f"run.seed={seed}"], out / f"{name}-s{seed}.log")
             run_s = round(time.monotonic() - t0, 1)
-            if reused and "by_kind" in results.get(label, {}):  # tables of older versions are measured again
+            if reused and "covered" in results.get(label, {}):  # tables of older versions are measured again
                 say(f"{label}: measured before")
                 report(label, results[label])
                 continue
@@ -543,8 +559,10 @@ def report(label: str, table: dict) -> None:
             say(f"  gen {s['gen']}: children viable {s['children_viable']:.2f}, >= a parent "
                 f"{s['children_ge_parent']:.2f}, >= the fitter parent {s['children_ge_best_parent']:.2f}; "
                 f"archive coverage {s['coverage']:.3f}")
-    for name, met, gap in targets(table):
-        say(f"  target {name}: {'met' if met else 'NOT met'} ({100 * gap:+.1f} points)")
+    for name, met, gap, interval in targets(table):
+        spread = "" if interval is None else (f"; 90 % interval over questions {100 * interval[0]:+.1f} to "
+                                               f"{100 * interval[1]:+.1f}")
+        say(f"  target {name}: {'met' if met else 'NOT met'} ({100 * gap:+.1f} points{spread})")
 
 
 if __name__ == "__main__":

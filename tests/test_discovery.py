@@ -12,7 +12,8 @@ from acdc_engine.benchmarks import (
     Item, draw_questions, eligible_open_tasks, evals_wheel_tasks, is_correct, load_bigbench_sdist, submission,
 )
 from acdc_engine.discovery import (
-    AnswerBook, Member, choice_pick, coverage_by_kind, forces_by_generation, guessing_coverage, padded, pick, system_coverage,
+    AnswerBook, Member, choice_pick, coverage_by_kind, forces_by_generation, gap_interval, guessing_coverage, padded, pick,
+    system_coverage,
 )
 from acdc_engine.errors import AcdcError
 
@@ -98,6 +99,20 @@ def test_a_likelihood_answer_is_the_likeliest_reply_greedily_and_a_draw_at_a_tem
     assert np.bincount(draws, minlength=3) / 4000 == pytest.approx([0.7, 0.2, 0.1], abs=0.03)
     cooler = [choice_pick([np.log(0.7), np.log(0.2), np.log(0.1)], 0.5, rng) for _ in range(4000)]
     assert np.mean(np.array(cooler) == 0) == pytest.approx(0.49 / 0.54, abs=0.03)  # p^(1/T), renormalised
+
+
+def test_gap_interval_is_a_seeded_paired_bootstrap_over_questions():
+    same = np.array([1, 0, 1, 0] * 25)
+    assert gap_interval(same, same) == (0.0, 0.0)  # paired: a system against itself never differs
+    a, b = np.zeros(100), np.zeros(100)
+    a[:10] = 1  # a covers 10 questions that b does not, and b none that a does not
+    lo, hi = gap_interval(a, b)
+    assert 0 < lo < 0.10 < hi < 0.2 and gap_interval(a, b) == (lo, hi)
+    assert gap_interval(b, a) == pytest.approx((-hi, -lo))
+    b[50:60] = 1  # as many the other way: level on the whole, and the interval straddles 0
+    lo, hi = gap_interval(a, b)
+    assert lo < 0 < hi and hi - lo > 0.1
+    assert gap_interval(a[:0], b[:0]) == (0.0, 0.0)
 
 
 def test_seed_experts_are_padded_by_samples_round_robin(tmp_path):
