@@ -315,11 +315,11 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str) -> dict
             rebuild_weights(store, model_id, hook=hook, base_file=base_dir / "model.safetensors", out_file=out)
         return out
 
-    def cov(ids: list[str]) -> float:
-        return system_coverage(book, [Member(m, weights(m)) for m in ids])
+    def greedy(ids: list[str]) -> list[Member]:
+        return [Member(m, weights(m)) for m in ids]
 
-    def by_kind(members: list[Member]) -> dict[str, float]:
-        return coverage_by_kind(book, members)
+    def cov(ids: list[str]) -> float:
+        return system_coverage(book, greedy(ids))
 
     def timed(what: str, answer):  # one line per answering: where the time goes
         def answer_and_say(w, temperature, seed, *n):
@@ -341,37 +341,31 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str) -> dict
         final = store.generation(store.last_generation())
         fittest = max(final["archive"], key=lambda r: r["fitness"])["id"]
         table: dict = {"n_seeds": len(seeds), "units": units, "per_generation": {}, "members": {}, "by_kind": {},
-                       "covered": {}}  # per question, of each system that a target compares
+                       "covered": {}}
 
-        def hits(key: str, members: list[Member]) -> None:
+        def score(key: str, members: list[Member]) -> None:
+            """Coverage of system ``key``: overall, by kind of question, and per question."""
+            table[key] = system_coverage(book, members)
+            table["by_kind"][key] = coverage_by_kind(book, members)
             table["covered"][key] = covered(book, members).astype(int).tolist()
+
         for n in SIZES:
             by_gen = forces_by_generation(models, tasks, scores, thr, n)
             last = max(by_gen)
             table["members"][f"task_force_{n}"] = by_gen[last]
-            table[f"task_force_{n}"] = cov(by_gen[last])
-            table["by_kind"][f"task_force_{n}"] = by_kind([Member(m, weights(m)) for m in by_gen[last]])
+            score(f"task_force_{n}", greedy(by_gen[last]))
             table["per_generation"][n] = {g: cov(ids) for g, ids in by_gen.items()}
-            table[f"generation_0_{n}"] = table["per_generation"][n][0]
-            hits(f"task_force_{n}", [Member(m, weights(m)) for m in by_gen[last]])
-            hits(f"generation_0_{n}", [Member(m, weights(m)) for m in by_gen[0]])
+            score(f"generation_0_{n}", greedy(by_gen[0]))
             chosen = pick(seeds, task_ids, scores, thr, n)
-            expert_members = padded([Member(m, weights(m)) for m in chosen],
-                                    [Member(m, weights(m)) for m in seeds], n)
+            expert_members = padded(greedy(chosen), greedy(seeds), n)
             table["members"][f"seed_experts_{n}"] = [m.model if m.sample is None else f"{m.model}@T0.7#{m.sample}"
                                                      for m in expert_members]
-            table[f"seed_experts_{n}"] = system_coverage(book, expert_members)
-            hits(f"seed_experts_{n}", expert_members)
-            table["by_kind"][f"seed_experts_{n}"] = by_kind(expert_members)
-            control = [Member(base_id, weights(base_id), sample=i) for i in range(n)]
-            table[f"control_{n}"] = system_coverage(book, control)
-            hits(f"control_{n}", control)
-            table["by_kind"][f"control_{n}"] = by_kind(control)
+            score(f"seed_experts_{n}", expert_members)
+            score(f"control_{n}", [Member(base_id, weights(base_id), sample=i) for i in range(n)])
             guess = guessing_coverage(items, n)
             table[f"guessing_{n}"] = guess.pop("all")
             table["by_kind"][f"guessing_{n}"] = guess
-        table["fittest"] = cov([fittest])
-        table["by_kind"]["fittest"] = by_kind([Member(fittest, weights(fittest))])
+        score("fittest", greedy([fittest]))
         table["members"]["fittest"] = [fittest]
         table["run_task_force"] = json.loads(store.task_force()["model_ids"])
         table["run_task_force_coverage"] = cov(table["run_task_force"])

@@ -186,17 +186,16 @@ class Coevolution:
                 self.evaluator.evaluate([model_id], todo, commit.generation, commit)
         everything = [t for t in everything if self.pool[t].status != "broken"]
         size = self.cfg.result.task_force_size
-        per_instance = self.cfg.result.task_force_units == "instances"
-        picks = select_task_force(self.cfg.result.task_force_method,
-                                  self.evaluator.solved_matrix(members, everything, per_instance=per_instance), size,
-                                  np.array([self.evaluator.fitness(m) for m in members]),
-                                  scores=self.evaluator.score_matrix(members, everything, per_instance=per_instance),
+        per_instance, threshold = self.cfg.result.task_force_units == "instances", self.cfg.tasks.pass_threshold
+        member_scores, seed_scores = (self.evaluator.score_matrix(ids, everything, per_instance=per_instance)
+                                      for ids in (members, seeds))
+        picks = select_task_force(self.cfg.result.task_force_method, member_scores >= threshold, size,
+                                  np.array([self.evaluator.fitness(m) for m in members]), scores=member_scores,
                                   seed=self.rng_seed(commit.generation, SALT_FORCE))
         force = [members[i] for i in picks]
-        seed_force = [seeds[i] for i in greedy_task_force(
-            self.evaluator.solved_matrix(seeds, everything, per_instance=per_instance), size,
-            np.array([self.evaluator.fitness(m) for m in seeds]),
-            self.evaluator.score_matrix(seeds, everything, per_instance=per_instance))]
+        seed_force = [seeds[i] for i in greedy_task_force(seed_scores >= threshold, size,
+                                                          np.array([self.evaluator.fitness(m) for m in seeds]),
+                                                          seed_scores)]
         cov = coverage(self.evaluator.solved_matrix(force, everything))
         seed_cov = coverage(self.evaluator.solved_matrix(seed_force, everything))
         self.store.save_task_force(force, cov, seed_cov, len(everything), commit.evaluations)
