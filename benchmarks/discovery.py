@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/discovery.py [--seeds 0,1] [--set KEY=VALUE ...] [--ablations | --variants A,B] [--out DIR]
                                       [--sdist FILE] [--questions 20] [--humaneval 40]
-                                      [--choices likelihood|generated] [--dev-set evals|draw|domain]
+                                      [--choices likelihood|generated] [--dev-set evals|draw|domain] [--ceiling]
 
 For each run seed (and, with ``--ablations``, each ablation of the paper's
 Table 3 shape at the same model budget), this
@@ -18,6 +18,11 @@ Table 3 shape at the same model budget), this
    up to each generation (picked over the run's tasks, or over each of their
    instances with ``--set result.task_force_units=instances``; a finished
    run is reused whatever its ``[result]``, so a pick can be measured again);
+   with ``--ceiling``, every model of the run answers too, for two references
+   that are not systems: the reach of all the models born up to each
+   generation together, and the oracle ceiling, the best N of the run's
+   models picked by the development set's own answers (is a missed target
+   the pick's, or are the answers not among the run's models at all?);
 4. writes ``discovery-CHOICES.json`` and ``discovery-CHOICES.png`` (Coverage
    over generations; CHOICES is how multiple choice was answered, see
    ``--choices``) under ``--out``, prints the table, the time of each part and
@@ -282,12 +287,16 @@ class Answerer:
         self.backend.close()
 
 
-def measure(run_dir: Path, items, cache: Path, choices: str, units: str) -> dict:
+def measure(run_dir: Path, items, cache: Path, choices: str, units: str, ceiling: bool = False) -> dict:
     """The table of one run: Coverage of every system for each N, and per generation; task forces (the
-    seed experts' too) picked over the run's tasks or their instances (``units``)."""
+    seed experts' too) picked over the run's tasks or their instances (``units``). With ``ceiling``, every
+    model of the run answers too: the reach of the models born up to each generation together, and the
+    oracle ceiling for each N (see :func:`acdc_engine.discovery.best_cover`)."""
+    import numpy as np
+
     from acdc_engine.discovery import (
-        AnswerBook, Member, coverage_by_kind, covered, forces_by_generation, guessing_coverage, padded, pick,
-        run_skills, seed_ids, system_coverage,
+        AnswerBook, Member, best_cover, coverage_by_kind, covered, forces_by_generation, guessing_coverage,
+        padded, pick, run_skills, seed_ids, system_coverage,
     )
     from acdc_engine.lineage import rebuild_weights
     from acdc_engine.plugin_manager import configured_plugins
@@ -365,6 +374,17 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str) -> dict
             guess = guessing_coverage(items, n)
             table[f"guessing_{n}"] = guess.pop("all")
             table["by_kind"][f"guessing_{n}"] = guess
+        if ceiling:
+            born = {g: [m["id"] for m in models if m["generation"] <= g and m["status"] != "rejected"]
+                    for g in table["per_generation"][SIZES[0]]}
+            last_born = born[max(born)]
+            table["reach"] = {g: cov(ids) for g, ids in born.items()}
+            hits = np.array([book.verdicts(m) for m in greedy(last_born)], dtype=bool)
+            for n in SIZES:
+                rows, exact = best_cover(hits, n)
+                table["members"][f"ceiling_{n}"] = [last_born[i] for i in rows]
+                table[f"ceiling_{n}_exact"] = exact
+                score(f"ceiling_{n}", greedy(table["members"][f"ceiling_{n}"]))
         score("fittest", greedy([fittest]))
         table["members"]["fittest"] = [fittest]
         table["run_task_force"] = json.loads(store.task_force()["model_ids"])
@@ -399,6 +419,19 @@ def targets(table: dict) -> list[tuple[str, bool, float, tuple[float, float] | N
         hits = table.get("covered", {})
         interval = gap_interval(hits[system], hits[baseline]) if system in hits and baseline in hits else None
         out.append((name, gap >= margin - 1e-9, gap, interval))
+    return out
+
+
+def ceiling_targets(table: dict) -> list[tuple[str, bool, float]]:
+    """The targets on the task force, met or not by the oracle ceiling in its place (none without one):
+    whether any pick of the run's own models could have met them."""
+    if "ceiling_3" not in table:
+        return []
+    out = []
+    for name, system, baseline, margin in TARGETS:
+        if system.startswith("task_force_") and not baseline.startswith("generation_"):
+            gap = table[system.replace("task_force", "ceiling")] - table[baseline]
+            out.append((name, gap >= margin - 1e-9, gap))
     return out
 
 
@@ -447,6 +480,9 @@ def main() -> None:
                         "registry (evals, the default); or, from a bigbench sdist, a draw from all short-question "
                         "tasks (draw) or open questions of the tasks whose keywords name the run's domains "
                         "(domain). See the docstring.")
+    parser.add_argument("--ceiling", action="store_true", help="Also answer with every model of each run: the "
+                        "reach of all its models together per generation, and the best N of them picked by these "
+                        "questions' own answers (an oracle ceiling, not a system; see best_cover).")
     args = parser.parse_args()
 
     from acdc_engine.commands import quiet_libraries
@@ -496,7 +532,8 @@ def main() -> None:
             t0 = time.monotonic()
             reused = coevolve(run_dir, [*args.overrides, *extra, f"run.seed={seed}"], out / f"{name}-s{seed}.log")
             run_s = round(time.monotonic() - t0, 1)
-            if reused and "covered" in results.get(label, {}):  # tables of older versions are measured again
+            earlier = results.get(label, {})  # tables of older versions, or without an asked ceiling: again
+            if reused and "covered" in earlier and (not args.ceiling or "ceiling_3" in earlier):
                 say(f"{label}: measured before")
                 report(label, results[label])
                 continue
@@ -504,7 +541,7 @@ def main() -> None:
             t1 = time.monotonic()
             try:
                 results[label] = table = measure(run_dir, items, cache, args.choices,
-                                                 config.result.task_force_units)
+                                                 config.result.task_force_units, ceiling=args.ceiling)
             except AcdcError as exc:  # e.g. a run that this engine cannot read: the results so far stay
                 raise SystemExit(f"error: {label}: {exc}") from None
             table["time_s"] = {"run": run_s, "answer": round(time.monotonic() - t1, 1)}
@@ -553,10 +590,19 @@ def report(label: str, table: dict) -> None:
             say(f"  gen {s['gen']}: children viable {s['children_viable']:.2f}, >= a parent "
                 f"{s['children_ge_parent']:.2f}, >= the fitter parent {s['children_ge_best_parent']:.2f}; "
                 f"archive coverage {s['coverage']:.3f}")
+    if "reach" in table:
+        say("  all the run's models together, by generation: "
+            + "  ".join(f"g{g} {100 * c:.1f}" for g, c in table["reach"].items()))
+        say("  ceiling, the best N of the run's models picked by these questions' answers (an oracle): "
+            + "  ".join(f"N={n} {100 * table[f'ceiling_{n}']:.1f}"
+                        + ("" if table[f"ceiling_{n}_exact"] else " (greedy)") for n in SIZES))
     for name, met, gap, interval in targets(table):
         spread = "" if interval is None else (f"; 90 % interval over questions {100 * interval[0]:+.1f} to "
                                                f"{100 * interval[1]:+.1f}")
         say(f"  target {name}: {'met' if met else 'NOT met'} ({100 * gap:+.1f} points{spread})")
+    for name, met, gap in ceiling_targets(table):
+        say(f"  with the oracle pick in place of the task force, {name}: {'met' if met else 'NOT met'} "
+            f"({100 * gap:+.1f} points)")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ once.
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +139,36 @@ def gap_interval(a: np.ndarray, b: np.ndarray, *, level: float = 0.9, draws: int
     means = diff[rng.integers(0, diff.size, size=(draws, diff.size))].mean(axis=1)
     lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
+
+
+def best_cover(hits: np.ndarray, size: int, *, max_sets: int = 1_000_000) -> tuple[list[int], bool]:
+    """The ``size`` rows of ``hits`` (members x questions, whether each member answers each question right)
+    whose union covers the most questions, and whether that is exact: every subset is tried when there are
+    at most ``max_sets`` of them (ties go to the first in order), else rows are added greedily (at least
+    63 % of the best). With the outside questions as ``hits`` this is an oracle, not a system: how far a
+    pick of the run's own models could go, so that a missed target can be told apart as the pick's or the
+    models'."""
+    if len(hits) == 0:
+        return [], True
+    hits = np.asarray(hits, dtype=bool).reshape(len(hits), -1)
+    size = min(size, len(hits))
+    if math.comb(len(hits), size) <= max_sets:
+        masks = [int("".join("1" if h else "0" for h in row) or "0", 2) for row in hits]
+        best, best_count = [], -1
+        for subset in itertools.combinations(range(len(hits)), size):
+            union = 0
+            for i in subset:
+                union |= masks[i]
+            if union.bit_count() > best_count:
+                best, best_count = list(subset), union.bit_count()
+        return best, True
+    chosen: list[int] = []
+    union = np.zeros(hits.shape[1], dtype=bool)
+    for _ in range(size):
+        gains = [-1 if i in chosen else int((hits[i] & ~union).sum()) for i in range(len(hits))]
+        chosen.append(int(np.argmax(gains)))
+        union |= hits[chosen[-1]]
+    return chosen, False
 
 
 def question_kind(item: Item) -> str:

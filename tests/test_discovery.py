@@ -12,7 +12,7 @@ from acdc_engine.benchmarks import (
     Item, draw_questions, eligible_open_tasks, evals_wheel_tasks, is_correct, load_bigbench_sdist, submission,
 )
 from acdc_engine.discovery import (
-    AnswerBook, Member, choice_pick, coverage_by_kind, forces_by_generation, gap_interval, guessing_coverage, padded, pick,
+    AnswerBook, Member, best_cover, choice_pick, coverage_by_kind, forces_by_generation, gap_interval, guessing_coverage, padded, pick,
     system_coverage,
 )
 from acdc_engine.errors import AcdcError
@@ -242,3 +242,16 @@ def test_a_bad_evals_wheel_is_one_line_naming_it(tmp_path, content, message):
     with pytest.raises(AcdcError, match=message) as err:
         evals_wheel_tasks(path)
     assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_best_cover_tries_every_subset_where_greedy_would_miss_and_says_when_it_falls_back():
+    hits = np.array([[1, 1, 1, 1, 0, 0],   # the largest row: greedy takes it first
+                     [1, 1, 0, 0, 1, 0],
+                     [0, 0, 1, 1, 0, 1],
+                     [0, 0, 0, 0, 0, 0]], dtype=bool)
+    assert best_cover(hits, 2) == ([1, 2], True)  # 6 questions; greedy's pick covers 5
+    rows, exact = best_cover(hits, 2, max_sets=1)
+    assert (rows, exact) == ([0, 1], False)
+    assert best_cover(hits, 9) == ([0, 1, 2, 3], True)  # more asked than there are members: all of them
+    assert best_cover(np.zeros((3, 4), dtype=bool), 2) == ([0, 1], True)  # ties go to the first in order
+    assert best_cover([], 3) == ([], True)
