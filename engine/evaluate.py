@@ -53,7 +53,8 @@ class System:
 
 def stored_task_force(store: RunStore, method: str | None, size: int, seed: int) -> list[str]:
     """The run's task force, or one re-selected by ``method`` from the final archive's
-    children over every accepted task."""
+    children over every accepted task, or over each of its instances where the run's
+    ``result.task_force_units`` says ``instances`` (as the run's own pick)."""
     config = store.config()
     if method is None:
         row = store.task_force()
@@ -61,13 +62,19 @@ def stored_task_force(store: RunStore, method: str | None, size: int, seed: int)
             raise AcdcError(f"run {store.run_dir} has no task force yet; finish it with `acdc-engine resume`")
         return json.loads(row["model_ids"])
     kept = [r["id"] for r in store.models() if r["status"] == "elite" and not Recipe.from_json(r["recipe"]).is_seed]
-    tasks = [r["id"] for r in store.tasks() if r["status"] in ("active", "retired", "removed")]
+    rows = [r for r in store.tasks() if r["status"] in ("active", "retired", "removed")]
+    tasks = [r["id"] for r in rows]
     scores = store.scores()
-    thr = config.tasks.pass_threshold
-    solved = np.array([[scores.get((m, t), 0.0) >= thr for t in tasks] for m in kept], dtype=bool)
+    if config.result.task_force_units == "instances":
+        per_instance, counts = store.instance_scores(), [len(json.loads(r["instances"])) for r in rows]
+        columns = [[v for t, n in zip(tasks, counts) for v in (per_instance.get((m, t), []) + [0.0] * n)[:n]]
+                   for m in kept]
+        width = sum(counts)
+    else:
+        columns, width = [[scores.get((m, t), 0.0) for t in tasks] for m in kept], len(tasks)
+    solved = np.array(columns, dtype=float).reshape(len(kept), width) >= config.tasks.pass_threshold
     fitness = np.array([np.mean([scores.get((m, t), 0.0) for t in tasks]) if tasks else 0.0 for m in kept])
-    return [kept[i] for i in select_task_force(method, solved.reshape(len(kept), len(tasks)), size, fitness,
-                                               seed=seed)]
+    return [kept[i] for i in select_task_force(method, solved, size, fitness, seed=seed)]
 
 
 def score_answers(items: list[Item], answers: list[list[str]], hook, limits) -> list[list[bool]]:

@@ -10,9 +10,11 @@ import pytest
 
 from acdc_engine.discovery import run_skills
 from acdc_engine.errors import AcdcError
+from acdc_engine.evaluate import stored_task_force
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.loop import Coevolution
 from acdc_engine.plugin_manager import build_plugin_manager
+from acdc_engine.recipe import Recipe
 from acdc_engine.store import RunStore
 from acdc_engine.tasks import TaskSpec
 from conftest import run_in_process
@@ -86,6 +88,33 @@ def test_task_force_over_instances_uses_every_instance_score_kept_in_the_store(t
         store.close()
     resumed = run_once(config, tmp_path / "run", resume=True)  # restored from the store on resume
     assert resumed.evaluator.instance_scores == stored
+
+
+def test_evaluate_method_reselects_over_the_units_the_run_names(tiny_config, tmp_path, monkeypatch):
+    config = tiny_config(**{"run.generations": 1, "tasks.instances_per_family": 3, "evolution.archive_size": 20,
+                            "evolution.offspring_per_generation": 4, "evolution.minimal_criterion": False,
+                            "result.task_force_units": "instances", "result.task_force_size": 2})
+    run_once(config, tmp_path / "run")
+    with sqlite3.connect(tmp_path / "run" / "run.sqlite") as db:  # crafted as above, in the SQLite file itself
+        children = [i for i, recipe in db.execute("SELECT id, recipe FROM models WHERE status = 'elite'")
+                    if not Recipe.from_json(recipe).is_seed]
+        assert len(children) >= 3
+        # a and b answer instances 0 and 1 of every task, c only instance 2, every other model nothing
+        crafted = {children[0]: [1.0, 1.0, 0.0], children[1]: [1.0, 1.0, 0.0], children[2]: [0.0, 0.0, 1.0]}
+        for model_id, task_id, answers in db.execute("SELECT model_id, task_id, answers FROM evaluations").fetchall():
+            values = crafted.get(model_id, [0.0, 0.0, 0.0])
+            answers = [dict(a, score=v) for a, v in zip(json.loads(answers), values)]
+            db.execute("UPDATE evaluations SET score = ?, answers = ? WHERE model_id = ? AND task_id = ?",
+                       (float(np.mean(values)), json.dumps(answers), model_id, task_id))
+    db.close()
+    store = RunStore.open(tmp_path / "run")
+    try:
+        assert sorted(stored_task_force(store, "greedy", 2, 0)) == sorted([children[0], children[2]])
+        over_tasks = config.model_copy(update={"result": config.result.model_copy(update={"task_force_units": "tasks"})})
+        monkeypatch.setattr(store, "config", lambda: over_tasks)
+        assert sorted(stored_task_force(store, "greedy", 2, 0)) == sorted(children[:2])
+    finally:
+        store.close()
 
 
 def test_same_seed_gives_same_run(tiny_config, tmp_path):
