@@ -381,8 +381,8 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str, ceiling
             table["reach"] = {g: cov(ids) for g, ids in born.items()}
             hits = np.array([book.verdicts(m) for m in greedy(last_born)], dtype=bool)
             for n in SIZES:
-                rows, exact = best_cover(hits, n)
-                table["members"][f"ceiling_{n}"] = [last_born[i] for i in rows]
+                picked, exact = best_cover(hits, n)
+                table["members"][f"ceiling_{n}"] = [last_born[i] for i in picked]
                 table[f"ceiling_{n}_exact"] = exact
                 score(f"ceiling_{n}", greedy(table["members"][f"ceiling_{n}"]))
         score("fittest", greedy([fittest]))
