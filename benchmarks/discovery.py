@@ -379,6 +379,9 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str, ceiling
                     for g in table["per_generation"][SIZES[0]]}
             last_born = born[max(born)]
             table["reach"] = {g: cov(ids) for g, ids in born.items()}
+            table["members"]["all_models"] = last_born
+            score("all_models", greedy(last_born))  # the last reach per question, against as many base draws
+            score("base_samples", [Member(base_id, weights(base_id), sample=i) for i in range(len(last_born))])
             hits = np.array([book.verdicts(m) for m in greedy(last_born)], dtype=bool)
             for n in SIZES:
                 picked, exact = best_cover(hits, n)
@@ -533,7 +536,7 @@ def main() -> None:
             reused = coevolve(run_dir, [*args.overrides, *extra, f"run.seed={seed}"], out / f"{name}-s{seed}.log")
             run_s = round(time.monotonic() - t0, 1)
             earlier = results.get(label, {})  # tables of older versions, or without an asked ceiling: again
-            if reused and "covered" in earlier and (not args.ceiling or "ceiling_3" in earlier):
+            if reused and "covered" in earlier and (not args.ceiling or "all_models" in earlier):
                 say(f"{label}: measured before")
                 report(label, results[label])
                 continue
@@ -571,6 +574,10 @@ def earlier_results(path: Path, described: dict, overrides: list[str]) -> dict:
 
 
 def report(label: str, table: dict) -> None:
+    import numpy as np
+
+    from acdc_engine.discovery import gap_interval
+
     say(f"\n{label}  ({table['n_seeds']} seeds; run {table['time_s']['run']:.0f} s, "
         f"scoring {table['time_s']['answer']:.0f} s)")
     say(f"  {'Coverage %':<26}" + "".join(f"{'N=' + str(n):>8}" for n in SIZES))
@@ -590,9 +597,14 @@ def report(label: str, table: dict) -> None:
             say(f"  gen {s['gen']}: children viable {s['children_viable']:.2f}, >= a parent "
                 f"{s['children_ge_parent']:.2f}, >= the fitter parent {s['children_ge_best_parent']:.2f}; "
                 f"archive coverage {s['coverage']:.3f}")
-    if "reach" in table:
+    if "all_models" in table:
         say("  all the run's models together, by generation: "
             + "  ".join(f"g{g} {100 * c:.1f}" for g, c in table["reach"].items()))
+        models, samples = (np.array(table["covered"][k]) for k in ("all_models", "base_samples"))
+        lo, hi = gap_interval(models, samples)
+        say(f"  all {len(table['members']['all_models'])} models against the base sampled as many times at T=0.7: "
+            f"{100 * models.mean():.1f} vs {100 * samples.mean():.1f} ({100 * (models.mean() - samples.mean()):+.1f} "
+            f"points; 90 % interval over questions {100 * lo:+.1f} to {100 * hi:+.1f})")
         say("  ceiling, the best N of the run's models picked by these questions' answers (an oracle): "
             + "  ".join(f"N={n} {100 * table[f'ceiling_{n}']:.1f}"
                         + ("" if table[f"ceiling_{n}_exact"] else " (greedy)") for n in SIZES))

@@ -12,8 +12,8 @@ from acdc_engine.benchmarks import (
     Item, draw_questions, eligible_open_tasks, evals_wheel_tasks, is_correct, load_bigbench_sdist, submission,
 )
 from acdc_engine.discovery import (
-    AnswerBook, Member, best_cover, choice_pick, coverage_by_kind, forces_by_generation, gap_interval, guessing_coverage, padded, pick,
-    system_coverage,
+    AnswerBook, Member, best_cover, choice_pick, coverage_by_kind, forces_by_generation, gap_interval,
+    guessing_coverage, padded, pick, system_coverage,
 )
 from acdc_engine.errors import AcdcError
 

@@ -110,7 +110,8 @@ def test_evaluate_method_reselects_over_the_units_the_run_names(tiny_config, tmp
     store = RunStore.open(tmp_path / "run")
     try:
         assert sorted(stored_task_force(store, "greedy", 2, 0)) == sorted([children[0], children[2]])
-        over_tasks = config.model_copy(update={"result": config.result.model_copy(update={"task_force_units": "tasks"})})
+        over_tasks = config.model_copy(
+            update={"result": config.result.model_copy(update={"task_force_units": "tasks"})})
         monkeypatch.setattr(store, "config", lambda: over_tasks)
         assert sorted(stored_task_force(store, "greedy", 2, 0)) == sorted(children[:2])
     finally:
