@@ -18,11 +18,14 @@ Table 3 shape at the same model budget), this
    up to each generation (picked over the run's tasks, or over each of their
    instances with ``--set result.task_force_units=instances``; a finished
    run is reused whatever its ``[result]``, so a pick can be measured again);
-   with ``--ceiling``, every model of the run answers too, for two references
+   with ``--ceiling``, every model of the run answers too, for references
    that are not systems: the reach of all the models born up to each
-   generation together, and the oracle ceiling, the best N of the run's
-   models picked by the development set's own answers (is a missed target
-   the pick's, or are the answers not among the run's models at all?);
+   generation together (against the base sampled as many times: does the
+   lineage answer more than as many draws of its base?); the oracle ceiling,
+   the best N of the run's models picked by the development set's own
+   answers (is a missed target the pick's, or are the answers not among the
+   run's models at all?); and the expected Coverage of N of them drawn at
+   random (does the pick on the run's tasks beat chance?);
 4. writes ``discovery-CHOICES.json`` and ``discovery-CHOICES.png`` (Coverage
    over generations; CHOICES is how multiple choice was answered, see
    ``--choices``) under ``--out``, prints the table, the time of each part and
@@ -296,7 +299,7 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str, ceiling
 
     from acdc_engine.discovery import (
         AnswerBook, Member, best_cover, coverage_by_kind, covered, forces_by_generation, guessing_coverage,
-        padded, pick, run_skills, seed_ids, system_coverage,
+        padded, pick, random_pick_coverage, run_skills, seed_ids, system_coverage,
     )
     from acdc_engine.lineage import rebuild_weights
     from acdc_engine.plugin_manager import configured_plugins
@@ -388,6 +391,7 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str, ceiling
                 table["members"][f"ceiling_{n}"] = [last_born[i] for i in picked]
                 table[f"ceiling_{n}_exact"] = exact
                 score(f"ceiling_{n}", greedy(table["members"][f"ceiling_{n}"]))
+                table[f"random_{n}"] = random_pick_coverage(hits, n)
         score("fittest", greedy([fittest]))
         table["members"]["fittest"] = [fittest]
         table["run_task_force"] = json.loads(store.task_force()["model_ids"])
@@ -536,7 +540,7 @@ def main() -> None:
             reused = coevolve(run_dir, [*args.overrides, *extra, f"run.seed={seed}"], out / f"{name}-s{seed}.log")
             run_s = round(time.monotonic() - t0, 1)
             earlier = results.get(label, {})  # tables of older versions, or without an asked ceiling: again
-            if reused and "covered" in earlier and (not args.ceiling or "all_models" in earlier):
+            if reused and "covered" in earlier and (not args.ceiling or "random_3" in earlier):
                 say(f"{label}: measured before")
                 report(label, results[label])
                 continue
@@ -608,6 +612,9 @@ def report(label: str, table: dict) -> None:
         say("  ceiling, the best N of the run's models picked by these questions' answers (an oracle): "
             + "  ".join(f"N={n} {100 * table[f'ceiling_{n}']:.1f}"
                         + ("" if table[f"ceiling_{n}_exact"] else " (greedy)") for n in SIZES))
+        if "random_3" in table:
+            say("  a random N of the run's models (expected): "
+                + "  ".join(f"N={n} {100 * table[f'random_{n}']:.1f}" for n in SIZES))
     for name, met, gap, interval in targets(table):
         spread = "" if interval is None else (f"; 90 % interval over questions {100 * interval[0]:+.1f} to "
                                                f"{100 * interval[1]:+.1f}")

@@ -171,6 +171,17 @@ def best_cover(hits: np.ndarray, size: int, *, max_sets: int = 1_000_000) -> tup
     return chosen, False
 
 
+def random_pick_coverage(hits: np.ndarray, size: int) -> float:
+    """Expected Coverage of ``size`` members (rows of ``hits``) drawn at random without replacement: per
+    question, ``1 - C(M - c, N) / C(M, N)`` where ``c`` of the ``M`` members answer it. Beside a pick, it
+    tells whether what the pick looks at says anything about these questions."""
+    hits = np.asarray(hits, dtype=bool)
+    if hits.size == 0:
+        return 0.0
+    m, size = len(hits), min(size, len(hits))
+    return float(np.mean([1 - math.comb(m - int(c), size) / math.comb(m, size) for c in hits.sum(axis=0)]))
+
+
 def question_kind(item: Item) -> str:
     """``choice`` (multiple choice), ``code`` (a program to pass tests) or ``open`` (an exact or numeric
     answer): the groups that Coverage is also reported by."""

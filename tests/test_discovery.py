@@ -13,7 +13,7 @@ from acdc_engine.benchmarks import (
 )
 from acdc_engine.discovery import (
     AnswerBook, Member, best_cover, choice_pick, coverage_by_kind, forces_by_generation, gap_interval,
-    guessing_coverage, padded, pick, system_coverage,
+    guessing_coverage, padded, pick, random_pick_coverage, system_coverage,
 )
 from acdc_engine.errors import AcdcError
 
@@ -255,3 +255,14 @@ def test_best_cover_tries_every_subset_where_greedy_would_miss_and_says_when_it_
     assert best_cover(hits, 9) == ([0, 1, 2, 3], True)  # more asked than there are members: all of them
     assert best_cover(np.zeros((3, 4), dtype=bool), 2) == ([0, 1], True)  # ties go to the first in order
     assert best_cover([], 3) == ([], True)
+
+
+def test_random_pick_coverage_is_the_exact_mean_over_every_subset():
+    hits = np.array([[1, 0, 0, 0],
+                     [1, 1, 0, 0],
+                     [0, 0, 1, 0]], dtype=bool)
+    # pairs {0,1}: q0 q1; {0,2}: q0 q2; {1,2}: q0 q1 q2 -> 2, 2, 3 of 4 questions
+    assert random_pick_coverage(hits, 2) == pytest.approx((2 + 2 + 3) / 3 / 4)
+    assert random_pick_coverage(hits, 1) == pytest.approx((1 + 2 + 1) / 3 / 4)
+    assert random_pick_coverage(hits, 5) == pytest.approx(3 / 4)  # every member
+    assert random_pick_coverage(np.zeros((0, 4), dtype=bool), 2) == 0.0
