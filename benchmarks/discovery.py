@@ -381,10 +381,12 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str, ceiling
             born = {g: [m["id"] for m in models if m["generation"] <= g and m["status"] != "rejected"]
                     for g in table["per_generation"][SIZES[0]]}
             last_born = born[max(born)]
+            draws = [Member(base_id, weights(base_id), sample=i) for i in range(len(last_born))]
             table["reach"] = {g: cov(ids) for g, ids in born.items()}
+            table["reach_base"] = {g: system_coverage(book, draws[:len(ids)]) for g, ids in born.items()}
             table["members"]["all_models"] = last_born
             score("all_models", greedy(last_born))  # the last reach per question, against as many base draws
-            score("base_samples", [Member(base_id, weights(base_id), sample=i) for i in range(len(last_born))])
+            score("base_samples", draws)
             hits = np.array([book.verdicts(m) for m in greedy(last_born)], dtype=bool)
             for n in SIZES:
                 picked, exact = best_cover(hits, n)
@@ -540,7 +542,7 @@ def main() -> None:
             reused = coevolve(run_dir, [*args.overrides, *extra, f"run.seed={seed}"], out / f"{name}-s{seed}.log")
             run_s = round(time.monotonic() - t0, 1)
             earlier = results.get(label, {})  # tables of older versions, or without an asked ceiling: again
-            if reused and "covered" in earlier and (not args.ceiling or "random_3" in earlier):
+            if reused and "covered" in earlier and (not args.ceiling or "reach_base" in earlier):
                 say(f"{label}: measured before")
                 report(label, results[label])
                 continue
@@ -574,6 +576,9 @@ def earlier_results(path: Path, described: dict, overrides: list[str]) -> dict:
     for table in results.values():  # JSON keys are strings; the tables use ints for N and generations
         table["per_generation"] = {int(n): {int(g): c for g, c in gens.items()}
                                    for n, gens in table["per_generation"].items()}
+        for key in ("reach", "reach_base"):
+            if key in table:
+                table[key] = {int(g): c for g, c in table[key].items()}
     return results
 
 
@@ -601,9 +606,9 @@ def report(label: str, table: dict) -> None:
             say(f"  gen {s['gen']}: children viable {s['children_viable']:.2f}, >= a parent "
                 f"{s['children_ge_parent']:.2f}, >= the fitter parent {s['children_ge_best_parent']:.2f}; "
                 f"archive coverage {s['coverage']:.3f}")
-    if "all_models" in table:
-        say("  all the run's models together, by generation: "
-            + "  ".join(f"g{g} {100 * c:.1f}" for g, c in table["reach"].items()))
+    if "reach_base" in table:
+        say("  all the run's models together, by generation (the base sampled as many times): " + "  ".join(
+            f"g{g} {100 * c:.1f} ({100 * table['reach_base'][g]:.1f})" for g, c in table["reach"].items()))
         models, samples = (np.array(table["covered"][k]) for k in ("all_models", "base_samples"))
         lo, hi = gap_interval(models, samples)
         say(f"  all {len(table['members']['all_models'])} models against the base sampled as many times at T=0.7: "
@@ -612,9 +617,8 @@ def report(label: str, table: dict) -> None:
         say("  ceiling, the best N of the run's models picked by these questions' answers (an oracle): "
             + "  ".join(f"N={n} {100 * table[f'ceiling_{n}']:.1f}"
                         + ("" if table[f"ceiling_{n}_exact"] else " (greedy)") for n in SIZES))
-        if "random_3" in table:
-            say("  a random N of the run's models (expected): "
-                + "  ".join(f"N={n} {100 * table[f'random_{n}']:.1f}" for n in SIZES))
+        say("  a random N of the run's models (expected): "
+            + "  ".join(f"N={n} {100 * table[f'random_{n}']:.1f}" for n in SIZES))
     for name, met, gap, interval in targets(table):
         spread = "" if interval is None else (f"; 90 % interval over questions {100 * interval[0]:+.1f} to "
                                                f"{100 * interval[1]:+.1f}")
