@@ -24,7 +24,7 @@ from acdc_engine.hookspecs import hookimpl
 from acdc_engine.operators import MergeMethod, MutationMethod
 from acdc_engine.plugin_manager import configured_plugins
 from acdc_engine.progress import TickingProgress
-from acdc_engine.seeds import FORGED_PREFIX
+from acdc_engine.seeds import FORGED_PREFIX, check_chat_template
 from acdc_engine.seeds import resolve as resolve_seed
 from acdc_engine.store import committed_generations
 from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec
@@ -43,6 +43,7 @@ __all__ = [
     "GenerationCommitted", "GenerationStarted", "Instance", "MergeMethod", "ModelDone", "MutationMethod",
     "PluginSection", "RunFinished", "RunStarted", "SandboxConfig", "StepStarted", "TaskCodeError", "TaskLimbo",
     "TaskRejected", "TaskRequest", "TaskSpec", "TasksAdded", "WeightsEvicted", "WeightsRebuilt", "WorkerLost",
-    "TickingProgress", "command_config", "committed_generations", "config_options", "configured_plugins",
+    "TickingProgress", "check_chat_template", "command_config", "committed_generations", "config_options",
+    "configured_plugins",
     "extract_answer", "file_digest", "hookimpl", "quiet_libraries", "report_plots", "resolve_seed",
 ]

@@ -14,6 +14,8 @@ from acdc_engine.materialise import check_compatible
 FORGED_PREFIX = "forged:"
 #: config.json fields that must agree between all seeds and the base.
 ARCH_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+#: Files that carry a tokenizer's chat template beside (or instead of) tokenizer_config.json's own.
+CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
 
 
 def expand(hook, spec: str, cache_dir: Path) -> dict[str, Path]:
@@ -54,6 +56,19 @@ def check_same_architecture(dirs: dict[str, Path]) -> None:
         check_compatible({n: stack.enter_context(CheckpointReader(d / "model.safetensors")) for n, d in dirs.items()})
 
 
+def check_chat_template(spec: str, model_dir: Path) -> None:
+    """One line naming a base model whose tokenizer has no chat template (a base, not an instruct, model):
+    every answer the engine asks for is a chat turn."""
+    try:
+        settings = json.loads((model_dir / "tokenizer_config.json").read_text())
+    except (OSError, ValueError):
+        settings = {}
+    if settings.get("chat_template") or any((model_dir / f).is_file() for f in CHAT_TEMPLATE_FILES):
+        return
+    raise AcdcError(f"base model {spec} ({model_dir}) has no chat template, and every answer is asked as a chat "
+                    "turn: use an instruct (chat) model, or add a chat_template.jinja beside its tokenizer")
+
+
 def resolve_seeds(hook, models_config) -> tuple[dict[str, Path], Path]:
     """Seed directories by spec (group specs expanded), and the base directory; all checked compatible."""
     cache = Path(models_config.cache_dir).expanduser()
@@ -63,5 +78,6 @@ def resolve_seeds(hook, models_config) -> tuple[dict[str, Path], Path]:
     if not seeds:
         raise AcdcError(f"the seed specs {', '.join(models_config.seeds)} name no model yet")
     base = seeds.get(models_config.base) or resolve(hook, models_config.base, cache)
+    check_chat_template(models_config.base, base)
     check_same_architecture({"base": base, **seeds} if models_config.base not in seeds else dict(seeds))
     return seeds, base

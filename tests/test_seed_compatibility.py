@@ -50,3 +50,22 @@ def test_gemma_gguf_seed_is_converted_once_and_refused_beside_smollm2(smollm2_di
     assert str(err.value) == (f"seed models smollm2 and {gguf} have different architectures: "
                               "model_type llama vs gemma3_text")
     assert any(p.name.startswith("gemma-3-270m-") for p in cache.iterdir())
+
+
+def test_a_base_model_without_a_chat_template_is_refused_by_the_run_and_the_forge(tiny_models, tmp_path):
+    from acdc_engine.plugins.forge.cache import Forge
+
+    plain = tmp_path / "plain-base"
+    shutil.copytree(tiny_models["a"], plain)
+    (plain / "chat_template.jinja").unlink()
+    settings = json.loads((plain / "tokenizer_config.json").read_text())
+    settings.pop("chat_template", None)
+    (plain / "tokenizer_config.json").write_text(json.dumps(settings))
+    message = rf"^base model {plain} \({plain}\) has no chat template, and every answer is asked as a chat turn: "
+    with pytest.raises(AcdcError, match=message):
+        resolve([str(plain), str(tiny_models["b"])], tmp_path)
+    cfg = load_config(None, [f"models.seeds=['{plain}']", f"models.base={plain}",
+                             f"models.cache_dir={tmp_path / 'cache'}"])
+    with pytest.raises(AcdcError, match=message):
+        Forge(build_plugin_manager([]).hook, cfg)
+    resolve([str(tiny_models["a"]), str(plain)], tmp_path)  # a seed beside a chat base needs none of its own

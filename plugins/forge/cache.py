@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from acdc_engine.api import file_digest, resolve_seed
+from acdc_engine.api import check_chat_template, file_digest, resolve_seed
 from acdc_engine.plugins.forge.data import (
     REPLAY_FORMAT,
     Example,
@@ -73,6 +73,7 @@ class Forge:
         self.cache_dir = Path(config.models.cache_dir).expanduser()
         self.base_spec = base or config.models.base
         self.base_dir = resolve_seed(hook, self.base_spec, self.cache_dir)
+        check_chat_template(self.base_spec, self.base_dir)  # its replay answers and training turns are chats
         self.base_digest = file_digest(self.base_dir / "model.safetensors")
         self.held = held_out(hook, config.sandbox, capabilities(hook))  # never trained on, nor replayed
         self.held_instructions = instructions(self.held)
