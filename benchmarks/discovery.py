@@ -293,8 +293,9 @@ class Answerer:
 def measure(run_dir: Path, items, cache: Path, choices: str, units: str, ceiling: bool = False) -> dict:
     """The table of one run: Coverage of every system for each N, and per generation; task forces (the
     seed experts' too) picked over the run's tasks or their instances (``units``). With ``ceiling``, every
-    model of the run answers too: the reach of the models born up to each generation together, and the
-    oracle ceiling for each N (see :func:`acdc_engine.discovery.best_cover`)."""
+    model of the run answers too: the reach of the models born up to each generation together, beside as
+    many samples of the base; and for each N the oracle ceiling (:func:`acdc_engine.discovery.best_cover`)
+    and the expected Coverage of a random pick (:func:`acdc_engine.discovery.random_pick_coverage`)."""
     import numpy as np
 
     from acdc_engine.discovery import (
@@ -450,7 +451,9 @@ def plot(results: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(SIZES), figsize=(5 * len(SIZES), 3.6), squeeze=False)
+    reach = {label: t for label, t in results.items() if "reach_base" in t}
+    panels = len(SIZES) + bool(reach)
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6), squeeze=False)
     for ax, n in zip(axes[0], SIZES):
         for label, table in results.items():
             gens = table["per_generation"][n]
@@ -461,6 +464,16 @@ def plot(results: dict, out: Path) -> None:
         if guessing:
             ax.axhline(guessing[0], color="grey", ls="-.", lw=0.8)
         ax.set_title(f"N = {n} (dashed: seed experts, dotted: control, grey: guessing)", fontsize=9)
+        ax.set_xlabel("generation")
+        ax.set_ylabel("Coverage on the development set")
+        ax.legend(fontsize=7)
+    if reach:  # --ceiling: the lineage's reach against as many samples of the base
+        ax = axes[0][-1]
+        for label, table in reach.items():
+            line = ax.plot(list(map(int, table["reach"])), list(table["reach"].values()), marker="o", label=label)[0]
+            ax.plot(list(map(int, table["reach_base"])), list(table["reach_base"].values()), color=line.get_color(),
+                    ls=":", marker=".")
+        ax.set_title("all models born so far (dotted: as many samples of the base)", fontsize=9)
         ax.set_xlabel("generation")
         ax.set_ylabel("Coverage on the development set")
         ax.legend(fontsize=7)
@@ -490,8 +503,9 @@ def main() -> None:
                         "tasks (draw) or open questions of the tasks whose keywords name the run's domains "
                         "(domain). See the docstring.")
     parser.add_argument("--ceiling", action="store_true", help="Also answer with every model of each run: the "
-                        "reach of all its models together per generation, and the best N of them picked by these "
-                        "questions' own answers (an oracle ceiling, not a system; see best_cover).")
+                        "reach of all its models together per generation beside as many samples of the base, the "
+                        "best N of them picked by these questions' own answers (an oracle ceiling, not a system), "
+                        "and a random N's expected Coverage.")
     args = parser.parse_args()
 
     from acdc_engine.commands import quiet_libraries
