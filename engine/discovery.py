@@ -34,7 +34,6 @@ once.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
@@ -44,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from acdc_engine.archives import greedy_task_force
+from acdc_engine.archives.task_force import EXACT_LIMIT, exact_task_force
 from acdc_engine.benchmarks import Item
 from acdc_engine.digest import file_digest, text_digest
 from acdc_engine.recipe import Recipe
@@ -141,34 +141,20 @@ def gap_interval(a: np.ndarray, b: np.ndarray, *, level: float = 0.9, draws: int
     return float(lo), float(hi)
 
 
-def best_cover(hits: np.ndarray, size: int, *, max_sets: int = 1_000_000) -> tuple[list[int], bool]:
+def best_cover(hits: np.ndarray, size: int, *, max_sets: int = EXACT_LIMIT) -> tuple[list[int], bool]:
     """The ``size`` rows of ``hits`` (members x questions, whether each member answers each question right)
-    whose union covers the most questions, and whether that is exact: every subset is tried when there are
-    at most ``max_sets`` of them (ties go to the first in order), else rows are added greedily (at least
-    63 % of the best). With the outside questions as ``hits`` this is an oracle, not a system: how far a
+    whose union covers the most questions, and whether that is exact: every subset is tried
+    (:func:`~acdc_engine.archives.task_force.exact_task_force`) when there are at most ``max_sets`` of them
+    (and at most its limit), else rows are added greedily (:func:`~acdc_engine.archives.greedy_task_force`,
+    at least 63 % of the best); ties go to the first in order. With the outside questions as ``hits`` this is an oracle, not a system: how far a
     pick of the run's own models could go, so that a missed target can be told apart as the pick's or the
     models'."""
     if len(hits) == 0:
         return [], True
     hits = np.asarray(hits, dtype=bool).reshape(len(hits), -1)
-    size = min(size, len(hits))
-    if math.comb(len(hits), size) <= max_sets:
-        masks = [int("".join("1" if h else "0" for h in row) or "0", 2) for row in hits]
-        best, best_count = [], -1
-        for subset in itertools.combinations(range(len(hits)), size):
-            union = 0
-            for i in subset:
-                union |= masks[i]
-            if union.bit_count() > best_count:
-                best, best_count = list(subset), union.bit_count()
-        return best, True
-    chosen: list[int] = []
-    union = np.zeros(hits.shape[1], dtype=bool)
-    for _ in range(size):
-        gains = [-1 if i in chosen else int((hits[i] & ~union).sum()) for i in range(len(hits))]
-        chosen.append(int(np.argmax(gains)))
-        union |= hits[chosen[-1]]
-    return chosen, False
+    if math.comb(len(hits), min(size, len(hits))) <= min(max_sets, EXACT_LIMIT):
+        return exact_task_force(hits, size), True
+    return greedy_task_force(hits, size), False
 
 
 def random_pick_coverage(hits: np.ndarray, size: int) -> float:
