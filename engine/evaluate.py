@@ -28,6 +28,7 @@ import numpy as np
 
 from acdc_engine.archives import select_task_force
 from acdc_engine.benchmarks import Benchmark, Item, code_of, is_correct, load_benchmark, submission
+from acdc_engine.discovery import run_skills
 from acdc_engine.errors import AcdcError
 from acdc_engine.lineage import rebuild_weights
 from acdc_engine.plugin_manager import configured_plugins
@@ -62,17 +63,12 @@ def stored_task_force(store: RunStore, method: str | None, size: int, seed: int)
             raise AcdcError(f"run {store.run_dir} has no task force yet; finish it with `acdc-engine resume`")
         return json.loads(row["model_ids"])
     kept = [r["id"] for r in store.models() if r["status"] == "elite" and not Recipe.from_json(r["recipe"]).is_seed]
-    rows = [r for r in store.tasks() if r["status"] in ("active", "retired", "removed")]
-    tasks = [r["id"] for r in rows]
+    tasks = [r["id"] for r in store.tasks() if r["status"] in ("active", "retired", "removed")]
     scores = store.scores()
-    if config.result.task_force_units == "instances":
-        per_instance, counts = store.instance_scores(), [len(json.loads(r["instances"])) for r in rows]
-        columns = [[v for t, n in zip(tasks, counts) for v in (per_instance.get((m, t), []) + [0.0] * n)[:n]]
-                   for m in kept]
-        width = sum(counts)
-    else:
-        columns, width = [[scores.get((m, t), 0.0) for t in tasks] for m in kept], len(tasks)
-    solved = np.array(columns, dtype=float).reshape(len(kept), width) >= config.tasks.pass_threshold
+    _, units, unit_scores, threshold = run_skills(store, config.result.task_force_units)
+    columns = [u["id"] for u in units if u["id"].split("#")[0] in set(tasks)]  # a task, or one of its instances
+    solved = np.array([[unit_scores.get((m, c), 0.0) >= threshold for c in columns] for m in kept],
+                      dtype=bool).reshape(len(kept), len(columns))
     fitness = np.array([np.mean([scores.get((m, t), 0.0) for t in tasks]) if tasks else 0.0 for m in kept])
     return [kept[i] for i in select_task_force(method, solved, size, fitness, seed=seed)]
 
