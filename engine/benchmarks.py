@@ -276,14 +276,17 @@ def eligible_open_tasks(tasks: dict[str, list[dict]], questions: int) -> list[st
 
 
 EVALS_MATCH = "evals.elsuite.basic.match:Match"  # the registry's exact-answer class: the reply starts with the ideal
+EVALS_BASIC = (  # the registry's classes scored by the reply's text alone (no grading model, no tools)
+    EVALS_MATCH, "evals.elsuite.basic.includes:Includes", "evals.elsuite.basic.fuzzy_match:FuzzyMatch",
+)
 
 
-def evals_wheel_tasks(wheel: Path) -> dict[str, list[dict]]:
-    """The exact-answer tasks of an OpenAI ``evals`` wheel (its registry: specs of class
-    :data:`EVALS_MATCH` and their ``samples_jsonl`` files), by samples file without ``.jsonl``, as
-    BIG-bench-shaped examples ``{"input", "target"}``. A sample's input is its text, or the contents
-    of its system and user messages one after another; samples with named (few-shot) messages, other
-    roles or no ideal answer are left out."""
+def evals_wheel_tasks(wheel: Path, classes: tuple[str, ...] = (EVALS_MATCH,)) -> dict[str, list[dict]]:
+    """The tasks of an OpenAI ``evals`` wheel whose specs are of one of ``classes`` (default the
+    exact-answer class :data:`EVALS_MATCH`; its registry: specs and their ``samples_jsonl`` files), by
+    samples file without ``.jsonl``, as BIG-bench-shaped examples ``{"input", "target"}``. A sample's
+    input is its text, or the contents of its system and user messages one after another; samples with
+    named (few-shot) messages, other roles or no ideal answer are left out."""
     import zipfile
 
     import yaml
@@ -302,7 +305,7 @@ def evals_wheel_tasks(wheel: Path) -> dict[str, list[dict]]:
                 continue  # a spec file the registry itself cannot load names no task
             for spec in (specs or {}).values() if isinstance(specs, dict) else ():
                 args = spec.get("args") if isinstance(spec, dict) else None
-                if isinstance(args, dict) and spec.get("class") == EVALS_MATCH \
+                if isinstance(args, dict) and spec.get("class") in classes \
                         and isinstance(args.get("samples_jsonl"), str):
                     files.add(args["samples_jsonl"])
         tasks = {}
@@ -311,7 +314,7 @@ def evals_wheel_tasks(wheel: Path) -> dict[str, list[dict]]:
             if member in names and rel.endswith(".jsonl"):
                 tasks[rel.removesuffix(".jsonl")] = _evals_examples(archive.read(member))
     if not tasks:
-        raise AcdcError(f"evals wheel {wheel}: holds no registry task of class {EVALS_MATCH}")
+        raise AcdcError(f"evals wheel {wheel}: holds no registry task of class {', '.join(classes)}")
     return tasks
 
 
@@ -332,6 +335,99 @@ def _evals_examples(data: bytes) -> list[dict]:
         if isinstance(given, str) and given and targets and all(isinstance(t, (str, int, float)) for t in targets):
             examples.append({"input": given, "target": [str(t) for t in targets]})
     return examples
+
+
+SCREEN_MIN_QUESTIONS = 40  # a candidate task of the screened set has at least this many usable questions
+CHOICE_VALUES = (3, 5)  # a task whose answers take 3-5 values is multiple choice among them (2: a coin toss)
+LETTER_INSTRUCTION = "Reply with the letter of the correct choice, as 'Answer: <letter>'."
+
+
+def choice_value(target: str) -> str:
+    """An ideal answer as one value of a multiple-choice task: without a leading ``Answer:``, stripped."""
+    return extract_answer(str(target)).strip()
+
+
+def _example_value(ex: dict) -> str | None:
+    """The one value (normalised) an example's targets name, else None."""
+    values = {normalise(choice_value(t)) for t in _targets(ex)}
+    return values.pop() if len(values) == 1 else None
+
+
+def candidate_kind(examples: list[dict], min_questions: int = SCREEN_MIN_QUESTIONS) -> str | None:
+    """What the screened set's rule makes of a task's BIG-bench-shaped examples, from its data alone:
+    ``open`` (short open answers), ``choice`` (multiple choice among the task's 3-5 answer values) or
+    None. Both need at least ``min_questions`` usable questions (answers of at most 3 words), a median
+    question of at most 600 characters and at least 95 % ASCII text. ``choice``: every usable
+    question names one value and the task has 3-5 of them; ``open``: at least as many distinct answers
+    as half its usable questions (as :func:`eligible_open_tasks`). A task of 2 values (yes / no) is
+    neither: 3 guesses cover 87.5 % of it."""
+    from statistics import median
+
+    usable = [ex for ex in examples if short_question(ex, open_only=True)]
+    if len(usable) < max(min_questions, 1):
+        return None
+    targets = [_targets(ex) for ex in usable]
+    text = "".join(ex["input"] + "".join(t) for ex, t in zip(usable, targets))
+    if median(len(ex["input"]) for ex in usable) > 600 or sum(c.isascii() for c in text) < 0.95 * len(text):
+        return None
+    values = [_example_value(ex) for ex in usable]
+    if None not in values and CHOICE_VALUES[0] <= len(set(values)) <= CHOICE_VALUES[1]:
+        return "choice"
+    if len({normalise(" ".join(t)) for t in targets}) >= len(usable) / 2:
+        return "open"
+    return None
+
+
+def choice_items(name: str, examples: list[dict]) -> list[tuple[int, Item]]:
+    """A ``choice`` task's usable examples (numbered from 1 in the task's order) as multiple-choice
+    items. Its values sorted are the choices; when they are all single letters (the options are
+    already written in the question), the question is asked as it stands, with
+    :data:`LETTER_INSTRUCTION`; else the values are listed as options A, B, ... after it."""
+    usable = [(n, ex) for n, ex in enumerate(examples, 1) if short_question(ex, open_only=True)]
+    spelled: dict[str, str] = {}
+    for _, ex in usable:
+        for t in _targets(ex):
+            spelled.setdefault(normalise(choice_value(t)), choice_value(t))
+    values = sorted(spelled)
+    if len(values) > len(LETTERS) or any(_example_value(ex) is None for _, ex in usable):
+        raise AcdcError(f"task {name}: not a multiple-choice task of one value per question")
+    letters = all(len(v) == 1 and v.upper() in LETTERS[:5] for v in values)
+    choices = tuple(v.upper() for v in values) if letters else tuple(spelled[v] for v in values)
+    out = []
+    for n, ex in usable:
+        right = (choices[values.index(_example_value(ex))],)
+        prompt = f"{ex['input']}\n\n{LETTER_INSTRUCTION}" if letters else _choice_prompt(ex["input"], list(choices))
+        out.append((n, Item(str(n), prompt, right, "choice", choices)))
+    return out
+
+
+def screened_order(name: str, examples: list[dict], kind: str, seed: int, cap: int) -> list[Item]:
+    """Up to ``cap`` questions of a candidate task (kind ``open`` or ``choice``), in the order of a draw
+    seeded by ``seed`` and the task's name: its first questions are the screening sample, and a longer
+    prefix of the same order is the development set's (so the screened questions are among them)."""
+    import random
+
+    if kind == "choice":
+        numbered = choice_items(name, examples)
+    else:
+        numbered = [(n, _bigbench_item(n, ex, "", numeric=True)) for n, ex in enumerate(examples, 1)
+                    if short_question(ex, open_only=True)]
+    drawn = random.Random(f"{seed}:{name}").sample(numbered, min(cap, len(numbered)))
+    return [item for _, item in drawn]
+
+
+def humaneval_parts(parts: int = 4) -> dict[str, list[Item]]:
+    """HumanEval cut into ``parts`` tasks of (nearly) equal size by the length of the problem's prompt
+    (shortest first, ties by problem number): ``humaneval/q1`` ... ; a longer prompt is mostly a harder
+    problem, so the parts differ in difficulty, which the screened set's rule can then select by."""
+    items = sorted(load_humaneval(None).items, key=lambda i: (len(i.code["prompt"]), int(i.id.split("/")[1])))
+    size, extra = divmod(len(items), parts)
+    out, start = {}, 0
+    for k in range(parts):
+        end = start + size + (k < extra)
+        out[f"humaneval/q{k + 1}"] = sorted(items[start:end], key=lambda i: int(i.id.split("/")[1]))
+        start = end
+    return out
 
 
 def load_humaneval(limit: int | None) -> Benchmark:
