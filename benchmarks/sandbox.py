@@ -42,7 +42,7 @@ def fresh(isolation: str, batch: list[dict], source: str):
     def call():
         worker = Worker(launch)
         try:
-            worker.run({"id": 1, "digest": "d", "source": source, "calls": batch, "cpu_s": 10},
+            worker.run({"id": 1, "source": source, "calls": batch, "cpu_s": 10},
                        timeout_s=TIMEOUT_S, judge=None, judge_budget=0)
         finally:
             worker.kill()

@@ -23,7 +23,7 @@ from acdc_engine.executor import GenerateJob
 from acdc_engine.pool import TaskPool
 from acdc_engine.population import Population
 from acdc_engine.store import Commit, RunStore
-from acdc_engine.tasks import TaskCodeError
+from acdc_engine.tasks import TaskCodeError, checked_scores
 from acdc_engine.timing import PhaseClock
 
 
@@ -100,13 +100,13 @@ class Evaluator:
                     continue
                 subs = [extract_answer(t) for t in texts]
                 try:
-                    scores = self.hook.acdc_score_submissions(task=task.spec, instances=task.instances,
-                                                              submissions=subs, limits=self.cfg.sandbox)
+                    values = checked_scores(self.hook.acdc_score_submissions(
+                        task=task.spec, instances=task.instances, submissions=subs, limits=self.cfg.sandbox),
+                        len(subs))
                 except TaskCodeError as exc:
                     self.on_broken(task_id, f"score() failed: {exc}", commit)
                     self.emit("advance", n=1)
                     continue
-                values = [0.0 if s is None else float(s) for s in scores]
                 self.scores[(model_id, task_id)] = float(np.mean(values))
                 self.instance_scores[(model_id, task_id)] = values
                 commit.evaluations.append({

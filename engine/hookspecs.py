@@ -183,8 +183,10 @@ def acdc_score_submissions(
 ) -> list[float | None] | None:
     """Score each submission with the family's own ``score()``, in the sandbox.
 
-    Returns one score per submission, aligned with ``instances``. Raise
-    ``TaskCodeError`` if the task code fails; the engine marks the task broken.
+    Returns one score per submission, aligned with ``instances``: a number in
+    [0, 1], or ``None`` (counted as 0). Raise ``TaskCodeError`` if the task
+    code fails; the engine marks the task broken, as it does for a score
+    outside [0, 1] (not finite, negative, above 1) or a wrong count.
     """
 
 
@@ -281,7 +283,7 @@ def acdc_event(event: Event, kind: str, data: dict[str, Any]) -> None:
     ``event`` is one of the frozen dataclasses of :mod:`acdc_engine.events`
     (``RunStarted``, ``GenerationStarted``, ``StepStarted``, ``Advanced``,
     ``ModelDone``, ``TaskRejected``, ``TaskLimbo``, ``TasksAdded``,
-    ``WorkerLost``, ``WeightsEvicted``, ``WeightsRebuilt``,
+    ``WorkerLost``, ``WeightsEvicted``, ``WeightsDamaged``, ``WeightsRebuilt``,
     ``GenerationCommitted``, ``RunFinished``): dispatch on its type, read its
     fields. ``kind`` (e.g. ``"model_done"``) and ``data`` (the fields as a
     dict) are the same event for implementations that take ``(kind, data)``;

@@ -17,7 +17,7 @@ from acdc_engine.config import SandboxConfig
 from acdc_engine.errors import AcdcError
 from acdc_engine.pool import TaskPool
 from acdc_engine.store import Commit
-from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec
+from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec, checked_scores
 
 
 class TaskIntake:
@@ -77,8 +77,9 @@ class TaskIntake:
             return "rejected", reason, []
         try:
             instances = self.hook.acdc_task_instances(task=spec, limits=self.limits)
-            self.hook.acdc_score_submissions(task=spec, instances=instances, submissions=[""] * len(instances),
-                                             limits=self.limits)
+            checked_scores(self.hook.acdc_score_submissions(task=spec, instances=instances,
+                                                            submissions=[""] * len(instances), limits=self.limits),
+                           len(instances))
         except TaskCodeError as exc:
             return "rejected", f"failed in sandbox: {exc}", []
         return "active", None, instances

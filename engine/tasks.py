@@ -71,3 +71,24 @@ class TaskRequest:
 class TaskCodeError(Exception):
     """Task code failed in the sandbox: raised, hung, ran out of memory, or lied
     about its shape. The message is one line naming the reason."""
+
+
+def checked_scores(scores, count: int) -> list[float]:
+    """The scores an ``acdc_score_submissions`` plugin returned, each in [0, 1] (``None`` counts 0).
+
+    Raises :class:`TaskCodeError` naming the first that is not a number in [0, 1]
+    (1e308 would overflow a mean; a negative score would reward failing), or a
+    count that does not match the submissions.
+    """
+    if not isinstance(scores, (list, tuple)) or len(scores) != count:
+        raise TaskCodeError(f"score() gave {len(scores) if isinstance(scores, (list, tuple)) else scores!r} "
+                            f"results for {count} submissions")
+    out = []
+    for value in scores:
+        if value is None:
+            out.append(0.0)
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise TaskCodeError(f"score() returned {value!r}, outside [0, 1]")
+        out.append(float(value))
+    return out

@@ -21,7 +21,6 @@ Time spent judging does not count against the batch's deadline.
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 import json
 import logging
@@ -37,7 +36,7 @@ import time
 from collections.abc import Callable
 
 from acdc_engine.api import AcdcError, TaskCodeError
-from acdc_engine.plugins.sandbox_jail import ENV, Launch
+from acdc_engine.plugins.sandbox_jail import ENV, Launch, worker_uid
 
 REPLY_LIMIT = 16 * 1024 * 1024
 START_TIMEOUT_S = 60.0
@@ -66,9 +65,12 @@ class Worker:
 
     def __init__(self, launch: Launch) -> None:
         self.isolation = launch.isolation
+        uid = worker_uid()
         self.home = tempfile.mkdtemp(prefix="acdc-sandbox-") if launch.isolation == "rlimits" else None
+        if self.home and uid is not None:
+            os.chown(self.home, uid, uid)  # the worker's private cwd, its own after it gives up root
         env = {**ENV, "HOME": self.home, "TMPDIR": self.home} if self.home else ENV
-        self.proc = subprocess.Popen(launch.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(launch.argv_for(uid), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, cwd=self.home, env=env, start_new_session=True,
                                      bufsize=0)
         self.out_fd, self.in_fd = self.proc.stdout.fileno(), self.proc.stdin.fileno()
@@ -82,6 +84,10 @@ class Worker:
         except TaskCodeError as exc:
             self.kill()
             raise AcdcError(f"the sandbox worker did not start ({launch.isolation}): {exc}") from None
+        if hello.get("ready") is not True:
+            self.kill()
+            raise AcdcError(f"the sandbox worker refused to start ({launch.isolation}): "
+                            f"{_one_line(str(hello.get('error')))}")
         if not hello.get("seccomp"):
             _warn_no_seccomp()
 
@@ -202,6 +208,8 @@ def _checked(calls: list[dict], results) -> list:
         kind = {"tasks": dict, "instructions": str, "score": (float, type(None))}[call["op"]]
         if not isinstance(result, kind):
             raise TaskCodeError(f"no valid reply ({call['op']} result is {type(result).__name__})")
+        if call["op"] == "score" and result is not None and not 0.0 <= result <= 1.0:
+            raise TaskCodeError(f"score() returned {result!r}, outside [0, 1]")
     try:
         json.dumps(results, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
@@ -228,8 +236,7 @@ class WorkerPool:
             judge_budget: int = 8) -> list:
         """Runs ``calls`` against a family's source; raises :class:`TaskCodeError` on failure."""
         worker = self._acquire()
-        message = {"id": next(self.ids), "digest": hashlib.sha256(source.encode()).hexdigest(), "source": source,
-                   "calls": calls, "cpu_s": math.ceil(timeout_s)}
+        message = {"id": next(self.ids), "source": source, "calls": calls, "cpu_s": math.ceil(timeout_s)}
         healthy = False
         try:
             results = worker.run(message, timeout_s=timeout_s, judge=judge, judge_budget=judge_budget)

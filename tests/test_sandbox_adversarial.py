@@ -162,14 +162,14 @@ def test_the_run_database_and_home_are_invisible(tmp_path, smollm2_dir):
                          t={"path": str(path)})
 
 
-@needs_bwrap
-def test_no_connection_reaches_a_listener_on_localhost():
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_no_connection_reaches_a_listener_on_localhost(isolation):
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         listener.setblocking(False)
         body = "s = socket.create_connection(('127.0.0.1', t['port']), timeout=0.5)\ns.sendall(b'hello')"
-        assert_contained(hostile(body), "bubblewrap", "ConnectionRefusedError", t={"port": listener.getsockname()[1]})
+        assert_contained(hostile(body), isolation, "PermissionError", t={"port": listener.getsockname()[1]})
         with pytest.raises(BlockingIOError):
             listener.accept()
 
@@ -229,6 +229,8 @@ BROKEN = {
     "floods-pipe": FLOOD_PIPES.format(payload="b'x'"),
     "opens-socket": "socket.create_connection(('127.0.0.1', 9), timeout=0.5)",
     "eats-memory": "x = bytearray(10 * 2**30)",
+    "huge-score": "return 1e308",
+    "negative-score": "return -5.0",
 }
 
 
@@ -256,14 +258,15 @@ class HostileTasks:
 def test_the_loop_marks_hostile_tasks_broken_and_goes_on(tiny_config, tmp_path):
     from test_loop_tiny import run_once
 
-    config = tiny_config(**{"run.generations": 1, "tasks.initial_families": 10, "tasks.active_cap": 10,
+    config = tiny_config(**{"run.generations": 1, "tasks.initial_families": 14, "tasks.active_cap": 14,
                             "sandbox.timeout_s": 3.0,
                             "sandbox.memory_mb": 256})
     run_once(config, tmp_path / "run", [HostileTasks()])
     db = sqlite3.connect(tmp_path / "run" / "run.sqlite")
     rows = {r[0]: (r[1], r[2]) for r in db.execute("SELECT name, status, reason FROM tasks WHERE generator='hostile'")}
     expected = {"fork-bomb": "PermissionError", "exits": "exit status 0", "floods-pipe": "reply larger than",
-                "opens-socket": "Error", "eats-memory": "MemoryError"}
+                "opens-socket": "Error", "eats-memory": "MemoryError", "huge-score": "outside [0, 1]",
+                "negative-score": "outside [0, 1]"}
     for name, reason in expected.items():
         status, why = rows[f"hostile-{name}"]
         assert status == "broken" and why.startswith("score() failed: ") and reason in why, (name, why)

@@ -1,7 +1,7 @@
 """One task family cannot reach another: interpreter state, files, signals, memory, new programs.
 
-Each family is served by a process of its own, forked from a clean zygote,
-stopped between its requests; the scratch folders are wiped after every
+Each batch is served by a process of its own, forked from a clean zygote and
+killed when the batch ends; the scratch folders are wiped after every
 request. Each test lets a hostile family act, then checks what a sound family
 sees and scores.
 """
@@ -62,7 +62,7 @@ for folder in t['folders']:
         written.append(folder)
     except OSError:
         pass
-return float(len(written))
+return len(written) / 10
 """
 LOOK_FOR_FILES = """
 seen = [os.path.join(folder, name) for folder in t['folders'] for name in (os.listdir(folder)
@@ -76,7 +76,7 @@ return 1.0
 @pytest.mark.parametrize("isolation", ISOLATIONS)
 def test_files_one_family_leaves_are_gone_before_the_next_request(isolation):
     folders = ["/tmp", "/dev/shm", "."] if isolation == "bubblewrap" else ["."]
-    assert run(family(LEAVE_FILES), isolation, t={"folders": folders}) == float(len(folders))
+    assert run(family(LEAVE_FILES), isolation, t={"folders": folders}) == len(folders) / 10
     assert run(family(LOOK_FOR_FILES), isolation, t={"folders": folders}) == 1.0
     # nor does the family itself find them at its next request
     assert run(family(LOOK_FOR_FILES + "\n# same family, other source"), isolation, t={"folders": folders}) == 1.0
@@ -114,14 +114,20 @@ def test_new_programs_cannot_be_started(isolation):
 
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
-def test_a_family_cannot_signal_or_read_another_familys_process(isolation):
-    pid_of = family("return float(os.getpid())")
-    victim = run(pid_of, isolation)
-    for body in ("os.kill(int(t['pid']), signal.SIGKILL)", "os.kill(int(t['pid']), signal.SIGSTOP)",
-                 "open(f\"/proc/{int(t['pid'])}/mem\", 'rb').read(1)"):
+def test_a_family_cannot_signal_or_read_the_zygote(isolation):
+    """The only other process a family could reach in its worker is the zygote that forked it."""
+    for body in ("os.kill(os.getppid(), signal.SIGKILL)", "os.kill(os.getppid(), signal.SIGSTOP)",
+                 "open(f'/proc/{os.getppid()}/mem', 'rb').read(1)"):
         with pytest.raises(TaskCodeError, match="PermissionError"):
-            run(family(body), isolation, t={"pid": victim})
-    assert run(pid_of, isolation) == victim  # still the same warm process, unharmed
+            run(family(body), isolation)
+    assert sound_scores(isolation) == (1.0, 0.0)
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_every_batch_runs_in_a_process_of_its_own(isolation):
+    """No family process is kept between batches: a global set in one batch is gone at the next."""
+    body = "import builtins\nseen = getattr(builtins, 'acdc_seen', 0)\nbuiltins.acdc_seen = 1\nreturn seen"
+    assert [run(family(body), isolation) for _ in range(3)] == [0.0, 0.0, 0.0]
 
 
 def test_the_isolation_tests_ran_where_bubblewrap_runs():
@@ -130,12 +136,10 @@ def test_the_isolation_tests_ran_where_bubblewrap_runs():
 
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
-def test_more_families_than_the_cache_holds_all_score_right(isolation):
-    from acdc_engine.plugins.sandbox_worker import CACHE_SIZE
-
-    sources = [GOOD.replace("What is 2 + 3?", f"What is 2 + 3? ({i})") for i in range(CACHE_SIZE + 8)]
+def test_many_families_in_turn_all_score_right(isolation):
+    sources = [GOOD.replace("What is 2 + 3?", f"What is 2 + 3? ({i})") for i in range(40)]
     call = [{"op": "score", "t": {}, "submission": "5"}]
-    for _ in range(2):  # the second round finds some families evicted, some warm
-        for source in sources:  # memory enough that the count of families, not their memory, binds
-            assert sandbox.run_task_code(source, call, timeout_s=TIMEOUT_S, memory_mb=4096,
+    for _ in range(2):
+        for source in sources:
+            assert sandbox.run_task_code(source, call, timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB,
                                          isolation=isolation) == [1.0]
