@@ -36,12 +36,27 @@ def resolve(hook, spec: str, cache_dir: Path) -> Path:
     return found[spec]
 
 
+def read_model_config(model_dir: Path) -> dict:
+    """A checkpoint's ``config.json``; one line naming the file if it cannot be read or is not a JSON object."""
+    path = Path(model_dir) / "config.json"
+    try:
+        cfg = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise AcdcError(f"cannot read the model config {path}: {exc.strerror}") from None
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise AcdcError(f"model config {path} is not JSON ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(cfg, dict):
+        raise AcdcError(f"model config {path} is not a JSON object (a {type(cfg).__name__})")
+    return cfg
+
+
 def check_same_architecture(dirs: dict[str, Path]) -> None:
-    """One line naming the first config field, tokenizer file or tensor on which two models differ."""
+    """One line naming the first config field, tokenizer file or tensor on which two models differ (or a
+    config.json that is not JSON)."""
     (ref_name, ref_dir), *others = dirs.items()
-    ref_cfg = json.loads((ref_dir / "config.json").read_text())
+    ref_cfg = read_model_config(ref_dir)
     for name, d in others:
-        cfg = json.loads((d / "config.json").read_text())
+        cfg = read_model_config(d)
         for key in ARCH_FIELDS:
             if cfg.get(key) != ref_cfg.get(key):
                 raise AcdcError(

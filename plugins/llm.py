@@ -68,9 +68,10 @@ class OpenAIChat:
             raise LLMError(f"LLM {self.base_url}: HTTP {exc.status_code}: {detail}") from None
         except openai.APIError as exc:
             raise LLMError(f"LLM {self.base_url}: {type(exc).__name__}: {_one_line(str(exc))}") from None
-        if not reply.choices:
-            raise LLMError(f"LLM {self.base_url}: reply without choices")
-        return reply.choices[0].message.content or ""
+        except ValueError as exc:  # a 200 whose body is not JSON (a proxy's HTML page, say)
+            raise LLMError(f"LLM {self.base_url}: the reply is not JSON ({_one_line(str(exc))[:80]}); is this "
+                           "an OpenAI-compatible endpoint?") from None
+        return _reply_text(self.base_url, reply)
 
     def chat(self, conversations, *, temperature=None, max_tokens=None, seed=0):
         jobs = [self.pool.submit(self.complete, m, temperature=temperature, max_tokens=max_tokens, seed=seed + i)
@@ -97,6 +98,24 @@ class LocalChat:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def _reply_text(base_url: str, reply) -> str:
+    """The assistant's text of a chat completion; one line if the reply is not one (HTML, another JSON)."""
+    if isinstance(reply, (str, bytes)):  # the client hands over a body it could not read as JSON
+        raise LLMError(f"LLM {base_url}: the reply is not a chat completion but {_one_line(str(reply))[:80]!r}; "
+                       "is this an OpenAI-compatible endpoint?")
+    choices = getattr(reply, "choices", None)
+    if not choices:
+        raise LLMError(f"LLM {base_url}: reply without choices")
+    try:
+        content = choices[0].message.content
+    except (AttributeError, IndexError, KeyError, TypeError):
+        raise LLMError(f"LLM {base_url}: the reply is not a chat completion (its choices are "
+                       f"{_one_line(repr(choices))[:80]}); is this an OpenAI-compatible endpoint?") from None
+    if content is not None and not isinstance(content, str):
+        raise LLMError(f"LLM {base_url}: the reply's content is not text ({type(content).__name__})")
+    return content or ""
 
 
 def _one_line(text: str) -> str:
