@@ -21,7 +21,17 @@ what it had generated before the crash.
 One process writes a run: the writer holds an exclusive ``flock`` on
 ``run.lock`` (released by the kernel however the process ends). Readers
 (``status``, ``report``, ``export``, ...) open the file read-only and never
-create or change anything, so they work on a read-only copy too.
+create or change anything, so they work on a read-only copy too: the writer
+leaves WAL mode when it closes, so that a clean store has no ``-wal`` or
+``-shm`` file for a reader to need.
+
+A run folder may come from elsewhere (a tarball): the lock, the database and
+the ``weights`` folders are refused when they are symbolic links (and the lock
+or, for the writer, the database when they are hard links to other files), and
+a kept weight file is trusted only once its bytes hash to the digest recorded
+for it (:meth:`RunStore.kept_file`). The writer removes only files of the
+names it makes itself; a new run refuses a folder that already has a
+``weights`` folder.
 """
 
 from __future__ import annotations
@@ -29,8 +39,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import sqlite3
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,10 +93,19 @@ class RunLock:
 
     def __init__(self, run_dir: Path) -> None:
         path = Path(run_dir) / "run.lock"
+        self.fd: int | None = None
         try:
-            self.fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
         except OSError as exc:
+            if os.path.islink(path):
+                raise AcdcError(f"{path} is a symbolic link; a run's lock must be its own file "
+                                "(refusing to write through it)") from None
             raise AcdcError(f"cannot write to the run directory {run_dir}: {exc.strerror}") from None
+        st = os.fstat(self.fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+            self.release()
+            what = "a hard link to another file" if stat.S_ISREG(st.st_mode) else "not a regular file"
+            raise AcdcError(f"{path} is {what}; a run's lock must be its own file (refusing to write through it)")
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -101,13 +122,51 @@ class RunLock:
             self.fd = None
 
 
+#: The files of a run folder that are never followed through a symbolic link.
+RUN_FILES = ("run.lock", "run.sqlite", "run.sqlite-wal", "run.sqlite-shm", "run.sqlite-journal", "weights",
+             "weights/staging")
+#: Names the writer makes under weights/ (kept files) and weights/staging/ (children, partial files, rebuild
+#: scratch folders): the only ones it removes.
+KEPT_NAME = re.compile(r"[0-9a-f]{64}\.safetensors")
+STAGED_NAME = re.compile(r"(m\d+|[0-9a-f]{64})(\.safetensors)?(\.partial)?|\.acdc-rebuild-\d+-.*")
+
+
+def _refuse_links(run_dir: Path, writer: bool) -> None:
+    """One line naming a run file that is a symbolic link (or, for the writer, a database with other hard
+    links): a run folder received from elsewhere must not make the engine read or write other files."""
+    for name in RUN_FILES:
+        path = run_dir / name
+        if path.is_symlink():
+            raise AcdcError(f"{path} is a symbolic link; a run's files must be its own (refusing to follow it)")
+    db = run_dir / "run.sqlite"
+    if writer and db.is_file() and db.stat().st_nlink > 1:
+        raise AcdcError(f"{db} is a hard link to another file, which writing the run would change too; "
+                        "copy the run folder (cp -r) and resume the copy")
+
+
+def _wal_header(db_path: Path) -> bool:
+    """Whether the database file says it is in WAL mode (bytes 18 and 19 of its header are 2)."""
+    try:
+        with open(db_path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return False
+    return len(head) == 20 and head[18] == 2 and head[19] == 2
+
+
 def _connect(db_path: Path, writer: bool) -> sqlite3.Connection:
-    """The writer's connection, or a read-only one (``immutable`` where even the WAL index cannot be
-    made, e.g. on a read-only mount)."""
+    """The writer's connection, or a read-only one that creates no file: ``mode=ro`` where the store is
+    in rollback mode (a clean store) or its WAL files exist (a live or killed writer's), ``immutable``
+    where a store left in WAL mode has no WAL file (so nothing is pending) or even the WAL index cannot be
+    made (a read-only mount)."""
     if writer:
         return sqlite3.connect(db_path, isolation_level=None)
     uri = db_path.resolve().as_uri()
-    for query in ("mode=ro", "mode=ro&immutable=1"):
+    wal = db_path.with_name(db_path.name + "-wal")
+    queries = ("mode=ro", "mode=ro&immutable=1")
+    if _wal_header(db_path) and not os.path.lexists(wal):
+        queries = ("mode=ro&immutable=1",)
+    for query in queries:
         conn = sqlite3.connect(f"{uri}?{query}", uri=True, isolation_level=None)
         try:
             conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
@@ -164,6 +223,10 @@ class RunStore:
         self.weights_dir = self.run_dir / "weights"
         self.staging_dir = self.weights_dir / "staging"
         self.db_path = self.run_dir / "run.sqlite"
+        self.writer = writer
+        self._verified: dict[str, tuple[int, int, int, int]] = {}  # digest -> the checked file's identity
+        self.lock = None
+        _refuse_links(self.run_dir, writer)
         self.lock = RunLock(self.run_dir) if writer else None
         try:
             fresh = writer and not self.db_path.exists()
@@ -198,6 +261,10 @@ class RunStore:
             db_path.unlink()  # an empty file (a reader opened it before it existed) holds no run
         if db_path.exists():
             raise AcdcError(f"run directory {run_dir} already holds a run; use `acdc-engine resume {run_dir}`")
+        if os.path.lexists(run_dir / "weights"):  # a run writes (and cleans) weights/: never someone else's
+            raise AcdcError(f"{run_dir / 'weights'} already exists and is not a run's; choose a new or empty "
+                            "folder for the run")
+        _refuse_links(run_dir, writer=True)
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -230,7 +297,14 @@ class RunStore:
 
     def close(self) -> None:
         if getattr(self, "conn", None) is not None:
+            if self.writer:  # back to rollback mode: a clean store has no WAL files, so readers make none
+                try:
+                    self.conn.execute("PRAGMA busy_timeout=200")
+                    self.conn.execute("PRAGMA journal_mode=DELETE")
+                except sqlite3.Error:
+                    pass  # a reader has it open: it stays in WAL mode, which readers handle too
             self.conn.close()
+            self.conn = None
         if self.lock is not None:
             self.lock.release()
 
@@ -291,6 +365,37 @@ class RunStore:
     def weights_path(self, digest: str) -> Path:
         """Where the kept file with this content digest lives (whether or not it is there)."""
         return self.weights_dir / f"{digest}.safetensors"
+
+    def kept_file(self, digest: str) -> tuple[Path | None, str | None]:
+        """The kept file with these weights, checked before it is trusted: ``(path, None)`` when its bytes
+        hash to ``digest``, ``(None, None)`` when there is none, ``(None, problem)`` when it is there but
+        damaged (a changed or truncated file, a link): ``problem`` is one line naming the file. A file is
+        hashed once per process while its identity (inode, size, mtime) stays the same."""
+        path = self.weights_path(digest)
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            return None, None
+        if not stat.S_ISREG(st.st_mode):
+            return None, f"kept weights {path} are not a regular file"
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._verified.get(digest) == key:
+            return path, None
+        try:
+            got = file_digest(path)
+        except OSError as exc:
+            return None, f"cannot read kept weights {path}: {exc.strerror}"
+        if got != digest:
+            return None, (f"kept weights {path} do not match their recorded digest ({st.st_size} bytes hashing "
+                          f"to {got[:12]}, recorded {digest[:12]})")
+        self._verified[digest] = key
+        return path, None
+
+    def mark_verified(self, digest: str, path: Path | None = None) -> None:
+        """Records that the file at ``path`` (default: the kept one) holds ``digest``'s bytes (this process
+        wrote or hashed it), so :meth:`kept_file` trusts it without hashing it again."""
+        with_ok = (path or self.weights_path(digest)).lstat()
+        self._verified[digest] = (with_ok.st_dev, with_ok.st_ino, with_ok.st_size, with_ok.st_mtime_ns)
 
     def weight_files(self) -> list[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM weight_files ORDER BY digest").fetchall()
@@ -354,6 +459,8 @@ class RunStore:
         """Writes one generation atomically (see the module docstring)."""
         for digest, source in c.new_files.items():
             self._place(source, self.weights_path(digest))
+            if self.weights_path(digest).stat().st_ino == Path(source).stat().st_ino:
+                self.mark_verified(digest)  # hashed by this process when it was staged (or resolved, a seed)
         with self.conn:
             self.conn.execute("BEGIN")
             self.conn.executemany(
@@ -411,13 +518,20 @@ class RunStore:
             partial.replace(target)
 
     def _clean_strays(self) -> None:
-        """Removes staged children and weight files that ``weight_files`` does not list."""
-        shutil.rmtree(self.staging_dir, ignore_errors=True)
+        """Removes staged children and weight files that ``weight_files`` does not list: only entries of the
+        names the writer makes (a file of another name is not the run's to delete)."""
         self.staging_dir.mkdir(parents=True, exist_ok=True)
+        for path in self.staging_dir.iterdir():
+            if not STAGED_NAME.fullmatch(path.name):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
         keep = {r[0] for r in self.conn.execute("SELECT digest FROM weight_files")}
-        for path in self.weights_dir.glob("*.safetensors"):
-            if path.stem not in keep:
-                path.unlink()
+        for path in self.weights_dir.iterdir():
+            if KEPT_NAME.fullmatch(path.name) and path.stem not in keep and not path.is_dir():
+                path.unlink(missing_ok=True)
 
 
 def committed_generations(run_dir: Path) -> list[dict]:
