@@ -18,8 +18,8 @@ from acdc_engine.config import Config, PluginSection, SandboxConfig
 from acdc_engine.digest import file_digest
 from acdc_engine.errors import AcdcError
 from acdc_engine.events import (Advanced, Event, GenerationCommitted, GenerationStarted, ModelDone, RunFinished,
-                                RunStarted, StepStarted, TaskLimbo, TaskRejected, TasksAdded, WeightsEvicted,
-                                WeightsRebuilt, WorkerLost)
+                                RunStarted, StepStarted, TaskLimbo, TaskRejected, TasksAdded, WeightsDamaged,
+                                WeightsEvicted, WeightsRebuilt, WorkerLost)
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.operators import MergeMethod, MutationMethod
 from acdc_engine.plugin_manager import configured_plugins
@@ -42,7 +42,8 @@ __all__ = [
     "AcdcError", "Advanced", "Backend", "CheckpointReader", "CheckpointWriter", "Config", "Event", "FORGED_PREFIX",
     "GenerationCommitted", "GenerationStarted", "Instance", "MergeMethod", "ModelDone", "MutationMethod",
     "PluginSection", "RunFinished", "RunStarted", "SandboxConfig", "StepStarted", "TaskCodeError", "TaskLimbo",
-    "TaskRejected", "TaskRequest", "TaskSpec", "TasksAdded", "WeightsEvicted", "WeightsRebuilt", "WorkerLost",
+    "TaskRejected", "TaskRequest", "TaskSpec", "TasksAdded", "WeightsDamaged", "WeightsEvicted", "WeightsRebuilt",
+    "WorkerLost",
     "TickingProgress", "check_chat_template", "command_config", "committed_generations", "config_options",
     "configured_plugins",
     "extract_answer", "file_digest", "hookimpl", "quiet_libraries", "report_plots", "resolve_seed",

@@ -122,7 +122,8 @@ class CheckpointWriter:
         self._layout = header
         self._data_start = 8 + len(raw)
         self._pending = set(layout)
-        self._fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.tmp.unlink(missing_ok=True)  # a new file: never written through a link left under this name
+        self._fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         os.pwrite(self._fd, struct.pack("<Q", len(raw)) + raw, 0)
         os.ftruncate(self._fd, self._data_start + offset)
 

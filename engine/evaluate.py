@@ -118,6 +118,7 @@ class Evaluation:
         self.plugins = ExitStack()
         self.hook = self.plugins.enter_context(configured_plugins(self.config)).hook
         seed_dirs, self.base_dir = resolve_seeds(self.hook, self.config.models)
+        self.seed_dirs = seed_dirs
         self.samples = samples or self.config.result.task_force_size
         self.max_new_tokens = max_new_tokens or self.config.generation.max_new_tokens
         self.seed = seed
@@ -145,11 +146,12 @@ class Evaluation:
     def model_file(self, model_id: str) -> Path:
         """The run's kept file of a model, or one rebuilt from its ancestry into a scratch folder."""
         digest = next(r["digest"] for r in self.store.models() if r["id"] == model_id)
-        if self.store.weights_path(digest).is_file():
-            return self.store.weights_path(digest)
+        kept, _ = self.store.kept_file(digest)  # a damaged file is named by rebuild_weights, and rebuilt
+        if kept is not None:
+            return kept
         out = self.scratch / f"{model_id}.safetensors"
         rebuild_weights(self.store, model_id, hook=self.hook, base_file=self.base_dir / "model.safetensors",
-                        out_file=out)
+                        out_file=out, seed_files={spec: d / "model.safetensors" for spec, d in self.seed_dirs.items()})
         return out
 
     def resident_backend(self):

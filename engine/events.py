@@ -125,6 +125,17 @@ class WeightsRebuilt(Event):
 
 
 @dataclass(frozen=True)
+class WeightsDamaged(Event):
+    """A kept weight file did not hash to its recorded digest (changed, truncated, a link); it is not used,
+    and the model is rebuilt from its ancestry."""
+
+    kind: ClassVar[str] = "weights_damaged"
+    model_id: str
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class GenerationCommitted(Event):
     """A generation is committed: the archive's rows, the pool's counts and the logbook's statistics record
     (fitness, Coverage, seconds per phase, ...)."""

@@ -5,13 +5,17 @@ theirs to the disk budget); every other model is its recipe. Rebuilding
 walks up the ancestry to the nearest models whose files are kept and
 re-materialises the recipes below them, in a scratch directory; recipes are
 deterministic, so each rebuilt file must hash to the digest recorded when
-the model was born.
+the model was born. A kept file is used only once its bytes hash to the
+recorded digest (:meth:`~acdc_engine.store.RunStore.kept_file`): a damaged
+one is named in a warning and its model rebuilt from its recipe, a seed's
+taken from the seed's own folder where that still holds the recorded weights.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +24,7 @@ from rich.tree import Tree
 
 from acdc_engine.digest import file_digest
 from acdc_engine.errors import AcdcError
+from acdc_engine.files import copy_new
 from acdc_engine.materialise import materialise
 from acdc_engine.operators import OperatorRegistry
 from acdc_engine.recipe import Recipe
@@ -55,7 +60,7 @@ def lineage_tree(store: RunStore, model_id: str) -> Tree:
 SCRATCH_PREFIX = ".acdc-rebuild-"
 
 
-def _remove_stale_scratch(folder: Path) -> None:
+def remove_stale_scratch(folder: Path) -> None:
     """Removes the scratch folders of rebuilds whose process is gone (a killed export leaves one)."""
     for path in folder.glob(f"{SCRATCH_PREFIX}*"):
         pid = path.name[len(SCRATCH_PREFIX):].split("-")[0]
@@ -68,7 +73,7 @@ def _to_rebuild(store: RunStore, rows: dict, model_id: str) -> set[str]:
     todo, stack = set(), [model_id]
     while stack:
         mid = stack.pop()
-        if mid in todo or store.weights_path(rows[mid]["digest"]).is_file():
+        if mid in todo or store.kept_file(rows[mid]["digest"])[0] is not None:
             continue
         recipe = Recipe.from_json(rows[mid]["recipe"])
         if not recipe.is_seed:
@@ -77,20 +82,32 @@ def _to_rebuild(store: RunStore, rows: dict, model_id: str) -> set[str]:
     return todo
 
 
+def _warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
 def rebuild_weights(store: RunStore, model_id: str, *, hook, base_file: Path, out_file: Path,
-                    on_built: Callable[[int, int], None] | None = None) -> None:
-    """Writes ``model_id``'s weights to ``out_file``, re-materialising ancestors as needed.
+                    on_built: Callable[[int, int], None] | None = None,
+                    seed_files: dict[str, Path] | None = None,
+                    on_damaged: Callable[[str, str], None] | None = None) -> None:
+    """Writes ``model_id``'s weights to ``out_file`` (as a new file), re-materialising ancestors as needed.
 
     Operators are looked up by name through ``hook``; a rebuilt file whose
     digest is not the recorded one is refused with one line naming the model.
-    ``on_built(done, total)`` is told after each model materialised.
+    ``on_built(done, total)`` is told after each model materialised. A kept
+    file that does not hash to its recorded digest is reported to
+    ``on_damaged(model_id, problem)`` (default: a warning on stderr) and not
+    used: the model is rebuilt from its recipe, or for a seed copied from
+    ``seed_files[spec]`` (its resolved ``model.safetensors``) if that holds the
+    recorded weights; otherwise one line naming the damaged file.
     """
+    on_damaged = on_damaged or (lambda mid, problem: _warn(f"{problem}; rebuilding {mid} without it"))
     rows = _rows(store)
     if model_id not in rows:
         raise AcdcError(f"no model {model_id!r} in {store.run_dir}")
     operators = OperatorRegistry(hook)
     out_file = Path(out_file)
-    _remove_stale_scratch(out_file.parent)
+    remove_stale_scratch(out_file.parent)
     scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=out_file.parent))
     built: dict[str, Path] = {}
     total = len(_to_rebuild(store, rows, model_id))
@@ -99,13 +116,20 @@ def rebuild_weights(store: RunStore, model_id: str, *, hook, base_file: Path, ou
         if mid in built:
             return built[mid]
         row = rows[mid]
-        kept = store.weights_path(row["digest"])
-        if kept.is_file():
+        kept, problem = store.kept_file(row["digest"])
+        if kept is not None:
             built[mid] = kept
             return kept
+        if problem:
+            on_damaged(mid, problem)
         recipe = Recipe.from_json(row["recipe"])
         if recipe.is_seed:
-            raise AcdcError(f"seed {mid} ({recipe.seed_spec}) has no weights at {kept}")
+            own = (seed_files or {}).get(recipe.seed_spec)
+            if own is not None and own.is_file() and file_digest(own) == row["digest"]:
+                built[mid] = own
+                return own
+            raise AcdcError(problem or f"seed {mid} ({recipe.seed_spec}) has no weights at "
+                            f"{store.weights_path(row['digest'])}")
         parents = [weights(p) for p in recipe.parents]
         built[mid] = scratch / f"{mid}.safetensors"
         merge, mutation = operators.for_recipe(recipe)
@@ -123,7 +147,7 @@ def rebuild_weights(store: RunStore, model_id: str, *, hook, base_file: Path, ou
         source = weights(model_id)
         if source.parent == scratch:
             os.replace(source, out_file)
-        else:
-            shutil.copyfile(source, out_file)
+        else:  # a new file: never written through a link that out_file may be (to a seed, say)
+            copy_new(source, out_file)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -21,8 +21,8 @@ from rich.table import Table
 from rich.text import Text
 
 from acdc_engine.events import (Advanced, Event, GenerationCommitted, GenerationStarted, ModelDone, RunFinished,
-                                 RunStarted, StepStarted, TaskLimbo, TaskRejected, TasksAdded, WeightsEvicted,
-                                 WeightsRebuilt, WorkerLost)
+                                 RunStarted, StepStarted, TaskLimbo, TaskRejected, TasksAdded, WeightsDamaged,
+                                 WeightsEvicted, WeightsRebuilt, WorkerLost)
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.progress import TickingProgress, clock
 
@@ -247,6 +247,8 @@ class ProgressView:
                     self._log(time_line(s))
             case WeightsEvicted():
                 self._log(f"  weights of {', '.join(event.model_ids)} evicted (disk budget)")
+            case WeightsDamaged():
+                self._log(f"  warning: {event.reason}; {event.model_id} is rebuilt from its ancestry")
             case WeightsRebuilt():
                 self._log(f"  weights of {event.model_id} rebuilt from its ancestry ({event.seconds}s)")
             case TaskLimbo():

@@ -8,6 +8,9 @@ neither counted nor evicted: they are hard links to the seed cache where the
 file system allows). A model without a file is rebuilt from its ancestry when it is needed
 (:func:`~acdc_engine.lineage.rebuild_weights`, which checks the recorded
 digest) and its file is kept again from then on, as the most recently used.
+A kept file is trusted only once its bytes hash to its digest (hashed once
+per process, see :meth:`~acdc_engine.store.RunStore.kept_file`): a damaged
+one is reported (event ``weights_damaged``) and rebuilt the same way.
 """
 
 from __future__ import annotations
@@ -40,11 +43,15 @@ class WeightCache:
     def file(self, model_id: str, digest: str) -> Path:
         """The kept file with ``model_id``'s weights, rebuilt from its ancestry if it was evicted."""
         path = self.store.weights_path(digest)
-        if not path.is_file():
+        kept, problem = self.store.kept_file(digest)
+        if kept is None:
+            if problem:
+                self.emit("weights_damaged", model_id=model_id, path=str(path), reason=problem)
             started = time.monotonic()
             staged = self.store.staging_dir / path.name
-            self.rebuild(model_id, out_file=staged)
-            staged.replace(path)  # kept or cleaned up at the next commit
+            self.rebuild(model_id, out_file=staged)  # checked against the digest (rebuild_weights)
+            staged.replace(path)  # kept or cleaned up at the next commit; replaces a damaged file, never writes it
+            self.store.mark_verified(digest)
             self.rebuilt += 1
             self.emit("weights_rebuilt", model_id=model_id, seconds=round(time.monotonic() - started, 1))
         self.touch(digest)

@@ -201,7 +201,7 @@ def test_every_event_kind_has_one_type_and_both_hook_forms_receive_it():
     from acdc_engine.events import EVENT_TYPES, make_event
     from acdc_engine.hookspecs import hookimpl
 
-    assert len(EVENT_TYPES) == 13 and all(cls.kind == kind for kind, cls in EVENT_TYPES.items())
+    assert len(EVENT_TYPES) == 14 and all(cls.kind == kind for kind, cls in EVENT_TYPES.items())
     with pytest.raises(TypeError):
         make_event("advance", n=1, extra=2)  # a field the type lacks
     seen = []
