@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -18,6 +19,7 @@ from rich.table import Table
 from acdc_engine.commands import quiet_libraries, set_option
 from acdc_engine.config import Config, load_config
 from acdc_engine.errors import AcdcError
+from acdc_engine.files import WriteFailed, check_target, copy_new, missing_dirs, remove_empty_dirs, write_new
 from acdc_engine.plugin_manager import ALWAYS_ON, build_plugin_manager, configured_plugins, discover, plugin_commands
 from acdc_engine.recipe import Recipe
 from acdc_engine.store import RunStore
@@ -100,36 +102,38 @@ def _start(config_file, overrides, plugins, run_dir) -> None:
     if run_dir is None:
         run_dir = Path(config.run.output_dir) / datetime.now().strftime("run-%Y%m%d-%H%M%S")
     run_dir = Path(run_dir)
-    existed = run_dir.exists()
+    made_dirs = missing_dirs(run_dir)  # the folder and its parents that the run creates (removed if it fails)
     before = set(run_dir.iterdir()) if run_dir.is_dir() else set()
     with configured_plugins(config) as pm:  # unknown plugin names fail before any work
         # the store first: a folder that cannot hold the run fails before minutes of preparation
-        store = RunStore.create(run_dir, config.model_dump_json())
+        try:
+            store = RunStore.create(run_dir, config.model_dump_json())
+        except BaseException:  # nothing of it is left but the folders it made (another run's files are kept)
+            remove_empty_dirs(made_dirs)
+            raise
         try:
             pm.hook.acdc_prepare_run(config=config, hook=pm.hook)  # e.g. forging the first run's experts
         except BaseException:  # an error, Ctrl-C or exit while preparing: the folder is left as it was
             store.close()
-            _remove_made(run_dir, before, existed)
+            _remove_made(run_dir, before, made_dirs)
             raise
     try:
         _execute(config, store)
     except AcdcError:
-        if not existed and _nothing_committed(run_dir):
-            shutil.rmtree(run_dir, ignore_errors=True)  # a run that failed at its start leaves no folder
+        if _nothing_committed(run_dir):  # a run that failed at its start leaves nothing it made
+            _remove_made(run_dir, before, made_dirs)
         raise
 
 
-def _remove_made(run_dir: Path, before: set[Path], existed: bool) -> None:
-    """Removes what a failed start made in ``run_dir``: the entries it did not hold ``before``, and the
-    folder itself unless it ``existed``."""
-    for made in set(run_dir.iterdir()) - before if run_dir.is_dir() else ():
+def _remove_made(run_dir: Path, before: set[Path], made_dirs: list[Path]) -> None:
+    """Removes what a failed start made in ``run_dir``: the entries it did not hold ``before``, then the
+    folders of ``made_dirs`` (the run folder and parents it created) where they are empty."""
+    for made in set(run_dir.iterdir()) - before if run_dir.is_dir() and not run_dir.is_symlink() else ():
         if made.is_dir() and not made.is_symlink():
             shutil.rmtree(made, ignore_errors=True)
         else:
             made.unlink(missing_ok=True)
-    if not existed:
-        with contextlib.suppress(OSError):
-            run_dir.rmdir()
+    remove_empty_dirs(made_dirs)
 
 
 def _nothing_committed(run_dir: Path) -> bool:
@@ -343,6 +347,8 @@ def evaluate(run_dir, specs, lm_tasks, lm_eval_include, limit, model_dirs, sampl
         raise AcdcError("evaluate needs --benchmark SPEC or --lm-eval TASK")
     if lm_tasks and not json_out:
         raise AcdcError("--lm-eval needs --json FILE: the report, with the per-sample log written beside it")
+    if json_out:
+        check_target(json_out, "--json")  # a bad destination is said before the evaluation, not after it
     quiet_libraries()
     lm = None
     if lm_tasks:
@@ -379,7 +385,7 @@ def evaluate(run_dir, specs, lm_tasks, lm_eval_include, limit, model_dirs, sampl
                       f"({cache['backend_calls']} backend calls); samples written to {report['samples_file']}",
                       highlight=False)
     if json_out:
-        Path(json_out).write_text(json.dumps(results, indent=1))
+        write_new(Path(json_out), json.dumps(results, indent=1))
         console.print(f"results written to {json_out}", highlight=False)
 
 
@@ -408,26 +414,75 @@ def _progress() -> TickingProgress:
 @click.argument("out_dir", type=click.Path(path_type=Path))
 def export(run_dir, model_id, out_dir):
     """Write a model as a Hugging Face checkpoint (rebuilt from its recipes if needed)."""
-    from acdc_engine.lineage import rebuild_weights
-    from acdc_engine.seeds import resolve_seeds
-
     if out_dir.exists() and not out_dir.is_dir():
         raise AcdcError(f"export target {out_dir} is a file, not a folder")
     store = RunStore.open(run_dir)
-    config = store.config()
-    with configured_plugins(config) as pm:
-        _, base_dir = resolve_seeds(pm.hook, config.models)
+    try:
+        config = store.config()
+        if model_id not in {r["id"] for r in store.models()}:
+            raise AcdcError(f"no model {model_id!r} in {run_dir}")
+        with configured_plugins(config) as pm:
+            _export(store, pm.hook, config, model_id, out_dir)
+    finally:
+        store.close()
+    console.print(f"exported {model_id} to {out_dir} (load with AutoModelForCausalLM.from_pretrained)")
+
+
+def _export(store: RunStore, hook, config, model_id: str, out_dir: Path) -> None:
+    """Every file of the checkpoint is written into a scratch folder inside ``out_dir``, then renamed into
+    place: a failed export (a full disk) leaves ``out_dir`` as it was, and no file is ever written through
+    (an existing file there that is a hard link to a seed's is replaced, not overwritten)."""
+    import tempfile
+
+    from acdc_engine.lineage import SCRATCH_PREFIX, rebuild_weights, remove_stale_scratch
+    from acdc_engine.seeds import resolve_seeds
+
+    seeds, base_dir = resolve_seeds(hook, config.models)
+    _refuse_seed_folder(out_dir, {**seeds, config.models.base: base_dir})
+    made = missing_dirs(out_dir)
+    target, scratch = out_dir / "model.safetensors", None
+    try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_scratch(out_dir)
+        scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=out_dir))
         with _progress() as progress:
             task = progress.add_task(f"rebuilding {model_id} from its ancestry", total=None)
-            rebuild_weights(store, model_id, hook=pm.hook, base_file=base_dir / "model.safetensors",
-                            out_file=out_dir / "model.safetensors",
+            rebuild_weights(store, model_id, hook=hook, base_file=base_dir / "model.safetensors",
+                            out_file=scratch / "model.safetensors",
+                            seed_files={spec: d / "model.safetensors" for spec, d in seeds.items()},
+                            on_damaged=lambda mid, problem: console.print(
+                                f"warning: {problem}; {mid} is rebuilt without it", style="yellow",
+                                highlight=False, markup=False),
                             on_built=lambda done, total: progress.update(task, completed=done, total=total))
             progress.remove_task(task)
-    for f in base_dir.iterdir():
-        if f.is_file() and f.name != "model.safetensors":
-            shutil.copy(f, out_dir / f.name)
-    console.print(f"exported {model_id} to {out_dir} (load with AutoModelForCausalLM.from_pretrained)")
+        names = ["model.safetensors"]
+        for f in sorted(base_dir.iterdir()):
+            if f.is_file() and f.name != "model.safetensors":
+                target = out_dir / f.name
+                copy_new(f, scratch / f.name, name_target=target)
+                names.append(f.name)
+        for name in names:
+            target = out_dir / name
+            os.replace(scratch / name, target)
+    except WriteFailed as exc:
+        raise AcdcError(f"cannot write {target}: {exc.strerror}; {out_dir} is left as it was") from None
+    except OSError as exc:
+        raise AcdcError(f"cannot write {target}: {exc.strerror or exc}; {out_dir} is left as it was") from None
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        remove_empty_dirs(made)  # a folder this export made stays only if the export is in it
+
+
+def _refuse_seed_folder(out_dir: Path, dirs: dict[str, Path]) -> None:
+    """One line if ``out_dir`` is the folder of a seed (or the base): an export never writes into it."""
+    if not out_dir.is_dir():
+        return
+    for spec, d in dirs.items():
+        with contextlib.suppress(OSError):
+            if os.path.samefile(out_dir, d):
+                raise AcdcError(f"export target {out_dir} is the folder of the seed {spec}; an export never "
+                                "writes into a seed's folder: choose a new folder")
 
 
 @main.command()
@@ -440,10 +495,7 @@ def report(run_dir, out):
     quiet_libraries()
     RunStore.open(run_dir).close()  # not a run: said before anything about --out
     out = out or Path(run_dir) / "report.html"
-    if not out.parent.is_dir():
-        raise AcdcError(f"--out {out}: its folder {out.parent} does not exist")
+    check_target(out, "--out")  # a directory, a missing or unwritable folder: said before the work
     page = build_report(run_dir)
-    partial = out.with_name(f".{out.name}.partial")
-    partial.write_text(page)  # whole or not at all: a killed report leaves no half page
-    partial.replace(out)
+    write_new(out, page)  # whole or not at all: a killed or failed report leaves no half page
     console.print(f"report written to {out}", highlight=False)
