@@ -78,16 +78,47 @@ def code_of(response: str) -> str:
     return (match.group(1) if match else response).rstrip() + "\n"
 
 
+COPIED_LINE = 20  # a reply's line of at least this many characters found verbatim in its question is a copy
+_LABEL = re.compile(r"^\(?[A-Za-z][).:]\s")  # an option's label, ``B. ...``: naming an option, not copying the question
+
+
+def own_words(item: Item, response: str) -> str:
+    """The response without the lines it copies from the question: a line of at least
+    :data:`COPIED_LINE` characters (spaces collapsed, any case) found in the prompt, unless it starts
+    with an option's label (``B. ...`` names that option). An echoed instruction (``End with 'Answer:
+    <answer>'``), an echoed example answer or a copied passage is not an answer."""
+    flat = " ".join(item.prompt.split()).lower()
+    kept = [line for line in response.splitlines()
+            if len(" ".join(line.split())) < COPIED_LINE or " ".join(line.split()).lower() not in flat
+            or _LABEL.match(line.strip())]
+    return "\n".join(kept)
+
+
+def _option_labels(answer: str, options: int) -> set[str]:
+    """The option letters an answer writes as labels (``A.``, ``(B)``, ``C)``, ``D:``), of the first ``options``."""
+    found = re.findall(r"(?:^|(?<=[\s,;/]))\(?([A-Z])(?:[).:]|\))(?=\s|$|[,;/])", answer.strip())
+    return {f for f in found if f in LETTERS[:options]}
+
+
 def submission(item: Item, response: str) -> str:
     """What a response answers, normalised so equal answers compare equal
-    (the majority vote counts these)."""
+    (the majority vote counts these). Lines copied from the question are dropped first
+    (:func:`own_words`); a multiple-choice reply that labels several options, or whose label and text
+    name different options, chooses none."""
     if item.kind == "code":
         return code_of(response)
-    answer = extract_answer(response)
+    answer = extract_answer(own_words(item, response))
     if item.kind == "numeric":
         value = _number(answer)
         return "" if value is None else f"{value:.6g}"
     if item.kind == "choice":
+        if len(_option_labels(answer, len(item.choices))) > 1:
+            return ""  # a reply that lists several options chooses none of them
+        labelled = re.match(r"^\(?([A-Z])[).:]\s*(.+)$", answer.strip())
+        if labelled and labelled.group(1) in LETTERS[: len(item.choices)]:
+            named = [c for c in item.choices if normalise(c) == normalise(labelled.group(2))]
+            if named and named[0] != item.choices[LETTERS.index(labelled.group(1))]:
+                return ""  # "A. <option B's text>": its label and its text name different options
         head = answer.strip().strip("().").upper()
         if len(head) == 1 and head in LETTERS[: len(item.choices)]:
             return item.choices[LETTERS.index(head)]
