@@ -98,6 +98,17 @@ class CheckpointReader:
         self.close()
 
 
+def _pwrite_all(fd: int, data, offset: int) -> None:
+    """Writes every byte of ``data`` at ``offset``: a short write (a disk filling up) is continued, so that
+    the next call raises the error (ENOSPC) instead of leaving a hole of zeros in the file."""
+    view = memoryview(data).cast("B")
+    while view:
+        n = os.pwrite(fd, view, offset)
+        if n <= 0:
+            raise OSError(28, os.strerror(28))  # ENOSPC: nothing more could be written
+        view, offset = view[n:], offset + n
+
+
 class CheckpointWriter:
     """Writes a safetensors file tensor by tensor, atomically (``.partial`` then rename).
 
@@ -124,7 +135,7 @@ class CheckpointWriter:
         self._pending = set(layout)
         self.tmp.unlink(missing_ok=True)  # a new file: never written through a link left under this name
         self._fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        os.pwrite(self._fd, struct.pack("<Q", len(raw)) + raw, 0)
+        _pwrite_all(self._fd, struct.pack("<Q", len(raw)) + raw, 0)
         os.ftruncate(self._fd, self._data_start + offset)
 
     def write(self, name: str, tensor: torch.Tensor) -> None:
@@ -132,7 +143,7 @@ class CheckpointWriter:
         if list(tensor.shape) != entry["shape"] or CODES[tensor.dtype] != entry["dtype"]:
             raise ValueError(f"tensor {name}: {tensor.dtype}{list(tensor.shape)} does not match the layout")
         data = tensor.contiguous().view(torch.uint8).reshape(-1).numpy()
-        os.pwrite(self._fd, memoryview(data), self._data_start + entry["data_offsets"][0])
+        _pwrite_all(self._fd, memoryview(data).cast("B"), self._data_start + entry["data_offsets"][0])
         self._pending.discard(name)
 
     def commit(self) -> None:

@@ -450,7 +450,7 @@ def _export(store: RunStore, hook, config, model_id: str, out_dir: Path) -> None
             rebuild_weights(store, model_id, hook=hook, base_file=base_dir / "model.safetensors",
                             out_file=scratch / "model.safetensors",
                             seed_files={spec: d / "model.safetensors" for spec, d in seeds.items()},
-                            on_damaged=lambda mid, problem: console.print(
+                            on_damaged=lambda mid, digest, problem: console.print(
                                 f"warning: {problem}; {mid} is rebuilt without it", style="yellow",
                                 highlight=False, markup=False),
                             on_built=lambda done, total: progress.update(task, completed=done, total=total))

@@ -89,19 +89,19 @@ def _warn(text: str) -> None:
 def rebuild_weights(store: RunStore, model_id: str, *, hook, base_file: Path, out_file: Path,
                     on_built: Callable[[int, int], None] | None = None,
                     seed_files: dict[str, Path] | None = None,
-                    on_damaged: Callable[[str, str], None] | None = None) -> None:
+                    on_damaged: Callable[[str, str, str], None] | None = None) -> None:
     """Writes ``model_id``'s weights to ``out_file`` (as a new file), re-materialising ancestors as needed.
 
     Operators are looked up by name through ``hook``; a rebuilt file whose
     digest is not the recorded one is refused with one line naming the model.
     ``on_built(done, total)`` is told after each model materialised. A kept
     file that does not hash to its recorded digest is reported to
-    ``on_damaged(model_id, problem)`` (default: a warning on stderr) and not
+    ``on_damaged(model_id, digest, problem)`` (default: a warning on stderr) and not
     used: the model is rebuilt from its recipe, or for a seed copied from
     ``seed_files[spec]`` (its resolved ``model.safetensors``) if that holds the
     recorded weights; otherwise one line naming the damaged file.
     """
-    on_damaged = on_damaged or (lambda mid, problem: _warn(f"{problem}; rebuilding {mid} without it"))
+    on_damaged = on_damaged or (lambda mid, digest, problem: _warn(f"{problem}; {mid} is rebuilt without it"))
     rows = _rows(store)
     if model_id not in rows:
         raise AcdcError(f"no model {model_id!r} in {store.run_dir}")
@@ -121,7 +121,7 @@ def rebuild_weights(store: RunStore, model_id: str, *, hook, base_file: Path, ou
             built[mid] = kept
             return kept
         if problem:
-            on_damaged(mid, problem)
+            on_damaged(mid, row["digest"], problem)
         recipe = Recipe.from_json(row["recipe"])
         if recipe.is_seed:
             own = (seed_files or {}).get(recipe.seed_spec)

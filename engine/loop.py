@@ -68,7 +68,7 @@ class Coevolution:
                                                      operators=ops), self.emit)
         rebuild = partial(rebuild_weights, store, hook=self.hook, base_file=self.base_dir / "model.safetensors",
                           seed_files={spec: d / "model.safetensors" for spec, d in self.seed_dirs.items()},
-                          on_damaged=lambda model_id, problem: None)  # told by the weight cache's event
+                          on_damaged=lambda *damaged: self.weight_cache.damaged(*damaged))
         self.weight_cache = WeightCache(store, budget_mb=config.store.weights_budget_mb, rebuild=rebuild,
                                         emit=self.emit)
         self.population = Population(store=store, weight_cache=self.weight_cache, base_dir=self.base_dir,

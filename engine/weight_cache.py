@@ -34,6 +34,7 @@ class WeightCache:
         self.last_used = {r["digest"]: r["last_used"] for r in store.weight_files()}
         self.clock = max(self.last_used.values(), default=0)
         self.rebuilt = 0
+        self.reported: set[str] = set()  # digests of damaged files already told of
 
     def touch(self, digest: str) -> None:
         """Marks the file as just used (least recently used files are evicted first)."""
@@ -46,7 +47,7 @@ class WeightCache:
         kept, problem = self.store.kept_file(digest)
         if kept is None:
             if problem:
-                self.emit("weights_damaged", model_id=model_id, path=str(path), reason=problem)
+                self.damaged(model_id, digest, problem)
             started = time.monotonic()
             staged = self.store.staging_dir / path.name
             self.rebuild(model_id, out_file=staged)  # checked against the digest (rebuild_weights)
@@ -56,6 +57,13 @@ class WeightCache:
             self.emit("weights_rebuilt", model_id=model_id, seconds=round(time.monotonic() - started, 1))
         self.touch(digest)
         return path
+
+    def damaged(self, model_id: str, digest: str, problem: str) -> None:
+        """Tells of a damaged kept file (event ``weights_damaged``), once per file and process."""
+        if digest not in self.reported:
+            self.reported.add(digest)
+            self.emit("weights_damaged", model_id=model_id, path=str(self.store.weights_path(digest)),
+                      reason=problem)
 
     def settle(self, kept: dict[str, str], seeds: set[str],
                new_files: dict[str, Path]) -> tuple[list[dict], list[str], int]:
