@@ -187,6 +187,10 @@ class SandboxConfig(_Section):
         "auto", description="bubblewrap namespaces where they run ('auto' falls back with a warning), "
         "or only rlimits.")
     judge_budget: int = Field(8, ge=0, description="Most judge() calls task code may make in one batch.")
+    max_instances: int = Field(32, ge=1, description="Most instances a family's get_tasks() may give; a family "
+                               "with more is rejected (every model answers every instance).")
+    max_instruction_chars: int = Field(8000, ge=1, description="Longest instruction get_instructions() may give; "
+                                       "a family with a longer one is rejected (it is a prompt to every model).")
 
 
 class LLMConfig(_Section):

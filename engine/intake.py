@@ -3,8 +3,10 @@
 Every ``acdc_generate_tasks`` implementation answers every request; their
 families are merged round-robin, duplicates (same source digest) skipped and
 at most ``n`` kept per request. Each family then passes the novelty hooks
-(against every task ever accepted) and the sandbox (it must produce instances
-and score an empty submission) or is recorded as ``rejected`` with its reason.
+(against every task ever accepted) and the sandbox (it must produce instances,
+at most ``sandbox.max_instances`` with instructions of at most
+``sandbox.max_instruction_chars``, and score an empty submission) or is
+recorded as ``rejected`` with its reason.
 """
 
 from __future__ import annotations
@@ -82,4 +84,12 @@ class TaskIntake:
                            len(instances))
         except TaskCodeError as exc:
             return "rejected", f"failed in sandbox: {exc}", []
+        if len(instances) > self.limits.max_instances:
+            return "rejected", (f"too large: get_tasks() gave {len(instances)} instances, over "
+                                f"sandbox.max_instances = {self.limits.max_instances}"), []
+        longest = max(instances, key=lambda i: len(i.instruction), default=None)
+        if longest is not None and len(longest.instruction) > self.limits.max_instruction_chars:
+            return "rejected", (f"too large: get_instructions() gave {len(longest.instruction)} characters for "
+                                f"instance {longest.key!r}, over sandbox.max_instruction_chars = "
+                                f"{self.limits.max_instruction_chars}"), []
         return "active", None, instances

@@ -294,3 +294,36 @@ def test_a_root_worker_that_cannot_give_up_root_refuses_to_start(monkeypatch):
     monkeypatch.setattr(sandbox_pool, "worker_uid", lambda: None)
     with pytest.raises(AcdcError, match="refused to start \\(rlimits\\): the worker runs as root and was given no uid"):
         sandbox_pool.Worker(launch_for("rlimits", MEMORY_MB))
+
+
+OVERSIZED = {
+    "long-prompt": ("{'1': {}}", "'word ' * 400000"),  # 2 MB of prompt for every model
+    "many-instances": ("{str(i): {} for i in range(5000)}", "'Say 1.'"),  # 5000 prompts for every model
+}
+
+
+class OversizedTasks:
+    @hookimpl
+    def acdc_generate_tasks(self, request):
+        if request.mode != "initial":
+            return None
+        from acdc_engine.tasks import TaskSpec
+        return [TaskSpec(name, name, "broken", 1,
+                         "class TaskFamily:\n"
+                         f"    @staticmethod\n    def get_tasks():\n        return {tasks}\n"
+                         f"    @staticmethod\n    def get_instructions(t):\n        return {text}\n"
+                         "    @staticmethod\n    def score(t, submission):\n        return 0.0\n", "hostile")
+                for name, (tasks, text) in OVERSIZED.items()]
+
+
+def test_families_that_would_flood_every_model_with_prompts_are_rejected(tiny_config, tmp_path):
+    """Task code cannot make the engine answer megabytes of prompt or thousands of instances."""
+    from conftest import run_in_process
+
+    run_in_process(tiny_config(**{"run.generations": 1}), tmp_path / "run", [OversizedTasks()])
+    db = sqlite3.connect(tmp_path / "run" / "run.sqlite")
+    rows = dict(db.execute("SELECT name, reason FROM tasks WHERE generator = 'hostile' AND status = 'rejected'"))
+    assert rows["long-prompt"] == ("too large: get_instructions() gave 2000000 characters for instance '1', "
+                                   "over sandbox.max_instruction_chars = 8000")
+    assert rows["many-instances"] == "too large: get_tasks() gave 5000 instances, over sandbox.max_instances = 32"
+    assert db.execute("SELECT MAX(generation) FROM generations").fetchone()[0] == 1
