@@ -57,7 +57,10 @@ def _warn_no_seccomp() -> None:
 
 
 def _one_line(text: str, limit: int = 300) -> str:
-    return (text.strip().splitlines() or [""])[0][:limit]
+    """The first line of ``text``, cut to ``limit``, with every unprintable character (terminal escapes
+    written by task code) shown as ``?``."""
+    line = (text.strip().splitlines() or [""])[0][:limit]
+    return "".join(c if c.isprintable() else "?" for c in line)
 
 
 class Worker:

@@ -327,3 +327,11 @@ def test_families_that_would_flood_every_model_with_prompts_are_rejected(tiny_co
                                    "over sandbox.max_instruction_chars = 8000")
     assert rows["many-instances"] == "too large: get_tasks() gave 5000 instances, over sandbox.max_instances = 32"
     assert db.execute("SELECT MAX(generation) FROM generations").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_task_code_cannot_write_terminal_escapes_into_the_engines_messages(isolation):
+    """Its exception text reaches the live view, `status` and the log: only printable characters pass."""
+    body = "raise RuntimeError('\\x1b]52;c;ZXZpbA==\\x07\\x1b[2J\\u202e\\x00 evil')"
+    message = assert_contained(family(body), isolation, "RuntimeError")
+    assert message.isprintable() and message.endswith("?]52;c;ZXZpbA==??[2J?? evil")
