@@ -2,7 +2,8 @@
 
 Usage: python benchmarks/discovery.py [--seeds 0,1] [--set KEY=VALUE ...] [--ablations | --variants A,B] [--out DIR]
                                       [--sdist FILE] [--questions 20] [--humaneval 40]
-                                      [--choices likelihood|generated] [--dev-set evals|draw|domain] [--ceiling]
+                                      [--choices likelihood|generated] [--dev-set screened|evals|draw|domain]
+                                      [--ceiling] [--dev-set-report]
 
 For each run seed (and, with ``--ablations``, each ablation of the paper's
 Table 3 shape at the same model budget), this
@@ -34,7 +35,17 @@ Table 3 shape at the same model budget), this
    its gap over questions (how far the gap could move on another draw of
    questions like these).
 
-The development set (``--dev-set evals``, the default): ``--questions`` open
+The development set (``--dev-set screened``, the default since 2026-12-07): the tasks that SCREEN_RULE
+(``benchmarks/dev_set.py``) kept, because the base, asked as the run asks, answers 15-70 % of their
+screening sample greedily: candidates are the OpenAI evals registry's text-scored tasks (open answers, and
+multiple choice among 3-5 values, answered by likelihood or by the generated letter, see ``--choices``)
+and HumanEval cut into 4 parts by prompt length (code with tests, in the sandbox); up to 100 questions per
+task, ``SCREENED_TASKS``. ``--questions`` and ``--humaneval`` do not apply to it. ``--dev-set-report``
+measures only the base on it (per task its accuracy, the control of 3, and the 90 % interval half-width
+of an N = 3 gap) and runs nothing else. The sets below sat at the floor: the base covered 3-6 % of them,
+so no method could show a gain there.
+
+``--dev-set evals`` (the default before 2026-12-07): ``--questions`` open
 questions of each of 15 tasks of the OpenAI evals registry, read from the
 ``evals==3.0.1.post1`` wheel (fetched once with ``pip download --no-deps``
 into the cache; never a dependency, never installed), plus ``--humaneval``
@@ -111,7 +122,8 @@ EVALS_TASKS = (  # EVALS_RULE's draw; a wheel that gives another draw is refused
     "partially_solved_crossword_clues/samples", "css-selectors/verbal", "south-african-bands/south-african-bands",
     "compare-countries-area/samples",
 )
-DEV_SETS = {"draw": (BIGBENCH_TASKS, False), "domain": (DOMAIN_TASKS, True), "evals": (EVALS_TASKS, True)}
+DEV_SETS = {"screened": ((), False), "draw": (BIGBENCH_TASKS, False), "domain": (DOMAIN_TASKS, True),
+            "evals": (EVALS_TASKS, True)}  # screened: benchmarks/dev_set.py's SCREENED_TASKS
 SDIST = "bigbench-1.0.0.tar.gz"
 PIP_FOR_SDIST = "pip==23.2.1"  # a pip that still downloads it (see sdist_file)
 EVALS_WHEEL = "evals-3.0.1.post1-py3-none-any.whl"
@@ -198,6 +210,10 @@ def dev_set(cache: Path, sdist: str | None, name: str, questions: int, humaneval
     from acdc_engine.benchmarks import draw_questions, load_bigbench_sdist, load_humaneval
 
     tasks, open_only = DEV_SETS[name]
+    if name == "screened":  # its own questions per task, HumanEval parts included (see benchmarks/dev_set.py)
+        from dev_set import screened_set
+
+        return screened_set(cache)
     if name == "evals":
         benches = [draw_questions(task, examples, questions, DRAW_SEED, open_only=True, numeric=True)
                    for task, examples in evals_tasks(evals_wheel(cache), questions).items()]
@@ -500,11 +516,16 @@ def main() -> None:
                         help="How a multiple-choice question is answered: the most likely reply 'Answer: <letter>' "
                         "(sampled: drawn from the replies' probabilities), as BIG-bench scores its own tasks; or "
                         "the letter in the generated reply.")
-    parser.add_argument("--dev-set", choices=tuple(DEV_SETS), default="evals",
-                        help="The part beside HumanEval: open questions of 15 tasks drawn from the OpenAI evals "
-                        "registry (evals, the default); or, from a bigbench sdist, a draw from all short-question "
-                        "tasks (draw) or open questions of the tasks whose keywords name the run's domains "
-                        "(domain). See the docstring.")
+    parser.add_argument("--dev-set", choices=tuple(DEV_SETS), default="screened",
+                        help="screened (the default): the tasks of the evals registry and HumanEval on which the "
+                        "base scores 15-70 %% by SCREEN_RULE (benchmarks/dev_set.py; --questions and --humaneval "
+                        "do not apply); evals: open questions of 15 tasks drawn from the OpenAI evals registry, "
+                        "beside HumanEval; or, from a bigbench sdist, a draw from all short-question tasks (draw) "
+                        "or open questions of the tasks whose keywords name the run's domains (domain). See the "
+                        "docstring.")
+    parser.add_argument("--dev-set-report", action="store_true", help="Measure only the base on the screened "
+                        "set: per task its question count and greedy accuracy, the control of 3, and the 90 %% "
+                        "interval half-width of an N = 3 gap (benchmarks/dev_set.py); no run.")
     parser.add_argument("--ceiling", action="store_true", help="Also answer with every model of each run: the "
                         "reach of all its models together per generation beside as many samples of the base, the "
                         "best N of them picked by these questions' own answers (an oracle ceiling, not a system), "
@@ -522,6 +543,12 @@ def main() -> None:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
         raise SystemExit(f"error: --seeds {args.seeds!r}: expected comma-separated integers") from None
+    if args.dev_set_report:
+        import dev_set as screened
+
+        sys.argv = [sys.argv[0], "--choices", args.choices]
+        screened.main()
+        return
     try:
         config = load_config(None, args.overrides)  # bad overrides fail before any work
         cache = Path(config.models.cache_dir).expanduser()
@@ -530,8 +557,15 @@ def main() -> None:
         raise SystemExit(f"error: {exc}") from None
     tasks = DEV_SETS[args.dev_set][0]
     source = "evals registry" if args.dev_set == "evals" else "BIG-bench"
-    say(f"development set {args.dev_set}: {len(items)} questions ({len(tasks)} {source} tasks x {args.questions}, "
-        f"{args.humaneval} HumanEval)")
+    if args.dev_set == "screened":
+        from dev_set import SCREENED_TASKS
+
+        tasks, source = SCREENED_TASKS, "screened (evals registry and HumanEval parts)"
+        args.questions, args.humaneval = 0, 0  # the set fixes its own counts
+        say(f"development set screened: {len(items)} questions of {len(tasks)} tasks (benchmarks/dev_set.py)")
+    else:
+        say(f"development set {args.dev_set}: {len(items)} questions ({len(tasks)} {source} tasks x "
+            f"{args.questions}, {args.humaneval} HumanEval)")
     times: dict = {}
     started = time.monotonic()
     engine("forge", "--no-eval", log=out / "forge.log")
@@ -544,7 +578,7 @@ def main() -> None:
         variants = {v: ABLATIONS[v] for v in args.variants.split(",")}
     described = {"source": source, "tasks": list(tasks), "questions_per_task": args.questions,
                  "humaneval": args.humaneval, "draw_seed": DRAW_SEED, "choices": args.choices}
-    if args.dev_set != "draw":
+    if args.dev_set not in ("draw", "screened"):
         described["open_only"] = described["numeric"] = True
     say(f"multiple choice answered by {args.choices}")
     stem = f"discovery-{args.choices}" if args.dev_set == "draw" else f"discovery-{args.dev_set}"
