@@ -11,6 +11,7 @@ recorded as ``rejected`` with its reason.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from itertools import zip_longest
@@ -20,6 +21,9 @@ from acdc_engine.errors import AcdcError
 from acdc_engine.pool import TaskPool
 from acdc_engine.store import Commit
 from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec, checked_scores
+
+
+INSTANCE_DATA_BYTES = 1_000_000  # most JSON bytes of one family's instance data
 
 
 class TaskIntake:
@@ -87,6 +91,10 @@ class TaskIntake:
         if len(instances) > self.limits.max_instances:
             return "rejected", (f"too large: get_tasks() gave {len(instances)} instances, over "
                                 f"sandbox.max_instances = {self.limits.max_instances}"), []
+        data_bytes = sum(len(json.dumps(i.data)) for i in instances)
+        if data_bytes > INSTANCE_DATA_BYTES:
+            return "rejected", (f"too large: get_tasks() gave {data_bytes} bytes of instance data, over "
+                                f"{INSTANCE_DATA_BYTES} (it is stored and sent with every score() call)"), []
         longest = max(instances, key=lambda i: len(i.instruction), default=None)
         if longest is not None and len(longest.instruction) > self.limits.max_instruction_chars:
             return "rejected", (f"too large: get_instructions() gave {len(longest.instruction)} characters for "

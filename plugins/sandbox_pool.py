@@ -41,6 +41,7 @@ from acdc_engine.plugins.sandbox_jail import ENV, Launch, worker_uid
 REPLY_LIMIT = 16 * 1024 * 1024
 START_TIMEOUT_S = 60.0
 NO_JUDGE = "judge() is unavailable: no plugin answers acdc_judge"
+JUDGE_CHARS = 16_000  # most characters of one judge() call's arguments: they become a judge model's prompt
 log = logging.getLogger(__name__)
 
 Judge = Callable[[str, str, str], "float | None"]
@@ -129,6 +130,8 @@ class Worker:
             refusal = f"judge() called more than {budget} times in one batch (sandbox.judge_budget)"
         elif not (isinstance(request, list) and len(request) == 3 and all(isinstance(x, str) for x in request)):
             refusal = "malformed judge() request on the protocol pipe"
+        elif sum(map(len, request)) > JUDGE_CHARS:
+            refusal = f"judge() arguments of {sum(map(len, request))} characters, over {JUDGE_CHARS} in all"
         else:
             value = judge(*request) if judge is not None else None
             if value is None:

@@ -299,6 +299,7 @@ def test_a_root_worker_that_cannot_give_up_root_refuses_to_start(monkeypatch):
 OVERSIZED = {
     "long-prompt": ("{'1': {}}", "'word ' * 400000"),  # 2 MB of prompt for every model
     "many-instances": ("{str(i): {} for i in range(5000)}", "'Say 1.'"),  # 5000 prompts for every model
+    "heavy-data": ("{'1': {'pad': 'x' * 2_000_000}}", "'Say 1.'"),  # 2 MB stored, sent with every score()
 }
 
 
@@ -326,6 +327,7 @@ def test_families_that_would_flood_every_model_with_prompts_are_rejected(tiny_co
     assert rows["long-prompt"] == ("too large: get_instructions() gave 2000000 characters for instance '1', "
                                    "over sandbox.max_instruction_chars = 8000")
     assert rows["many-instances"] == "too large: get_tasks() gave 5000 instances, over sandbox.max_instances = 32"
+    assert rows["heavy-data"].startswith("too large: get_tasks() gave 2000011 bytes of instance data, over 1000000")
     assert db.execute("SELECT MAX(generation) FROM generations").fetchone()[0] == 1
 
 
@@ -335,3 +337,19 @@ def test_task_code_cannot_write_terminal_escapes_into_the_engines_messages(isola
     body = "raise RuntimeError('\\x1b]52;c;ZXZpbA==\\x07\\x1b[2J\\u202e\\x00 evil')"
     message = assert_contained(family(body), isolation, "RuntimeError")
     assert message.isprintable() and message.endswith("?]52;c;ZXZpbA==??[2J?? evil")
+
+
+def test_judge_calls_cannot_flood_the_judge_model():
+    from acdc_engine.plugins.sandbox_pool import JUDGE_CHARS
+    from acdc_engine.tasks import TaskCodeError
+
+    asked = []
+    body = "return judge('q' * t['n'], 'a', 'r')"
+    call = [{"op": "score", "t": {"n": JUDGE_CHARS}, "submission": "5"}]
+    with pytest.raises(TaskCodeError, match=f"judge\\(\\) arguments of {JUDGE_CHARS + 2} characters, over"):
+        sandbox.run_task_code(family(body), call, timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB,
+                              judge=lambda *a: asked.append(a) or 1.0)
+    call[0]["t"]["n"] = 100
+    assert sandbox.run_task_code(family(body), call, timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB,
+                                 judge=lambda *a: asked.append(a) or 1.0) == [1.0]
+    assert [len(q) for q, _, _ in asked] == [100]  # the oversized call never reached the judge
