@@ -45,21 +45,16 @@ def check_target(target: Path, what: str) -> None:
     os.unlink(probe)
 
 
-def _temporary(target: Path) -> tuple[int, Path]:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    return fd, Path(tmp)
-
-
-def write_new(target: Path, data: str | bytes) -> None:
-    """Writes ``data`` to ``target`` as a new file (temporary name, then rename); one line naming the
-    target if it cannot be written, and nothing left behind."""
-    target = Path(target)
-    raw = data.encode() if isinstance(data, str) else data
+def _replace_with_new(target: Path, fill, name_target: Path | None = None) -> None:
+    """Creates a temporary file beside ``target``, lets ``fill(file)`` write it, syncs it and renames it
+    over ``target``; on failure removes it and raises :class:`WriteFailed` naming ``name_target``
+    (default: ``target``). ``fill`` may raise its own error first (a source that cannot be read)."""
     tmp = None
     try:
-        fd, tmp = _temporary(target)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+        tmp = Path(tmp)
         with os.fdopen(fd, "wb") as f:
-            f.write(raw)
+            fill(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -68,29 +63,24 @@ def write_new(target: Path, data: str | bytes) -> None:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 tmp.unlink()
-        raise WriteFailed(target, exc.strerror or str(exc)) from None
+        raise WriteFailed(name_target or target, exc.strerror or str(exc)) from None
+
+
+def write_new(target: Path, data: str | bytes) -> None:
+    """Writes ``data`` to ``target`` as a new file (temporary name, then rename); one line naming the
+    target if it cannot be written, and nothing left behind."""
+    raw = data.encode() if isinstance(data, str) else data
+    _replace_with_new(Path(target), lambda f: f.write(raw))
 
 
 def copy_new(source: Path, target: Path, *, name_target: Path | None = None) -> None:
     """Copies ``source`` to ``target`` as a new file (temporary name, then rename); one line naming
     ``name_target`` (default: ``target``) if it cannot be written, and nothing left behind."""
-    target = Path(target)
-    tmp = None
     try:
-        fd, tmp = _temporary(target)
-        with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 24)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except OSError as exc:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-        if exc.filename is not None and Path(exc.filename) == Path(source):
-            raise AcdcError(f"cannot read {source}: {exc.strerror or exc}") from None
-        raise WriteFailed(name_target or target, exc.strerror or str(exc)) from None
+        with open(source, "rb") as src:
+            _replace_with_new(Path(target), lambda f: shutil.copyfileobj(src, f, 1 << 24), name_target)
+    except OSError as exc:  # the source itself
+        raise AcdcError(f"cannot read {source}: {exc.strerror or exc}") from None
 
 
 def missing_dirs(path: Path) -> list[Path]:
