@@ -120,7 +120,7 @@ def acdc_program_passes(program, limits):
     """Runs the program in the same limited subprocess as task code."""
     try:
         run_task_code(_PROGRAM_FAMILY, [{"op": "score", "t": {}, "submission": program}],
-                      timeout_s=limits.timeout_s, memory_mb=limits.memory_mb)
+                      timeout_s=limits.timeout_s, memory_mb=limits.memory_mb, isolation=limits.isolation)
     except TaskCodeError:
         return False
     return True

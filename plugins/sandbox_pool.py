@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import select
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -37,10 +36,12 @@ from collections.abc import Callable
 
 from acdc_engine.api import AcdcError, TaskCodeError
 from acdc_engine.plugins.sandbox_jail import ENV, Launch, worker_uid
+from acdc_engine.plugins.sandbox_worker import empty_folder
 
 REPLY_LIMIT = 16 * 1024 * 1024
 START_TIMEOUT_S = 60.0
 NO_JUDGE = "judge() is unavailable: no plugin answers acdc_judge"
+MAX_DEPTH = 64  # deepest nesting of lists and dicts in a batch's results (the engine re-serialises them)
 JUDGE_CHARS = 16_000  # most characters of one judge() call's arguments: they become a judge model's prompt
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,8 @@ class Worker:
             reply = json.loads(line.decode("utf-8"))
         except ValueError:  # includes UnicodeDecodeError
             raise TaskCodeError("no valid reply (garbage on the protocol pipe)") from None
+        except RecursionError:  # nesting the engine's own stack cannot parse
+            raise TaskCodeError(f"no valid reply (nested deeper than {MAX_DEPTH} levels)") from None
         if not isinstance(reply, dict):
             raise TaskCodeError("no valid reply (garbage on the protocol pipe)")
         return reply
@@ -202,8 +205,12 @@ class Worker:
         self.proc.wait()
         self.proc.stdin.close()
         self.proc.stdout.close()
-        if self.home:
-            shutil.rmtree(self.home, ignore_errors=True)
+        if self.home:  # however deep or unreadable task code left it (shutil.rmtree stops at recursion limits)
+            empty_folder(self.home)
+            try:
+                os.rmdir(self.home)
+            except OSError:
+                pass
 
 
 def _checked(calls: list[dict], results) -> list:
@@ -216,11 +223,26 @@ def _checked(calls: list[dict], results) -> list:
             raise TaskCodeError(f"no valid reply ({call['op']} result is {type(result).__name__})")
         if call["op"] == "score" and result is not None and not 0.0 <= result <= 1.0:
             raise TaskCodeError(f"score() returned {result!r}, outside [0, 1]")
+    if _deeper_than(results, MAX_DEPTH):
+        raise TaskCodeError(f"no valid reply (nested deeper than {MAX_DEPTH} levels)")
     try:
         json.dumps(results, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise TaskCodeError("no valid reply (text that is not valid UTF-8)") from None
     return results
+
+
+def _deeper_than(value, limit: int) -> bool:
+    """Whether lists and dicts nest deeper than ``limit`` in ``value`` (without recursion: the engine stores and
+    re-sends instance data from deeper in its own stack than the worker parsed it)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 class WorkerPool:

@@ -39,8 +39,8 @@ import json
 import os
 import platform
 import resource
-import shutil
 import signal
+import stat
 import struct
 import sys
 
@@ -65,7 +65,7 @@ CLONE_THREAD = 0x00010000
 #: or reaches a terminal.
 FCNTL_REFUSED = (8, 10, 15, 1024, 1026)
 IOCTL_REFUSED = (0x8901, 0x8902, 0x5410, 0x5412)
-PR_SET_DUMPABLE = 4
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE = 1, 4
 #: Per machine: audit arch; the syscall numbers of clone and clone3; syscalls allowed only on the
 #: caller itself (first argument its own pid, or 0 where ``self_zero``); fcntl, ioctl and prctl (argument
 #: checked); whether the x32 ABI exists; and the syscalls refused outright.
@@ -81,6 +81,7 @@ SYSCALLS = {
         248, 249, 250,  # add_key, request_key, keyctl
         425, 426, 427,  # io_uring
         321, 298, 323, 447,  # bpf, perf_event_open, userfaultfd, memfd_secret
+        319, 206,  # memfd_create (memory outside RLIMIT_AS), io_setup (the host's aio-max-nr)
         141, 142, 144, 203, 314, 251, 256, 279,  # setpriority, sched_set*, ioprio_set, migrate/move_pages
         272, 308, 165, 166, 155, 161, 428, 429, 430, 431, 432, 433, 442,  # namespaces and mounts
         103, 163, 167, 168, 169, 175, 176, 246, 313, 320)),  # syslog, acct, swap, reboot, modules, kexec
@@ -88,7 +89,7 @@ SYSCALLS = {
                     ioctl=29, prctl=167, x32=False, refused=(
         221, 281, 117, 270, 271, 272, 440, 130, 138, 240, 424, 434, 438,
         107, 180, 181, 182, 183, 184, 185, 186, 187, 188, 189, 190, 191, 192, 193, 194, 195, 196, 197,
-        198, 199, 217, 218, 219, 425, 426, 427, 280, 241, 282, 447,
+        198, 199, 217, 218, 219, 425, 426, 427, 280, 241, 282, 447, 279, 0,
         140, 118, 119, 122, 274, 30, 238, 239, 97, 268, 40, 39, 41, 51, 428, 429, 430, 431, 432, 433, 442,
         116, 89, 224, 225, 142, 105, 106, 104, 273, 294)),
 }
@@ -104,7 +105,9 @@ def _seccomp_program(spec, pid):
     state that could outlive the family or pass to the next one (sockets,
     SysV and POSIX IPC, keyrings, timers); io_uring (it bypasses this
     filter), bpf, perf, userfaultfd; namespaces, mounts and the
-    administrator's syscalls; making itself dumpable again. clone3 answers
+    administrator's syscalls; making itself dumpable again or outliving the
+    zygote (``PR_SET_PDEATHSIG``); memory outside ``RLIMIT_AS``
+    (``memfd_create``) and the host's AIO contexts (``io_setup``). clone3 answers
     ENOSYS (glibc then falls back to clone for threads); any other
     architecture's syscalls (i386 through int 0x80, x32) are refused.
     """
@@ -124,7 +127,7 @@ def _seccomp_program(spec, pid):
              "own", ("ld", arg0), ("jeq", pid, "allow", "deny"),
              "fcntl", ("ld", arg1), *[("jeq", cmd, "deny", None) for cmd in FCNTL_REFUSED], ("ja", "allow"),
              "ioctl", ("ld", arg1), *[("jeq", cmd, "deny", None) for cmd in IOCTL_REFUSED], ("ja", "allow"),
-             "prctl", ("ld", arg0), ("jeq", PR_SET_DUMPABLE, "deny", "allow")]
+             "prctl", ("ld", arg0), ("jeq", PR_SET_DUMPABLE, "deny", None), ("jeq", PR_SET_PDEATHSIG, "deny", "allow")]
     labels, code = {}, []
     for item in body:
         if isinstance(item, str):
@@ -392,12 +395,18 @@ def _relay(request, engine, family):
                 return {"ok": False, "error": f"reply larger than {REPLY_LIMIT} bytes"}
             try:
                 message = json.loads(line.decode("utf-8"))
-            except ValueError:
+            except (ValueError, RecursionError):
                 return {"ok": False, "error": "no valid reply (garbage on the protocol pipe)"}
             if not isinstance(message, dict):
                 return {"ok": False, "error": "no valid reply (garbage on the protocol pipe)"}
             if "judge" in message:
-                engine.send({"id": request["id"], "judge": message["judge"]})
+                asked = message["judge"]
+                if not (isinstance(asked, list) and len(asked) == 3 and all(isinstance(x, str) for x in asked)):
+                    return {"ok": False, "error": "malformed judge() request on the protocol pipe"}
+                try:
+                    engine.send({"id": request["id"], "judge": asked})
+                except ValueError:  # text that is not UTF-8 (lone surrogates): nothing was written
+                    return {"ok": False, "error": "malformed judge() request on the protocol pipe"}
                 family.send(engine.receive())
                 continue
             if message.get("id") != request["id"]:
@@ -408,22 +417,75 @@ def _relay(request, engine, family):
         return None
 
 
+def empty_folder(top):
+    """Removes everything inside ``top`` (not ``top`` itself), however deep the tree and whatever modes task
+    code left on it. Depth first with one open descriptor and no recursion (``shutil.rmtree`` holds one
+    descriptor per level, so ``RLIMIT_NOFILE`` stops it about 60 levels down, and recurses, so the
+    recursion limit stops it about 1,000 down); a folder left unreadable (mode 000) is made its owner's
+    again; no link is followed, and each step back up checks that it lands in the folder it came from (never
+    elsewhere, even if a folder was moved meanwhile). What this uid cannot remove is left."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    try:
+        here = os.open(top, flags)
+    except OSError:
+        return
+    try:
+        stack = [(None, _identity(here), iter(os.listdir(here)))]  # (name in its parent, (dev, ino), entries left)
+        while True:
+            deeper = None
+            for name in stack[-1][2]:
+                try:
+                    if not stat.S_ISDIR(os.stat(name, dir_fd=here, follow_symlinks=False).st_mode):
+                        os.unlink(name, dir_fd=here)
+                        continue
+                    _own_again(name, here)  # mode 000 or 500: its owner may make it its own again
+                    deeper = os.open(name, flags, dir_fd=here)
+                except OSError:
+                    continue
+                break
+            if deeper is not None:
+                os.close(here)
+                here = deeper
+                stack.append((name, _identity(here), iter(os.listdir(here))))
+                continue
+            if len(stack) == 1:
+                return
+            name = stack.pop()[0]
+            parent = os.open("..", os.O_RDONLY | os.O_DIRECTORY, dir_fd=here)
+            os.close(here)
+            here = parent
+            if _identity(here) != stack[-1][1]:
+                return  # moved while we were below: stop rather than wipe anywhere else
+            try:
+                os.rmdir(name, dir_fd=here)
+            except OSError:
+                pass
+    except OSError:
+        return
+    finally:
+        os.close(here)
+
+
+def _identity(fd):
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _own_again(name, folder):
+    """Gives a folder back its owner's rwx (a no-op for files and links, and for root, who needs none)."""
+    if os.geteuid() == 0:
+        return
+    try:
+        if stat.S_ISDIR(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode):
+            os.chmod(name, 0o700, dir_fd=folder, follow_symlinks=False)
+    except (OSError, NotImplementedError):
+        pass
+
+
 def _wipe(places):
     """Leaves the scratch folders as the next request should find them."""
     for home in places:
-        try:
-            names = os.listdir(home)
-        except OSError:
-            continue
-        for name in names:
-            path = os.path.join(home, name)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
+        empty_folder(home)
 
 
 def _seccomp_works():
@@ -469,7 +531,7 @@ def main():
         _wipe(scratch)
         try:
             engine.send({"id": request["id"], **reply})
-        except (TypeError, ValueError) as exc:  # a family's reply that does not serialise again
+        except (TypeError, ValueError, RecursionError) as exc:  # a family's reply that does not serialise again
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             engine.send({"id": request["id"], "ok": False, "error": f"results are not valid JSON text: {reason}"})
         spare = Family(own_uid)  # the next batch's process, made while the engine reads this reply

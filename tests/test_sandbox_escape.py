@@ -17,6 +17,7 @@ import os
 import sqlite3
 import subprocess
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -353,3 +354,159 @@ def test_judge_calls_cannot_flood_the_judge_model():
     assert sandbox.run_task_code(family(body), call, timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB,
                                  judge=lambda *a: asked.append(a) or 1.0) == [1.0]
     assert [len(q) for q, _, _ in asked] == [100]  # the oversized call never reached the judge
+
+
+OUTLIVE = """
+libc.prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG 0: no death with the zygote
+try:
+    os.setsid()  # out of the worker's process group, which the engine kills at the deadline
+except OSError:
+    pass
+libc.prctl(15, t['name'].encode(), 0, 0, 0)  # PR_SET_NAME, to be found from outside
+time.sleep(30)
+"""
+
+
+def _living(name: str) -> list[int]:
+    """Processes named ``name`` that are alive (not zombies waiting for init)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                status = dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if status.get("Name") == name and not status.get("State", "").startswith(("Z", "X")):
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_a_family_cannot_outlive_its_worker(isolation):
+    """Clearing its parent-death signal and leaving the worker's process group does not keep a family alive
+    once its worker is killed at the deadline (without the jail there is no pid namespace to take it down)."""
+    import time
+
+    name = f"outlive-{isolation[:4]}"
+    assert_contained(family(OUTLIVE), isolation, "timed out", t={"name": name})
+    deadline = time.monotonic() + 5
+    while (alive := _living(name)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in alive:  # only what this test started
+        os.kill(pid, 9)
+    assert not alive, "a family's process outlived its worker"
+
+
+LOCKED_AWAY = """
+home = os.getcwd()
+if t['plant']:
+    os.makedirs(home + '/vault/inner')
+    with open(home + '/vault/inner/secret', 'w') as f:
+        f.write('left by the last family')
+    os.chmod(home + '/vault/inner', 0o500)  # its entries cannot be removed
+    os.chmod(home + '/vault', 0)  # cannot even be listed
+    os.chdir(home)
+    for _ in range(200):  # deeper than one descriptor a level or the recursion limit allow
+        os.mkdir('d')
+        os.chdir('d')
+    return 0.0
+left = os.listdir(home)
+if left:
+    raise RuntimeError(f'found {left} left by another family')
+return 1.0
+"""
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_files_a_family_locks_away_or_nests_deep_are_wiped_too(isolation):
+    assert run(family(LOCKED_AWAY), isolation, t={"plant": True}) == 0.0
+    assert run(family(LOCKED_AWAY), isolation, t={"plant": False}) == 1.0
+
+
+MEMORY_OUTSIDE = """
+fd = libc.syscall(319, b'x', 0)  # memfd_create: 16 MiB (RLIMIT_FSIZE) each, outside RLIMIT_AS
+if fd < 0:
+    raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+return 1.0
+"""
+
+AIO = """
+ctx = ctypes.c_ulong(0)
+if libc.syscall(206 if os.uname().machine == 'x86_64' else 0, 4096, ctypes.byref(ctx)) != 0:  # io_setup
+    raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+return 1.0
+"""
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+@pytest.mark.parametrize("attack", ["memfd_create", "io_setup"])
+def test_no_memory_outside_the_limit_and_no_share_of_the_hosts_aio(isolation, attack):
+    """memfd_create gave ~1 GiB beyond RLIMIT_AS (62 descriptors of 16 MiB); io_setup took the host's whole
+    fs.aio-max-nr for the batch."""
+    assert_contained(family(MEMORY_OUTSIDE if attack == "memfd_create" else AIO), isolation, "PermissionError")
+
+
+DEEP_REPLY = """
+channel = judge.__self__  # the family's own end of the protocol pipe, with its request id
+nested = '[' * t['depth'] + '1' + ']' * t['depth']
+os.write(4, ('{"id": %d, "ok": true, "results": [%s]}\\n' % (channel.call_id, nested)).encode())
+time.sleep(5)
+"""
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+@pytest.mark.parametrize("depth", [900, 5000])
+def test_a_deeply_nested_reply_is_one_line_not_a_recursion_error_in_the_engine(isolation, depth):
+    """The worker parsed it from a shallow stack; the engine, deeper in its own, raised RecursionError."""
+    import sys
+
+    def deeper(n):  # the engine calls the sandbox from well inside its own stack
+        if n:
+            return deeper(n - 1)
+        return assert_contained(family(DEEP_REPLY), isolation, "no valid reply", t={"depth": depth})
+
+    deeper(sys.getrecursionlimit() // 5)
+
+
+def test_instance_data_nested_too_deep_for_the_engine_is_refused():
+    from acdc_engine.plugins.sandbox_pool import MAX_DEPTH
+    from acdc_engine.tasks import TaskCodeError
+
+    source = ("class TaskFamily:\n    @staticmethod\n    def get_tasks():\n"
+              f"        return {{'1': {'[' * MAX_DEPTH}0{']' * MAX_DEPTH}}}\n")
+    with pytest.raises(TaskCodeError, match=f"nested deeper than {MAX_DEPTH} levels"):
+        sandbox.run_task_code(source, [{"op": "tasks"}], timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB)
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_programs_run_under_the_configured_isolation(isolation):
+    """acdc_program_passes ran every program under 'auto', whatever sandbox.isolation said."""
+    from acdc_engine.config import SandboxConfig
+
+    jailed = "import os\nassert os.getcwd() == '/tmp' and not os.path.exists('/etc')\n"
+    limits = SandboxConfig(timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB, isolation=isolation)
+    assert sandbox.acdc_program_passes(program=jailed, limits=limits) is (isolation == "bubblewrap")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="task code runs as another uid only where the engine is root")
+def test_the_fallback_cannot_read_a_runs_files_even_in_an_open_folder(tmp_path_factory):
+    """Without the jail task code sees the host's files as its own uid: a run's folder is the user's alone."""
+    import shutil
+    import tempfile
+
+    from acdc_engine.store import RunStore
+
+    open_folder = Path(tempfile.mkdtemp(prefix="acdc-open-", dir="/tmp"))
+    try:
+        open_folder.chmod(0o755)  # as a user's project folder usually is
+        RunStore.create(open_folder / "run", "{}").close()
+        body = ("for path in t['paths']:\n"
+                "    try: open(path, 'rb').read(1)\n"
+                "    except PermissionError: continue\n"
+                "    raise RuntimeError('read ' + path)\n"
+                "os.listdir(t['open'])\n"  # the open folder itself stays readable: the test reaches it
+                "return 1.0")
+        paths = [str(open_folder / "run" / "run.sqlite"), str(open_folder / "run" / "weights")]
+        assert run(family(body), "rlimits", t={"paths": paths, "open": str(open_folder)}) == 1.0
+    finally:
+        shutil.rmtree(open_folder)
