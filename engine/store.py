@@ -248,7 +248,8 @@ class RunStore:
             self.close()
             raise
         if writer:
-            self.staging_dir.mkdir(parents=True, exist_ok=True)
+            self.staging_dir.parent.mkdir(mode=0o700, exist_ok=True)
+            self.staging_dir.mkdir(mode=0o700, exist_ok=True)
             self._clean_strays()
 
     @classmethod
@@ -265,12 +266,13 @@ class RunStore:
             raise AcdcError(f"{run_dir / 'weights'} already exists and is not a run's; choose a new or empty "
                             "folder for the run")
         _refuse_links(run_dir, writer=True)
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
+        try:  # the run's files are the user's alone (task code in the sandbox's fallback runs as another uid)
+            run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise AcdcError(f"cannot create the run directory {run_dir}: {exc.strerror}") from None
         new = run_dir / f".run.sqlite.{os.getpid()}.new"
         try:
+            os.close(os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
             conn = sqlite3.connect(new, isolation_level=None)
             with conn:
                 conn.executescript(SCHEMA)
