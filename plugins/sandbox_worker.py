@@ -40,6 +40,7 @@ import os
 import platform
 import resource
 import signal
+import socket
 import stat
 import struct
 import sys
@@ -298,11 +299,11 @@ def _serve(request, channel):
     return {"ok": True, "results": results}
 
 
-def _family_main(channel, zygote, own_uid):
+def _family_main(channel, mother, own_uid):
     """A family's process: limits itself, installs the filter, then serves one request and waits to be
     killed."""
     _prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG (a fork does not inherit it)
-    if os.getppid() != zygote:
+    if os.getppid() != mother:
         os._exit(0)
     if own_uid:  # the count is this uid's alone: the worker's (only one family runs at a time)
         resource.setrlimit(resource.RLIMIT_NPROC, (FAMILY_TASKS, FAMILY_TASKS))
@@ -322,6 +323,84 @@ def _family_main(channel, zygote, own_uid):
     os._exit(0)
 
 
+class Mother:
+    """The process that forks every family: a child of the zygote forked before the zygote reads any
+    request, which itself never reads one. So a family's process starts from memory that holds nothing
+    of any other family (a fork of the zygote would carry the earlier requests and replies it read).
+
+    It serves two commands on a socket pair: ``spawn`` forks a family's process and passes its pid and
+    the zygote's ends of its pipes over (``SCM_RIGHTS``); ``reap PID`` waits for that process and
+    answers its wait status.
+    """
+
+    def __init__(self, own_uid, engine_fds):
+        zygote_end, mother_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.pid = os.fork()
+        if self.pid == 0:
+            status = SETUP_FAILED
+            try:
+                zygote_end.close()
+                for fd in engine_fds:  # the engine's pipes are the zygote's alone
+                    os.close(fd)
+                _prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: dies with the zygote
+                status = 0
+                self._serve(mother_end, own_uid)
+            finally:
+                os._exit(status)
+        mother_end.close()
+        self.sock = zygote_end
+        self.lines = zygote_end.makefile("rb")
+
+    @staticmethod
+    def _serve(sock, own_uid):
+        lines = sock.makefile("rb")
+        for command in lines:
+            if command == b"spawn\n":
+                down_r, down_w = os.pipe()
+                up_r, up_w = os.pipe()
+                mother = os.getpid()
+                pid = os.fork()
+                if pid == 0:  # the family: keep only its own pipe ends
+                    status = SETUP_FAILED
+                    try:
+                        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 5) for fd in (down_r, up_w)]
+                        os.dup2(high[0], 3)
+                        os.dup2(high[1], 4)
+                        os.closerange(5, ZYGOTE_FILES)
+                        resource.setrlimit(resource.RLIMIT_NOFILE, (FAMILY_FILES, FAMILY_FILES))
+                        status = 0
+                        _family_main(Channel(3, 4), mother, own_uid)
+                    finally:
+                        os._exit(status)
+                os.close(down_r)
+                os.close(up_w)
+                socket.send_fds(sock, [f"{pid}\n".encode()], [down_w, up_r])
+                os.close(down_w)
+                os.close(up_r)
+            elif command.startswith(b"reap "):
+                try:
+                    _, status = os.waitpid(int(command.split()[1]), 0)
+                except ChildProcessError:
+                    status = -1
+                sock.sendall(f"{status}\n".encode())
+            else:
+                return
+
+    def spawn(self):
+        """A new family process, waiting for its request."""
+        self.sock.sendall(b"spawn\n")
+        message, fds, _, _ = socket.recv_fds(self.sock, 64, 2)
+        if len(fds) != 2 or not message.endswith(b"\n"):
+            raise RuntimeError("the mother process did not hand over a family")
+        return Family(int(message), *fds)
+
+    def reap(self, pid):
+        """The wait status of a killed family process (None if it was not the mother's)."""
+        self.sock.sendall(f"reap {pid}\n".encode())
+        status = int(self.lines.readline() or -1)
+        return None if status < 0 else status
+
+
 class Family:
     """The zygote's handle on the process that will serve one request: its pid and pipes.
 
@@ -329,26 +408,8 @@ class Family:
     request with its limits and filter already in place.
     """
 
-    def __init__(self, own_uid):
-        down_r, down_w = os.pipe()
-        up_r, up_w = os.pipe()
-        zygote = os.getpid()
-        self.pid = os.fork()
-        if self.pid == 0:  # the family: keep only its own pipe ends (not the engine's)
-            status = SETUP_FAILED
-            try:
-                high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 5) for fd in (down_r, up_w)]
-                os.dup2(high[0], 3)
-                os.dup2(high[1], 4)
-                os.closerange(5, ZYGOTE_FILES)
-                resource.setrlimit(resource.RLIMIT_NOFILE, (FAMILY_FILES, FAMILY_FILES))
-                status = 0
-                _family_main(Channel(3, 4), zygote, own_uid)
-            finally:
-                os._exit(status)
-        os.close(down_r)
-        os.close(up_w)
-        self.to_family, self.reader = down_w, os.fdopen(up_r, "rb")
+    def __init__(self, pid, to_family, from_family):
+        self.pid, self.to_family, self.reader = pid, to_family, os.fdopen(from_family, "rb")
 
     def send(self, payload):
         data = (json.dumps(payload) + "\n").encode("utf-8")
@@ -356,17 +417,14 @@ class Family:
         while view:
             view = view[os.write(self.to_family, view):]
 
-    def end(self):
-        """Kills the process with everything it started (its threads, timers) and reaps it; returns why it
-        ended where it ended by itself before its reply, else None."""
+    def end(self, mother):
+        """Kills the process with everything it started (its threads, timers) and has the mother reap it
+        (killed first, so its pid cannot be reused before); returns its wait status."""
         try:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        try:
-            _, status = os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            status = None
+        status = mother.reap(self.pid)
         os.close(self.to_family)
         self.reader.close()
         return status
@@ -515,8 +573,9 @@ def main():
     seccomp = _seccomp_works()
     if not seccomp:
         SYSCALLS.clear()  # families then run without the filter (the engine warns)
+    mother = Mother(own_uid, (engine.reader.fileno(), engine.out))  # before any request is read
     engine.send({"ready": True, "seccomp": seccomp, "uid": os.getuid()})
-    spare = Family(own_uid)
+    spare = mother.spawn()
     while True:
         request = engine.receive()
         family, spare = spare, None
@@ -525,7 +584,7 @@ def main():
             reply = _relay(request, engine, family)
         except BrokenPipeError:  # it died before its request
             reply = None
-        status = family.end()  # nothing of the family outlives its request
+        status = family.end(mother)  # nothing of the family outlives its request
         if reply is None:
             reply = {"ok": False, "error": Family.death(status)}
         _wipe(scratch)
@@ -534,7 +593,7 @@ def main():
         except (TypeError, ValueError, RecursionError) as exc:  # a family's reply that does not serialise again
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             engine.send({"id": request["id"], "ok": False, "error": f"results are not valid JSON text: {reason}"})
-        spare = Family(own_uid)  # the next batch's process, made while the engine reads this reply
+        spare = mother.spawn()  # the next batch's process, made while the engine reads this reply
 
 
 if __name__ == "__main__":

@@ -510,3 +510,32 @@ def test_the_fallback_cannot_read_a_runs_files_even_in_an_open_folder(tmp_path_f
         assert run(family(body), "rlimits", t={"paths": paths, "open": str(open_folder)}) == 1.0
     finally:
         shutil.rmtree(open_folder)
+
+
+SCAN_OWN_MEMORY = """
+h1, h2 = t['h1'].encode(), t['h2'].encode()
+found = 0
+for line in open('/proc/self/maps'):
+    parts = line.split()
+    if not parts[1].startswith('r') or (len(parts) > 5 and (parts[5].startswith('/') or parts[5].startswith('[v'))):
+        continue  # unreadable, a file's mapping (the interpreter, libraries), or the kernel's vdso/vvar
+    start, end = (int(x, 16) for x in parts[0].split('-'))
+    data = ctypes.string_at(start, end - start)  # /proc/self/mem is refused: the process is not dumpable
+    i = data.find(h1)
+    while i >= 0:
+        found += data[i + len(h1):i + len(h1) + len(h2)] == h2
+        i = data.find(h1, i + 1)
+return min(found, 100) / 100
+"""
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_a_family_finds_nothing_of_earlier_families_in_its_own_memory(isolation):
+    """Each batch's process starts from memory that never held another family's request or reply."""
+    import secrets
+
+    secret = secrets.token_hex(16)  # 32 characters: a submission and an instance of another family
+    calls = [{"op": "score", "t": {"key": secret}, "submission": secret}]
+    assert sandbox.run_task_code(GOOD, calls, timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB, isolation=isolation) == [0.0]
+    halves = {"h1": secret[:16], "h2": secret[16:]}  # never whole in this family's own request
+    assert run(family(SCAN_OWN_MEMORY), isolation, t=halves) == 0.0
