@@ -15,9 +15,11 @@ non-dumpable and writes ``{"ready": true, "seccomp": bool, "uid": int}`` (or
     reply    {"id": n, "ok": true, "results": [...]}
            | {"id": n, "ok": false, "error": "one line"}
 
-Each request is served by a process forked from the zygote for it alone: a
-fresh interpreter, so nothing one family does to modules, builtins or
-``__main__`` reaches another. That process is forked ahead of its request;
+Each request is served by a process forked for it alone by the zygote's
+*mother* process (see :class:`Mother`), which never reads a request: a fresh
+interpreter whose memory holds nothing of other families, so nothing one
+family does to modules, builtins or ``__main__`` reaches another, nor can it
+read what another was given or answered. That process is forked ahead of its request;
 it caps its threads where the worker has a uid of its own and installs a
 seccomp filter (see :func:`_seccomp_program`) before it reads the request,
 then takes a hard CPU limit and runs the source and the calls. The
