@@ -235,41 +235,61 @@ def screen(answers: BaseAnswers, cache: Path) -> tuple[str, ...]:
     return tuple(kept)
 
 
-def report(answers: BaseAnswers, items: list, choices: str, samples: int) -> dict:
+def report(answers: BaseAnswers, items: list, choices: str, samples: int, code_samples: int | None = None) -> dict:
     """The base on the screened set: per task its greedy accuracy and control-of-3 Coverage; the N = 3
     half-width. Returns the figures."""
     import numpy as np
 
+    from acdc_engine.discovery import guessing_coverage
+
     greedy = np.array(answers.hits(items, choices), dtype=bool)
     other = "generated" if choices == "likelihood" else "likelihood"
     greedy_other = np.array(answers.hits(items, other), dtype=bool)
-    drawn = np.array([answers.hits(items, choices, sample=j) for j in range(samples)], dtype=bool)
+    code_samples = samples if code_samples is None else min(code_samples, samples)
+    code = np.array([i.kind == "code" for i in items])
+    drawn = np.zeros((samples, len(items)), dtype=bool)
+    for j in range(samples):  # code beyond code_samples is not sampled (a sampled code pass is the slow one)
+        asked = [k for k in range(len(items)) if j < code_samples or not code[k]]
+        drawn[j, asked] = answers.hits([items[k] for k in asked], choices, sample=j)
+    # the figures over the questions sampled 5 times (all of them, unless code_samples < 5)
+    full = ~code if code_samples < min(samples, 5) else np.ones(len(items), dtype=bool)
     control = drawn[:3].any(axis=0)
     second = np.vstack([greedy[None], drawn[3:]]).any(axis=0)  # greedy + samples 3.., the other system of 3
     tasks = list(dict.fromkeys(i.id.rsplit("/", 1)[0] if i.kind != "code" else "/".join(i.id.split("/")[:2])
                                for i in items))
     task_of = np.array([next(t for t in tasks if i.id.startswith(t + "/")) for i in items])
     rows = []
-    say(f"\n{'task':<52}{'kind':>8}{'n':>5}{'base %':>8}{'other %':>8}{'ctrl3 %':>8}")
+    say(f"\n{'task':<52}{'kind':>8}{'n':>5}{'base %':>8}{'other %':>8}{'chance %':>9}{'ctrl3 %':>8}{'guess3 %':>9}")
     for t in tasks:
         m = task_of == t
         kind = next(i.kind for i, k in zip(items, m) if k)
+        chosen = [i for i, k in zip(items, m) if k]
         row = {"task": t, "kind": kind, "n": int(m.sum()), "base": float(greedy[m].mean()),
-               "other": float(greedy_other[m].mean()), "control_3": float(control[m].mean())}
+               "other": float(greedy_other[m].mean()),
+               "control_3": float(control[m].mean()) if kind != "code" or code_samples >= 3 else None,
+               "sample_0": float(drawn[0][m].mean()) if samples else None,
+               "chance": guessing_coverage(chosen, 1)["all"], "guessing_3": guessing_coverage(chosen, 3)["all"]}
         rows.append(row)
         say(f"{t:<52}{kind:>8}{row['n']:>5}{100 * row['base']:>8.1f}"
-            f"{(100 * row['other'] if kind == 'choice' else float('nan')):>8.1f}{100 * row['control_3']:>8.1f}")
-    hw = half_width(control, second) if samples >= 5 else None
-    summary = {"questions": len(items), "tasks": len(tasks), "base": float(greedy.mean()),
+            f"{(100 * row['other'] if kind == 'choice' else float('nan')):>8.1f}{100 * row['chance']:>9.1f}"
+            f"{100 * (row['control_3'] if row['control_3'] is not None else float('nan')):>8.1f}"
+            f"{100 * row['guessing_3']:>9.1f}")
+    hw = half_width(control[full], second[full]) if samples >= 5 else None
+    summary = {"questions": len(items), "n_tasks": len(tasks), "base": float(greedy.mean()),
                "base_other": float(greedy_other.mean()), "control_3": float(control.mean()),
-               "second_3": float(second.mean()), "half_width_n3": hw, "choices": choices, "samples": samples}
-    say(f"{'all':<52}{'':>8}{len(items):>5}{100 * greedy.mean():>8.1f}{'':>8}{100 * control.mean():>8.1f}")
-    say(f"(base %: greedy, multiple choice by {choices}; other %: multiple choice by {other}; ctrl3 %: Coverage "
-        f"of the base sampled 3 times at T = {SAMPLE_TEMPERATURE})")
+               "second_3": float(second.mean()), "half_width_n3": hw, "half_width_questions": int(full.sum()),
+               "choices": choices, "samples": samples, "code_samples": code_samples}
+    summary["chance"], summary["guessing_3"] = guessing_coverage(items, 1)["all"], guessing_coverage(items, 3)["all"]
+    say(f"{'all':<52}{'':>8}{len(items):>5}{100 * greedy.mean():>8.1f}{100 * greedy_other.mean():>8.1f}"
+        f"{100 * summary['chance']:>9.1f}{100 * control.mean():>8.1f}{100 * summary['guessing_3']:>9.1f}")
+    say(f"(base %: greedy, multiple choice by {choices}; other %: multiple choice by {other}; chance %: one uniform "
+        f"guess per multiple-choice question; ctrl3 %: Coverage of the base sampled 3 times at T = "
+        f"{SAMPLE_TEMPERATURE}; guess3 %: Coverage of 3 uniform guesses)")
     if hw is not None:
-        say(f"N = 3 gap, 90 % interval half-width: {100 * hw:.1f} points (paired bootstrap over the {len(items)} "
-            f"questions of the control of 3 (samples 0-2, {100 * control.mean():.1f} %) against another system of "
-            f"3 answerings of the base (greedy + samples 3-4, {100 * second.mean():.1f} %))")
+        say(f"N = 3 gap, 90 % interval half-width: {100 * hw:.1f} points (paired bootstrap over the {full.sum()} "
+            f"questions {'' if full.all() else '(code left out: sampled fewer than 5 times) '}of the control of 3 "
+            f"(samples 0-2, {100 * control[full].mean():.1f} %) against another system of 3 answerings of the base "
+            f"(greedy + samples 3-4, {100 * second[full].mean():.1f} %))")
     return {"tasks": rows, **summary}
 
 
@@ -279,6 +299,8 @@ def main() -> None:
     parser.add_argument("--choices", choices=("likelihood", "generated"), default="likelihood")
     parser.add_argument("--samples", type=int, default=5, help="Samples of the base at T = 0.7 (5: the control "
                         "of 3 and a second system of 3 for the half-width).")
+    parser.add_argument("--code-samples", type=int, help="Sample the code questions only this many times "
+                        "(default: --samples); below 5 the half-width is over the other questions.")
     parser.add_argument("--out", help="Write the figures as JSON here.")
     args = parser.parse_args()
 
@@ -297,7 +319,7 @@ def main() -> None:
         else:
             items = screened_set(cache)
             say(f"screened set: {len(items)} questions of {len(SCREENED_TASKS)} tasks")
-            figures = report(answers, items, args.choices, args.samples)
+            figures = report(answers, items, args.choices, args.samples, args.code_samples)
             if args.out:
                 Path(args.out).write_text(json.dumps(figures, indent=1))
     except AcdcError as exc:

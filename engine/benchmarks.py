@@ -82,16 +82,25 @@ COPIED_LINE = 20  # a reply's line of at least this many characters found verbat
 _LABEL = re.compile(r"^\(?[A-Za-z][).:]\s")  # an option's label, ``B. ...``: naming an option, not copying the question
 
 
+_MARKER = re.compile(r"answer\s*(?:is)?\s*[:：]|####|\\boxed\{", re.IGNORECASE)  # where extract_answer looks
+
+
 def own_words(item: Item, response: str) -> str:
     """The response without the lines it copies from the question: a line of at least
     :data:`COPIED_LINE` characters (spaces collapsed, any case) found in the prompt, unless it starts
-    with an option's label (``B. ...`` names that option). An echoed instruction (``End with 'Answer:
-    <answer>'``), an echoed example answer or a copied passage is not an answer."""
+    with an option's label (``B. ...`` names that option), or the item asks for an exact answer and the
+    line carries no answer marker (``Answer:``, ``####``, ``\\boxed{``): such a copy counts only when it
+    is the whole answer (a list that was sorted already). An echoed instruction (``End with 'Answer:
+    <answer>'``), an echoed example answer, or a copied passage read for its last number, is not an answer."""
     flat = " ".join(item.prompt.split()).lower()
-    kept = [line for line in response.splitlines()
-            if len(" ".join(line.split())) < COPIED_LINE or " ".join(line.split()).lower() not in flat
-            or _LABEL.match(line.strip())]
-    return "\n".join(kept)
+
+    def copied(line: str) -> bool:
+        text = " ".join(line.split())
+        if len(text) < COPIED_LINE or text.lower() not in flat or _LABEL.match(text):
+            return False
+        return item.kind != "exact" or bool(_MARKER.search(text))
+
+    return "\n".join(line for line in response.splitlines() if not copied(line))
 
 
 def _option_labels(answer: str, options: int) -> set[str]:

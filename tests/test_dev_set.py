@@ -111,3 +111,12 @@ def test_lines_copied_from_the_question_are_no_answer():
     option = choice_items("t", [{"input": f"Which? {i}\nA. a long first option text\nB. a long second option text",
                                  "target": ["ABC"[i % 3]]} for i in range(40)])[0][1]
     assert is_correct(option, submission(option, "A. a long first option text"))  # naming an option is no copy
+
+
+def test_a_copy_that_is_the_whole_exact_answer_still_counts():
+    from acdc_engine.benchmarks import Item
+
+    item = Item("56", "Sort these numbers in descending order.\n\n48.4,31.9,13.5,-16.7,-40.5\n"
+                "End with 'Answer: <answer>'.", ("48.4,31.9,13.5,-16.7,-40.5",), "exact")
+    assert is_correct(item, submission(item, "48.4,31.9,13.5,-16.7,-40.5"))  # a real reply of the base: right
+    assert not is_correct(item, submission(item, "Sort these numbers in descending order."))
