@@ -48,7 +48,7 @@ import struct
 import sys
 
 FAMILY_FILES = 64  # RLIMIT_NOFILE of a family's process
-ZYGOTE_FILES = FAMILY_FILES + 8  # the family's pipe pair, the engine's, /dev/null
+ZYGOTE_FILES = FAMILY_FILES + 8  # the family's pipe pair, the engine's, the mother's socket, /dev/null
 FAMILY_TASKS = 64  # RLIMIT_NPROC of a family's process (threads count) where the worker has a uid of its own
 SETUP_FAILED = 70  # exit status of a family's process that could not get ready (EX_SOFTWARE)
 REPLY_LIMIT = 16 * 1024 * 1024
