@@ -6,27 +6,29 @@ lazy sequence: each access maps that parent's tensor, so use each one and let
 it go. Parameters that hold for the whole child are drawn once by
 ``draw_params`` and stored in its recipe.
 
-Merges (``[evolution] crossover``), with task vectors ``tau_i = p_i - base``;
-their parameters, and the mutations', are this plugin's own config section
-``[merge]`` (:class:`MergeSection`):
+Merges (``[evolution] crossover``), with task vectors ``tau_i = p_i - base``,
+every one under its mergekit name and run by mergekit's own per-tensor code
+(:mod:`acdc_engine.plugins.mergekit_methods`), so a child has the weights
+mergekit's ``run_merge`` gives for its recipe's parameters; their
+parameters, and the mutations', are this plugin's own config section
+``[merge]`` (:class:`MergeSection`), and every mergekit parameter is recorded
+in the recipe (``normalize`` included):
 
-- ``linear`` (the AC/DC default): ``base + sum_i w_i tau_i / sum_i w_i`` with
-  ``w_i ~ N(1, crossover_std)``. The weights are normalised, so the base
-  cancels: the child is the weighted average of its parents, computed that
-  way (two parents: one fused ``lerp``).
+- ``linear`` (the AC/DC default): ``sum_i w_i p_i / sum_i w_i`` with
+  ``w_i ~ N(1, crossover_std)``: the weighted average of the parents (two
+  parents: one fused ``lerp``).
 - ``task_arithmetic``: ``base + lambda * sum_i w_i tau_i`` (no normalisation).
 - ``slerp``: spherical interpolation of two parents at ``t ~ U(0.25, 0.75)``,
-  per output row (mergekit's ``slerp``).
+  over the whole tensor (mergekit's ``slerp``; the first parent is its base).
 - ``ties``: trim each ``tau_i`` to its top ``merge_density`` magnitudes, elect
-  a sign per entry, average the agreeing entries (mergekit's ``sparsify`` and
-  ``get_mask``).
+  a sign per entry, average the agreeing entries (``normalize`` on).
 - ``dare_ties`` / ``dare_linear``: random drop with rescaling (DARE), then
-  TIES sign consensus / plain weighted average.
-- ``breadcrumbs``: drop the largest and smallest magnitudes
-  (mergekit's ``magnitude_outliers``), then a weighted average.
+  TIES sign consensus / a weighted sum (mergekit's default ``normalize =
+  false``: not divided by the weights' sum).
+- ``breadcrumbs``: drop the largest and smallest magnitudes, then a weighted
+  sum (``normalize = false``, as in mergekit).
 - every other method of mergekit's registry by its mergekit name (``della``,
-  ``model_stock``, ``nuslerp``, ``karcher``, ...), run by mergekit's own
-  per-tensor code: :mod:`acdc_engine.plugins.mergekit_methods`.
+  ``model_stock``, ``nuslerp``, ``karcher``, ...).
 
 Mutations (``[evolution] mutation``): ``svd`` (the AC/DC default) perturbs
 the top ``keep_rank`` singular values of each 2-D weight matrix except norms
@@ -57,9 +59,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from mergekit.merge_methods.generalized_task_arithmetic import get_mask
-from mergekit.merge_methods.slerp import slerp
-from mergekit.sparsify import RescaleNorm, SparsificationMethod, sparsify
 
 from typing import Literal
 
@@ -67,7 +66,7 @@ from pydantic import Field
 
 from acdc_engine.api import MergeMethod, MutationMethod, PluginSection, hookimpl
 from acdc_engine.plugins.lapack import top_eigh
-from acdc_engine.plugins.mergekit_methods import mergekit_merge_methods
+from acdc_engine.plugins.mergekit_methods import merge_plugin_methods, mergekit_merge_methods
 
 CHUNK_ROWS = 4096
 #: Largest lambda_1 / lambda_k trusted to float32 eigh: SmolLM2's matrices below it keep
@@ -92,75 +91,6 @@ class MergeSection(PluginSection):
 @hookimpl
 def acdc_config_sections():
     return {"merge": MergeSection}
-
-
-# --- merges -------------------------------------------------------------------
-
-
-def linear_task_vector_merge(name, parents, base, params, out=None):
-    """Normalised linear task-vector merge: the weighted average of the parents."""
-    weights = params["weights"]
-    total = float(sum(weights))
-    if len(weights) == 2:
-        a, b = parents[0], parents[1]
-        if out is None or out.dtype != a.dtype:
-            return torch.lerp(a, b, weights[1] / total)
-        return torch.lerp(a, b, weights[1] / total, out=out)
-    acc = parents[0].to(torch.float32) * (weights[0] / total)
-    for w, i in zip(weights[1:], range(1, len(weights))):
-        acc.add_(parents[i], alpha=w / total)
-    return acc
-
-
-def task_arithmetic(name, parents, base, params, out=None):
-    """``base + lambda * sum_i w_i (p_i - base)``."""
-    acc = torch.zeros(base.shape, dtype=torch.float32)
-    for w, i in zip(params["weights"], range(len(parents))):
-        acc.add_(parents[i].to(torch.float32) - base, alpha=w)
-    return base.to(torch.float32) + params.get("lambda", 1.0) * acc
-
-
-def slerp_merge(name, parents, base, params, out=None):
-    """SLERP of two parents at ``t`` (mergekit's per-row slerp)."""
-    a, b = parents[0], parents[1]
-    if a.ndim == 0:
-        return torch.lerp(a, b, params["t"])
-    return slerp(torch.tensor(params["t"]), a, b)
-
-
-def _sparse_merge(method: SparsificationMethod | None, consensus: bool):
-    """Generalised task arithmetic (TIES / DARE / breadcrumbs) on mergekit's parts."""
-
-    def merge(name, parents, base, params, out=None):
-        base32 = base.to(torch.float32)
-        deltas = []
-        for i in range(len(parents)):
-            delta = parents[i].to(torch.float32) - base32
-            if method is not None:
-                extra = {"gamma": params.get("gamma", 0.01)} if method == SparsificationMethod.magnitude_outliers else {}
-                rescale = RescaleNorm.l1 if method == SparsificationMethod.random else None  # DARE rescales
-                delta = sparsify(delta, density=params["density"], method=method, rescale_norm=rescale, **extra)
-            deltas.append(delta)
-        stacked = torch.stack(deltas)
-        weights = torch.tensor(params["weights"], dtype=torch.float32).view(-1, *[1] * base.ndim)
-        stacked.mul_(weights)
-        if consensus:
-            mask = get_mask(stacked, method="sum")
-            mixed, divisor = (stacked * mask).sum(0), (weights * mask).sum(0)
-        else:
-            mixed, divisor = stacked.sum(0), weights.sum(0).expand_as(base32).clone()
-        divisor[divisor.abs() < 1e-8] = 1
-        return base32 + mixed / divisor
-
-    return merge
-
-
-def _draw_weights(n_parents, rng, config):
-    return {"weights": [float(w) for w in rng.normal(1.0, config.merge.crossover_std, size=n_parents)]}
-
-
-def _draw_sparse(n_parents, rng, config):
-    return {**_draw_weights(n_parents, rng, config), "density": config.merge.merge_density}
 
 
 # --- mutations ----------------------------------------------------------------
@@ -249,18 +179,8 @@ def _draw_svd(rng, config):
 
 @hookimpl
 def acdc_merge_methods():
-    return {
-        "linear": MergeMethod("linear", linear_task_vector_merge, _draw_weights),
-        "task_arithmetic": MergeMethod("task_arithmetic", task_arithmetic, _draw_weights),
-        "slerp": MergeMethod("slerp", slerp_merge, lambda n, rng, config: {"t": float(rng.uniform(0.25, 0.75))}),
-        "ties": MergeMethod("ties", _sparse_merge(SparsificationMethod.magnitude, True), _draw_sparse),
-        "dare_ties": MergeMethod("dare_ties", _sparse_merge(SparsificationMethod.random, True), _draw_sparse),
-        "dare_linear": MergeMethod("dare_linear", _sparse_merge(SparsificationMethod.random, False), _draw_sparse),
-        "breadcrumbs": MergeMethod(
-            "breadcrumbs", _sparse_merge(SparsificationMethod.magnitude_outliers, False), _draw_sparse
-        ),
-        **mergekit_merge_methods(),  # the rest of mergekit's methods, run by mergekit itself
-    }
+    # every one by its mergekit name, run by mergekit's per-tensor code (linear's two-parent case: one lerp)
+    return {**merge_plugin_methods(), **mergekit_merge_methods()}
 
 
 @hookimpl

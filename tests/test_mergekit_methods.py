@@ -1,4 +1,5 @@
-"""mergekit's own methods as crossover operators: each child equals mergekit's ``run_merge`` on the same inputs."""
+"""Every merge method offered under a mergekit name: each child equals mergekit's ``run_merge`` on the same inputs
+and parameters, and its recipe records every parameter of the method."""
 
 from __future__ import annotations
 
@@ -16,12 +17,17 @@ from safetensors.torch import load_file
 from acdc_engine.config import load_config
 from acdc_engine.materialise import materialise
 from acdc_engine.plugins.merge import acdc_merge_methods
-from acdc_engine.plugins.mergekit_methods import OFFERED_BY_MERGE, _inputs, mergekit_merge_methods
+from acdc_engine.plugins.mergekit_methods import OFFERED_BY_MERGE, _inputs, mergekit_merge_methods, mergekit_params
 from acdc_engine.recipe import Recipe
 from conftest import make_tiny_model
 
-METHODS = sorted(mergekit_merge_methods())
-RANDOM = {"della", "della_linear"}  # random drops: compared at density 1 (nothing dropped)
+MERGEKIT_NAMES = {m.spec.name for m in registry.registered_methods()}
+METHODS = sorted(set(acdc_merge_methods()) & MERGEKIT_NAMES)  # every method offered under a mergekit name
+RANDOM = {"della", "della_linear", "dare_ties", "dare_linear"}  # random drops: compared at density 1 (none dropped)
+#: Parameters away from mergekit's defaults, each compared too: the recipe's value is the one that counts.
+NON_DEFAULT = [("linear", {"normalize": False}), ("ties", {"normalize": False}), ("dare_linear", {"normalize": True}),
+               ("breadcrumbs", {"normalize": True, "gamma": 0.05}), ("task_arithmetic", {"lambda": 0.7}),
+               ("dare_ties", {"normalize": True, "rescale": False})]
 SAMPLED = {"arcee_fusion": 1_000_000}  # quantiles from a random sample of a tensor above this many entries
 
 
@@ -33,15 +39,34 @@ def three(tiny_models, smollm2_dir, tmp_path_factory):
 
 
 def test_every_mergekit_method_is_offered_by_name_but_passthrough():
-    names = {m.spec.name for m in registry.registered_methods()}
     offered = set(acdc_merge_methods())
-    assert names - offered == {"passthrough"}  # one input: it merges nothing
-    assert set(METHODS) == names - OFFERED_BY_MERGE - {"passthrough"} and len(METHODS) >= 12
+    assert MERGEKIT_NAMES - offered == {"passthrough"}  # one input: it merges nothing
+    assert set(mergekit_merge_methods()) == MERGEKIT_NAMES - set(OFFERED_BY_MERGE) - {"passthrough"}
+    assert len(METHODS) == len(MERGEKIT_NAMES) - 1 >= 19
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_recipes_record_every_parameter_of_the_method(name):
+    params = acdc_merge_methods()[name].draw_params(2, np.random.default_rng(0), load_config())
+    assert set(mergekit_params(name, params)) == {p.name for p in registry.get(name).spec.parameters}
+    if "normalize" in params:  # mergekit's default, written down
+        spec = next(p for p in registry.get(name).spec.parameters if p.name == "normalize")
+        assert params["normalize"] is spec.default
+
+
+def test_a_recipe_from_before_normalize_was_recorded_rebuilds_as_it_was_made():
+    merge = acdc_merge_methods()["dare_linear"].merge
+    base, p, q = torch.zeros(6), torch.arange(6.0), -torch.arange(6.0) * 3
+    old = merge("w", [p, q], base, {"weights": [1.0, 3.0], "density": 1.0})  # made when it always normalised
+    now = merge("w", [p, q], base, {"weights": [1.0, 3.0], "density": 1.0, "normalize": False})
+    torch.testing.assert_close(old, (p + 3 * q) / 4)
+    torch.testing.assert_close(now, p + 3 * q)
 
 
 def mergekit_config(method_name: str, params: dict, base, parents) -> dict:
     """The mergekit YAML config that asks for the same child."""
     method = registry.get(method_name)
+    params = mergekit_params(method_name, params)
     with_base, has_base = _inputs(method, len(parents))
     inputs = ([base] if with_base else []) + list(parents)
     base_model = inputs[0] if has_base else None
@@ -60,13 +85,14 @@ def mergekit_config(method_name: str, params: dict, base, parents) -> dict:
     return config
 
 
-@pytest.mark.parametrize("name", METHODS)
-def test_each_method_equals_mergekit_run_merge(three, tmp_path, name):
+@pytest.mark.parametrize(("name", "changed"), [(m, {}) for m in METHODS] + NON_DEFAULT,
+                         ids=[*METHODS, *(f"{m}-{'-'.join(c)}" for m, c in NON_DEFAULT)])
+def test_each_method_equals_mergekit_run_merge(three, tmp_path, name, changed):
     base, *parents = three
-    method = mergekit_merge_methods()[name]
-    params = method.draw_params(2, np.random.default_rng(0), load_config())
+    method = acdc_merge_methods()[name]
+    params = method.draw_params(2, np.random.default_rng(0), load_config()) | changed
     if name in RANDOM:
-        params.update(density=1.0, epsilon=0.0)
+        params.update(density=1.0, **({"epsilon": 0.0} if "epsilon" in params else {}))
     recipe = Recipe.make(parents=("p", "q"), crossover=name, crossover_params=params, seed=5)
     ours = tmp_path / "ours.safetensors"
     materialise(recipe, parent_files=[p / "model.safetensors" for p in parents],
@@ -85,9 +111,12 @@ def test_each_method_equals_mergekit_run_merge(three, tmp_path, name):
         theirs.update(load_file(shard))
     child = load_file(ours)
     assert set(theirs) <= set(child) and theirs
+    diff = 0.0
     for key, tensor in theirs.items():
         if tensor.numel() > SAMPLED.get(name, tensor.numel()):
             continue  # seeded per tensor here, once per merge by run_merge
         torch.testing.assert_close(child[key], tensor, rtol=1e-5, atol=1e-6, msg=f"{name}: {key}")
+        diff = max(diff, (child[key] - tensor).abs().max().item())
+    print(f"parity {name} {changed or ''}: max abs diff {diff:.1e}")
     first = load_file(parents[0] / "model.safetensors")
     assert any(not torch.equal(child[k], first[k]) for k in child)  # it merged something

@@ -13,7 +13,6 @@ from acdc_engine.materialise import materialise
 from acdc_engine.plugins.merge import (
     acdc_merge_methods,
     acdc_mutation_methods,
-    linear_task_vector_merge,
     svd_noise_mutation,
     top_singular,
 )
@@ -27,8 +26,10 @@ def test_linear_merge_matches_hand_computation():
     base = torch.tensor([1.0, 1.0])
     p1, p2 = torch.tensor([3.0, 1.0]), torch.tensor([1.0, 5.0])
     # tau1 = (2, 0), tau2 = (0, 4); weights 1 and 3 -> (2*1 + 0*3)/4, (0*1 + 4*3)/4 = (0.5, 3)
-    out = linear_task_vector_merge("w", [p1, p2], base, {"weights": [1.0, 3.0]})
+    out = MERGE.merge("w", [p1, p2], base, {"weights": [1.0, 3.0]})
     assert torch.allclose(out, torch.tensor([1.5, 4.0]))
+    three = MERGE.merge("w", [p1, p2, base], base, {"weights": [1.0, 3.0, 4.0], "normalize": True})
+    assert torch.allclose(three, torch.tensor([1.25, 2.5]))  # (3 + 3 + 4) / 8, (1 + 15 + 4) / 8: mergekit's linear past two parents
 
 
 def test_merge_weights_are_drawn_around_one():
