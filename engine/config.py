@@ -236,6 +236,12 @@ class StoreConfig(_Section):
         1100, ge=0, description="Disk budget of the archive members' kept weight files, in MiB (two float32 "
         "SmolLM2-135M files); 0 = unlimited. Beyond it the least recently used are evicted, and rebuilt from "
         "their recipes when needed. Seeds are neither counted nor evicted (hard links to the seed cache).")
+    keep_next_reads: bool = Field(
+        True, description="Never evict the files the next generation reads (its parents; before a task "
+        "adaptation every member; before the task force the members it evaluates), even beyond the budget: "
+        "evicting one would only have that generation rebuild it, on top of the budget until its commit. The "
+        "budget holds for the other files, and for all once the run has finished. false: the budget holds at "
+        "every commit (those files are still evicted last).")
 
 
 class ResultConfig(_Section):

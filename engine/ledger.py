@@ -33,9 +33,10 @@ class Ledger:
         self.logbook = tools.Logbook()
         self.started = time.monotonic()
 
-    def settle(self, commit: Commit) -> list[str]:
+    def settle(self, commit: Commit, reads: set[str] = frozenset()) -> list[str]:
         """Fills the rest of ``commit`` (statuses, weight files, archive, active pool, emitter state,
-        statistics); returns the models whose weight files the cache evicted."""
+        statistics); returns the models whose weight files the cache evicted. ``reads``: the models whose
+        weights the next generation reads (evicted last; see :mod:`~acdc_engine.weight_cache`)."""
         members = self.archive.member_ids()
         fitness = self.archive.member_objectives()
         new_ids = {row["id"] for row in commit.models}
@@ -57,8 +58,9 @@ class Ledger:
         kept = {m: self.population[m].content for m in members} | {m.id: m.content for m in seeds}
         commit.new_files = {self.population[m].content: self.population[m].new_file for m in new_ids
                             if self.population[m].content in kept.values()}
-        commit.weight_files, evicted, rebuilt = self.weight_cache.settle(kept, {m.content for m in seeds},
-                                                                    commit.new_files)
+        rebuilt_s = round(self.weight_cache.rebuilt_s, 1)
+        commit.weight_files, evicted, rebuilt = self.weight_cache.settle(
+            kept, {m.content for m in seeds}, commit.new_files, reads={kept[m] for m in reads if m in kept})
         scores = self.archive.member_scores()
         commit.archive = [
             {"id": m, "parents": list(self.population[m].recipe.parents) or [self.population[m].recipe.describe()],
@@ -70,7 +72,17 @@ class Ledger:
         commit.emitter_state = self.emitter.state()
         kept_mb = round(sum(r["size"] for r in commit.weight_files) / 2**20, 1)
         commit.stats = self.record_stats(commit, weights_mb=kept_mb, weights_evicted=len(evicted),
-                                         weights_rebuilt=rebuilt, **commit.breeding)
+                                         weights_rebuilt=rebuilt, weights_rebuilt_s=rebuilt_s, **commit.breeding)
+        return evicted
+
+    def trim(self) -> list[str]:
+        """After the run (nothing is read any more): the kept files back within the budget, the next
+        generation's reads included; returns the models whose files were evicted."""
+        seeds = self.population.seeds()
+        kept = {m: self.population[m].content for m in self.archive.member_ids()} | {m.id: m.content for m in seeds}
+        rows, evicted, _ = self.weight_cache.settle(kept, {m.content for m in seeds}, {})
+        if evicted:
+            self.store.save_weight_files(rows)
         return evicted
 
     def committed(self, commit: Commit) -> None:

@@ -12,6 +12,7 @@ and scores by an :class:`~acdc_engine.evaluator.Evaluator`; a
 
 from __future__ import annotations
 
+import copy
 from functools import partial
 
 import numpy as np
@@ -70,7 +71,7 @@ class Coevolution:
                           seed_files={spec: d / "model.safetensors" for spec, d in self.seed_dirs.items()},
                           on_damaged=lambda *damaged: self.weight_cache.damaged(*damaged))
         self.weight_cache = WeightCache(store, budget_mb=config.store.weights_budget_mb, rebuild=rebuild,
-                                        emit=self.emit)
+                                        emit=self.emit, keep_reads=config.store.keep_next_reads)
         self.population = Population(store=store, weight_cache=self.weight_cache, base_dir=self.base_dir,
                                      seed_dirs=self.seed_dirs)
         self.clock = PhaseClock()
@@ -110,6 +111,9 @@ class Coevolution:
             self.checkpoint(commit)
         if self.store.task_force() is None:
             self.pick_task_force()
+        evicted = self.ledger.trim()  # nothing is read any more: the kept files back within the budget
+        if evicted:
+            self.emit("weights_evicted", generation=self.cfg.run.generations, model_ids=evicted)
 
     def breed(self, gen: int, n: int, commit: Commit) -> None:
         """ask -> materialise -> evaluate -> score -> minimal criterion -> tell."""
@@ -165,7 +169,7 @@ class Coevolution:
     def checkpoint(self, commit: Commit) -> None:
         """Settles the generation's commit (statuses, weight files, archive, statistics) and writes it."""
         self.step("checkpoint", 1, commit.generation)
-        evicted = self.ledger.settle(commit)
+        evicted = self.ledger.settle(commit, reads=self.next_reads(commit.generation))
         self.store.commit(commit)
         self.ledger.committed(commit)
         if evicted:
@@ -200,11 +204,37 @@ class Coevolution:
                                                           seed_scores)]
         cov = coverage(self.evaluator.solved_matrix(force, everything))
         seed_cov = coverage(self.evaluator.solved_matrix(seed_force, everything))
-        self.store.save_task_force(force, cov, seed_cov, len(everything), commit.evaluations)
+        self.store.save_task_force(force, cov, seed_cov, len(everything), commit.evaluations, seed_force=seed_force)
         self.emit("run_finished", run_dir=str(self.store.run_dir), task_force=force, coverage=cov,
                   seed_coverage=seed_cov, seed_force=seed_force, n_tasks=len(everything))
 
     # --- models ---------------------------------------------------------------
+
+    def next_reads(self, gen: int) -> set[str]:
+        """The archive members whose weights the step after generation ``gen`` reads: generation
+        ``gen + 1``'s parents, and every member when it adapts the tasks (its members answer the new
+        tasks); after the last generation, the members the task force still evaluates."""
+        members = self.archive.member_ids()
+        if gen >= self.cfg.run.generations:
+            accepted = self.pool.accepted()
+            return {m for m in members if any((m, t) not in self.evaluator.scores for t in accepted)}
+        if (gen + 1) % self.cfg.tasks.adapt_every == 0 and not self.cfg.tasks.static_pool:
+            return set(members)
+        return set(self.next_parents(gen + 1))
+
+    def next_parents(self, gen: int) -> list[str]:
+        """The parents generation ``gen`` will ask for: its ask, made now on a copy of the emitter (reseeded
+        as :meth:`breed` reseeds it; the archive, operators and config shared, read only), so the run itself
+        draws nothing. Every member where the emitter cannot be copied."""
+        shared = {id(o): o for o in (self.archive, self.merge, self.mutation, self.cfg)}
+        try:
+            probe = copy.copy(self.emitter)
+            probe.__dict__.update(copy.deepcopy(vars(self.emitter), shared))
+            probe.batch_size = self.cfg.evolution.offspring_per_generation
+            probe.reseed(self.rng_seed(gen, SALT_EMIT))
+            return [p for recipe in probe.ask() for p in recipe.parents]
+        except Exception:  # noqa: BLE001 - a third-party emitter: keep every member rather than guess
+            return self.archive.member_ids()
 
     def add_seeds(self, commit: Commit) -> None:
         seeds = [self.population.add(Recipe(seed_spec=spec), 0, commit, weights=d / "model.safetensors")

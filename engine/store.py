@@ -495,7 +495,9 @@ class RunStore:
         self._clean_strays()
 
     def save_task_force(self, model_ids: list[str], coverage: float, seed_coverage: float, n_tasks: int,
-                        evaluations: list[dict]) -> None:
+                        evaluations: list[dict], seed_force: list[str] | None = None) -> None:
+        """The run's task force, its Coverage and the seed experts' (``seed_force``: which seeds form theirs,
+        kept in ``meta`` as ``seed_task_force``)."""
         with self.conn:
             self.conn.execute("BEGIN")
             self.conn.executemany(
@@ -506,14 +508,30 @@ class RunStore:
                 "INSERT OR REPLACE INTO task_force VALUES (1, ?, ?, ?, ?)",
                 (json.dumps(model_ids), coverage, seed_coverage, n_tasks),
             )
+            if seed_force is not None:
+                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('seed_task_force', ?)",
+                                  (json.dumps(seed_force),))
         self._clean_strays()  # files rebuilt for the task force
+
+    def save_weight_files(self, rows: list[dict]) -> None:
+        """The ``weight_files`` table replaced by ``rows`` (the files still kept), and the others deleted."""
+        with self.conn:
+            self.conn.execute("BEGIN")
+            self.conn.execute("DELETE FROM weight_files")
+            self.conn.executemany("INSERT INTO weight_files VALUES (:digest, :size, :seed, :last_used)", rows)
+        self._clean_strays()
+
+    def seed_task_force(self) -> list[str] | None:
+        """The seed experts' own task force (model ids) beside the run's, once the run has finished."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'seed_task_force'").fetchone()
+        return json.loads(row[0]) if row else None
 
     def _place(self, source: Path, target: Path) -> None:
         """Puts ``source``'s bytes at ``target`` atomically: a hard link, else a copy through staging."""
         if target.is_file():
             return  # same digest, same bytes
         try:
-            os.link(source, target)
+            os.link(os.path.realpath(source), target)  # the file itself: link() would link a symbolic link
         except OSError:
             partial = self.staging_dir / f"{target.name}.partial"
             shutil.copyfile(source, partial)

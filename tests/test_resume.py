@@ -48,9 +48,11 @@ def committed(db_path) -> int:
 
 def test_kill_9_mid_generation_then_resume(tiny_models, tmp_path):
     run_dir = tmp_path / "run"
-    # a disk budget with room for one child (seeds are not counted): other members are evicted and rebuilt
+    # a strict disk budget with room for one child (seeds are not counted): other members are evicted, even
+    # those the next generation reads (store.keep_next_reads off), and rebuilt
     budget = math.ceil(1.5 * (tiny_models["a"] / "model.safetensors").stat().st_size / 2**20)
-    sets = tiny_overrides(tiny_models, tmp_path, **{"run.generations": GENERATIONS, "store.weights_budget_mb": budget})
+    sets = tiny_overrides(tiny_models, tmp_path, **{"run.generations": GENERATIONS, "store.weights_budget_mb": budget,
+                                                     "store.keep_next_reads": False})
     args = [sys.executable, "-m", "acdc_engine", "run", "--run-dir", str(run_dir)]
     args += [a for s in sets for a in ("--set", s)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -59,7 +59,8 @@ def test_least_recently_used_files_are_evicted_first_and_seeds_never(tmp_path):
 
 
 def test_evicted_children_are_rebuilt_bitwise_across_a_resume_and_by_export(tiny_config, tmp_path):
-    config = tiny_config(**{"store.weights_budget_mb": 1})  # below one child file: no child keeps a file
+    # below one child file, and strict (store.keep_next_reads off): no child keeps a file, even one read next
+    config = tiny_config(**{"store.weights_budget_mb": 1, "store.keep_next_reads": False})
     run_dir = tmp_path / "run"
     first, second = EventLog(), EventLog()
     with pytest.raises(KeyboardInterrupt):

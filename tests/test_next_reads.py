@@ -1,0 +1,60 @@
+"""The weights budget keeps what the next generation reads: on a real tiny-model run whose budget forces
+eviction, nothing evicted at a commit is rebuilt by the next generation (with ``store.keep_next_reads``),
+while the strict budget has to rebuild some; both runs are the same run."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from acdc_engine.hookspecs import hookimpl
+from conftest import run_in_process
+
+
+class ByGeneration:
+    """The models evicted at each commit, and those rebuilt during each generation (after the last commit:
+    by the task force, counted as the generation after the last)."""
+
+    def __init__(self):
+        self.gen, self.evicted, self.rebuilt = None, {}, {}
+
+    @hookimpl
+    def acdc_event(self, kind, data):
+        if kind == "generation_committed":
+            self.gen = data["generation"] + 1
+        elif kind == "weights_evicted":
+            self.evicted.setdefault(data["generation"], set()).update(data["model_ids"])
+        elif kind == "weights_rebuilt":
+            self.rebuilt.setdefault(self.gen, set()).add(data["model_id"])
+
+
+def run(tiny_config, tmp_path, name, **extra):
+    config = tiny_config(**{"run.generations": 4, "tasks.adapt_every": 2, "evolution.archive_size": 4,
+                            "store.weights_budget_mb": 1, **extra})  # 1 MiB: below one child's file
+    log = ByGeneration()
+    run_in_process(config, tmp_path / name, [log])
+    db = sqlite3.connect(tmp_path / name / "run.sqlite")
+    try:
+        stats = [json.loads(r[0]) for r in db.execute("SELECT stats FROM generations ORDER BY generation")]
+        outcome = (db.execute("SELECT id, status, digest FROM models ORDER BY id").fetchall(),
+                   db.execute("SELECT model_ids, coverage FROM task_force").fetchone())
+        kept = db.execute("SELECT COALESCE(SUM(size), 0) FROM weight_files WHERE seed = 0").fetchone()[0]
+    finally:
+        db.close()
+    return log, stats, outcome, kept
+
+
+def test_the_next_generation_rebuilds_nothing_the_last_commit_evicted(tiny_config, tmp_path):
+    log, stats, outcome, kept = run(tiny_config, tmp_path, "keep")
+    during = {g: ids for g, ids in log.evicted.items() if g < 4}
+    assert any(during.values()), log.evicted  # the budget forced evictions between generations
+    for gen, ids in log.evicted.items():
+        assert not ids & log.rebuilt.get(gen + 1, set()), (gen, ids, log.rebuilt)
+    assert all("weights_rebuilt" in s and "weights_rebuilt_s" in s for s in stats)  # the time line's figures
+    assert kept <= 2**20  # after the run the kept files are back within the budget
+
+    strict_log, strict_stats, strict_outcome, _ = run(tiny_config, tmp_path, "strict",
+                                                      **{"store.keep_next_reads": False})
+    assert any(ids & strict_log.rebuilt.get(gen + 1, set()) for gen, ids in strict_log.evicted.items())
+    assert sum(s["weights_rebuilt"] for s in strict_stats) > sum(s["weights_rebuilt"] for s in stats)
+    assert strict_outcome == outcome  # the same models, statuses, weights and task force either way
