@@ -27,9 +27,12 @@ def make_archive(kind: str, *, capacity: int, measure_dim: int, k_neighbors: int
     raise ValueError(f"unknown archive kind {kind!r}; known: {', '.join(KINDS)}")
 
 
-def make_emitter(kind: str, archive, *, batch_size: int, merge, mutation, config, seed: int | None = None):
-    """The emitter of ``kind`` (one of :data:`EMITTERS`) over ``archive``; ``config`` is the run's config."""
+def make_emitter(kind: str, archive, *, batch_size: int, merge, mutation, config, num_layers: int = 0,
+                 seed: int | None = None):
+    """The emitter of ``kind`` (one of :data:`EMITTERS`) over ``archive``; ``config`` is the run's config,
+    ``num_layers`` the models' layer count (the CMA-ES emitter's weights go per block of layers)."""
     if kind not in EMITTERS:
         raise ValueError(f"unknown emitter {kind!r}; known: {', '.join(EMITTERS)}")
+    extra = {"num_layers": num_layers} if kind == "cma-es" else {}
     return EMITTERS[kind](archive, batch_size=batch_size, merge=merge, mutation=mutation,
-                          config=config, seed=seed)
+                          config=config, seed=seed, **extra)

@@ -90,7 +90,7 @@ class EvolutionConfig(_Section):
     emitter: Literal["recipe", "cma-es"] = Field(
         "recipe", description="How children are proposed: 'recipe' (parents drawn uniformly from the archive, "
         "merge weights drawn around 1 with merge.crossover_std) or 'cma-es' (pyribs' CMA-ES over the merge weights per "
-        "parent of one parent group, drawn from the archive at each ES restart; ranked by archive status, then "
+        "parent and block of layers (cma_layer_granularity) of one parent group, drawn from the archive at each ES restart; ranked by archive status, then "
         "by improvement where the archive reports one, else by fitness).")
     cma_sigma0: float = Field(0.2, gt=0, description="cma-es: initial step size of the ES around equal weights "
                               "(1 per parent), also after each restart.")
@@ -101,6 +101,11 @@ class EvolutionConfig(_Section):
         "no_improvement", description="cma-es: restart (new parents, equal weights, sigma0) when no child of a "
         "generation entered the archive and on CMA-ES's own convergence tests ('no_improvement', pyribs' "
         "CMA-ME rule), or on the convergence tests only ('basic'). A parent leaving the archive always restarts.")
+    cma_layer_granularity: int = Field(
+        8, ge=0, description="cma-es: layers per block of merge weights (mergekit-evolve's layer_granularity): "
+        "the ES searches one weight per parent for each block of this many consecutive layers (the last block may "
+        "be shorter; embeddings take the first block's weights, the final norm and lm_head the last's); 0: one "
+        "weight per parent for the whole model.")
 
     @model_validator(mode="after")
     def _cma_bounds(self) -> EvolutionConfig:

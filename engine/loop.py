@@ -27,6 +27,7 @@ from acdc_engine.executor import MaterialiseJob, Operators, Worker, make_executo
 from acdc_engine.lineage import rebuild_weights
 from acdc_engine.evaluator import Evaluator
 from acdc_engine.intake import TaskIntake
+from acdc_engine.layer_blocks import checkpoint_layers
 from acdc_engine.ledger import Ledger
 from acdc_engine.pool import TaskPool
 from acdc_engine.population import Population
@@ -61,6 +62,7 @@ class Coevolution:
         self.emitter = make_emitter(
             evo.emitter, self.archive, batch_size=evo.offspring_per_generation, merge=self.merge,
             mutation=self.mutation, config=config, seed=config.run.seed,
+            num_layers=checkpoint_layers(self.base_dir / "model.safetensors") if evo.emitter == "cma-es" else 0,
         )
         self.scheduler = Scheduler(self.archive, [self.emitter], add_mode="batch")
         self.pool = TaskPool(emit=self.emit)

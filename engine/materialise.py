@@ -6,7 +6,9 @@ goes straight into a :class:`~acdc_engine.checkpoint.CheckpointWriter` and/or
 into a resident model's tensors (``into``). At no time is a whole model held
 in memory. Each tensor's random draws (mutation noise, DARE masks) come from
 generators seeded by the recipe's seed and the tensor's name, so the same
-recipe on the same parents gives bitwise-identical weights.
+recipe on the same parents gives bitwise-identical weights. Crossover
+parameters given per block of layers are resolved for each tensor first
+(:mod:`acdc_engine.layer_blocks`).
 
 Merging is memory-bound and draws from torch's global generator (mergekit's
 DARE masks), so it runs tensor by tensor on the calling thread. Mutating is
@@ -28,6 +30,7 @@ from threadpoolctl import threadpool_limits
 
 from acdc_engine.checkpoint import CheckpointReader, CheckpointWriter
 from acdc_engine.errors import AcdcError
+from acdc_engine.layer_blocks import block_params
 from acdc_engine.operators import MergeMethod, MutationMethod
 from acdc_engine.recipe import Recipe
 
@@ -152,5 +155,5 @@ def _merged_tensor(recipe, name, parents, base, merge, cparams, target):
         return lazy[0].clone()
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(tensor_seed(recipe.seed ^ MERGE_SALT, name))  # CPU only: cheap
-        child = merge.merge(name, lazy, base.tensor(name), cparams, out=writable)
+        child = merge.merge(name, lazy, base.tensor(name), block_params(cparams, name), out=writable)
     return child if child is writable else child.to(base.dtype(name)).contiguous()

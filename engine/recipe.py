@@ -7,8 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def _freeze(value: Any) -> Any:
+    return tuple(_freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
 def _frozen(params: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in (params or {}).items()))
+    """Parameters as sorted (key, value) pairs, lists (nested ones too, e.g. per-block weights) as tuples."""
+    return tuple(sorted((k, _freeze(v)) for k, v in (params or {}).items()))
 
 
 @dataclass(frozen=True)

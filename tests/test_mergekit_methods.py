@@ -120,3 +120,74 @@ def test_each_method_equals_mergekit_run_merge(three, tmp_path, name, changed):
     print(f"parity {name} {changed or ''}: max abs diff {diff:.1e}")
     first = load_file(parents[0] / "model.safetensors")
     assert any(not torch.equal(child[k], first[k]) for k in child)  # it merged something
+
+
+
+def slices_config(method_name: str, params: dict, per_block: list, base, parents, granularity: int) -> dict:
+    """mergekit-evolve's merge config for weights per block of layers (its ``_discrete_config_slices``)."""
+    flat = mergekit_config(method_name, params | {"weight": per_block[0]}, base, parents)
+    paths = [str(p) for p in parents]
+    slices = []
+    for b, weights in enumerate(per_block):
+        sources = []
+        for entry in flat["models"]:
+            source = {"model": entry["model"], "layer_range": [b * granularity, (b + 1) * granularity]}
+            if entry["model"] in paths:
+                source["parameters"] = entry["parameters"] | {"weight": weights[paths.index(entry["model"])]}
+            sources.append(source)
+        slices.append({"sources": sources})
+    return {k: v for k, v in flat.items() if k != "models"} | {"slices": slices}
+
+
+@pytest.fixture(scope="module")
+def untied(tmp_path_factory):
+    """Three 2-layer llamas with an lm_head of their own and random norms: every tensor outside the layers
+    tells which block's weights it took."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
+    out = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+        for name, tensor in model.named_parameters():
+            if "norm" in name:
+                tensor.data.uniform_(0.5, 1.5)
+        path = tmp_path_factory.mktemp(f"untied{seed}")
+        model.save_pretrained(path)
+        out.append(path)
+    return out
+
+
+@pytest.mark.parametrize("name", ["linear", "ties", "task_arithmetic", "breadcrumbs_ties"])
+def test_weights_per_block_of_layers_equal_mergekit_evolve_slices(untied, tmp_path, name):
+    """The CMA-ES emitter's per-block weights (layer_granularity 1 on 2 layers) give run_merge's child of the
+    slices config mergekit-evolve writes for them: embeddings from the first block, the final norm from the last."""
+    base, *parents = untied
+    method = acdc_merge_methods()[name]
+    params = method.draw_params(2, np.random.default_rng(0), load_config())
+    key = "weights" if "weights" in params else "weight"
+    per_block = [[1.3, 0.4], [0.2, 1.1]]
+    files = dict(parent_files=[p / "model.safetensors" for p in parents], base_file=base / "model.safetensors",
+                 merge=method, mutation=None)
+    recipe = Recipe.make(parents=("p", "q"), crossover=name, seed=5,
+                         crossover_params=params | {key: per_block, "layer_granularity": 1})
+    materialise(recipe, out_file=tmp_path / "ours.safetensors", **files)
+    config = slices_config(name, params, per_block, base, parents, granularity=1)
+    run_merge(MergeConfiguration.model_validate(config), str(tmp_path / "mk"),
+              options=MergeOptions(copy_tokenizer=False, write_model_card=False, quiet=True, random_seed=0))
+    theirs = {}
+    for shard in (tmp_path / "mk").glob("*.safetensors"):
+        theirs.update(load_file(shard))
+    child = load_file(tmp_path / "ours.safetensors")
+    assert set(theirs) == set(child)
+    for k, tensor in theirs.items():
+        torch.testing.assert_close(child[k], tensor, rtol=1e-5, atol=1e-6, msg=f"{name}: {k}")
+    flat = Recipe.make(parents=("p", "q"), crossover=name, seed=5, crossover_params=params | {key: per_block[0]})
+    materialise(flat, out_file=tmp_path / "flat.safetensors", **files)
+    first = load_file(tmp_path / "flat.safetensors")  # the whole model at the first block's weights
+    second = {k for k in child if ".layers.1." in k or k in ("model.norm.weight", "lm_head.weight")}
+    assert "model.embed_tokens.weight" in set(child) - second and len(second) == 11
+    assert all(torch.equal(child[k], first[k]) for k in set(child) - second)
+    assert not any(torch.equal(child[k], first[k]) for k in second)  # the last block has weights of its own
