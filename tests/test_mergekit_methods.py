@@ -184,6 +184,7 @@ def test_weights_per_block_of_layers_equal_mergekit_evolve_slices(untied, tmp_pa
     assert set(theirs) == set(child)
     for k, tensor in theirs.items():
         torch.testing.assert_close(child[k], tensor, rtol=1e-5, atol=1e-6, msg=f"{name}: {k}")
+    print(f"parity per block {name}: max abs diff {max((child[k] - t).abs().max().item() for k, t in theirs.items()):.1e}")
     flat = Recipe.make(parents=("p", "q"), crossover=name, seed=5, crossover_params=params | {key: per_block[0]})
     materialise(flat, out_file=tmp_path / "flat.safetensors", **files)
     first = load_file(tmp_path / "flat.safetensors")  # the whole model at the first block's weights
