@@ -213,7 +213,8 @@ class CMAEmitter(EmitterBase):
         if len(es["mean"]) != self.dim:
             raise AcdcError(f"the saved CMA-ES searches {len(es['mean'])} merge weights ({state['blocks']} layer "
                             f"blocks), this config {self.dim} ({self.blocks} blocks of evolution.cma_layer_granularity "
-                            f"= {self.granularity}): resume with the run's own setting")
+                            f"= {self.granularity}): resume with the setting the state was made with (evolution."
+                            f"cma_layer_granularity = {state['granularity']})")
         self._opt.reset(np.ones(self.dim))
         for name, (obj, attr, kind) in _FIELDS.items():
             value = es[name]
