@@ -23,7 +23,7 @@ from acdc_engine.events import (Advanced, Event, GenerationCommitted, Generation
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.operators import MergeMethod, MutationMethod
 from acdc_engine.plugin_manager import configured_plugins
-from acdc_engine.progress import TickingProgress
+from acdc_engine.progress import TickingProgress, folded_bars
 from acdc_engine.seeds import FORGED_PREFIX, check_chat_template
 from acdc_engine.seeds import resolve as resolve_seed
 from acdc_engine.store import committed_generations
@@ -46,5 +46,5 @@ __all__ = [
     "WorkerLost",
     "TickingProgress", "check_chat_template", "command_config", "committed_generations", "config_options",
     "configured_plugins",
-    "extract_answer", "file_digest", "hookimpl", "quiet_libraries", "report_plots", "resolve_seed",
+    "extract_answer", "file_digest", "folded_bars", "hookimpl", "quiet_libraries", "report_plots", "resolve_seed",
 ]

@@ -38,10 +38,14 @@ def command_config(config_file: Path | None, overrides: tuple[str, ...] = ()) ->
 
 
 def quiet_libraries() -> None:
-    """Offline, and no library progress bars fighting the live view."""
+    """Offline, and no library progress bars fighting the live view (transformers', the Hub's and every
+    tqdm bar: :func:`~acdc_engine.progress.silence_foreign_bars`; a step that wants them shown folds them
+    into its own display with :func:`~acdc_engine.progress.folded_bars`)."""
+    from acdc_engine.progress import silence_foreign_bars
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    silence_foreign_bars()
     hf_logging.set_verbosity_error()

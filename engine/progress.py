@@ -6,11 +6,21 @@ lines instead: one when a task starts, one when it ends, and one per
 unfinished task at least every ``every_s`` seconds (what, how far, elapsed,
 ETA), from a timer thread, so a step that makes no progress for a while is
 still reported. ``ACDC_PROGRESS_EVERY_S`` in the environment sets that
-interval.
+interval. A task may carry a ``note`` (which pass of a step it is), shown
+after its description.
+
+Third-party progress bars (tqdm's: transformers' GGUF conversion, the Hub,
+sentence-transformers, mergekit, ...) would print their own lines across the
+live view. :func:`silence_foreign_bars` turns them off for the process;
+inside :func:`folded_bars` they advance a task of the run's own display
+instead, under the step they belong to.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import os
 import threading
 
@@ -30,10 +40,11 @@ def clock(seconds: float | None) -> str:
 
 
 def plain_line(task: Task) -> str:
-    """One task's progress as a log line: description, done/total, elapsed, ETA."""
+    """One task's progress as a log line: description, done/total, elapsed, ETA (and its note)."""
     done = f"{task.completed:.0f}/{task.total:.0f}" if task.total is not None else f"{task.completed:.0f}"
     eta = "" if task.total is None else f", ETA {clock(task.time_remaining)}"
-    return f"{task.description}: {done}, {clock(task.elapsed)} elapsed{eta}"
+    note = task.fields.get("note")
+    return f"{task.description}: {done}, {clock(task.elapsed)} elapsed{eta}" + (f" ({note})" if note else "")
 
 
 class TickingProgress(Progress):
@@ -41,7 +52,8 @@ class TickingProgress(Progress):
 
     def __init__(self, *, console: Console, every_s: float = PLAIN_EVERY_S, bar_width: int = 24,
                  transient: bool = False) -> None:
-        super().__init__(TextColumn("{task.description}"), BarColumn(bar_width=bar_width), MofNCompleteColumn(),
+        super().__init__(TextColumn("{task.description}{task.fields[shown_note]}"), BarColumn(bar_width=bar_width),
+                         MofNCompleteColumn(),
                          TimeElapsedColumn(), console=console, disable=not console.is_terminal, transient=transient)
         self.plain = not console.is_terminal
         self.every_s = every_s
@@ -72,11 +84,13 @@ class TickingProgress(Progress):
             if not task.finished:
                 self._say(plain_line(task))
 
-    def add_task(self, description: str, *args, **kwargs) -> TaskID:
-        task_id = super().add_task(description, *args, **kwargs)
+    def add_task(self, description: str, *args, note: str = "", **kwargs) -> TaskID:
+        """A task; ``note`` (e.g. which pass of a step it is) is shown after its description."""
+        task_id = super().add_task(description, *args, note=note, shown_note=f" ({note})" if note else "", **kwargs)
         if self.plain:
             total = self._tasks[task_id].total
-            self._say(f"{description}" + (f" ({total:.0f})" if total is not None else "") + " ...")
+            what = ", ".join(x for x in (f"{total:.0f}" if total is not None else "", note) if x)
+            self._say(f"{description}" + (f" ({what})" if what else "") + " ...")
         return task_id
 
     def remove_task(self, task_id: TaskID) -> None:
@@ -89,3 +103,96 @@ class TickingProgress(Progress):
 
     def _say(self, text: str) -> None:
         self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+# --- third-party progress bars ---------------------------------------------------------------------
+
+_fold: list[tuple[Progress, str]] = []  # the display and label that tqdm bars fold into, innermost last
+_fold_lock = threading.Lock()
+
+
+def silence_foreign_bars() -> None:
+    """Turns off, for this process, the progress bars libraries print themselves: transformers' and the
+    Hub's switches, and every tqdm bar (``disable`` forced on), except inside :func:`folded_bars`. Safe to
+    call again."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # subprocesses, and tqdm imported later
+    with contextlib.suppress(ImportError):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    with contextlib.suppress(ImportError):
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    with contextlib.suppress(ImportError):
+        import tqdm.std
+
+        _hook_tqdm(tqdm.std.tqdm)
+
+
+def _hook_tqdm(cls) -> None:
+    """Replaces ``cls.__init__``/``update``/``close`` once: a bar prints nothing; inside :func:`folded_bars`
+    it advances a task of that display instead."""
+    if getattr(cls.__init__, "_acdc_hooked", False):
+        return
+    init, update, close = cls.__init__, cls.update, cls.close
+
+    @functools.wraps(init)
+    def quiet_init(self, *args, **kwargs):
+        if len(args) > 10:  # disable given by position (the 11th parameter)
+            args = (*args[:10], *args[11:])
+        with _fold_lock:
+            target = _fold[-1] if _fold else None
+        kwargs["disable"] = target is None
+        if target is not None:
+            kwargs["file"] = io.StringIO()  # the bar's own text goes nowhere
+        init(self, *args, **kwargs)
+        self._acdc_task = None
+        if target is not None:
+            progress, label = target
+            what = (kwargs.get("desc") or (args[1] if len(args) > 1 else None) or "working").rstrip(". :")
+            self._acdc_progress = progress
+            self._acdc_task = progress.add_task(f"{label}: {what}", total=self.total)
+            if self.n:
+                progress.advance(self._acdc_task, self.n)
+
+    @functools.wraps(update)
+    def folded_update(self, n=1):
+        out = update(self, n)
+        if getattr(self, "_acdc_task", None) is not None:
+            self._acdc_progress.update(self._acdc_task, completed=self.n)
+        return out
+
+    @functools.wraps(close)
+    def folded_close(self):
+        task, self_task = getattr(self, "_acdc_task", None), None
+        if task is not None:
+            self._acdc_task = self_task
+            self._acdc_progress.update(task, completed=self.n)
+            self._acdc_progress.remove_task(task)
+        return close(self)
+
+    quiet_init._acdc_hooked = True
+    cls.__init__, cls.update, cls.close = quiet_init, folded_update, folded_close
+
+
+@contextlib.contextmanager
+def folded_bars(label: str, progress: Progress | None = None, console: Console | None = None):
+    """Inside, a third-party tqdm bar shows as a task of ``progress`` (``label: its description``, its count,
+    elapsed time; plain lines off a terminal), or of a display of its own on ``console`` (stderr by
+    default), instead of printing its own lines. ``label`` names the step the bar belongs to."""
+    silence_foreign_bars()
+    own = progress is None
+    if own:
+        progress = TickingProgress(console=console or Console(stderr=True), transient=True)
+        progress.start()
+    with _fold_lock:
+        _fold.append((progress, label))
+    try:
+        yield progress
+    finally:
+        with _fold_lock:
+            _fold.remove((progress, label))
+        if own:
+            progress.stop()
