@@ -32,7 +32,11 @@ earlier recipes), mergekit's others under ``weight``.
 
 A recipe made before a parameter was recorded rebuilds as it was made:
 ``dare_ties``, ``dare_linear`` and ``breadcrumbs`` recipes without
-``normalize`` were normalised by the weights' sum (:data:`LEGACY`). The merge
+``normalize`` were normalised by the weights' sum (:data:`LEGACY`), and a
+``task_arithmetic`` recipe without it is summed as it was then (equal to
+mergekit's within float rounding). ``slerp`` recipes made before it ran
+mergekit's code interpolated row by row: they no longer rebuild (a rebuild
+that hashes differently is refused). The merge
 plugin's methods compute in float32 (mergekit's ``dtype: float32``), the
 others in the checkpoint's dtype (mergekit's default). Random methods
 (``dare_*``, ``della*``) draw from torch's global generator, which
@@ -123,8 +127,19 @@ def run_mergekit(method, name: str, parents, base, params: dict, dtype: torch.dt
 
 def _merger(method, dtype: torch.dtype | None):
     def merge(name, parents, base, params, out=None):
+        if method.spec.name == "task_arithmetic" and "normalize" not in params:
+            return _task_arithmetic_before(parents, base, params)
         return run_mergekit(method, name, parents, base, params, dtype)
     return merge
+
+
+def _task_arithmetic_before(parents, base, params) -> torch.Tensor:
+    """``task_arithmetic`` as recipes made before its parameters were recorded were built (the same sum,
+    accumulated in another order, so their rebuilds stay bitwise the same)."""
+    acc = torch.zeros(base.shape, dtype=torch.float32)
+    for w, i in zip(params["weights"], range(len(parents))):
+        acc.add_(parents[i].to(torch.float32) - base, alpha=w)
+    return base.to(torch.float32) + params.get("lambda", 1.0) * acc
 
 
 def linear_merge(name, parents, base, params, out=None):
