@@ -328,6 +328,18 @@ def lineage(run_dir, model_id):
 @click.option("--lm-eval-include", type=click.Path(path_type=Path), metavar="DIR",
               help="A folder of lm-eval task YAML files (e.g. over local JSONL data) to take names from too.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many questions per lm-eval task.")
+@click.option("--num-fewshot", type=click.IntRange(min=0), metavar="N",
+              help="lm-eval: few-shot examples per question (default: each task's own).")
+@click.option("--apply-chat-template", is_flag=True,
+              help="lm-eval: ask through the base model's chat template (the seeds are chat models).")
+@click.option("--system-instruction", metavar="TEXT", help="lm-eval: a system message before each question.")
+@click.option("--gen-kwargs", "gen_kwargs", multiple=True, metavar="ARGS",
+              help="lm-eval: generation settings over the tasks' own, as lm-eval's --gen_kwargs: "
+                   "'temperature=0.7,do_sample=True,max_gen_toks=64' or a JSON object (until, max_gen_toks, "
+                   "temperature, do_sample).")
+@click.option("--output-path", type=click.Path(path_type=Path), metavar="DIR",
+              help="lm-eval: where each member's results go in lm-eval's own format, one folder per member "
+                   "(default: beside --json, FILE-lm-eval/).")
 @click.option("--model-dir", "model_dirs", multiple=True, type=click.Path(path_type=Path),
               help="Another checkpoint directory to compare (same architecture); repeatable.")
 @click.option("--samples", type=click.IntRange(min=1), help="N for the control (default: the task-force size).")
@@ -337,8 +349,8 @@ def lineage(run_dir, model_id):
 @click.option("--max-new-tokens", type=click.IntRange(min=1), help="Answer length (default: the run's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the control's sampling.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the results as JSON here.")
-def evaluate(run_dir, specs, lm_tasks, lm_eval_include, limit, model_dirs, samples, method, judge_dir,
-             max_new_tokens, seed, json_out):
+def evaluate(run_dir, specs, lm_tasks, lm_eval_include, limit, num_fewshot, apply_chat_template, system_instruction,
+             gen_kwargs, output_path, model_dirs, samples, method, judge_dir, max_new_tokens, seed, json_out):
     """Score the task force, the seeds, a control and other models on outside benchmarks
     (--benchmark) and lm-evaluation-harness tasks (--lm-eval)."""
     from acdc_engine.evaluate import Evaluation
@@ -352,10 +364,16 @@ def evaluate(run_dir, specs, lm_tasks, lm_eval_include, limit, model_dirs, sampl
     quiet_libraries()
     lm = None
     if lm_tasks:
-        from acdc_engine.lm_eval_adapter import LmEvalEvaluation
+        from acdc_engine.lm_eval_adapter import LmEvalEvaluation, parse_gen_kwargs
 
+        if output_path is not None and output_path.exists() and not output_path.is_dir():
+            raise AcdcError(f"--output-path {output_path} is a file, not a folder")
         lm = LmEvalEvaluation([t.strip() for t in lm_tasks.split(",") if t.strip()], include=lm_eval_include,
-                              limit=limit)
+                              limit=limit, num_fewshot=num_fewshot, apply_chat_template=apply_chat_template,
+                              system_instruction=system_instruction, gen_kwargs=parse_gen_kwargs(gen_kwargs))
+    elif num_fewshot is not None or apply_chat_template or system_instruction or gen_kwargs or output_path:
+        raise AcdcError("--num-fewshot, --apply-chat-template, --system-instruction, --gen-kwargs and "
+                        "--output-path are for --lm-eval tasks")
     started: list[str] = []
 
     def on_progress(text: str) -> None:  # called as each system starts on each benchmark
@@ -370,9 +388,15 @@ def evaluate(run_dir, specs, lm_tasks, lm_eval_include, limit, model_dirs, sampl
             results = ev.run(list(specs)) if specs else {}
             if lm:
                 samples_file = Path(json_out).with_name(f"{Path(json_out).stem}-samples.jsonl")
-                results["lm_eval"] = lm.run(ev, samples_file)
+                results["lm_eval"] = lm.run(ev, samples_file, output_path)
             progress.update(task, completed=len(started))
             progress.remove_task(task)
+        files = []
+        if json_out:
+            write_new(Path(json_out), json.dumps(results, indent=1))
+            files = [Path(json_out)] + ([Path(results["lm_eval"][k]) for k in ("samples_file", "output_path")]
+                                        if lm else [])
+        ev.publish(results, files)  # hook acdc_evaluation_results: the tracking plugins log them
     finally:
         ev.close()
     if specs:
@@ -384,8 +408,10 @@ def evaluate(run_dir, specs, lm_tasks, lm_eval_include, limit, model_dirs, sampl
         console.print(f"lm-eval requests: {cache['fresh']} answered, {cache['from_cache']} from the cache "
                       f"({cache['backend_calls']} backend calls); samples written to {report['samples_file']}",
                       highlight=False)
+    if lm:
+        console.print(f"lm-eval results (lm-eval's format) written under {results['lm_eval']['output_path']}",
+                      highlight=False)
     if json_out:
-        write_new(Path(json_out), json.dumps(results, indent=1))
         console.print(f"results written to {json_out}", highlight=False)
 
 

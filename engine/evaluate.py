@@ -211,6 +211,12 @@ class Evaluation:
                 "control_temperature": CONTROL_TEMPERATURE,
                 "benchmarks": {b.name: self.run_benchmark(b) for b in benches}}
 
+    def publish(self, results: dict, files: list[Path]) -> None:
+        """Tells the run's plugins (hook ``acdc_evaluation_results``) the evaluation's ``results`` and the
+        ``files`` written: the tracking plugins log them."""
+        self.hook.acdc_evaluation_results(run_dir=Path(self.store.run_dir), config=self.config, results=results,
+                                          files=list(files))
+
     def close(self) -> None:
         if self.backend is not None:
             self.backend.close()

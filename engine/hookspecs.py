@@ -289,3 +289,21 @@ def acdc_event(event: Event, kind: str, data: dict[str, Any]) -> None:
     dict) are the same event for implementations that take ``(kind, data)``;
     take only the arguments you need.
     """
+
+
+# --- outside evaluation -----------------------------------------------------
+
+
+@hookspec
+def acdc_evaluation_results(run_dir: Path, config: Config, results: dict[str, Any], files: list[Path]) -> None:
+    """``acdc-engine evaluate`` has scored a run's systems; called once, with the run's configured plugins,
+    after its files are written. Return values are ignored.
+
+    ``results`` is the report ``evaluate --json`` writes: ``benchmarks`` (``--benchmark``: per benchmark
+    ``n_items`` and per system ``n``, ``coverage``, ``majority``, ``best_of_n``) and ``lm_eval``
+    (``--lm-eval``: the same per task, each system's ``members`` with lm-eval's own aggregate ``metrics``
+    and the ``results_file`` lm-eval's ``EvaluationTracker`` wrote, plus ``num_fewshot``,
+    ``apply_chat_template``, ``gen_kwargs``, ``output_path``). ``files`` are what it wrote (the JSON
+    report, the per-sample log, lm-eval's results folder), empty without ``--json``. The ``wandb`` and
+    ``mlflow`` plugins log them to the run's tracked run.
+    """

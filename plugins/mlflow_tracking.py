@@ -7,8 +7,10 @@ By default the tracking store is a SQLite file in the run folder
 other store or server. The MLflow run id is kept in ``RUN_DIR/mlflow-run.json``:
 ``resume`` continues the same MLflow run and logs the committed generations
 it does not hold yet (each write is synchronous, so after a kill -9 at most
-the generation being logged is missing), so each step is there once. What is
-logged: see :mod:`acdc_engine.plugins.tracking`.
+the generation being logged is missing), so each step is there once.
+``acdc-engine evaluate`` logs to the same MLflow run: its scores as metrics
+``evaluate/...``, its files under the artifact folder ``evaluation/STAMP/``.
+What is logged: see :mod:`acdc_engine.plugins.tracking`.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from pathlib import Path
 from pydantic import Field
 
 from acdc_engine.api import AcdcError, Config, PluginSection, RunFinished
-from acdc_engine.plugins.tracking import (GENERATION_METRIC, Tracker, archive_table, flat_params,
-                                          load_json, save_json, tracking_hooks, write_results)
+from acdc_engine.plugins.tracking import (GENERATION_METRIC, Tracker, archive_table, evaluation_stamp,
+                                          evaluation_table, flat_params, load_json, save_json, tracking_hooks,
+                                          write_results)
 
 ID_FILE = "mlflow-run.json"
 PARAM_LIMIT = 6000  # MLflow refuses longer param values; longer ones are cut and marked
@@ -97,11 +100,48 @@ class MlflowTracker(Tracker):
         self.client.log_metric(self.run_id, "task_force_coverage", event.coverage)
         self.client.log_metric(self.run_id, "seed_force_coverage", event.seed_coverage)
 
+    def log_evaluation(self, run_dir: Path, config: Config, metrics: dict[str, float], results: dict,
+                       files: list[Path]) -> None:
+        """The scores as metrics (``evaluate/...``, step 0), the report as ``evaluation/STAMP/scores.json``
+        (a table) and the files under ``evaluation/STAMP/``, in the MLflow run kept for ``run_dir`` (a new one,
+        finished at once, if there is none); its status is left as it was."""
+        import time
+
+        from mlflow.entities import Metric
+        from mlflow.exceptions import MlflowException
+
+        kept = load_json(run_dir / ID_FILE)
+        try:
+            if kept:
+                from mlflow import MlflowClient
+
+                self.client, self.run_id = MlflowClient(tracking_uri=kept["tracking_uri"]), kept["run_id"]
+            else:
+                self.start(run_dir, config)
+            stamp, now = evaluation_stamp(), int(time.time() * 1000)
+            batch = [Metric(k, v, now, 0) for k, v in sorted(metrics.items())]
+            for i in range(0, len(batch), 1000):  # log_batch takes at most 1000 metrics a call
+                self.client.log_batch(self.run_id, metrics=batch[i:i + 1000])
+            columns, data = evaluation_table(results)
+            self.client.log_dict(self.run_id, {"columns": columns, "data": data}, f"evaluation/{stamp}/scores.json")
+            for path in files:
+                if path.is_dir():
+                    self.client.log_artifacts(self.run_id, str(path), f"evaluation/{stamp}/{path.name}")
+                elif path.is_file():
+                    self.client.log_artifact(self.run_id, str(path), f"evaluation/{stamp}")
+            self.client.set_tag(self.run_id, "acdc.evaluated", stamp)
+            if not kept:
+                self.close(True)
+        except MlflowException as exc:
+            raise AcdcError(f"mlflow run {self.run_id}: {exc.message.splitlines()[0]}") from None
+        finally:
+            self.client = None
+
     def close(self, finished: bool) -> None:
         client, self.client = self.client, None
         if client is not None and self.run_id is not None:
             client.set_terminated(self.run_id, status="FINISHED" if finished else "KILLED")
 
 
-acdc_config_sections, acdc_configure, acdc_event, acdc_unconfigure = tracking_hooks(
+acdc_config_sections, acdc_configure, acdc_event, acdc_unconfigure, acdc_evaluation_results = tracking_hooks(
     "mlflow", MlflowSection, MlflowTracker, module="mlflow")

@@ -4,7 +4,10 @@ A :class:`Tracker` subclass talks to one tracking library; :class:`TrackingPlugi
 feeds it the run's events: the config when the run starts,
 each committed generation's statistics as metrics at step = generation (with
 its archive as a table), and at the end the task force, the final archive and
-the plots of ``acdc-engine report`` as files. On ``resume`` the tracker
+the plots of ``acdc-engine report`` as files; after ``acdc-engine evaluate`` (hook
+``acdc_evaluation_results``) its scores as metrics named ``evaluate/...``
+(:func:`evaluation_metrics`) and its files (the JSON report, the per-sample
+log, lm-eval's results folder) in the same tracked run. On ``resume`` the tracker
 reopens the same tracked run (its id is kept in the run folder) and catches
 up on committed generations it never received (a kill -9 can land between a
 commit and the tracker's write), so every generation is logged once.
@@ -19,6 +22,7 @@ import math
 import os
 import re
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +85,63 @@ def write_results(folder: Path, event: RunFinished, archive: list[dict]) -> list
     return files
 
 
+def key_part(text: str) -> str:
+    """One part of a metric name, in the characters every tracker takes (MLflow: letters, digits, ``_-. /``)."""
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", text).strip("_") or "_"
+
+
+def system_key(name: str) -> str:
+    """A system of ``evaluate`` as a metric name part: ``task_force``, ``control``, ``seed_DIR``, ``model_DIR``."""
+    base = re.sub(r"\s*\(.*\)\s*$", "", name)  # "task force (m1, m2)", "control (3 samples, T=0.7)"
+    kind, _, rest = base.partition(" ")
+    if kind in ("seed", "model") and rest:
+        base = f"{kind} {Path(rest).name or rest}"
+    return key_part(base)
+
+
+def evaluation_metrics(results: dict) -> dict[str, float]:
+    """The numbers of ``evaluate``'s report: ``evaluate/BENCHMARK/SYSTEM/{coverage,majority,best_of_n}``,
+    ``evaluate/lm-eval/TASK/SYSTEM/...`` for lm-eval tasks, with each member's own lm-eval metrics as
+    ``evaluate/lm-eval/TASK/SYSTEM[/MEMBER]/METRIC`` (``acc``, ``acc_stderr``, ``exact_match``...; a filter
+    other than ``none`` appended as ``/FILTER``); ``None`` and non-finite values left out."""
+    out: dict[str, float] = {}
+
+    def put(key: str, value) -> None:
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            out[key] = float(value)
+
+    for prefix, report in (("evaluate", results), ("evaluate/lm-eval", results.get("lm_eval") or {})):
+        for bench, entry in (report.get("benchmarks") or {}).items():
+            for name, scores in entry["systems"].items():
+                key = f"{prefix}/{key_part(bench)}/{system_key(name)}"
+                for score in ("coverage", "majority", "best_of_n"):
+                    put(f"{key}/{score}", scores.get(score))
+                members = scores.get("members") or []
+                for member in members:
+                    who = key if len(members) == 1 else f"{key}/{key_part(member['member'])}"
+                    for metric, value in member.get("metrics", {}).items():
+                        name_, _, filt = metric.partition(",")
+                        put(f"{who}/{key_part(name_)}" + ("" if filt in ("", "none") else f"/{key_part(filt)}"),
+                            value)
+    return out
+
+
+def evaluation_table(results: dict) -> tuple[list[str], list[list]]:
+    """``evaluate``'s scores as columns and rows: source (``benchmark`` or ``lm-eval``), benchmark, system,
+    n, coverage, majority, best-of-N."""
+    rows = []
+    for source, report in (("benchmark", results), ("lm-eval", results.get("lm_eval") or {})):
+        for bench, entry in (report.get("benchmarks") or {}).items():
+            for name, s in entry["systems"].items():
+                rows.append([source, bench, name, s["n"], s["coverage"], s["majority"], s["best_of_n"]])
+    return ["source", "benchmark", "system", "n", "coverage", "majority", "best_of_n"], rows
+
+
+def evaluation_stamp() -> str:
+    """The folder name of one evaluation's files in a tracked run: ``evaluate-YYYYMMDD-HHMMSS`` (UTC)."""
+    return datetime.now(timezone.utc).strftime("evaluate-%Y%m%d-%H%M%S")
+
+
 def save_json(path: Path, data: dict) -> None:
     """Writes ``data`` whole or not at all (a kill leaves the old file)."""
     partial = path.with_name(path.name + ".partial")
@@ -115,6 +176,12 @@ class Tracker:
 
     def close(self, finished: bool) -> None:
         """Ends the tracked run: finished, or stopped before its task force (to be resumed)."""
+        raise NotImplementedError
+
+    def log_evaluation(self, run_dir: Path, config: Config, metrics: dict[str, float], results: dict,
+                       files: list[Path]) -> None:
+        """``acdc-engine evaluate``'s ``metrics`` (:func:`evaluation_metrics`), report and files, in the tracked
+        run of ``run_dir`` (reopened by its kept id; a new one if there is none), whose status it leaves."""
         raise NotImplementedError
 
 
@@ -156,6 +223,11 @@ class TrackingPlugin:
         self.tracker.log_generation(generation, generation_metrics(stats), archive)
         self.logged.add(generation)
 
+    def evaluation(self, run_dir: Path, results: dict, files: list[Path]) -> None:
+        """``acdc-engine evaluate``'s results (hook ``acdc_evaluation_results``) to a tracker of its own."""
+        self.make(self.config).log_evaluation(Path(run_dir), self.config, evaluation_metrics(results), results,
+                                              [Path(f) for f in files])
+
     def unconfigure(self) -> None:
         tracker, self.tracker = self.tracker, None
         if tracker is not None:
@@ -165,7 +237,8 @@ class TrackingPlugin:
 def tracking_hooks(name: str, section: type[PluginSection], make, *, module: str):
     """The hook implementations of tracking plugin ``name`` (also its config section's and its extra's name):
     ``acdc_config_sections`` (``section``), ``acdc_configure`` (one line if ``module`` is not installed),
-    ``acdc_event`` and ``acdc_unconfigure``, feeding a :class:`Tracker` made by ``make(section values)``."""
+    ``acdc_event``, ``acdc_unconfigure`` and ``acdc_evaluation_results``, feeding a :class:`Tracker` made by
+    ``make(section values)``."""
     plugin = TrackingPlugin(lambda config: make(config.section(name)))
 
     @hookimpl
@@ -185,4 +258,8 @@ def tracking_hooks(name: str, section: type[PluginSection], make, *, module: str
     def acdc_unconfigure():
         plugin.unconfigure()
 
-    return acdc_config_sections, acdc_configure, acdc_event, acdc_unconfigure
+    @hookimpl
+    def acdc_evaluation_results(run_dir, results, files):
+        plugin.evaluation(run_dir, results, files)
+
+    return acdc_config_sections, acdc_configure, acdc_event, acdc_unconfigure, acdc_evaluation_results

@@ -6,7 +6,9 @@ it later. The W&B run id is kept in ``RUN_DIR/wandb-run.json``: ``resume``
 continues the same W&B run (``resume="allow"``), and logs the committed
 generations that no ``.wandb`` file of that run holds yet (wandb-core writes
 its file every 15 s, so a kill -9 loses what came since), so each step is
-there once. What is logged: see :mod:`acdc_engine.plugins.tracking`.
+there once. ``acdc-engine evaluate`` reopens the same W&B run: its scores go
+to the summary (``evaluate/...``), its files to an artifact
+``acdc-evaluation-ID``. What is logged: see :mod:`acdc_engine.plugins.tracking`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Literal
 from pydantic import Field
 
 from acdc_engine.api import AcdcError, Config, PluginSection, RunFinished
-from acdc_engine.plugins.tracking import (Tracker, archive_table, load_json,
+from acdc_engine.plugins.tracking import (Tracker, archive_table, evaluation_stamp, evaluation_table, load_json,
                                           save_json, tracking_hooks, write_results)
 
 ID_FILE = "wandb-run.json"
@@ -85,6 +87,11 @@ class WandbTracker(Tracker):
         self.section, self.run = section, None
 
     def start(self, run_dir: Path, config: Config) -> set[int]:
+        run_id, root = self._init(run_dir, config=config.model_dump(mode="json"))
+        return set(logged_steps(root / "wandb", run_id)) | set(range(self.run.step))
+
+    def _init(self, run_dir: Path, **extra) -> tuple[str, Path]:
+        """Opens the W&B run of ``run_dir`` (its kept id, or a new one kept there); its id and root folder."""
         import wandb
 
         kept = load_json(run_dir / ID_FILE)
@@ -98,11 +105,10 @@ class WandbTracker(Tracker):
             self.run = wandb.init(
                 id=run_id, resume="allow", mode=mode, project=self.section.project,
                 entity=self.section.entity or None, dir=str(root), name=self.section.name or run_dir.name,
-                tags=self.section.tags or None, config=config.model_dump(mode="json"),
-                settings=wandb.Settings(silent=True, console="off"))
+                tags=self.section.tags or None, settings=wandb.Settings(silent=True, console="off"), **extra)
         except wandb.errors.Error as exc:
             raise AcdcError(f"wandb could not start run {run_id} ({mode}): {exc}".splitlines()[0]) from None
-        return set(logged_steps(root / "wandb", run_id)) | set(range(self.run.step))
+        return run_id, root
 
     def log_generation(self, generation: int, metrics: dict[str, float], archive: list[dict]) -> None:
         import wandb
@@ -127,11 +133,35 @@ class WandbTracker(Tracker):
                                  "seed_force": event.seed_force, "seed_force_coverage": event.seed_coverage,
                                  "n_tasks": event.n_tasks})
 
+    def log_evaluation(self, run_dir: Path, config: Config, metrics: dict[str, float], results: dict,
+                       files: list[Path]) -> None:
+        """The scores in the run's summary (``evaluate/...``), the report as a table, and the files as an
+        artifact ``acdc-evaluation-ID`` (type ``acdc-evaluation``), in the W&B run reopened."""
+        import wandb
+
+        self._init(run_dir)
+        try:
+            stamp = evaluation_stamp()
+            artifact = wandb.Artifact(f"acdc-evaluation-{self.run.id}", type="acdc-evaluation",
+                                      description=f"acdc-engine evaluate ({stamp}): report, per-sample log, "
+                                                  "lm-eval results.", metadata={"stamp": stamp})
+            for path in files:
+                if path.is_dir():
+                    artifact.add_dir(str(path), name=path.name, policy="immutable")
+                elif path.is_file():
+                    artifact.add_file(str(path), name=path.name, policy="immutable")
+            columns, data = evaluation_table(results)
+            artifact.add(wandb.Table(columns=columns, data=data), "evaluation")
+            self.run.log_artifact(artifact)
+            self.run.summary.update({**metrics, "evaluate/stamp": stamp})
+        finally:
+            self.close(True)
+
     def close(self, finished: bool) -> None:
         run, self.run = self.run, None
         if run is not None:
             run.finish(exit_code=0 if finished else 1)
 
 
-acdc_config_sections, acdc_configure, acdc_event, acdc_unconfigure = tracking_hooks(
+acdc_config_sections, acdc_configure, acdc_event, acdc_unconfigure, acdc_evaluation_results = tracking_hooks(
     "wandb", WandbSection, WandbTracker, module="wandb")
