@@ -270,23 +270,24 @@ class Answerer:
         self.backend = hook.acdc_make_backend(config=config, model_dir=base_dir)
         self.tokens = {"code": CODE_TOKENS}
 
-    def __call__(self, weights: Path, temperature: float, seed: int, n: int) -> list[list[bool]]:
+    def __call__(self, weights: Path, temperature: float, seed: int, n: int, items) -> list[list[bool]]:
+        """Per item of ``items``, the verdicts of ``n`` generated answers (see :class:`AnswerBook`)."""
         from acdc_engine.benchmarks import submission
         from acdc_engine.evaluate import score_answers
 
         self.backend.load_weights(weights)
-        raw: list[list[str]] = [[] for _ in self.items]
+        raw: list[list[str]] = [[] for _ in items]
         for kind in ("text", "code"):
-            idx = [i for i, it in enumerate(self.items) if (it.kind == "code") == (kind == "code")]
+            idx = [i for i, it in enumerate(items) if (it.kind == "code") == (kind == "code")]
             if not idx:
                 continue
-            prompts = [self.items[i].prompt for i in idx for _ in range(n)]
+            prompts = [items[i].prompt for i in idx for _ in range(n)]
             out = self.backend.generate(prompts, max_new_tokens=self.tokens.get(kind, self.config.generation.max_new_tokens),
                                         temperature=temperature, seed=seed)
             for j, i in enumerate(idx):
                 raw[i] = out[j * n:(j + 1) * n]
-        subs = [[submission(it, r) for r in group] for it, group in zip(self.items, raw)]
-        return score_answers(self.items, subs, self.hook, self.config.sandbox)
+        subs = [[submission(it, r) for r in group] for it, group in zip(items, raw)]
+        return score_answers(items, subs, self.hook, self.config.sandbox)
 
     def choose(self, weights: Path, temperature: float, seed: int) -> list[bool]:
         """Each multiple-choice item answered by likelihood (see :mod:`acdc_engine.discovery`)."""
@@ -359,7 +360,7 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str, ceiling
             return out
         return answer_and_say
 
-    book.answer = timed(f"answered {len(items)} questions", book.answer)
+    book.answer = timed(f"generated the answers to {len(book.generated_at)} questions", book.answer)
     if book.choose is not None:
         book.choose = timed(f"chose among the replies of {len(book.choice_at)} multiple-choice questions",
                             book.choose)

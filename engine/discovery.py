@@ -204,14 +204,16 @@ class AnswerBook:
     """Per-question verdicts of each member on a fixed question set, cached in a JSON file."""
 
     def __init__(self, items: list[Item], cache_file: Path, answer, choose=None) -> None:
-        """``answer(weights, temperature, seed, n_samples) -> list[list[bool]]``: per item, the verdict of
-        each of ``n_samples`` answers (one greedy answer when ``temperature`` is 0).
+        """``answer(weights, temperature, seed, n_samples, items) -> list[list[bool]]``: per item of
+        ``items``, the verdict of each of ``n_samples`` answers (one greedy answer when ``temperature`` is 0).
         ``choose(weights, temperature, seed) -> list[bool]``, when given, answers the multiple-choice items
-        by likelihood (a verdict per such item, in order) in place of their generated verdicts; both are
-        cached under keys of their own."""
+        by likelihood (a verdict per such item, in order); they are then not generated at all, and
+        ``answer`` is asked only for the other items. Each part is cached under a key of its own."""
         self.items, self.cache_file, self.answer, self.choose = items, Path(cache_file), answer, choose
-        self.key = text_digest(json.dumps([(i.id, i.prompt, i.answers, i.kind) for i in items]))
         self.choice_at = [k for k, i in enumerate(items) if i.kind == "choice"]
+        self.generated_at = [k for k, i in enumerate(items) if choose is None or i.kind != "choice"]
+        self.key = text_digest(json.dumps([(items[k].id, items[k].prompt, items[k].answers, items[k].kind)
+                                           for k in self.generated_at]))
         self.choice_key = text_digest(json.dumps(["likelihood", *[(items[k].id, items[k].prompt, items[k].answers)
                                                                   for k in self.choice_at]]))
         self.cache = json.loads(self.cache_file.read_text()) if self.cache_file.is_file() else {}
@@ -226,11 +228,15 @@ class AnswerBook:
         """The member's verdict per question (sample ``j`` is drawn with seed ``j``)."""
         kind = "greedy" if member.sample is None else f"sample{member.sample}"
         temperature, seed = (0.0, 0) if member.sample is None else (SAMPLE_TEMPERATURE, member.sample)
-        key = f"{self.key}:{self._digest(member.weights)}:{kind}"
-        if key not in self.cache:
-            self.cache[key] = [v[0] for v in self.answer(member.weights, temperature, seed, 1)]
-            self._save()
-        verdicts = list(self.cache[key])
+        verdicts: list[bool] = [False] * len(self.items)
+        if self.generated_at:
+            key = f"{self.key}:{self._digest(member.weights)}:{kind}"
+            if key not in self.cache:
+                asked = [self.items[k] for k in self.generated_at]
+                self.cache[key] = [v[0] for v in self.answer(member.weights, temperature, seed, 1, asked)]
+                self._save()
+            for k, v in zip(self.generated_at, self.cache[key]):
+                verdicts[k] = v
         if self.choose is not None and self.choice_at:
             key = f"{self.choice_key}:{self._digest(member.weights)}:{kind}"
             if key not in self.cache:

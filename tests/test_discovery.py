@@ -24,7 +24,7 @@ def book_with(verdicts: dict, tmp_path):
     """An AnswerBook whose answers come from a table (weights file name, sample) -> verdicts."""
     calls = []
 
-    def answer(weights, temperature, seed, n):
+    def answer(weights, temperature, seed, n, items):
         calls.append((weights.name, temperature, n))
         rows = [verdicts[(weights.name, None if temperature == 0 else j)] for j in range(n)]
         return [list(col) for col in zip(*rows)]
@@ -52,7 +52,7 @@ def test_coverage_by_kind_and_the_guessing_reference(tmp_path):
     items = [Item("0", "q", ("b",), "choice", choices=("a", "b")), Item("1", "q", ("a",), "choice", choices=("a", "b", "c", "d")),
              Item("2", "q", ("7",), "numeric"), Item("3", "q", (), "code")]
     a = weights(tmp_path, "a")
-    book = AnswerBook(items, tmp_path / "cache.json", lambda w, t, s, n: [[True], [False], [True], [False]])
+    book = AnswerBook(items, tmp_path / "cache.json", lambda w, t, s, n, asked: [[True], [False], [True], [False]])
     assert coverage_by_kind(book, [Member("a", a)]) == {"choice": 0.5, "code": 0.0, "open": 1.0}
     guess = guessing_coverage(items, 2)  # 2 guesses: 1 - 1/4 on two options, 1 - 9/16 on four
     assert guess["choice"] == pytest.approx((0.75 + 7 / 16) / 2)
@@ -63,7 +63,7 @@ def test_each_sample_is_drawn_with_its_own_seed_and_cached(tmp_path):
     c = weights(tmp_path, "c")
     seeds = []
 
-    def answer(w, temperature, seed, n):
+    def answer(w, temperature, seed, n, items):
         seeds.append((temperature, seed, n))
         return [[seed == i] for i in range(4)]
 
@@ -83,13 +83,21 @@ def test_likelihood_answers_replace_the_generated_ones_on_multiple_choice_only(t
         chosen.append((temperature, seed))
         return [True, False]  # one verdict per multiple-choice item, in order
 
-    book = AnswerBook(items, tmp_path / "cache.json", lambda w, t, s, n: [[False], [True], [True]], choose=choose)
+    asked = []
+
+    def answer(w, t, s, n, questions):  # the generated answers: only the open question is asked
+        asked.append([q.id for q in questions])
+        return [[True] for _ in questions]
+
+    book = AnswerBook(items, tmp_path / "cache.json", answer, choose=choose)
     assert book.verdicts(Member("a", a)) == [True, True, False]
     assert book.verdicts(Member("a", a, sample=1)) == [True, True, False] and chosen == [(0.0, 0), (0.7, 1)]
-    generated = AnswerBook(items, tmp_path / "cache.json", None)  # the generated verdicts stay cached apart
-    assert generated.verdicts(Member("a", a)) == [False, True, True]
+    assert asked == [["1"], ["1"]]
+    generated = AnswerBook(items, tmp_path / "cache.json", lambda w, t, s, n, q: [[False], [True], [True]])
+    assert generated.verdicts(Member("a", a)) == [False, True, True]  # generated all three, cached apart
     again = AnswerBook(items, tmp_path / "cache.json", None, choose=lambda *a: pytest.fail("answered again"))
     assert again.verdicts(Member("a", a)) == [True, True, False]
+    assert AnswerBook(items, tmp_path / "cache.json", None).verdicts(Member("a", a)) == [False, True, True]
 
 
 def test_a_likelihood_answer_is_the_likeliest_reply_greedily_and_a_draw_at_a_temperature():
