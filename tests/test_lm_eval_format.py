@@ -132,8 +132,11 @@ def test_gen_kwargs_reach_the_backend_and_unknown_ones_are_one_line(lm_run, tiny
 def test_the_model_runs_from_lm_evals_own_cli_and_python_api_by_name(lm_run, tiny_models, tmp_path):
     """`acdc-lm-eval` is lm-eval's CLI with the class registered; its results equal evaluate's for that seed."""
     ours = tmp_path / "ours.json"
-    evaluate(lm_run, ours, "--limit", "3")
+    evaluate(lm_run, ours, "--limit", "3", "--output-path", str(tmp_path / "mine"))
     report = json.loads(ours.read_text())["lm_eval"]
+    assert report["output_path"] == str(tmp_path / "mine") and "seed__a" in results_files(tmp_path / "mine")
+    result = evaluate(lm_run, tmp_path / "no.json", "--output-path", str(ours), code=3)
+    assert result.output.strip().splitlines()[-1] == f"error: --output-path {ours} is a file, not a folder"
     seed_a = next(m for s, e in report["benchmarks"]["tiny_mc"]["systems"].items() if s.endswith(str(tiny_models["a"]))
                   for m in e["members"])
     out = tmp_path / "cli"
@@ -200,11 +203,17 @@ def test_evaluate_results_reach_wandb_offline_and_mlflow(tiny_models, tmp_path, 
     from test_lm_eval import MC_YAML
 
     (tasks / "mc.yaml").write_text(MC_YAML.format(data=tmp_path / "mc.jsonl"))
+    from test_evaluate import QA
+
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps(r) + "\n" for r in QA))
     out = tmp_path / "eval.json"
-    result = CliRunner().invoke(main, ["evaluate", str(run_dir), "--lm-eval", "tiny_mc", "--lm-eval-include",
-                                       str(tasks), "--samples", "2", "--json", str(out)])
+    result = CliRunner().invoke(main, ["evaluate", str(run_dir), "--benchmark", str(qa), "--lm-eval", "tiny_mc",
+                                       "--lm-eval-include", str(tasks), "--samples", "2", "--json", str(out)])
     assert result.exit_code == 0, result.output
-    report = json.loads(out.read_text())["lm_eval"]
+    whole = json.loads(out.read_text())
+    report = whole["lm_eval"]
+    bench = whole["benchmarks"]["qa"]["systems"]
     systems = report["benchmarks"]["tiny_mc"]["systems"]
     control = next(s for s in systems if s.startswith("control"))
     force = next(iter(systems))
@@ -216,6 +225,9 @@ def test_evaluate_results_reach_wandb_offline_and_mlflow(tiny_models, tmp_path, 
     member = systems[control]["members"][1]
     assert seen["summary"]["evaluate/lm-eval/tiny_mc/control/sample_1/acc"] == pytest.approx(
         member["metrics"]["acc,none"])
+    seed_b = next(s for s in bench if s.startswith("seed ") and s.endswith("/b"))
+    assert seen["summary"]["evaluate/qa/seed_b/coverage"] == pytest.approx(bench[seed_b]["coverage"])
+    assert seen["summary"]["evaluate/qa/control/best_of_n"] == pytest.approx(bench[control]["best_of_n"])
     [artifact] = [a for a in seen["artifacts"] if a["name"].startswith("acdc-evaluation-")]
     assert {"eval.json", "eval-samples.jsonl", "evaluation.table.json"} <= set(artifact["files"])
     assert any(f.startswith("eval-lm-eval/control__sample-1/results_") for f in artifact["files"])
@@ -231,6 +243,7 @@ def test_evaluate_results_reach_wandb_offline_and_mlflow(tiny_models, tmp_path, 
     assert run.data.metrics["evaluate/lm-eval/tiny_mc/control/coverage"] == pytest.approx(systems[control]["coverage"])
     assert run.data.metrics["evaluate/lm-eval/tiny_mc/control/sample_1/acc"] == pytest.approx(
         member["metrics"]["acc,none"])
+    assert run.data.metrics["evaluate/qa/task_force/majority"] == pytest.approx(bench[force]["majority"])
     stamp = run.data.tags["acdc.evaluated"]
     listed = {f.path for f in client.list_artifacts(kept["run_id"], f"evaluation/{stamp}")}
     assert {f"evaluation/{stamp}/{n}" for n in ("eval.json", "eval-samples.jsonl", "scores.json",
@@ -240,4 +253,5 @@ def test_evaluate_results_reach_wandb_offline_and_mlflow(tiny_models, tmp_path, 
     assert len(get_results_filenames(names)) == sum(s["n"] for s in systems.values())
     scores = json.loads((Path(client.download_artifacts(kept["run_id"], f"evaluation/{stamp}/scores.json",
                                                         str(tmp_path / "dl2")))).read_text())
-    assert [r[2] for r in scores["data"]] == list(systems)
+    assert [r[:3] for r in scores["data"]] == ([["benchmark", "qa", s] for s in bench]
+                                                + [["lm-eval", "tiny_mc", s] for s in systems])
