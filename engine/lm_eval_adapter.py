@@ -7,8 +7,12 @@ weights file answering greedily, or one sample of the control) is scored by lm-e
 resident backend (hook ``acdc_make_backend``) whose weights are swapped per member. Requests are
 raw text, as lm-eval's own models take them: ``generate_until`` continues the context
 (``Backend.complete``, cut before the task's stop strings), ``loglikelihood`` and
-``loglikelihood_rolling`` score continuations (``Backend.continuation_logprobs``). Members answer
-greedily; a control sample ``j`` samples its generations at T = 0.7 from a seed of its own, and
+``loglikelihood_rolling`` score continuations (``Backend.continuation_logprobs``). lm-eval's own
+settings pass through to ``simple_evaluate``: ``--num-fewshot``, ``--apply-chat-template`` (the base
+tokenizer's chat template, :meth:`AcdcLM.apply_chat_template`), ``--system-instruction`` and
+``--gen-kwargs`` (over the tasks' ``generation_kwargs``; :func:`decoding_temperature` says which the
+backends honour). Members answer greedily unless the generation kwargs sample (then from ``--seed``);
+a control sample ``j`` samples its generations at T = 0.7 from a seed of its own, and
 answers a multiple-choice question by a choice drawn from the choices' probabilities at T = 0.7
 (:func:`~acdc_engine.discovery.choice_pick`): the drawn choice keeps its log-likelihood, the
 others get ``-inf``, so lm-eval's metrics score the draw.
@@ -22,7 +26,13 @@ Majority vote counts a member's answer as its filtered generation or its chosen 
 takes the member's answer the judge finds likeliest: the judge's log-likelihood of the generation
 after the context per byte (lm-eval's ``acc_norm`` normalisation; length-normalised as
 ``--benchmark``'s judge is), or of the chosen choice. Every per-sample
-record of lm-eval (``log_samples``) is written, one JSON line per member and question.
+record of lm-eval (``log_samples``) is written, one JSON line per member and question, and each
+member's results as lm-eval's CLI writes them (its ``EvaluationTracker``: ``results_DATE.json`` in its
+results format, ``samples_TASK_DATE.jsonl``), one folder per member under ``--output-path``.
+
+Outside ``evaluate``, lm-eval makes :class:`AcdcLM` itself from ``model_args``
+(``pretrained=DIR`` or ``run=RUN_DIR,model=ID``, :func:`open_model`) once this module is imported:
+``acdc-lm-eval`` (:mod:`acdc_engine.lm_eval_cli`) is lm-eval's own CLI with it registered.
 
 lm-eval is imported here only (extra ``[lm-eval]``); datasets and the hub are offline unless the
 user set ``HF_DATASETS_OFFLINE`` / ``HF_HUB_OFFLINE`` otherwise.
