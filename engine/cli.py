@@ -347,7 +347,8 @@ def lineage(run_dir, model_id):
               help="Re-select the task force from the kept models (default: the run's own).")
 @click.option("--judge-dir", type=click.Path(path_type=Path), help="Judge checkpoint for best-of-N (default: base).")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), help="Answer length (default: the run's).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of sampled answers (the control's, and lm-eval generation that --gen-kwargs samples).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of sampled answers (the control's, and lm-eval generation that --gen-kwargs samples).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the results as JSON here.")
 def evaluate(run_dir, specs, lm_tasks, lm_eval_include, limit, num_fewshot, apply_chat_template, system_instruction,
              gen_kwargs, output_path, model_dirs, samples, method, judge_dir, max_new_tokens, seed, json_out):
