@@ -21,7 +21,8 @@ from test_lm_eval import GEN, MC, lm_run  # noqa: F401  lm_run: the tiny run and
 from test_loop_tiny import run_once
 
 lm_eval = pytest.importorskip("lm_eval")
-from lm_eval.utils import get_latest_filename, get_results_filenames, get_sample_results_filenames, make_table  # noqa: E402
+from lm_eval.utils import (get_latest_filename, get_results_filenames, get_sample_results_filenames,  # noqa: E402
+                           make_table)
 
 import acdc_engine.lm_eval_adapter as adapter  # noqa: E402
 
@@ -173,7 +174,8 @@ def test_the_model_runs_from_lm_evals_own_cli_and_python_api_by_name(lm_run, tin
                           "--tasks", "tiny_mc", "--include_path", str(lm_run / "tasks")],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 3
-    assert bad.stderr.strip().splitlines()[-1] == f"error: model_args pretrained={tmp_path}/none: no model.safetensors there"
+    assert bad.stderr.strip().splitlines()[-1] == (f"error: model_args pretrained={tmp_path}/none: "
+                                                   "no model.safetensors there")
     with pytest.raises(AcdcError, match="model_args temperature: not known to the acdc-engine model"):
         adapter.AcdcLM.create_from_arg_string(f"pretrained={tiny_models['a']},temperature=0.5")
     with pytest.raises(AcdcError, match="give pretrained=CHECKPOINT_DIR, or run=RUN_DIR with model=MODEL_ID"):
