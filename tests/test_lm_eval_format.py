@@ -6,6 +6,7 @@ and Python API by name, and the results reach the W&B (offline) and MLflow (file
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -189,11 +190,11 @@ def test_evaluate_results_reach_wandb_offline_and_mlflow(tiny_models, tmp_path, 
     its older file-system store unless MLFLOW_ALLOW_FILE_STORE=true)."""
     from test_tracking import environment, wandb_run
 
-    for key, value in environment(tmp_path).items():
-        monkeypatch.setenv(key, value)
-    for key in [k for k in __import__("os").environ if k.startswith(("WANDB_", "MLFLOW_")) and
-                k not in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR")]:
+    env = environment(tmp_path)  # no WANDB_* or MLFLOW_* of the caller's; W&B's cache and config in tmp_path
+    for key in set(os.environ) - set(env):
         monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
     config = load_config(None, tiny_overrides(tiny_models, tmp_path, **{
         "run.generations": 1, "models.cache_dir": str(tmp_path / "cache"),
         "run.plugins": ["merge", "taskgen", "wandb", "mlflow"]}))
