@@ -16,7 +16,7 @@ from acdc_engine.checkpoint import CheckpointReader, CheckpointWriter
 from acdc_engine.commands import command_config, config_options, quiet_libraries
 from acdc_engine.config import Config, PluginSection, SandboxConfig
 from acdc_engine.digest import file_digest
-from acdc_engine.errors import AcdcError
+from acdc_engine.errors import AcdcError, AcdcRuntimeError
 from acdc_engine.events import (Advanced, Event, GenerationCommitted, GenerationStarted, ModelDone, RunFinished,
                                 RunStarted, StepStarted, TaskLimbo, TaskRejected, TasksAdded, WeightsDamaged,
                                 WeightsEvicted, WeightsRebuilt, WorkerLost)
@@ -39,7 +39,8 @@ def report_plots(run_dir: _Path) -> list[tuple[str, str, str]]:
 
 
 __all__ = [
-    "AcdcError", "Advanced", "Backend", "CheckpointReader", "CheckpointWriter", "Config", "Event", "FORGED_PREFIX",
+    "AcdcError", "AcdcRuntimeError", "Advanced", "Backend", "CheckpointReader", "CheckpointWriter", "Config", "Event",
+    "FORGED_PREFIX",
     "GenerationCommitted", "GenerationStarted", "Instance", "MergeMethod", "ModelDone", "MutationMethod",
     "PluginSection", "RunFinished", "RunStarted", "SandboxConfig", "StepStarted", "TaskCodeError", "TaskLimbo",
     "TaskRejected", "TaskRequest", "TaskSpec", "TasksAdded", "WeightsDamaged", "WeightsEvicted", "WeightsRebuilt",

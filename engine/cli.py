@@ -16,17 +16,19 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from acdc_engine import __version__
 from acdc_engine.commands import quiet_libraries, set_option
 from acdc_engine.config import Config, load_config
-from acdc_engine.errors import AcdcError
+from acdc_engine.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, AcdcError, AcdcRuntimeError
 from acdc_engine.files import WriteFailed, check_target, copy_new, missing_dirs, remove_empty_dirs, write_new
 from acdc_engine.plugin_manager import ALWAYS_ON, build_plugin_manager, configured_plugins, discover, plugin_commands
-from acdc_engine.recipe import Recipe
 from acdc_engine.store import RunStore
 from acdc_engine.progress import TickingProgress
 from acdc_engine.view import ProgressView, archive_table, fitted_tables, time_tables
 
 console = Console(soft_wrap=True)
+#: Errors, warnings and notices go to stderr: stdout carries what a command prints (e.g. ``status --json``).
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _plugins_option(f):
@@ -40,7 +42,7 @@ def _stop_on_ctrl_c(run) -> None:
         if run.stop_requested:
             raise KeyboardInterrupt
         run.stop_requested = True
-        console.print("stopping at the end of the current batch (Ctrl-C again to stop at once)", highlight=False)
+        err_console.print("stopping at the end of the current batch (Ctrl-C again to stop at once)", highlight=False)
 
     signal.signal(signal.SIGINT, handler)
 
@@ -62,17 +64,17 @@ def _execute(config: Config, store: RunStore) -> None:
             run.run()
     except (KeyboardInterrupt, RunInterrupted) as exc:
         note = f" ({exc})" if str(exc) else ""
-        console.print(f"interrupted{note}; committed generations are kept. Resume with:", highlight=False)
-        console.print(f"  acdc-engine resume {store.run_dir}", highlight=False, soft_wrap=True)
-        sys.exit(130)
+        err_console.print(f"interrupted{note}; committed generations are kept. Resume with:", highlight=False)
+        err_console.print(f"  acdc-engine resume {store.run_dir}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_INTERRUPTED)
     except (OSError, sqlite3.OperationalError) as exc:  # the environment's fault: a full disk, a read-only folder
         try:
             last = store.last_generation()
         except sqlite3.Error:
             last = None
         kept = f"generation {last} is committed" if last is not None else "no generation is committed yet"
-        raise AcdcError(f"{_os_error(exc)}; {kept}. Free space (or fix the folder) and run: "
-                        f"acdc-engine resume {store.run_dir}") from None
+        raise AcdcRuntimeError(f"{_os_error(exc)}; {kept}. Free space (or fix the folder) and run: "
+                               f"acdc-engine resume {store.run_dir}") from None
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         _close_quietly(run, store)  # an error while closing never hides the one that stopped the run
@@ -85,7 +87,7 @@ def _close_quietly(run, store: RunStore) -> None:
             if closing is not None:
                 closing.close()
         except Exception as exc:  # noqa: BLE001 - reported, never raised over the first error
-            console.print(f"warning: while closing: {exc}", style="yellow", highlight=False, markup=False)
+            err_console.print(f"warning: while closing: {exc}", style="yellow", highlight=False, markup=False)
 
 
 def _os_error(exc: OSError | sqlite3.Error) -> str:
@@ -147,8 +149,15 @@ def _nothing_committed(run_dir: Path) -> bool:
         store.close()
 
 
+def _fail(message: str, code: int) -> None:
+    """``error: MESSAGE`` as one line on stderr, then exit with ``code`` (see :mod:`acdc_engine.errors`)."""
+    err_console.print(f"error: {message}", style="red", highlight=False, markup=False)
+    sys.exit(code)
+
+
 class _Group(click.Group):
-    """The engine's commands and those plugins add (hook ``acdc_commands``); an AcdcError is one line."""
+    """The engine's commands and those plugins add (hook ``acdc_commands``); an AcdcError is one line on
+    stderr, with its exit status (3 bad input, 1 runtime); see :mod:`acdc_engine.errors`."""
 
     def list_commands(self, ctx):
         return sorted({*super().list_commands(ctx), *plugin_commands()})
@@ -166,14 +175,30 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except AcdcError as exc:
-            console.print(f"error: {exc}", style="red", highlight=False, markup=False)
-            sys.exit(2)
-        except OSError as exc:  # a fault of the environment outside a run (one line, not a traceback)
-            console.print(f"error: {_os_error(exc)}", style="red", highlight=False, markup=False)
-            sys.exit(2)
+            _fail(str(exc), exc.exit_code)
+        except (OSError, sqlite3.OperationalError) as exc:  # the environment's fault outside a run (one line)
+            _fail(_os_error(exc), EXIT_RUNTIME)
+        except KeyboardInterrupt:  # Ctrl-C outside a run (a run says more itself)
+            err_console.print("interrupted", highlight=False)
+            sys.exit(EXIT_INTERRUPTED)
 
 
-@click.group(cls=_Group, invoke_without_command=True)
+EXIT_STATUS_HELP = """Exit status:
+
+\b
+  0    success
+  1    runtime error (a full disk, an unwritable folder; or an internal error)
+  2    usage error (an unknown command or option, a missing argument)
+  3    bad input (a config value, a seed model, a run folder, a plugin)
+  130  interrupted (Ctrl-C); a run keeps its committed generations
+
+Errors are one line on stderr. Config: ACDC_SECTION__KEY=value in the environment
+overrides --config, and --set overrides both."""
+
+
+@click.group(cls=_Group, invoke_without_command=True, epilog=EXIT_STATUS_HELP,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="acdc-engine", message="%(prog)s %(version)s")
 @_plugins_option
 @set_option
 @click.pass_context
@@ -209,16 +234,19 @@ def resume(run_dir):
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object (schema: "
+              "docs/architecture.md, 'status --json'; with the run's resolved config).")
 def status(run_dir, as_json):
     """Show where a run stands (--json: the same as one JSON object)."""
+    from acdc_engine.status import run_status, status_json
+
     store = RunStore.open(run_dir)
     try:
         facts = run_status(store)
     finally:
         store.close()
     if as_json:
-        click.echo(json.dumps(facts, indent=1))
+        click.echo(status_json(facts))
         return
     out = console  # piped: 80 columns unless COLUMNS says otherwise; wide tables are split to fit
     last = facts["last_generation"]
@@ -252,37 +280,6 @@ def status(run_dir, as_json):
                   f"{force['n_tasks']} tasks (seed experts' own task force {force['seed_coverage']:.3f})")
 
 
-def run_status(store: RunStore) -> dict:
-    """Where a run stands, as plain data (what ``status`` prints)."""
-    config = store.config()
-    last = store.last_generation()
-    seeds = {Recipe.from_json(r["recipe"]).seed_spec: r["digest"] for r in store.models()
-             if Recipe.from_json(r["recipe"]).is_seed}
-    counts: dict[str, int] = {}
-    reasons: dict[str, dict[str, int]] = {"rejected": {}, "removed": {}}
-    for row in store.tasks():
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
-        if row["status"] in reasons:
-            by = reasons[row["status"]]
-            category = reason_category(row["reason"])
-            by[category] = by.get(category, 0) + 1
-    force = store.task_force()
-    return {
-        "run_dir": str(store.run_dir), "last_generation": last, "generations": config.run.generations,
-        "plugins": list(config.run.plugins), "seeds": seeds,
-        "archive": store.generation(last)["archive"] if last is not None else [],
-        "tasks": counts, "task_reasons": reasons, "per_generation": store.all_stats(), "disk": store.disk_usage(),
-        "task_force": None if force is None else {
-            "model_ids": json.loads(force["model_ids"]), "coverage": force["coverage"],
-            "seed_coverage": force["seed_coverage"], "n_tasks": force["n_tasks"]},
-    }
-
-
-def reason_category(reason: str | None) -> str:
-    """The part of a task's reason before the first colon, e.g. ``not novel``."""
-    return (reason or "unknown").split(":", 1)[0].strip() or "unknown"
-
-
 @main.command()
 def plugins():
     """List every plugin found, built-in or from an entry point, with its hooks."""
@@ -306,6 +303,44 @@ def config_reference():
     from acdc_engine.config import reference_markdown
 
     click.echo(reference_markdown(), nl=False)
+
+
+@main.group("config")
+def config_group():
+    """The resolved config of a run or of a config file (`config show`)."""
+
+
+@config_group.command("show")
+@click.argument("run_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file laid over the defaults.")
+@set_option
+@_plugins_option
+@click.option("--json", "as_json", is_flag=True, help="Print it as one JSON object instead of TOML.")
+@click.pass_obj
+def config_show(group, run_dir, config_file, overrides, plugins, as_json):
+    """Print every resolved setting: of the run in RUN_DIR (its stored config), or of the config a `run`
+    would use: the defaults, --config FILE, ACDC_SECTION__KEY environment variables and --set. The TOML
+    printed is a --config file that gives the same config."""
+    from acdc_engine.config import config_toml
+
+    group = group or {}
+    if run_dir is not None:
+        given = [name for name, value in (("--config", config_file), ("--set", overrides or group.get("overrides")),
+                                          ("--plugins", plugins or group.get("plugins"))) if value]
+        if given:
+            raise click.UsageError(f"{given[0]} does not apply to RUN_DIR, whose config is stored with the run")
+        store = RunStore.open(run_dir)
+        try:
+            config = store.config()
+        finally:
+            store.close()
+    else:
+        plugins = plugins or group.get("plugins")
+        extra = [f"run.plugins={[p.strip() for p in plugins.split(',') if p.strip()]!r}"] if plugins else []
+        config = load_config(config_file, [*group.get("overrides", ()), *extra, *overrides])
+    click.echo(json.dumps(config.model_dump(mode="json"), indent=1) if as_json else config_toml(config), nl=False)
+    if as_json:
+        click.echo()
 
 
 @main.command()
@@ -492,9 +527,9 @@ def _export(store: RunStore, hook, config, model_id: str, out_dir: Path) -> None
             target = out_dir / name
             os.replace(scratch / name, target)
     except WriteFailed as exc:
-        raise AcdcError(f"cannot write {target}: {exc.strerror}; {out_dir} is left as it was") from None
+        raise AcdcRuntimeError(f"cannot write {target}: {exc.strerror}; {out_dir} is left as it was") from None
     except OSError as exc:
-        raise AcdcError(f"cannot write {target}: {exc.strerror or exc}; {out_dir} is left as it was") from None
+        raise AcdcRuntimeError(f"cannot write {target}: {exc.strerror or exc}; {out_dir} is left as it was") from None
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -1,14 +1,19 @@
 """The run configuration: typed, validated, loaded from TOML with overrides.
 
 The embedded default lives in ``default_config.toml`` beside this module. A
-user file is laid over it, then ``--set section.key=value`` overrides; the
-result is validated by the pydantic models below, and any bad value is
-reported as one line naming the field.
+user file is laid over it, then ``ACDC_SECTION__KEY=value`` environment
+variables (read by pydantic-settings), then ``--set section.key=value``
+overrides; the result is validated by the pydantic models below, and any bad
+value is reported as one line naming the field (and the variable that set it).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import tomllib
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -54,7 +59,8 @@ class ModelsConfig(_Section):
     seeds: list[str] = Field(
         default_factory=lambda: ["smollm2", "forged:smollm2"],
         min_length=1,
-        description="Seed model specs: 'smollm2', a local safetensors directory, or 'forged:BASE' (the experts "
+        description="Seed model specs: 'smollm2', a local safetensors directory, a Hugging Face Hub id 'ORG/NAME' "
+        "found offline in the local Hugging Face cache (HF_HUB_CACHE), or 'forged:BASE' (the experts "
         "`acdc-engine forge` made from BASE, none until it has run).",
     )
     base: str = Field("smollm2", description="Spec of the base model for task vectors (theta_base).")
@@ -381,8 +387,51 @@ def validate(data: dict, *, stored: bool = False) -> Config:
         raise AcdcError(f"config field {field}: {err['msg']}{got}") from None
 
 
-def load_config(path: Path | None = None, overrides: list[str] = ()) -> Config:
-    """The default config, laid over by a TOML file and ``--set`` overrides."""
+#: Prefix of the environment variables that override config values: ``ACDC_SECTION__KEY=value``.
+ENV_PREFIX = "ACDC_"
+#: Between a variable's section and key (one underscore may be part of a name, as in ``run.output_dir``).
+ENV_DELIMITER = "__"
+
+
+def env_overrides(model: type[Config], environ: Mapping[str, str]) -> tuple[dict, dict[str, str]]:
+    """The config values that ``ACDC_SECTION__KEY=value`` variables of ``environ`` set, read by
+    pydantic-settings (names are case-insensitive; a list, tuple or section is JSON), as raw config data;
+    and the variable of each dotted field (``{"run.generations": "ACDC_RUN__GENERATIONS"}``). A variable
+    with the delimiter whose section is unknown is one line naming it (``ACDC_*`` variables without the
+    delimiter, such as ``ACDC_PROGRESS_EVERY_S``, are not config)."""
+    from pydantic import create_model as _create
+    from pydantic_settings import BaseSettings, EnvSettingsSource
+
+    names = {name.lower(): name for name in environ if name.upper().startswith(ENV_PREFIX)
+             and ENV_DELIMITER in name[len(ENV_PREFIX):]}
+    if not names:
+        return {}, {}
+    sections = {s.lower() for s in model.model_fields}
+    for lower, name in sorted(names.items()):
+        section = lower[len(ENV_PREFIX):].split(ENV_DELIMITER, 1)[0]
+        if section not in sections:
+            raise AcdcError(f"environment variable {name}: config has no section [{section}] (sections: "
+                            f"{', '.join(model.model_fields)})")
+    fields = {name: (field.annotation, None) for name, field in model.model_fields.items()}
+    source = EnvSettingsSource(_create("EnvConfig", __base__=BaseSettings, **fields), env_prefix=ENV_PREFIX,
+                               env_nested_delimiter=ENV_DELIMITER, case_sensitive=False)
+    source.env_vars = {k.lower(): v for k, v in environ.items()}  # the given environment, not os.environ
+    try:
+        data = source()
+    except ValueError as exc:  # a list, tuple or section that is not JSON
+        section = re.search(r'field "(\w+)"', str(exc))
+        culprits = [n for lower, n in sorted(names.items())
+                    if section and lower[len(ENV_PREFIX):].startswith(section.group(1).lower() + ENV_DELIMITER)]
+        raise AcdcError(f"environment variable {' or '.join(culprits) or 'ACDC_*'}: not JSON (a list is written "
+                        "as JSON, e.g. '[\"a\", \"b\"]')") from None
+    by_field = {lower[len(ENV_PREFIX):].replace(ENV_DELIMITER, "."): name for lower, name in names.items()}
+    return data, by_field
+
+
+def load_config(path: Path | None = None, overrides: list[str] = (), environ: Mapping[str, str] | None = None
+                ) -> Config:
+    """The default config, laid over by a TOML file, the ``ACDC_SECTION__KEY`` variables of ``environ``
+    (default: this process's environment) and ``--set`` overrides."""
     data = tomllib.loads(default_config_text())
     if path is not None:
         try:
@@ -395,9 +444,64 @@ def load_config(path: Path | None = None, overrides: list[str] = ()) -> Config:
             raise AcdcError(f"config file {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise AcdcError(f"config file {path} is not valid TOML: {exc}") from None
+    from_env, by_field = env_overrides(config_model(), os.environ if environ is None else environ)
+    data = _merge(data, from_env)
     for assignment in overrides:
         apply_override(data, assignment)
-    return validate(data)
+    try:
+        return validate(data)
+    except AcdcError as exc:  # a value an environment variable set: the message names the variable too
+        field = re.match(r"config field ([\w.]+):", str(exc))
+        name = by_field.get(field.group(1).lower()) if field else None
+        if name is None:
+            raise
+        raise AcdcError(f"{exc} (set by the environment variable {name})") from None
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
+
+
+def _toml_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)  # finite: every section refuses inf and nan
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise AcdcError(f"config value {value!r} has no TOML form")
+
+
+def _toml_table(name: str, table: dict, lines: list[str]) -> None:
+    lines.append(f"[{name}]")
+    nested = {k: v for k, v in table.items() if isinstance(v, dict)}
+    lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if k not in nested and v is not None]
+    for key, sub in nested.items():
+        lines.append("")
+        _toml_table(f"{name}.{_toml_key(key)}", sub, lines)
+
+
+def config_toml(config: Config) -> str:
+    """A whole config as TOML that ``--config`` reads back to the same config (``acdc-engine config show``)."""
+    lines: list[str] = []
+    for section, table in config.model_dump(mode="json").items():
+        if lines:
+            lines.append("")
+        _toml_table(_toml_key(section), table, lines)
+    return "\n".join(lines) + "\n"
 
 
 _BOUND_SYMBOLS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<", "min_length": "min length"}
@@ -419,7 +523,9 @@ def reference_markdown(model: type[Config] | None = None) -> str:
         "",
         "Generated from `engine/config.py` by `acdc-engine config-reference`; do not edit by hand.",
         "A run's config is the embedded default (`engine/default_config.toml`), laid over by",
-        "`--config FILE.toml`, then by `--set section.key=value` (values are read as TOML).",
+        "`--config FILE.toml`, then by `ACDC_SECTION__KEY=value` environment variables (pydantic-settings;",
+        "a list as JSON), then by `--set section.key=value` (values are read as TOML);",
+        "`acdc-engine config show` prints the result.",
         "Sections marked as a plugin's own come from the installed plugins' `acdc_config_sections` hook.",
         "",
     ]

@@ -17,10 +17,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from acdc_engine.errors import AcdcError
+from acdc_engine.errors import AcdcError, AcdcRuntimeError
 
 
-class WriteFailed(AcdcError):
+class WriteFailed(AcdcRuntimeError):
     """A file could not be written (nothing was left behind); ``target`` and ``strerror`` say which and why,
     so that a caller writing through a temporary folder can name its own target instead."""
 

@@ -121,9 +121,9 @@ def test_evaluate_cli_scores_task_force_seeds_control_and_other_models(tiny_run,
 def test_evaluate_errors_are_one_line(tiny_run, tmp_path):
     runner = CliRunner()
     missing = runner.invoke(main, ["evaluate", str(tmp_path / "nope"), "--benchmark", "humaneval:1"])
-    assert missing.exit_code == 2 and "is not a run directory" in missing.output
+    assert missing.exit_code == 3 and "is not a run directory" in missing.stderr
     unknown = runner.invoke(main, ["evaluate", str(tiny_run), "--benchmark", "mmlu"])
-    assert unknown.exit_code == 2 and "unknown benchmark spec 'mmlu'" in unknown.output
+    assert unknown.exit_code == 3 and "unknown benchmark spec 'mmlu'" in unknown.stderr
 
 
 def test_humaneval_answers_as_whole_functions_get_the_prompt_imports():

@@ -290,10 +290,10 @@ def test_cli_forges_evaluates_and_reuses(tmp_path, tiny_models):
 
 def test_cli_names_bad_input(tmp_path):
     result = cli("forge", "--capabilities", "arithmetic,poetry", cwd=tmp_path)
-    assert (result.returncode, result.stdout.strip()) == (
-        2, "error: unknown capability 'poetry'; known: arithmetic, strings, lists, units, code, knowledge")
+    assert (result.returncode, result.stderr.strip()) == (
+        3, "error: unknown capability 'poetry'; known: arithmetic, strings, lists, units, code, knowledge")
     result = cli("forge", "--base", str(tmp_path / "nowhere"), cwd=tmp_path)
-    assert (result.returncode, result.stdout.strip()) == (2, f"error: seed model path {tmp_path / 'nowhere'} "
+    assert (result.returncode, result.stderr.strip()) == (3, f"error: seed model path {tmp_path / 'nowhere'} "
                                                              "does not exist")
 
 

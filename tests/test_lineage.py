@@ -54,4 +54,4 @@ def test_lineage_and_export_of_kept_and_rebuilt_models(tiny_config, tmp_path):
     assert (out / "rebuilt" / "tokenizer.json").is_file()
 
     missing = cli("lineage", str(run_dir), "m9999")
-    assert missing.returncode == 2 and "no model 'm9999'" in missing.stdout
+    assert missing.returncode == 3 and "no model 'm9999'" in missing.stderr

@@ -214,12 +214,12 @@ def test_lm_eval_bad_input_is_one_line(lm_run, tmp_path):
     runner = CliRunner()
     base = ["evaluate", str(lm_run / "run"), "--json", str(tmp_path / "r.json")]
     result = runner.invoke(main, [*base, "--lm-eval", "tiny_mcq", "--lm-eval-include", str(lm_run / "tasks")])
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     [line] = result.output.strip().splitlines()
     assert line.startswith("error: unknown lm-eval task 'tiny_mcq' (did you mean tiny_mc, ")
     missing = lm_run / "no-such-tasks"
     result = runner.invoke(main, [*base, "--lm-eval", "tiny_mc", "--lm-eval-include", str(missing)])
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert result.output.strip().splitlines() == [f"error: --lm-eval-include {missing}: no such folder"]
     result = runner.invoke(main, ["evaluate", str(lm_run / "run"), "--lm-eval", "tiny_mc"])
     assert result.output.strip().splitlines() == ["error: --lm-eval needs --json FILE: the report, with the "
@@ -231,7 +231,7 @@ def test_lm_eval_bad_input_is_one_line(lm_run, tmp_path):
     (hub / "t.yaml").write_text(MC_YAML.format(data=lm_run / "mc.jsonl").replace("tiny_mc", "hub_mc").replace(
         "dataset_path: json", "dataset_path: acdc-engine-tests/not-cached"))
     result = runner.invoke(main, [*base, "--lm-eval", "hub_mc", "--lm-eval-include", str(hub)])
-    assert result.exit_code == 2 and result.output.splitlines()[-1].startswith(
+    assert result.exit_code == 3 and result.output.splitlines()[-1].startswith(
         "error: lm-eval tasks hub_mc: ") and "HF_DATASETS_OFFLINE=0 HF_HUB_OFFLINE=0" in result.output
 
 

@@ -27,4 +27,4 @@ def test_report_embeds_png_plots_of_a_tiny_run(tiny_config, tmp_path):
 
 def test_report_of_a_missing_run_is_one_line(tmp_path):
     result = CliRunner().invoke(main, ["report", str(tmp_path / "nope")])
-    assert result.exit_code == 2 and "is not a run directory" in result.output
+    assert result.exit_code == 3 and "is not a run directory" in result.stderr

@@ -25,10 +25,12 @@ def engine(*args: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-def one_line_error(done: subprocess.CompletedProcess, *needles: str) -> str:
-    """The command failed with exit 2 and one line, no traceback, containing every needle."""
+def one_line_error(done: subprocess.CompletedProcess, *needles: str, code: int = 3) -> str:
+    """The command failed with exit ``code`` (3: bad input) and one line on stderr, no traceback, containing
+    every needle."""
     text = (done.stdout + done.stderr).strip()
-    assert done.returncode == 2 and "Traceback" not in text and len(text.splitlines()) == 1, text
+    assert done.returncode == code and "Traceback" not in text and len(text.splitlines()) == 1, text
+    assert text == done.stderr.strip(), text
     assert all(n in text for n in needles), text
     return text
 
@@ -177,14 +179,14 @@ def test_a_first_run_whose_forging_fails_leaves_no_folder(tmp_path):
     run, missing = tmp_path / "run", tmp_path / "no-model"
     done = engine("run", "--run-dir", run, "--set", f"models.cache_dir='{tmp_path / 'cache'}'",
                   "--set", f"models.seeds=['forged:{missing}']", "--set", f"models.base='{missing}'")
-    assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
-    assert f"error: seed model path {missing} does not exist" in done.stdout
+    assert done.returncode == 3 and "Traceback" not in done.stdout + done.stderr
+    assert f"error: seed model path {missing} does not exist" in done.stderr
     assert not run.exists()
     run.mkdir()
     (run / "notes.txt").write_text("mine")  # a folder that existed keeps what it held, and nothing more
     again = engine("run", "--run-dir", run, "--set", f"models.cache_dir='{tmp_path / 'cache'}'",
                    "--set", f"models.seeds=['forged:{missing}']", "--set", f"models.base='{missing}'")
-    assert again.returncode == 2 and [p.name for p in run.iterdir()] == ["notes.txt"]
+    assert again.returncode == 3 and [p.name for p in run.iterdir()] == ["notes.txt"]
 
 
 def test_a_seed_folder_without_tokenizer_files_is_named(tiny_models, tmp_path):
@@ -215,7 +217,7 @@ def test_output_paths_that_cannot_be_written_are_one_line(tiny_config, tmp_path)
 
 def test_a_write_that_fails_mid_run_is_one_line_with_the_resume_command(tiny_models, tmp_path):
     """The kernel refuses a write (here: files over 4 MiB, so the database works and weight files do not,
-    as a full disk would): one line, exit 2."""
+    as a full disk would): one line on stderr, exit 1 (a runtime error)."""
     import resource
     import signal
 
@@ -229,8 +231,8 @@ def test_a_write_that_fails_mid_run_is_one_line_with_the_resume_command(tiny_mod
     args = [a for o in tiny_overrides(tiny_models, tmp_path, **{"run.generations": 1}) for a in ("--set", o)]
     done = subprocess.run([sys.executable, "-m", "acdc_engine", "run", "--run-dir", str(run), *args],
                           capture_output=True, text=True, timeout=300, preexec_fn=small_files)
-    last = (done.stdout + done.stderr).strip().splitlines()[-1]
-    assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
     assert "File too large" in last and f"acdc-engine resume {run}" in last
 
 
@@ -257,8 +259,8 @@ def test_a_run_records_its_seeds_and_a_resume_on_other_weights_is_refused(tiny_m
     tensors[first] = tensors[first] + 1
     safetensors.torch.save_file(tensors, weights, metadata={"format": "pt"})
     done = engine("resume", run)
-    assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
-    assert f"seed {seeds['b']} now resolves to other weights" in done.stdout.strip().splitlines()[-1]
+    assert done.returncode == 3 and "Traceback" not in done.stdout + done.stderr
+    assert f"seed {seeds['b']} now resolves to other weights" in done.stderr.strip().splitlines()[-1]
 
 
 def test_status_piped_keeps_every_header_within_80_columns_and_json_is_machine_readable(tiny_config, tmp_path):

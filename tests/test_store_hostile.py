@@ -34,16 +34,18 @@ def engine(*args, **kw) -> subprocess.CompletedProcess:
                           timeout=300, **kw)
 
 
-def one_line_error(done, *needles: str) -> str:
-    """Exit 2 and one line, no traceback, containing every needle (a subprocess or a CliRunner result)."""
+def one_line_error(done, *needles: str, code: int = 3) -> str:
+    """Exit ``code`` (3: bad input, 1: runtime) and one line, no traceback, containing every needle (a
+    subprocess or a CliRunner result); the error is on stderr."""
+    expected = code
     if isinstance(done, subprocess.CompletedProcess):
-        text, code = (done.stdout + done.stderr).strip(), done.returncode
+        text, code, err = (done.stdout + done.stderr).strip(), done.returncode, done.stderr
     else:
-        text, code = done.output.strip(), done.exit_code
+        text, code, err = done.output.strip(), done.exit_code, done.stderr
     # off a terminal, export's progress line comes first (see test_weight_cache): not part of the error
     text = "\n".join(line for line in text.splitlines() if not line.startswith("rebuilding "))
-    assert code == 2 and "Traceback" not in text and len(text.splitlines()) == 1, text
-    assert all(n in text for n in needles), text
+    assert code == expected and "Traceback" not in text and len(text.splitlines()) == 1, text
+    assert all(n in text for n in needles) and text.splitlines()[0] in err, text
     return text
 
 
@@ -390,11 +392,11 @@ def test_export_on_a_full_disk_leaves_nothing_and_names_the_target(tiny_run, tmp
             kw["preexec_fn"] = limit
         out = tmp_path / "disk" / "out"
         done = engine("export", run, model, out, **kw)
-        text = one_line_error(done, str(out / "model.safetensors"))
+        text = one_line_error(done, str(out / "model.safetensors"), code=1)
         assert str(run) not in text  # the target, not the run's source file
         assert not out.exists() and list((tmp_path / "disk").iterdir()) == []
         (tmp_path / "disk" / "out").mkdir()
         (out / "model.safetensors").write_bytes(b"an earlier export")
         done = engine("export", run, model, out, **kw)
-        one_line_error(done, str(out / "model.safetensors"))
+        one_line_error(done, str(out / "model.safetensors"), code=1)
         assert listing(out) == {"model.safetensors": b"an earlier export"}  # left as it was

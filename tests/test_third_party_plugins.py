@@ -58,15 +58,15 @@ def test_installed_plugin_has_its_own_config_section(site, tiny_models, tmp_path
     overrides = tiny_overrides(tiny_models, tmp_path, **{"run.generations": 0})
     bad = cli(["run", "--set", "probe.prefix=far-too-long"] + [a for o in overrides for a in ("--set", o)],
               env, tmp_path)
-    assert bad.returncode == 2 and bad.stdout.strip().splitlines()[-1].startswith(
-        "error: config field probe.prefix: String should have at most 8 characters"), bad.stdout
+    assert bad.returncode == 3 and bad.stderr.strip().splitlines()[-1].startswith(
+        "error: config field probe.prefix: String should have at most 8 characters"), bad.stderr
     unknown = cli(["run", "--set", "probe.colour=red"], env, tmp_path)
-    assert unknown.returncode == 2 and "config field probe.colour: Extra inputs are not permitted" in unknown.stdout
+    assert unknown.returncode == 3 and "config field probe.colour: Extra inputs are not permitted" in unknown.stderr
     good = cli(["run", "--set", "probe.prefix=p:"] + [a for o in overrides for a in ("--set", o)], env, tmp_path)
     assert good.returncode == 0, good.stdout + good.stderr
     assert (tmp_path / "events.log").read_text().split()[0] == "p:run_started"
     without = cli(["run", "--set", "probe.prefix=p:"], {}, tmp_path)  # the plugin is not installed
-    assert without.returncode == 2 and "config section [probe] is unknown" in without.stdout
+    assert without.returncode == 3 and "config section [probe] is unknown" in without.stderr
 
 
 def test_installed_plugin_adds_a_command(site, tmp_path):
@@ -77,15 +77,15 @@ def test_installed_plugin_adds_a_command(site, tmp_path):
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert ran.stdout.strip() == "prefix='p:' plugins=merge configured=True"
     failed = cli(["probe", "--fail"], env, tmp_path)
-    assert failed.returncode == 2 and failed.stdout.strip() == "error: probe failed on purpose"
+    assert failed.returncode == 3 and failed.stderr.strip() == "error: probe failed on purpose"
     assert "Traceback" not in failed.stderr
-    assert cli(["probe"], {}, tmp_path).returncode == 2  # not installed: no such command
+    assert cli(["probe"], {}, tmp_path).returncode == 2  # not installed: no such command (a usage error)
 
 
 def test_plugin_that_fails_on_import_is_named_in_one_line(site, tmp_path):
     result = cli(["run", "--set", "run.generations=0"], {"PYTHONPATH": str(site / "bad")}, tmp_path)
-    assert result.returncode == 2
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert result.returncode == 3
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == ["error: plugin 'broken' failed to load: RuntimeError: this plugin is broken on purpose"]
     assert "Traceback" not in result.stderr
 

@@ -153,8 +153,8 @@ def test_kill_9_then_resume_continues_the_same_tracked_runs(tiny_models, tmp_pat
 def test_bad_tracking_settings_are_one_line(tiny_models, tmp_path, plugins, setting, message):
     args = command(tiny_models, tmp_path, tmp_path / "run", f"merge,taskgen,{plugins}") + ["--set", setting]
     done = subprocess.run(args, capture_output=True, text=True, timeout=300, env=environment(tmp_path))
-    errors = [line for line in done.stdout.splitlines() if line.startswith("error:")]
-    assert done.returncode == 2 and len(errors) == 1 and message in errors[0], done.stdout[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 3 and len(errors) == 1 and message in errors[0], done.stderr[-3000:]
     assert "Traceback" not in done.stdout + done.stderr
 
 

@@ -104,7 +104,7 @@ def test_evicted_children_are_rebuilt_bitwise_across_a_resume_and_by_export(tiny
     db.execute("UPDATE models SET recipe = ? WHERE id = ?", (json.dumps(changed), elite))
     db.commit()
     result = CliRunner().invoke(main, ["export", str(run_dir), elite, str(tmp_path / "bad")])
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     lines = result.output.splitlines()  # off a terminal: the progress line, then the one-line error
     assert lines == [f"rebuilding {elite} from its ancestry ...", lines[-1]]
     assert lines[-1].startswith(f"error: rebuilt weights of {elite} do not match the recorded ones")
