@@ -42,12 +42,14 @@ class GenerationStarted(Event):
 @dataclass(frozen=True)
 class StepStarted(Event):
     """A step of a generation starts: materialise, evaluate, score, select, adapt tasks, checkpoint;
-    ``total`` units of work follow as :class:`Advanced` events."""
+    ``total`` units of work follow as :class:`Advanced` events. ``what``: which pass of the step it is
+    (evaluate and score: ``seeds``, ``children``, ``members on new tasks``, ``task force``), or empty."""
 
     kind: ClassVar[str] = "step"
     name: str
     total: int
     generation: int
+    what: str = ""
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ class GenerationCommitted(Event):
 @dataclass(frozen=True)
 class RunFinished(Event):
     """The task force is picked: its Coverage of the run's ``n_tasks`` tasks, and the seed experts' own task
-    force of the same size and its Coverage."""
+    force of the same size (``seed_force``, their specs ``seed_specs``) and its Coverage."""
 
     kind: ClassVar[str] = "run_finished"
     run_dir: str
@@ -159,6 +161,7 @@ class RunFinished(Event):
     seed_coverage: float
     seed_force: list[str]
     n_tasks: int
+    seed_specs: list[str] = ()  # the seed spec of each model of ``seed_force``
 
 
 #: Every event type by its kind.

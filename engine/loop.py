@@ -86,6 +86,7 @@ class Coevolution:
                              hook=self.hook, clock=self.clock)
         self.stop_requested = False
         self.current_step = "the start"
+        self.evaluating = ""  # which models an evaluate/score step is for (shown by the view)
 
     # --- the algorithm ------------------------------------------------------
 
@@ -113,9 +114,8 @@ class Coevolution:
             self.checkpoint(commit)
         if self.store.task_force() is None:
             self.pick_task_force()
-        evicted = self.ledger.trim()  # nothing is read any more: the kept files back within the budget
-        if evicted:
-            self.emit("weights_evicted", generation=self.cfg.run.generations, model_ids=evicted)
+        else:
+            self.trim_weights()
 
     def breed(self, gen: int, n: int, commit: Commit) -> None:
         """ask -> materialise -> evaluate -> score -> minimal criterion -> tell."""
@@ -123,6 +123,7 @@ class Coevolution:
         self.emitter.reseed(self.rng_seed(gen, SALT_EMIT))
         recipes = self.scheduler.ask()
         children = [self.population.add(r, gen, commit) for r in recipes]
+        self.evaluating = "children"
         self.step("materialise", len(children), gen)
         self.executor.materialise([MaterialiseJob(c.recipe, [self.population.weights_file(p) for p in c.recipe.parents],
                                                   c.new_file) for c in children])
@@ -165,8 +166,15 @@ class Coevolution:
                                     inspiration=self.inspiration(seed))]
         self.intake.add(requests, gen, commit)
         self.pool.prune(self.cfg.tasks.active_cap, commit)
+        self.evaluating = "members on new tasks"
         self.evaluator.evaluate_missing(members, gen, commit)
         self.remeasure()
+
+    def trim_weights(self) -> None:
+        """After the task force nothing is read any more: the kept files back within the budget."""
+        evicted = self.ledger.trim()
+        if evicted:
+            self.emit("weights_evicted", generation=self.cfg.run.generations, model_ids=evicted)
 
     def checkpoint(self, commit: Commit) -> None:
         """Settles the generation's commit (statuses, weight files, archive, statistics) and writes it."""
@@ -188,6 +196,7 @@ class Coevolution:
         seeds = [m.id for m in self.population.seeds()]
         everything = self.pool.accepted()
         commit = Commit(generation=self.cfg.run.generations)
+        self.evaluating = "task force"
         for model_id in dict.fromkeys(members + seeds):
             todo = [t for t in everything if (model_id, t) not in self.evaluator.scores]
             if todo:
@@ -207,8 +216,10 @@ class Coevolution:
         cov = coverage(self.evaluator.solved_matrix(force, everything))
         seed_cov = coverage(self.evaluator.solved_matrix(seed_force, everything))
         self.store.save_task_force(force, cov, seed_cov, len(everything), commit.evaluations, seed_force=seed_force)
+        self.trim_weights()
         self.emit("run_finished", run_dir=str(self.store.run_dir), task_force=force, coverage=cov,
-                  seed_coverage=seed_cov, seed_force=seed_force, n_tasks=len(everything))
+                  seed_coverage=seed_cov, seed_force=seed_force, n_tasks=len(everything),
+                  seed_specs=[self.population[m].recipe.seed_spec for m in seed_force])
 
     # --- models ---------------------------------------------------------------
 
@@ -241,6 +252,7 @@ class Coevolution:
     def add_seeds(self, commit: Commit) -> None:
         seeds = [self.population.add(Recipe(seed_spec=spec), 0, commit, weights=d / "model.safetensors")
                  for spec, d in self.seed_dirs.items()]
+        self.evaluating = "seeds"
         self.evaluator.evaluate([s.id for s in seeds], self.pool.active, 0, commit)
         ids = [s.id for s in seeds]
         objectives, measures = self.evaluator.measure(ids)
@@ -286,7 +298,8 @@ class Coevolution:
             raise RunInterrupted(f"stopped before {name} of generation {gen}")
         self.clock.switch("generate" if name == "evaluate" else name)
         self.current_step = f"{name} of generation {gen}"
-        self.emit("step", name=name, total=total, generation=gen)
+        self.emit("step", name=name, total=total, generation=gen,
+                  what=self.evaluating if name in ("evaluate", "score") else "")
 
     def emit(self, kind: str, **data) -> None:
         """Tells the plugins of an event; a requested stop takes effect at the next ``advance`` (the end of a
