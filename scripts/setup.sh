@@ -11,12 +11,9 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 echo "setting up .venv (first time: about 2 minutes)"
-# bubblewrap isolates task code (plugins/sandbox.py); without it the sandbox
-# falls back to a plain rlimited subprocess. Cheap (~5 s), skipped where apt
-# is missing or fails.
-if ! command -v bwrap >/dev/null && command -v apt-get >/dev/null; then
-  (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) || echo "warning: could not install bubblewrap; the sandbox will use its fallback"
-fi
+# bubblewrap (the sandbox's isolation) and tmux (the live view's terminal
+# tests), with apt where missing; quiet, one warning line if apt fails.
+bash scripts/apt_tools.sh
 "$PY" -m venv .venv
 .venv/bin/pip install --quiet --upgrade "pip>=24" "setuptools>=77" wheel
 # torch first, pinned: this CPU build is on the machine; a looser pin pulls CUDA.
