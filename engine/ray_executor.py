@@ -11,6 +11,7 @@ so the run's result does not change.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from pathlib import Path
 
@@ -52,7 +53,9 @@ class RayExecutor:
         self.cfg, self.base_dir, self.emit = config, Path(base_dir), emit
         self.started_ray = not ray.is_initialized()
         if self.started_ray:
-            ray.init(address=config.ray.address or None, include_dashboard=False, log_to_driver=False)
+            # its INFO and WARNING lines (start-up, token notice) would print across the live view; errors still do
+            ray.init(address=config.ray.address or None, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR)
         self.actors = [self._start() for _ in range(config.ray.workers)]
         self.inflight: dict = {}  # object ref -> (actor slot, job index, job)
         self.restarts = 0
