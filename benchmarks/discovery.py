@@ -267,7 +267,10 @@ class Answerer:
 
     def __init__(self, hook, config, base_dir: Path, items) -> None:
         self.hook, self.config, self.items = hook, config, items
-        self.backend = hook.acdc_make_backend(config=config, model_dir=base_dir)
+        answering = config.answering()
+        self.backend = hook.acdc_make_backend(config=answering, model_dir=base_dir)
+        precision = getattr(self.backend, "compute_type", answering.generation.dtype)
+        self.decoding = f"{answering.generation.backend}/{precision}"  # part of the answer book's keys
         self.tokens = {"code": CODE_TOKENS}
 
     def __call__(self, weights: Path, temperature: float, seed: int, n: int, items) -> list[list[bool]]:
@@ -335,7 +338,7 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str, ceiling
     scratch = Path(tempfile.mkdtemp(prefix="acdc-discovery-"))
     answerer = Answerer(hook, config, base_dir, items)
     book = AnswerBook(items, cache / "discovery-answers.json", answerer,
-                      choose=answerer.choose if choices == "likelihood" else None)
+                      choose=answerer.choose if choices == "likelihood" else None, decoding=answerer.decoding)
 
     def weights(model_id: str) -> Path:
         kept = store.weights_path(rows[model_id]["digest"])

@@ -44,7 +44,8 @@ def main() -> None:
     with configured_plugins(config) as plugins:
         seed_dirs, base_dir = resolve_seeds(plugins.hook, config.models)
         answerer = Answerer(plugins.hook, config, base_dir, items)
-        book = AnswerBook(items, cache / "discovery-answers.json", answerer, choose=answerer.choose)
+        book = AnswerBook(items, cache / "discovery-answers.json", answerer, choose=answerer.choose,
+                          decoding=answerer.decoding)
         try:
             base = Member("base", base_dir / "model.safetensors")
             experts = [Member(spec, d / "model.safetensors") for spec, d in seed_dirs.items() if d != base_dir]

@@ -172,6 +172,11 @@ class GenerationConfig(_Section):
     """How models answer tasks."""
 
     backend: str = Field("transformers", description="Generation backend name.")
+    answer_backend: str = Field(
+        "ctranslate2", description="Backend that answers outside benchmarks (acdc-engine evaluate, the discovery "
+        "benchmark), where one model answers many prompts: ctranslate2 answers in float32 as the transformers backend "
+        "does, several times faster (docs/performance.md). Empty: the run's own backend. lm-eval tasks "
+        "(evaluate --lm-eval) always use the run's backend.")
     dtype: Literal["float32", "bfloat16"] = Field("bfloat16", description="Dtype of the resident model.")
     max_new_tokens: int = Field(48, ge=1, le=4096, description="Most tokens in one answer (greedy).")
     batch_size: int = Field(0, ge=0, description="Prompts per batch; 0 chooses it from the memory available.")
@@ -284,6 +289,14 @@ class Config(_Section):
     novelty: NoveltyConfig = NoveltyConfig()
     store: StoreConfig = StoreConfig()
     result: ResultConfig = ResultConfig()
+
+    def answering(self) -> "Config":
+        """This config with ``generation.backend`` set to ``generation.answer_backend`` (if set): for
+        answering outside benchmarks."""
+        if not self.generation.answer_backend:
+            return self
+        return self.model_copy(update={"generation": self.generation.model_copy(
+            update={"backend": self.generation.answer_backend})})
 
     def section(self, name: str) -> BaseModel:
         """A config section by name: the engine's, or a plugin's own (see :class:`PluginSection`)."""

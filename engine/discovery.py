@@ -203,19 +203,21 @@ def choice_pick(logprobs: list[float], temperature: float, rng: np.random.Genera
 class AnswerBook:
     """Per-question verdicts of each member on a fixed question set, cached in a JSON file."""
 
-    def __init__(self, items: list[Item], cache_file: Path, answer, choose=None) -> None:
+    def __init__(self, items: list[Item], cache_file: Path, answer, choose=None, decoding: str = "") -> None:
         """``answer(weights, temperature, seed, n_samples, items) -> list[list[bool]]``: per item of
         ``items``, the verdict of each of ``n_samples`` answers (one greedy answer when ``temperature`` is 0).
         ``choose(weights, temperature, seed) -> list[bool]``, when given, answers the multiple-choice items
         by likelihood (a verdict per such item, in order); they are then not generated at all, and
-        ``answer`` is asked only for the other items. Each part is cached under a key of its own."""
+        ``answer`` is asked only for the other items. Each part is cached under a key of its own, which
+        holds ``decoding`` (what answers: the backend and its precision)."""
         self.items, self.cache_file, self.answer, self.choose = items, Path(cache_file), answer, choose
         self.choice_at = [k for k, i in enumerate(items) if i.kind == "choice"]
         self.generated_at = [k for k, i in enumerate(items) if choose is None or i.kind != "choice"]
-        self.key = text_digest(json.dumps([(items[k].id, items[k].prompt, items[k].answers, items[k].kind)
-                                           for k in self.generated_at]))
-        self.choice_key = text_digest(json.dumps(["likelihood", *[(items[k].id, items[k].prompt, items[k].answers)
-                                                                  for k in self.choice_at]]))
+        tag = [decoding] if decoding else []  # no tag: the keys of the answers cached before tags
+        self.key = text_digest(json.dumps([*tag, *[(items[k].id, items[k].prompt, items[k].answers, items[k].kind)
+                                                   for k in self.generated_at]]))
+        self.choice_key = text_digest(json.dumps(["likelihood", *tag, *[(items[k].id, items[k].prompt, items[k].answers)
+                                                                        for k in self.choice_at]]))
         self.cache = json.loads(self.cache_file.read_text()) if self.cache_file.is_file() else {}
         self.digests: dict[Path, str] = {}
 

@@ -157,9 +157,9 @@ class Evaluation:
     def resident_backend(self):
         """The one backend every system answers with, made on first use."""
         if self.backend is None:
-            self.backend = self.hook.acdc_make_backend(config=self.config, model_dir=self.base_dir)
+            self.backend = self.hook.acdc_make_backend(config=self.config.answering(), model_dir=self.base_dir)
             if self.backend is None:
-                raise AcdcError(f"no plugin provides the backend {self.config.generation.backend!r}")
+                raise AcdcError(f"no plugin provides the backend {self.config.answering().generation.backend!r}")
         return self.backend
 
     def answers(self, system: System, prompts: list[str]) -> list[list[str]]:

@@ -34,6 +34,7 @@ ALWAYS_ON = {
     "forge": "acdc_engine.plugins.forge",  # after local-seeds, so asked first for seeds (pluggy is LIFO)
     "transformers": "acdc_engine.plugins.transformers_backend",
     "vllm": "acdc_engine.plugins.vllm_backend",
+    "ctranslate2": "acdc_engine.plugins.ctranslate2_backend",
     "sandbox": "acdc_engine.plugins.sandbox",
     "gibberish": "acdc_engine.plugins.gibberish",
     "skills": "acdc_engine.plugins.skills",

@@ -274,3 +274,16 @@ def test_random_pick_coverage_is_the_exact_mean_over_every_subset():
     assert random_pick_coverage(hits, 1) == pytest.approx((1 + 2 + 1) / 3 / 4)
     assert random_pick_coverage(hits, 5) == pytest.approx(3 / 4)  # every member
     assert random_pick_coverage(np.zeros((0, 4), dtype=bool), 2) == 0.0
+
+
+def test_answers_of_another_backend_or_precision_are_not_taken_from_the_cache(tmp_path):
+    a = weights(tmp_path, "a")
+    calls = []
+
+    def answer(w, t, s, n, items):
+        calls.append(n)
+        return [[True] for _ in items]
+
+    for decoding in ("transformers/bfloat16", "ctranslate2/float32", "transformers/bfloat16"):
+        AnswerBook(ITEMS, tmp_path / "cache.json", answer, decoding=decoding).verdicts(Member("a", a))
+    assert len(calls) == 2  # the third is the first's, from the cache

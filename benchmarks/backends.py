@@ -1,0 +1,137 @@
+"""Answering backends side by side, in one process: speed, conversion cost and equality of answers.
+
+Usage: python benchmarks/backends.py [CHECKPOINT_DIR] [--sizes 36,144,400] [--choices 100] [--only NAME,...]
+
+Answers the instructions of the default initial task pool (procedural families, instances from the
+sandbox; as many families as each size needs) with SmolLM2 (the seed checkpoint), greedily, 48 new
+tokens, with every backend below in turn:
+
+- ``transformers bf16``: today's default (``generation.backend = "transformers"``, ``dtype = "bfloat16"``);
+- ``transformers fp32``: the same in float32, whose answers equal one ``model.generate()`` per prompt
+  (tests/test_speed_cache.py); the reference for equality;
+- ``ctranslate2 fp32`` and ``ctranslate2 int8``: ``generation.backend = "ctranslate2"`` with
+  ``compute_type`` float32 and int8_float32.
+
+For each backend and size it prints useful tokens/s (tokens up to each answer's end), the ratio to
+today's default, and how many answers equal the float32 reference (int8 apart: it changes answers). For
+each backend it prints the time to swap in another checkpoint's weights (``load_weights`` of a copy of the
+seed: CTranslate2 converts the checkpoint, transformers copies tensors in place), and the speed of the
+likelihood path (``reply_logprobs``, multiple choice by likelihood) on ``--choices`` questions of the
+screened development set, with how many picks equal the float32 reference's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+MAX_NEW = 48
+BACKENDS = {  # name -> (backend, dtype / compute type)
+    "transformers bf16": ("transformers", "bfloat16"),
+    "transformers fp32": ("transformers", "float32"),
+    "ctranslate2 fp32": ("ctranslate2", "float32"),
+    "ctranslate2 int8": ("ctranslate2", "int8_float32"),
+}
+REFERENCE = "transformers fp32"
+DEFAULT = "transformers bf16"
+
+
+def make(name: str, checkpoint: Path):
+    from acdc_engine.plugins.ctranslate2_backend import CTranslate2Backend
+    from acdc_engine.plugins.transformers_backend import TransformersBackend
+
+    kind, dtype = BACKENDS[name]
+    if kind == "transformers":
+        return TransformersBackend(checkpoint, dtype=dtype)
+    return CTranslate2Backend(checkpoint, compute_type=dtype)
+
+
+def prompts(n: int) -> list[str]:
+    """``n`` instructions of the default initial pool's families (3 instances each)."""
+    from evaluation import instructions
+
+    return instructions(-(-n // 3))[:n]
+
+
+def choice_questions(n: int) -> list:
+    from acdc_engine.config import load_config
+    from dev_set import screened_set
+
+    cache = Path(load_config(None, []).models.cache_dir).expanduser()
+    return [i for i in screened_set(cache) if i.kind == "choice"][:n]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("checkpoint", nargs="?", default=str(Path("~/.cache/acdc-engine/smollm2-135m-instruct").expanduser()))
+    ap.add_argument("--sizes", default="36,144,400")
+    ap.add_argument("--choices", type=int, default=100, help="Multiple-choice questions for the likelihood path.")
+    ap.add_argument("--only", help=f"Comma-separated backends (of {', '.join(BACKENDS)}; {REFERENCE} always runs).")
+    args = ap.parse_args()
+
+    from acdc_engine.benchmarks import choice_replies
+    from acdc_engine.commands import quiet_libraries
+
+    quiet_libraries()
+    checkpoint = Path(args.checkpoint)
+    names = list(BACKENDS) if not args.only else [REFERENCE, *[n for n in args.only.split(",") if n != REFERENCE]]
+    sizes = [int(s) for s in args.sizes.split(",")]
+    texts = {n: prompts(n) for n in sizes}
+    questions = choice_questions(args.choices) if args.choices else []
+    copy = Path(tempfile.mkdtemp(prefix="acdc-backends-")) / "model.safetensors"
+    shutil.copy(checkpoint / "model.safetensors", copy)
+    answers: dict[str, dict[int, list[str]]] = {}
+    speed: dict[str, dict[int, float]] = {}
+    picks: dict[str, list[int]] = {}
+    print(f"{len(names)} backends, sizes {sizes}, {MAX_NEW} new tokens, greedy; {len(questions)} multiple-choice "
+          "questions by likelihood", flush=True)
+    for name in names:
+        t0 = time.perf_counter()
+        backend = make(name, checkpoint)
+        made = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        backend.load_weights(copy)
+        swap = time.perf_counter() - t0
+        print(f"{name:<18} start {made:5.1f} s, weight swap {swap:5.1f} s", flush=True)
+        backend.generate(texts[sizes[0]][:2], max_new_tokens=4)  # warm-up
+        answers[name], speed[name] = {}, {}
+        for n in sizes:
+            before = backend.generated_tokens
+            t0 = time.perf_counter()
+            answers[name][n] = backend.generate(texts[n], max_new_tokens=MAX_NEW)
+            wall = time.perf_counter() - t0
+            speed[name][n] = (backend.generated_tokens - before) / wall
+            print(f"{name:<18} {n:4d} prompts: {backend.generated_tokens - before:6d} tokens in {wall:6.1f} s = "
+                  f"{speed[name][n]:6.1f} tok/s", flush=True)
+        if questions:
+            t0 = time.perf_counter()
+            picks[name] = []
+            for q in questions:
+                scores = backend.reply_logprobs(q.prompt, choice_replies(q))
+                picks[name].append(max(range(len(scores)), key=scores.__getitem__))
+            wall = time.perf_counter() - t0
+            print(f"{name:<18} likelihood: {len(questions)} questions in {wall:6.1f} s = "
+                  f"{wall / len(questions) * 1000:6.0f} ms each", flush=True)
+        backend.close()
+
+    print("\nbackend            " + "".join(f"{n:>8} prompts" for n in sizes) + "   equal to fp32   picks equal")
+    for name in names:
+        ratios = "".join(f"{speed[name][n]:7.1f} {speed[name][n] / speed[DEFAULT][n]:4.2f}x"
+                         if DEFAULT in speed else f"{speed[name][n]:15.1f}" for n in sizes)
+        same = sum(a == b for n in sizes for a, b in zip(answers[name][n], answers[REFERENCE][n]))
+        total = sum(map(len, answers[name].values()))
+        pick = (f"{sum(a == b for a, b in zip(picks[name], picks[REFERENCE]))}/{len(questions)}"
+                if questions else "-")
+        print(f"{name:<18} {ratios}   {same:5d}/{total:<5d}   {pick:>11}")
+    print(f"(ratios against {DEFAULT}, today's default; tok/s counts tokens up to each answer's end)")
+    shutil.rmtree(copy.parent, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
