@@ -272,13 +272,31 @@ class Answerer:
         precision = getattr(self.backend, "compute_type", answering.generation.dtype)
         self.decoding = f"{answering.generation.backend}/{precision}"  # part of the answer book's keys
         self.tokens = {"code": CODE_TOKENS}
+        self.seconds = dict.fromkeys(("weights", "generate", "likelihood", "sandbox"), 0.0)  # where the time went
+        self.answered: set[Path] = set()  # the weights files answered with
+
+    def _load(self, weights: Path) -> None:
+        t0 = time.monotonic()
+        self.backend.load_weights(weights)
+        self.seconds["weights"] += time.monotonic() - t0
+        self.answered.add(Path(weights))
+
+    def time_line(self) -> str:
+        """The answering time per model, by part: weight swaps (a conversion for ctranslate2), generation,
+        likelihood and sandbox scoring."""
+        models = len(self.answered)
+        per = {k: v / max(models, 1) for k, v in self.seconds.items()}
+        return (f"answering time per model ({self.decoding}, {models} models): {sum(per.values()):.0f} s = swap "
+                f"{per['weights']:.0f} + generate {per['generate']:.0f} + likelihood {per['likelihood']:.0f} + "
+                f"sandbox {per['sandbox']:.0f}")
 
     def __call__(self, weights: Path, temperature: float, seed: int, n: int, items) -> list[list[bool]]:
         """Per item of ``items``, the verdicts of ``n`` generated answers (see :class:`AnswerBook`)."""
         from acdc_engine.benchmarks import submission
         from acdc_engine.evaluate import score_answers
 
-        self.backend.load_weights(weights)
+        self._load(weights)
+        t0 = time.monotonic()
         raw: list[list[str]] = [[] for _ in items]
         for kind in ("text", "code"):
             idx = [i for i, it in enumerate(items) if (it.kind == "code") == (kind == "code")]
@@ -289,8 +307,12 @@ class Answerer:
                                         temperature=temperature, seed=seed)
             for j, i in enumerate(idx):
                 raw[i] = out[j * n:(j + 1) * n]
+        t1 = time.monotonic()
+        self.seconds["generate"] += t1 - t0
         subs = [[submission(it, r) for r in group] for it, group in zip(items, raw)]
-        return score_answers(items, subs, self.hook, self.config.sandbox)
+        verdicts = score_answers(items, subs, self.hook, self.config.sandbox)
+        self.seconds["sandbox"] += time.monotonic() - t1
+        return verdicts
 
     def choose(self, weights: Path, temperature: float, seed: int) -> list[bool]:
         """Each multiple-choice item answered by likelihood (see :mod:`acdc_engine.discovery`)."""
@@ -299,12 +321,14 @@ class Answerer:
         from acdc_engine.benchmarks import choice_replies
         from acdc_engine.discovery import choice_pick
 
-        self.backend.load_weights(weights)
+        self._load(weights)
+        t0 = time.monotonic()
         rng = np.random.default_rng(seed)
         out = []
         for item in (it for it in self.items if it.kind == "choice"):
             picked = choice_pick(self.backend.reply_logprobs(item.prompt, choice_replies(item)), temperature, rng)
             out.append(item.choices[picked] in item.answers)
+        self.seconds["likelihood"] += time.monotonic() - t0
         return out
 
     def close(self) -> None:
@@ -426,6 +450,8 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str, ceiling
         table["run_stats"] = [{k: s.get(k) for k in ("gen", "coverage", "fit_max", "children_viable",
                                                         "children_ge_parent", "children_ge_best_parent")}
                               for s in stats]
+        table["answering_s"] = {"models": len(answerer.answered), **answerer.seconds}
+        say("  " + answerer.time_line())
         return table
     finally:
         answerer.close()
@@ -527,6 +553,9 @@ def main() -> None:
                         "beside HumanEval; or, from a bigbench sdist, a draw from all short-question tasks (draw) "
                         "or open questions of the tasks whose keywords name the run's domains (domain). See the "
                         "docstring.")
+    parser.add_argument("--time-answering", action="store_true", help="Answer the development set once with the "
+                        "base (greedy, a fresh answer book) and print where the time goes; no run. With --set "
+                        "generation.answer_backend= it answers with the run's backend instead of ctranslate2.")
     parser.add_argument("--dev-set-report", action="store_true", help="Measure only the base on the screened "
                         "set: per task its question count and greedy accuracy, the control of 3, and the 90 %% "
                         "interval half-width of an N = 3 gap (benchmarks/dev_set.py); no run.")
@@ -559,6 +588,9 @@ def main() -> None:
         items = dev_set(cache, args.sdist, args.dev_set, args.questions, args.humaneval)
     except AcdcError as exc:
         raise SystemExit(f"error: {exc}") from None
+    if args.time_answering:
+        time_answering(config, items, args.choices)
+        return
     tasks = DEV_SETS[args.dev_set][0]
     source = "evals registry" if args.dev_set == "evals" else "BIG-bench"
     if args.dev_set == "screened":
@@ -615,6 +647,28 @@ def main() -> None:
                 "results": results}, indent=1))
             plot(results, plot_file)
     say(f"wrote {results_file} and {plot_file}; total {time.monotonic() - started:.0f} s")
+
+
+def time_answering(config, items, choices: str) -> None:
+    """The base answers ``items`` once, greedily, into a throw-away answer book; prints the time by part."""
+    from acdc_engine.discovery import AnswerBook, Member
+    from acdc_engine.plugin_manager import configured_plugins
+    from acdc_engine.seeds import resolve_seeds
+
+    with configured_plugins(config) as plugins, tempfile.TemporaryDirectory() as scratch:
+        _, base_dir = resolve_seeds(plugins.hook, config.models)
+        t0 = time.monotonic()
+        answerer = Answerer(plugins.hook, config, base_dir, items)
+        started = time.monotonic() - t0
+        try:
+            book = AnswerBook(items, Path(scratch) / "answers.json", answerer,
+                              choose=answerer.choose if choices == "likelihood" else None, decoding=answerer.decoding)
+            right = book.verdicts(Member("base", base_dir / "model.safetensors"))
+        finally:
+            answerer.close()
+    say(f"{len(items)} questions ({sum(i.kind == 'choice' for i in items)} multiple choice by {choices}); the base "
+        f"answers {100 * sum(right) / len(right):.1f} %; backend start {started:.0f} s")
+    say(answerer.time_line())
 
 
 def earlier_results(path: Path, described: dict, overrides: list[str]) -> dict:
