@@ -150,6 +150,7 @@ def _report(run_dir: Path):
         if not stats:
             raise AcdcError(f"run {run_dir} has no committed generation yet")
         models, tasks, scores, force = store.models(), store.tasks(), store.scores(), store.task_force()
+        seed_force = store.seed_task_force()
     finally:
         store.close()
     accepted = [t for t in tasks if t["status"] in ACCEPTED]
@@ -164,16 +165,19 @@ def _report(run_dir: Path):
         ("Lineage", plot_lineage(models), ""),
         ("Task embeddings", task_map, f"Embedding: {how}."),
     ]
-    return config, stats, (models, tasks, force), sections
+    return config, stats, (models, tasks, force, seed_force), sections
 
 
 def build_report(run_dir: Path) -> str:
     """The HTML page for a run directory."""
-    config, stats, (models, tasks, force), sections = _report(run_dir)
+    config, stats, (models, tasks, force, seed_force), sections = _report(run_dir)
     if force is not None:
+        specs = {m["id"]: json.loads(m["recipe"]).get("seed_spec") for m in models}
+        named = [f"{m} {specs[m]}" if specs.get(m) else m for m in seed_force or []]
+        seeds = f" ({', '.join(named)})" if named else ""
         summary = (f"Task force {', '.join(json.loads(force['model_ids']))} ({config.result.task_force_method}): "
-                   f"Coverage {force['coverage']:.3f} of {force['n_tasks']} tasks; seed experts' own task force "
-                   f"{force['seed_coverage']:.3f}.")
+                   f"Coverage {force['coverage']:.3f} of {force['n_tasks']} tasks; seed experts' own task force"
+                   f"{seeds} {force['seed_coverage']:.3f}.")
     else:
         summary = "No task force yet (the run has not finished)."
     counts: dict[str, int] = {}

@@ -8,6 +8,7 @@ import json
 import sqlite3
 
 from acdc_engine.hookspecs import hookimpl
+from acdc_engine.store import RunStore
 from conftest import run_in_process
 
 
@@ -16,7 +17,7 @@ class ByGeneration:
     by the task force, counted as the generation after the last)."""
 
     def __init__(self):
-        self.gen, self.evicted, self.rebuilt = None, {}, {}
+        self.gen, self.evicted, self.rebuilt, self.seed_force = None, {}, {}, None
 
     @hookimpl
     def acdc_event(self, kind, data):
@@ -26,6 +27,8 @@ class ByGeneration:
             self.evicted.setdefault(data["generation"], set()).update(data["model_ids"])
         elif kind == "weights_rebuilt":
             self.rebuilt.setdefault(self.gen, set()).add(data["model_id"])
+        elif kind == "run_finished":
+            self.seed_force = data["seed_force"]
 
 
 def run(tiny_config, tmp_path, name, **extra):
@@ -39,6 +42,11 @@ def run(tiny_config, tmp_path, name, **extra):
         outcome = (db.execute("SELECT id, status, digest FROM models ORDER BY id").fetchall(),
                    db.execute("SELECT model_ids, coverage FROM task_force").fetchone())
         kept = db.execute("SELECT COALESCE(SUM(size), 0) FROM weight_files WHERE seed = 0").fetchone()[0]
+        seeds = {r[0] for r in db.execute("SELECT id FROM models WHERE parents = '[]'")}
+        store = RunStore.open(tmp_path / name)
+        stored = store.seed_task_force()  # which seeds form the seed experts' task force
+        store.close()
+        assert stored == log.seed_force and stored and set(stored) <= seeds
     finally:
         db.close()
     return log, stats, outcome, kept
