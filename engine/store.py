@@ -18,6 +18,11 @@ Their rows are pure functions of their keys, so they are written as soon as
 they are known and survive a crash: a resumed run never generates again
 what it had generated before the crash.
 
+When the run has finished, the task force is written in one more transaction
+(table ``task_force``, and in ``meta`` the seeds that form the seed experts'
+own task force, ``seed_task_force``); then ``weight_files`` is trimmed to
+the budget (:meth:`RunStore.save_weight_files`).
+
 One process writes a run: the writer holds an exclusive ``flock`` on
 ``run.lock`` (released by the kernel however the process ends). Readers
 (``status``, ``report``, ``export``, ...) open the file read-only and never
