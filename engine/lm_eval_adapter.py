@@ -4,7 +4,8 @@ The systems are :class:`~acdc_engine.evaluate.Evaluation`'s: the task force, eac
 (the first seed sampled N times at T = 0.7) and any ``--model-dir``. Every member of a system (a
 weights file answering greedily, or one sample of the control) is scored by lm-eval's
 ``simple_evaluate`` through :class:`AcdcLM`, the model class registered as ``acdc-engine``: one
-resident backend (hook ``acdc_make_backend``) whose weights are swapped per member. Requests are
+resident backend (hook ``acdc_make_backend``; the run's ``generation.backend``, which scores likelihoods,
+not ``generation.answer_backend``) whose weights are swapped per member. Requests are
 raw text, as lm-eval's own models take them: ``generate_until`` continues the context
 (``Backend.complete``, cut before the task's stop strings), ``loglikelihood`` and
 ``loglikelihood_rolling`` score continuations (``Backend.continuation_logprobs``). lm-eval's own
@@ -240,6 +241,13 @@ def open_model(stack: ExitStack, *, pretrained=None, run=None, model=None, **ove
     return config, make_backend, weights, model_dir
 
 
+def lm_eval_pair(context: str, continuation: str) -> tuple[str, str]:
+    """A (context, continuation) as lm-eval's ``TemplateLM._encode_pair`` splits it: the context's trailing
+    whitespace (spaces, newlines) moved to the continuation."""
+    kept = context.rstrip()
+    return (kept, context[len(kept):] + continuation) if kept else (context, continuation)
+
+
 @register_model(MODEL_NAME)
 class AcdcLM(LM):
     """lm-eval's model interface served by one resident acdc-engine backend, answers cached.
@@ -391,7 +399,10 @@ class AcdcLM(LM):
         return [(float(lp), bool(g)) for lp, g in out]
 
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        out = self.scores([r.args for r in requests])
+        """Each (context, continuation)'s log-likelihood and greediness; the context's trailing whitespace is
+        scored with the continuation, as lm-eval's own models score it (a chat template's context ends in a
+        newline)."""
+        out = self.scores([lm_eval_pair(*r.args) for r in requests])
         if self.member.sample is None:
             return out
         by_doc = defaultdict(list)  # a multiple-choice question's requests: one per choice
@@ -608,15 +619,26 @@ class LmEvalEvaluation:
         """The report (``benchmarks``: per task its facts and per system its scores; ``cache``: requests
         answered fresh and from the cache), the per-sample records written to ``samples_file`` (JSONL), and
         each member's lm-eval results under ``output_path`` (default: beside ``samples_file``)."""
-        gen = ev.config.generation
+        gen = ev.config.generation  # the run's own backend (not generation.answer_backend): it scores likelihoods
         self.ev = ev
         self.cache = AnswerCache(Path(ev.config.models.cache_dir).expanduser() / "lm-eval" / "answers.sqlite")
-        self.lm = AcdcLM.serving(make_backend=ev.resident_backend, cache=self.cache, seed=ev.seed,
+        made = []
+
+        def make_backend():
+            backend = ev.hook.acdc_make_backend(config=ev.config, model_dir=ev.base_dir)
+            if backend is None:
+                raise AcdcError(f"no plugin provides the backend {gen.backend!r}")
+            made.append(backend)
+            return backend
+
+        self.lm = AcdcLM.serving(make_backend=make_backend, cache=self.cache, seed=ev.seed,
                                  decoding={"backend": gen.backend, "dtype": gen.dtype}, tokenizer_dir=ev.base_dir)
         try:
             return self._run(samples_file, Path(output_path) if output_path else
                              samples_file.with_name(samples_file.name.replace("-samples.jsonl", "") + "-lm-eval"))
         finally:
+            for backend in made:
+                backend.close()
             self.cache.close()
 
     def _run(self, samples_file: Path, output_path: Path) -> dict:

@@ -258,3 +258,28 @@ def test_evaluate_results_reach_wandb_offline_and_mlflow(tiny_models, tmp_path, 
                                                         str(tmp_path / "dl2")))).read_text())
     assert [r[:3] for r in scores["data"]] == ([["benchmark", "qa", s] for s in bench]
                                                 + [["lm-eval", "tiny_mc", s] for s in systems])
+
+
+def test_chat_templated_requests_answer_as_lm_evals_own_hf_model(lm_run, tiny_models, tmp_path):
+    """With --apply_chat_template and a few-shot example, the acdc-engine model gets the same prompts as lm-eval's
+    `hf` model and gives its log-likelihoods and greedy generations."""
+    from lm_eval.tasks import TaskManager
+
+    out = {}
+    for model, args in (("hf", f"pretrained={tiny_models['a']},dtype=float32"),
+                        ("acdc-engine", f"pretrained={tiny_models['a']},dtype=float32,cache_dir={tmp_path}")):
+        out[model] = lm_eval.simple_evaluate(
+            model=model, model_args=args, tasks=["tiny_gen", "tiny_mc"], apply_chat_template=True, num_fewshot=1,
+            task_manager=TaskManager(include_path=str(lm_run / "tasks")), bootstrap_iters=0, log_samples=True,
+            device="cpu")
+    for task in ("tiny_gen", "tiny_mc"):
+        theirs, ours = out["hf"]["samples"][task], out["acdc-engine"]["samples"][task]
+        assert len(theirs) == len(ours) > 0
+        for a, b in zip(theirs, ours):
+            assert a["arguments"] == b["arguments"] and "<|im_start|>assistant" in str(a["arguments"])
+            if task == "tiny_mc":
+                for (lp_a, greedy_a), (lp_b, greedy_b) in zip((r[0] for r in a["resps"]), (r[0] for r in b["resps"])):
+                    assert lp_b == pytest.approx(lp_a, abs=1e-3) and greedy_a == greedy_b
+            else:
+                assert a["resps"] == b["resps"]
+        assert out["acdc-engine"]["results"][task] == out["hf"]["results"][task]
