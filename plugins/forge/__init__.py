@@ -24,8 +24,8 @@ families' own scorers.
 Modules: :mod:`.data` (task families, held-out split, replay), :mod:`.training`
 (LoRA fine-tune, layout-exact save), :mod:`.protect` (protected directions),
 :mod:`.manifest` and :mod:`.cache` (the cache, :class:`~.cache.Forge`),
-:mod:`.compare` (held-out comparison), :mod:`.seeds` (``forged:`` specs) and
-:mod:`.command` (``acdc-engine forge``, the first run's forging).
+:mod:`.compare` (held-out comparison), :mod:`.seeds` (``forged:`` specs), :mod:`.phases` (each step of
+the work shown as progress) and :mod:`.command` (``acdc-engine forge``, the first run's forging).
 """
 
 from __future__ import annotations

@@ -20,14 +20,16 @@ from acdc_engine.plugins.forge.data import (
     capabilities,
     check_capabilities,
     families,
-    generate_replay,
+    generate_replies,
     held_out,
     instructions,
     replay_prompts,
+    replay_records,
     task_examples,
     write_atomic,
 )
 from acdc_engine.plugins.forge.manifest import FORGED_DIR, MANIFEST, read_manifest, write_manifest
+from acdc_engine.plugins.forge.phases import Phase, prefixed, quiet
 from acdc_engine.plugins.forge.training import ForgeRecipe, save_like_base, train
 
 
@@ -66,18 +68,21 @@ def install(tmp: Path, final: Path) -> None:
 
 
 class Forge:
-    """Forges experts of one base; they share its replay data."""
+    """Forges experts of one base; they share its replay data. Its work outside the training steps (the
+    task instances it builds here, the replay's scoring, each expert's training data, protected directions
+    and writing) shows as ``phase``s (:func:`~.phases.shown_on` a progress display)."""
 
-    def __init__(self, hook, config, *, base: str | None = None, recipe: ForgeRecipe = ForgeRecipe()) -> None:
-        self.hook, self.config, self.recipe = hook, config, recipe
+    def __init__(self, hook, config, *, base: str | None = None, recipe: ForgeRecipe = ForgeRecipe(),
+                 phase: Phase = quiet) -> None:
+        self.hook, self.config, self.recipe, self.phase = hook, config, recipe, phase
         self.cache_dir = Path(config.models.cache_dir).expanduser()
         self.base_spec = base or config.models.base
         self.base_dir = resolve_seed(hook, self.base_spec, self.cache_dir)
         check_chat_template(self.base_spec, self.base_dir)  # its replay answers and training turns are chats
         self.base_digest = file_digest(self.base_dir / "model.safetensors")
-        self.held = held_out(hook, config.sandbox, capabilities(hook))  # never trained on, nor replayed
+        self.held = held_out(hook, config.sandbox, capabilities(hook), phase)  # never trained on, nor replayed
         self.held_instructions = instructions(self.held)
-        self.replay_prompts = replay_prompts(hook, config.sandbox, exclude=self.held_instructions)
+        self.replay_prompts = replay_prompts(hook, config.sandbox, exclude=self.held_instructions, phase=phase)
         gen = config.generation
         self.replay_key = hashlib.sha256(json.dumps([REPLAY_FORMAT, self.base_digest, gen.backend,
                                                      gen.max_new_tokens, [(r.capability, r.prompt)
@@ -85,10 +90,13 @@ class Forge:
                                          .encode()).hexdigest()[:12]
         self.replay_file = self.cache_dir / FORGED_DIR / f"replay-{self.replay_key}.json"
 
-    def replay(self, on_batch=None) -> list[dict]:
-        """The base's replies to the replay prompts: cached, or generated now."""
+    def replay(self) -> list[dict]:
+        """The base's replies to the replay prompts: cached, or generated now (a phase counting answers,
+        then one scoring them)."""
         if not self.replay_file.is_file():
-            records = generate_replay(self.hook, self.config, self.base_dir, self.replay_prompts, on_batch)
+            with self.phase("replay: the base's answers (once per base)", len(self.replay_prompts)) as advance:
+                replies = generate_replies(self.hook, self.config, self.base_dir, self.replay_prompts, advance)
+            records = replay_records(self.hook, self.config, self.base_dir, self.replay_prompts, replies, self.phase)
             write_atomic(self.replay_file, json.dumps(records, indent=0))
         return json.loads(self.replay_file.read_text())
 
@@ -111,7 +119,8 @@ class Forge:
         """The expert of ``capability``: from the cache, or trained, merged and saved (atomically).
 
         Its time counts from the training data to the installed directory
-        (the replay data, shared by all experts, is made before).
+        (the replay data, shared by all experts, is made before). ``on_step(step, loss)`` follows
+        each training step; the rest shows as phases named after ``capability``.
         """
         check_capabilities(self.hook, [capability])
         if not force and (found := self.cached(capability)):
@@ -119,16 +128,17 @@ class Forge:
         records = self.replay()
         final = self.path(capability)
         started = time.monotonic()
-        tasks = task_examples(self.hook, capability, self.recipe, self.config.sandbox, self.held_instructions)
+        phase = prefixed(self.phase, f"{capability}: ")
+        tasks = task_examples(self.hook, capability, self.recipe, self.config.sandbox, self.held_instructions, phase)
         others = [r for r in records if r["capability"] != capability]
         protected = [Example(r["prompt"], r["reply"], r["ended"]) for r in others]
         replayed = [e for e, r in zip(protected, others)
                     if r["score"] is None or r["score"] > 0 or not self.recipe.replay_solved_only]
-        model = train(self.base_dir, tasks, replayed, self.recipe, on_step, protected)
+        model = train(self.base_dir, tasks, replayed, self.recipe, on_step, protected, phase)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
         try:
-            save_like_base(model, self.base_dir, tmp)
+            save_like_base(model, self.base_dir, tmp, phase)
             seconds = time.monotonic() - started
             write_manifest(tmp, base=self.base_spec, base_digest=self.base_digest, capability=capability,
                            recipe=asdict(self.recipe), task_examples=len(tasks), replay_examples=len(replayed),

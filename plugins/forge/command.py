@@ -4,16 +4,19 @@ default experts (``acdc_prepare_run``)."""
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.progress import TimeRemainingColumn
 
 from acdc_engine.api import (FORGED_PREFIX, TickingProgress, command_config, config_options, configured_plugins,
                              quiet_libraries)
 from acdc_engine.plugins.forge.cache import Forge
 from acdc_engine.plugins.forge.compare import compare, forge_table
 from acdc_engine.plugins.forge.data import DEFAULT_CAPABILITIES, parse_capabilities
+from acdc_engine.plugins.forge.phases import shown_on
 from acdc_engine.plugins.forge.seeds import experts as forged_experts
 from acdc_engine.plugins.forge.training import ForgeRecipe
 
@@ -46,10 +49,10 @@ def forge(base, capabilities, steps, lr, rank, protect_energy, force, no_eval, c
     config = command_config(config_file, overrides)
     recipe = ForgeRecipe(steps=steps, lr=lr, rank=rank, protect_energy=protect_energy or None)
     try:
-        with configured_plugins(config) as pm, TickingProgress(console=console, transient=True) as progress:
+        with configured_plugins(config) as pm, forge_progress() as progress:
             hook = pm.hook
             caps = parse_capabilities(hook, capabilities)
-            smith = Forge(hook, config, base=base, recipe=recipe)
+            smith = Forge(hook, config, base=base, recipe=recipe, phase=shown_on(progress))
             made = {f"{cap} expert": (cap, done.path)
                     for cap, done in forge_experts(smith, caps, progress, force=force).items()}
             if no_eval:
@@ -58,7 +61,9 @@ def forge(base, capabilities, steps, lr, rank, protect_energy, force, no_eval, c
             models = {"base": smith.base_dir, **{name: d for name, (_, d) in made.items()}}
             task = progress.add_task("evaluating on held-out tasks",
                                      total=len(models) * sum(len(i) for pairs in held.values() for _, i in pairs))
-            rates = compare(hook, config, models, held, on_batch=lambda n: progress.advance(task, n))
+            rates = compare(hook, config, models, held, on_batch=lambda n: progress.advance(task, n),
+                            on_model=lambda name: progress.update(task, description="evaluating on held-out "
+                                                                                    f"tasks: {name}"))
             progress.remove_task(task)
     except KeyboardInterrupt:
         console.print("interrupted; no half-written expert is left in the cache", highlight=False)
@@ -66,24 +71,90 @@ def forge(base, capabilities, steps, lr, rank, protect_energy, force, no_eval, c
     console.print(forge_table(rates, held, {name: cap for name, (cap, _) in made.items()}))
 
 
+def forge_progress() -> TickingProgress:
+    """The forge's display: the API's progress (plain lines off a terminal) with an ETA column; its ETAs
+    come from the speed of the last 5 minutes (a training step can take longer than Rich's 30 s)."""
+    progress = TickingProgress(console=console, transient=True)
+    progress.columns = (*progress.columns, TimeRemainingColumn())
+    progress.speed_estimate_period = 300.0
+    return progress
+
+
 def forge_experts(smith: Forge, caps: list[str], progress: TickingProgress, *, force: bool = False) -> dict:
-    """Each capability's expert, from the cache or forged now, with a bar per step and a line per expert."""
-    if not smith.replay_file.is_file() and any(force or not smith.cached(c) for c in caps):
-        task = progress.add_task("replay: the base's answers", total=len(smith.replay_prompts))
-        smith.replay(on_batch=lambda n: progress.advance(task, n))
-        progress.remove_task(task)
+    """Each capability's expert, from the cache or forged now, with a bar per step and a line per expert;
+    the replay first if it is missing (the work before and after the steps shows as ``smith``'s phases:
+    make it with ``phase=shown_on(progress)``); once the first steps' speed is measured, a line says how
+    long the forging left will take."""
+    def say(text: str) -> None:
+        progress.console.print(text, highlight=False, markup=False)
+
+    left = [cap for cap in caps if force or not smith.cached(cap)]
+    if left and not smith.replay_file.is_file():
+        say(f"replay: the base's answers to {len(smith.replay_prompts)} prompts first, which the experts train on "
+            "to keep what it could do (once per base, cached)")
+        smith.replay()
+    estimate = Estimate(smith.recipe.steps, len(left))
     out = {}
     for cap in caps:
         task = progress.add_task(f"forging {cap}", total=smith.recipe.steps)
+        estimate.start()
 
         def on_step(step, loss, task=task, cap=cap):
             progress.update(task, completed=step, description=f"forging {cap} (loss {loss:.3f})")
+            if announced := estimate.step(step):
+                say(f"{cap}: {announced}")
 
         out[cap] = done = smith.forge(cap, force=force, on_step=on_step)
         progress.remove_task(task)
         how = f"cached (forged in {_duration(done.seconds)})" if done.cached else f"forged in {_duration(done.seconds)}"
-        progress.console.print(f"{cap}: {how}: {done.path}", highlight=False)
+        if not done.cached:
+            estimate.done(done.seconds)
+        rest = (f"; {estimate.left} more to forge, about {_duration(estimate.rest())} (each as long as the last)"
+                if estimate.left and estimate.forged else "")
+        say(f"{cap}: {how}: {done.path}" + rest)
     return out
+
+
+class Estimate:
+    """How long the forging of ``experts`` experts of ``steps`` training steps each will take, measured on
+    this machine: the seconds a step takes over the first steps after step 1 (which also warms up), the
+    preparation before step 1, and the whole forges that have ended."""
+
+    def __init__(self, steps: int, experts: int) -> None:
+        self.steps, self.left = steps, experts
+        self.forged: list[float] = []  # seconds of each whole forge ended
+        self.started, self.stamps = time.monotonic(), []
+
+    def start(self) -> None:
+        """An expert's forge starts."""
+        self.started, self.stamps = time.monotonic(), []
+
+    def step(self, step: int) -> str | None:
+        """Its training step ``step`` ended: once, when the speed is measured (after step 2 or 3, if a step
+        is left; step 1 also warms up, so it is not counted), what it is and when the forging ends."""
+        self.stamps.append(time.monotonic())
+        at = min(3, self.steps - 1)
+        if at < 2 or step != at or len(self.stamps) != at:
+            return None
+        step_s = (self.stamps[-1] - self.stamps[0]) / (at - 1)
+        prepared_s = max(0.0, self.stamps[0] - self.started - step_s)
+        this = (self.steps - at) * step_s
+        each = self.forged[-1] if self.forged else prepared_s + self.steps * step_s
+        span = "step 2" if at == 2 else f"steps 2-{at}"
+        text = (f"a training step takes {step_s:.1f} s on this machine (measured over {span}), the preparation "
+                f"before step 1 took {_duration(prepared_s)}: this expert ends in about {_duration(this)}")
+        if self.left > 1:
+            text += f", the {self.left} experts left in about {_duration(this + (self.left - 1) * each)}"
+        return text
+
+    def done(self, seconds: float) -> None:
+        """A forge ended in ``seconds``."""
+        self.forged.append(seconds)
+        self.left -= 1
+
+    def rest(self) -> float:
+        """The forges left, each as long as the last one that ended (0 before one has)."""
+        return self.left * self.forged[-1] if self.forged else 0.0
 
 
 def forge_missing(config, hook) -> None:
@@ -95,11 +166,12 @@ def forge_missing(config, hook) -> None:
             continue
         quiet_libraries()
         console.print(f"seed {spec}: no expert forged from {base} yet; forging {', '.join(DEFAULT_CAPABILITIES)} "
-                      "once (about 4 min each on 2 cores; cached for later runs; models.forge_missing=false "
-                      "skips this)", highlight=False)
+                      "once (how long, measured from the first training steps, is said then; cached for later "
+                      "runs; models.forge_missing=false skips this)", highlight=False)
         try:
-            with TickingProgress(console=console, transient=True) as progress:
-                forge_experts(Forge(hook, config, base=base), list(DEFAULT_CAPABILITIES), progress)
+            with forge_progress() as progress:
+                forge_experts(Forge(hook, config, base=base, phase=shown_on(progress)), list(DEFAULT_CAPABILITIES),
+                              progress)
         except KeyboardInterrupt:
             console.print("interrupted; the experts forged so far are cached, no half-written one is left",
                           highlight=False)

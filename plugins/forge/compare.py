@@ -25,8 +25,9 @@ def exact_backend(hook, config, model_dir: Path):
 
 
 def compare(hook, config, models: dict[str, Path], held: dict[str, list[tuple[TaskSpec, list]]], *,
-            on_batch=None) -> dict[str, dict[str, float]]:
-    """Pass rate (mean score) of each model on each capability's held-out families (:func:`held_out`).
+            on_batch=None, on_model=None) -> dict[str, dict[str, float]]:
+    """Pass rate (mean score) of each model on each capability's held-out families (:func:`held_out`);
+    ``on_model(name)`` before each model is answered, ``on_batch(n)`` counts its answers.
 
     ``models`` maps names to checkpoints of one architecture; the first fixes it for the backend.
     Answers are exact (:func:`exact_backend`).
@@ -36,6 +37,8 @@ def compare(hook, config, models: dict[str, Path], held: dict[str, list[tuple[Ta
     rates: dict[str, dict[str, float]] = {}
     try:
         for name, d in models.items():
+            if on_model:
+                on_model(name)
             backend.load_weights(Path(d) / "model.safetensors")
             texts = iter(backend.generate(prompts, max_new_tokens=config.generation.max_new_tokens,
                                           on_batch=on_batch))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from acdc_engine.api import AcdcError, Instance, TaskCodeError, TaskSpec, extract_answer
 from acdc_engine.plugins.forge.compare import exact_backend
+from acdc_engine.plugins.forge.phases import Advance, Phase, quiet
 
 if TYPE_CHECKING:
     import torch
@@ -103,15 +104,23 @@ def families(hook, capability: str, difficulties: tuple[int, ...], count: int, s
 
 
 
-def instances(hook, specs: list[TaskSpec], limits) -> list[tuple[TaskSpec, list]]:
-    """Each family with its instances, from its own code in the sandbox."""
+def instances(hook, specs: list[TaskSpec], limits, advance: Advance | None = None) -> list[tuple[TaskSpec, list]]:
+    """Each family with its instances, from its own code in the sandbox; ``advance`` is called after each."""
     out = []
     for spec in specs:
         try:
             out.append((spec, hook.acdc_task_instances(task=spec, limits=limits)))
         except TaskCodeError as exc:
             raise AcdcError(f"task family {spec.name}: {exc}") from None
+        if advance:
+            advance()
     return out
+
+
+def shown_instances(hook, specs: list[TaskSpec], limits, phase: Phase, what: str) -> list[tuple[TaskSpec, list]]:
+    """:func:`instances`, shown as the phase "``what`` task families" counting them."""
+    with phase(f"{what} task families, in the sandbox", len(specs)) as advance:
+        return instances(hook, specs, limits, advance)
 
 
 
@@ -124,11 +133,12 @@ def target(data: dict, worked: bool = True) -> str:
 
 
 
-def task_examples(hook, capability: str, recipe: ForgeRecipe, limits, exclude: set[str]) -> list[Example]:
+def task_examples(hook, capability: str, recipe: ForgeRecipe, limits, exclude: set[str],
+                  phase: Phase = quiet) -> list[Example]:
     """Training examples of ``capability``: distinct instructions, none in ``exclude`` (the held-out ones)."""
     out: dict[str, Example] = {}
-    for _, insts in instances(hook, families(hook, capability, recipe.difficulties, recipe.train_per_family, "train",
-                                             recipe.seed), limits):
+    specs = families(hook, capability, recipe.difficulties, recipe.train_per_family, "train", recipe.seed)
+    for _, insts in shown_instances(hook, specs, limits, phase, "training"):
         for inst in insts:
             if inst.instruction not in exclude:
                 out.setdefault(inst.instruction, Example(inst.instruction, target(inst.data, recipe.worked)))
@@ -136,7 +146,7 @@ def task_examples(hook, capability: str, recipe: ForgeRecipe, limits, exclude: s
 
 
 
-def held_out(hook, limits, caps: list[str]) -> dict[str, list[tuple[TaskSpec, list]]]:
+def held_out(hook, limits, caps: list[str], phase: Phase = quiet) -> dict[str, list[tuple[TaskSpec, list]]]:
     """Held-out families of each capability with their instances (other seeds than training and replay).
 
     Each distinct instruction counts once: small task spaces repeat instructions
@@ -145,10 +155,12 @@ def held_out(hook, limits, caps: list[str]) -> dict[str, list[tuple[TaskSpec, li
     no instance of its own is dropped.
     """
     held: dict[str, list[tuple[TaskSpec, list]]] = {}
+    specs = {cap: families(hook, cap, EVAL_DIFFICULTIES, HELD_OUT_PER_FAMILY, "held-out") for cap in caps}
+    made = iter(shown_instances(hook, [s for cap in caps for s in specs[cap]], limits, phase, "held-out"))
     for cap in caps:
         seen: set[str] = set()
         held[cap] = []
-        for spec, insts in instances(hook, families(hook, cap, EVAL_DIFFICULTIES, HELD_OUT_PER_FAMILY, "held-out"), limits):
+        for spec, insts in (next(made) for _ in specs[cap]):
             distinct = []
             for inst in insts:
                 if inst.instruction not in seen:
@@ -177,40 +189,48 @@ class ReplayPrompt:
 
 
 
-def replay_prompts(hook, limits, exclude: set[str]) -> list[ReplayPrompt]:
+def replay_prompts(hook, limits, exclude: set[str], phase: Phase = quiet) -> list[ReplayPrompt]:
     """The general prompts, then a few instances of every capability; distinct prompts, none in
     ``exclude`` (the held-out instructions)."""
     out: dict[str, ReplayPrompt] = {p: ReplayPrompt(None, p) for p in GENERAL_PROMPTS}
-    for cap in capabilities(hook):
-        for spec, insts in instances(hook, families(hook, cap, (1, 2, 3), REPLAY_PER_FAMILY, "replay"), limits):
-            for inst in insts:
-                if inst.instruction not in exclude:
-                    out.setdefault(inst.instruction, ReplayPrompt(cap, inst.instruction, spec, inst))
+    specs = [(cap, spec) for cap in capabilities(hook)
+             for spec in families(hook, cap, (1, 2, 3), REPLAY_PER_FAMILY, "replay")]
+    made = shown_instances(hook, [spec for _, spec in specs], limits, phase, "replay")
+    for (cap, _), (spec, insts) in zip(specs, made):
+        for inst in insts:
+            if inst.instruction not in exclude:
+                out.setdefault(inst.instruction, ReplayPrompt(cap, inst.instruction, spec, inst))
     return list(out.values())
 
 
 
-def generate_replay(hook, config, base_dir: Path, prompts: list[ReplayPrompt], on_batch=None) -> list[dict]:
+def generate_replies(hook, config, base_dir: Path, prompts: list[ReplayPrompt], on_batch=None) -> list[str]:
     """The base's greedy replies to ``prompts`` with the run's backend (exact: :func:`exact_backend`);
-    ``ended``: before the token limit; ``score``: the family's score of a task instance's reply (None
-    for a general prompt)."""
+    ``on_batch(n)`` counts the answers."""
+    backend = exact_backend(hook, config, base_dir)
+    try:
+        return backend.generate([r.prompt for r in prompts], max_new_tokens=config.generation.max_new_tokens,
+                                on_batch=on_batch)
+    finally:
+        backend.close()
+
+
+def replay_records(hook, config, base_dir: Path, prompts: list[ReplayPrompt], replies: list[str],
+                   phase: Phase = quiet) -> list[dict]:
+    """The replay records of the base's ``replies``: ``ended``: before the token limit; ``score``: the
+    family's score of a task instance's reply (None for a general prompt; the scoring is a phase)."""
     from transformers import AutoTokenizer
 
     limit = config.generation.max_new_tokens
-    backend = exact_backend(hook, config, base_dir)
-    try:
-        replies = backend.generate([r.prompt for r in prompts], max_new_tokens=limit, on_batch=on_batch)
-    finally:
-        backend.close()
-    scores = _score_replies(hook, config.sandbox, prompts, replies)
+    scores = _score_replies(hook, config.sandbox, prompts, replies, phase)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     return [{"capability": r.capability, "prompt": r.prompt, "reply": reply, "score": score,
              "ended": len(tokenizer(reply, add_special_tokens=False).input_ids) < limit}
             for r, reply, score in zip(prompts, replies, scores)]
 
 
-
-def _score_replies(hook, limits, prompts: list[ReplayPrompt], replies: list[str]) -> list[float | None]:
+def _score_replies(hook, limits, prompts: list[ReplayPrompt], replies: list[str],
+                   phase: Phase = quiet) -> list[float | None]:
     """Each task instance's reply scored by its family in the sandbox (one call per family); None for
     a general prompt."""
     by_family: dict[str, list[int]] = {}
@@ -218,12 +238,15 @@ def _score_replies(hook, limits, prompts: list[ReplayPrompt], replies: list[str]
         if r.task is not None:
             by_family.setdefault(r.task.digest, []).append(i)
     scores: list[float | None] = [None] * len(prompts)
-    for indices in by_family.values():
-        found = hook.acdc_score_submissions(task=prompts[indices[0]].task,
-                                            instances=[prompts[i].instance for i in indices],
-                                            submissions=[extract_answer(replies[i]) for i in indices], limits=limits)
-        for i, score in zip(indices, found):
-            scores[i] = score or 0.0
+    with phase("replay: scoring the answers by task family, in the sandbox", len(by_family)) as advance:
+        for indices in by_family.values():
+            found = hook.acdc_score_submissions(task=prompts[indices[0]].task,
+                                                instances=[prompts[i].instance for i in indices],
+                                                submissions=[extract_answer(replies[i]) for i in indices],
+                                                limits=limits)
+            for i, score in zip(indices, found):
+                scores[i] = score or 0.0
+            advance()
     return scores
 
 

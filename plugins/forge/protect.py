@@ -6,17 +6,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from acdc_engine.plugins.forge.data import pad_batch
+from acdc_engine.plugins.forge.phases import Phase, quiet
 
 if TYPE_CHECKING:  # torch is imported where it is used, so that the CLI starts fast
     import torch
 
 
 def protected_subspaces(model, encoded: list[tuple[list[int], list[int]]], energy: float, pad_id: int, *,
-                         bf16: bool, batch_size: int = 16) -> dict[str, torch.Tensor]:
+                         bf16: bool, batch_size: int = 16, phase: Phase = quiet) -> dict[str, torch.Tensor]:
     """For each adapted layer, an orthonormal basis (columns) of the input directions that carry
     ``energy`` of its inputs' energy over ``encoded``'s tokens, prompt and reply, every token of
     every text counted (the chat template's system turn too, as often as it is seen: counted once,
-    it made a much weaker strings expert; docs/performance.md)."""
+    it made a much weaker strings expert; docs/performance.md). Two phases: the base's inputs to
+    the layers over the texts (counted in texts), then each distinct input's eigenvectors."""
     import torch
     from peft.tuners.lora import LoraLayer
 
@@ -40,20 +42,25 @@ def protected_subspaces(model, encoded: list[tuple[list[int], list[int]]], energ
     decoder = model.get_base_model().model  # the layers without the output head
     handles = [m.base_layer.register_forward_hook(accumulate(name)) for name, m in layers.items()]
     try:
-        with torch.no_grad(), model.disable_adapter(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with phase("protected directions: reading the replayed texts", len(encoded)) as advance, \
+                torch.no_grad(), model.disable_adapter(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             for start in range(0, len(encoded), batch_size):
                 batch = pad_batch(encoded[start:start + batch_size], pad_id)
                 counted[:] = [batch["attention_mask"].bool()]
                 decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                advance(len(batch["input_ids"]))
     finally:
         for handle in handles:
             handle.remove()
     bases = {}
-    for name, gram in grams.items():
-        values, vectors = torch.linalg.eigh(gram.float())
-        values, vectors = values.flip(0).clamp(min=0).double(), vectors.flip(1)
-        kept = int(torch.searchsorted(values.cumsum(0) / values.sum(), torch.tensor(energy, dtype=values.dtype))) + 1
-        bases[name] = vectors[:, :kept].contiguous()
+    with phase("protected directions: eigenvectors per layer", len(grams)) as advance:
+        for name, gram in grams.items():
+            values, vectors = torch.linalg.eigh(gram.float())
+            values, vectors = values.flip(0).clamp(min=0).double(), vectors.flip(1)
+            kept = int(torch.searchsorted(values.cumsum(0) / values.sum(),
+                                          torch.tensor(energy, dtype=values.dtype))) + 1
+            bases[name] = vectors[:, :kept].contiguous()
+            advance()
     return {name: bases[same_input.get(name, name)] for name in layers}
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable
 from acdc_engine.api import AcdcError, CheckpointReader, CheckpointWriter
 from acdc_engine.plugins.forge.data import Example, encode, pad_batch
 from acdc_engine.plugins.forge.manifest import MANIFEST
+from acdc_engine.plugins.forge.phases import Phase, quiet
 from acdc_engine.plugins.forge.protect import project_out, protected_subspaces
 
 if TYPE_CHECKING:  # torch is imported where it is used, so that the CLI starts fast
@@ -103,9 +104,11 @@ def _cycle(items: list, rng: random.Random):
 
 
 def train(base_dir: Path, tasks: list[Example], replayed: list[Example], recipe: ForgeRecipe,
-          on_step: Callable[[int, float], None] | None = None, protected: list[Example] = ()):
+          on_step: Callable[[int, float], None] | None = None, protected: list[Example] = (),
+          phase: Phase = quiet):
     """The base with a LoRA trained on ``tasks`` and ``replayed``, merged into its weights; with
-    ``recipe.protect_energy``, its weight change leaves ``protected``'s main input directions alone."""
+    ``recipe.protect_energy``, its weight change leaves ``protected``'s main input directions alone.
+    ``on_step(step, loss)`` follows each training step; the work before step 1 shows as ``phase``s."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -128,7 +131,7 @@ def train(base_dir: Path, tasks: list[Example], replayed: list[Example], recipe:
     bases = {}
     if recipe.protect_energy is not None and protected:
         bases = protected_subspaces(model, [encode(tokenizer, e, recipe.max_len) for e in protected],
-                                     recipe.protect_energy, pad_id, bf16=recipe.bf16)
+                                     recipe.protect_energy, pad_id, bf16=recipe.bf16, phase=phase)
         project_out(model, bases)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0)
@@ -166,8 +169,9 @@ def train(base_dir: Path, tasks: list[Example], replayed: list[Example], recipe:
 
 
 
-def save_like_base(model, base_dir: Path, out_dir: Path) -> None:
-    """Writes ``model``'s weights in the base's exact safetensors layout and copies its other files."""
+def save_like_base(model, base_dir: Path, out_dir: Path, phase: Phase = quiet) -> None:
+    """Writes ``model``'s weights in the base's exact safetensors layout (a ``phase`` counting tensors) and
+    copies its other files."""
     with CheckpointReader(base_dir / "model.safetensors") as base:
         layout = {name: (base.dtype(name), base.shape(name)) for name in base.keys()}
         metadata = base.metadata
@@ -177,9 +181,11 @@ def save_like_base(model, base_dir: Path, out_dir: Path) -> None:
         raise AcdcError(f"forged model has no tensor {missing[0]} of the base {base_dir}")
     writer = CheckpointWriter(out_dir / "model.safetensors", layout, metadata or None)
     try:
-        for name, (dtype, _) in layout.items():
-            writer.write(name, state[name].detach().to(dtype))
-        writer.commit()
+        with phase("writing the expert, tensor by tensor", len(layout)) as advance:
+            for name, (dtype, _) in layout.items():
+                writer.write(name, state[name].detach().to(dtype))
+                advance()
+            writer.commit()
     except BaseException:
         writer.abort()
         raise
