@@ -20,6 +20,7 @@ from rich.console import Console
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_view import feed  # noqa: E402  (the test's full screen: 12 archive rows, events, a time line)
 
+from acdc_engine.events import Advanced  # noqa: E402
 from acdc_engine.view import REFRESH_PER_S, ProgressView  # noqa: E402
 
 
@@ -35,7 +36,7 @@ def main() -> None:
     events = 20000
     started = time.perf_counter()
     for _ in range(events):
-        view.acdc_event("advance", {"n": 1})
+        view.acdc_event(Advanced(n=1))
     event_s = (time.perf_counter() - started) / events
     print(f"render of a full screen: {render_s * 1e3:.2f} ms; at {REFRESH_PER_S} per second "
           f"{100 * render_s * REFRESH_PER_S:.2f} % of one core")

@@ -200,6 +200,9 @@ class ProgressView:
         self.last_commit = self.t0
         self.last_gen_s = 0.0  # the last committed generation's seconds
         self.finished: str | None = None  # the closing comparison, once the run has finished
+        self.changes = 0  # events seen: the frame's layout is measured again after one
+        self.fit_key: tuple | None = None
+        self.fit = (MAX_ROWS, 0)
         self.models_done = 0
         self.answers = 0
         self.evaluating = False
@@ -258,22 +261,28 @@ class ProgressView:
         if self.last_stats:
             bottom.append(wrapped(time_line(self.last_stats)))
         width, height = self.console.size
-        used = sum(self._height(r, width) for r in (*top, *bottom))
         events = [] if self.finished else [Text(e, overflow="ellipsis", no_wrap=True, style="dim")
                                             for e in self.events]  # the last frame: room for what follows it
-        middle: list[RenderableType] = []
-        if self.rows:  # the legend under the table, wrapped to the full width
-            legend = wrapped("\n".join(archive_legend(self.rows)), style="dim")
-            used += self._height(legend, width)
-            for rows in range(MAX_ROWS, 0, -1):  # events give way first, then rows
-                middle = [archive_table(self.rows, max_rows=rows, with_legend=False), legend]
-                room = height - used - self._height(middle[0], width)
-                if room >= 0:
-                    break
-        else:
-            room = height - used
+        legend = wrapped("\n".join(archive_legend(self.rows)), style="dim")
+        key = (width, height, self.changes, len(self.progress.tasks), len(head))
+        if key != self.fit_key:  # measured again only when what is shown changed, not at every tick
+            self.fit_key, self.fit = key, self._fit(top, bottom, legend, width, height)
+        rows, room = self.fit
+        middle = [archive_table(self.rows, max_rows=rows, with_legend=False), legend] if self.rows else []
         events = events[len(events) - max(room, 0):] if room < len(events) else events
         return Group(*top, *middle, bottom[0], *events, *bottom[1:])
+
+    def _fit(self, top: list, bottom: list, legend: Text, width: int, height: int) -> tuple[int, int]:
+        """The archive rows shown and the lines left for events: events give way first, then rows."""
+        used = sum(self._height(r, width) for r in (*top, *bottom))
+        if not self.rows:
+            return MAX_ROWS, height - used
+        used += self._height(legend, width)
+        for rows in range(MAX_ROWS, 0, -1):
+            room = height - used - self._height(archive_table(self.rows, max_rows=rows, with_legend=False), width)
+            if room >= 0:
+                break
+        return rows, room
 
     def _height(self, renderable: RenderableType, width: int) -> int:
         return len(self.console.render_lines(renderable, self.console.options.update(width=width, height=None),
@@ -298,6 +307,8 @@ class ProgressView:
             self._on_event(event)
 
     def _on_event(self, event: Event) -> None:
+        if not isinstance(event, Advanced):  # a count that moves changes no line's height
+            self.changes += 1
         match event:
             case RunStarted():
                 self.generations, self.first_gen = event.generations, event.start_generation
