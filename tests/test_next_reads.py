@@ -1,13 +1,17 @@
 """The weights budget keeps what the next generation reads: on a real tiny-model run whose budget forces
 eviction, nothing evicted at a commit is rebuilt by the next generation (with ``store.keep_next_reads``),
-while the strict budget has to rebuild some; both runs are the same run."""
+while the strict budget has to rebuild some; both runs are the same run. The parents foreseen at a commit
+are those the next generation asks for (recipe and CMA-ES emitters)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 
+import pytest
+
 from acdc_engine.hookspecs import hookimpl
+from acdc_engine.loop import Coevolution
 from acdc_engine.store import RunStore
 from conftest import run_in_process
 
@@ -66,3 +70,24 @@ def test_the_next_generation_rebuilds_nothing_the_last_commit_evicted(tiny_confi
     assert any(ids & strict_log.rebuilt.get(gen + 1, set()) for gen, ids in strict_log.evicted.items())
     assert sum(s["weights_rebuilt"] for s in strict_stats) > sum(s["weights_rebuilt"] for s in stats)
     assert strict_outcome == outcome  # the same models, statuses, weights and task force either way
+
+
+@pytest.mark.parametrize("emitter", ["recipe", "cma-es"])
+def test_the_parents_foreseen_at_a_commit_are_the_ones_the_next_generation_asks_for(emitter, tiny_config, tmp_path,
+                                                                                  monkeypatch):
+    foreseen, asked = {}, {}
+    next_parents, breed = Coevolution.next_parents, Coevolution.breed
+
+    def foresee(self, gen):
+        foreseen[gen] = set(next_parents(self, gen))
+        return foreseen[gen]
+
+    def bred(self, gen, n, commit):
+        breed(self, gen, n, commit)
+        asked[gen] = {p for m in self.population.records.values() if m.generation == gen for p in m.recipe.parents}
+
+    monkeypatch.setattr(Coevolution, "next_parents", foresee)
+    monkeypatch.setattr(Coevolution, "breed", bred)
+    run_in_process(tiny_config(**{"evolution.emitter": emitter, "tasks.static_pool": True, "run.generations": 3}),
+                   tmp_path / "run")
+    assert foreseen == {g: p for g, p in asked.items() if g > 0} and len(foreseen) == 3
