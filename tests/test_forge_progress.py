@@ -56,39 +56,40 @@ def started_and_ended(lines: list[str], name: str) -> tuple[int, int]:
 def test_every_phase_before_the_first_step_shows_its_name_and_count(forged_off_a_terminal):
     lines, smith = forged_off_a_terminal["lines"], forged_off_a_terminal["smith"]
     held = sum(len(pairs) for pairs in smith.held.values())
-    assert started_and_ended(lines, "held-out task families, in the sandbox")[0] >= held > 0
-    assert started_and_ended(lines, "replay task families, in the sandbox")[1] > 0
+    assert started_and_ended(lines, "held-out task families")[0] >= held > 0
+    assert started_and_ended(lines, "replay task families")[1] > 0
     prompts = len(smith.replay_prompts)
-    assert started_and_ended(lines, "replay: the base's answers (once per base)") == (prompts, prompts)
+    assert started_and_ended(lines, "replay: the base's answers") == (prompts, prompts)
     scored = len({r.task.digest for r in smith.replay_prompts if r.task is not None})
-    assert started_and_ended(lines, "replay: scoring the answers by task family, in the sandbox") == (scored, scored)
-    trained, done = started_and_ended(lines, "arithmetic: training task families, in the sandbox")
+    assert started_and_ended(lines, "replay: scoring its answers") == (scored, scored)
+    trained, done = started_and_ended(lines, "arithmetic: training task families")
     assert trained == done > 0
     others = sum(r.capability != "arithmetic" for r in smith.replay_prompts)
-    assert started_and_ended(lines, "arithmetic: protected directions: reading the replayed texts") == (others, others)
-    layers, done = started_and_ended(lines, "arithmetic: protected directions: eigenvectors per layer")
+    assert started_and_ended(lines, "arithmetic: reading texts to protect") == (others, others)
+    layers, done = started_and_ended(lines, "arithmetic: directions to protect")
     assert layers == done > 0
-    tensors, done = started_and_ended(lines, "arithmetic: writing the expert, tensor by tensor")
+    tensors, done = started_and_ended(lines, "arithmetic: writing the expert")
     assert tensors == done > 0
     assert any(ln.startswith("replay: the base's answers to ") for ln in lines)  # announced before it starts
     order = [next(i for i, ln in enumerate(lines) if ln.startswith(what)) for what in (
         "held-out task families", "replay: the base's answers (", "forging arithmetic (4) ...",
-        "arithmetic: training task families", "arithmetic: protected directions", "arithmetic: a training step",
+        "arithmetic: training task families", "arithmetic: reading texts", "arithmetic: a training step",
         "arithmetic: writing the expert", "arithmetic: forged in ")]
     assert order == sorted(order), lines
 
 
 def test_the_announced_duration_comes_from_the_measured_steps(forged_off_a_terminal):
     (said,) = [ln for ln in forged_off_a_terminal["lines"] if ln.startswith("arithmetic: a training step takes ")]
-    assert re.fullmatch(r"arithmetic: a training step takes \d+\.\d s on this machine \(measured over steps 2-3\), "
-                        r"the preparation before step 1 took .+: this expert ends in about .+", said), said
+    assert re.fullmatch(r"arithmetic: a training step takes \d+\.\d s on this machine \(measured over steps 2-3; "
+                        r"the preparation and step 1 took .+\): this expert ends in about .+", said), said
 
 
 def test_estimate_follows_the_clock(monkeypatch):
-    """Steps 3 s apart after 7 s of preparation: 3 s a step; the 2 steps left of this expert take 6 s,
-    and the next one as long as this whole one (7 + 5 x 3 = 22 s). A slower clock says more."""
-    for step_s, expected in ((3.0, ("3.0 s", "7.0 s", "6.0 s", "28.0 s")),
-                             (30.0, ("30.0 s", "7.0 s", "1 min 0 s", "3 min 37 s"))):
+    """Steps 3 s apart after 7 s of preparation: 3 s a step, 10 s to the end of step 1; the 2 steps left
+    of this expert take 6 s, and the next one as long as this whole one (10 + 4 x 3 = 22 s). A slower
+    clock says more."""
+    for step_s, expected in ((3.0, ("3.0 s", "10.0 s", "6.0 s", "28.0 s")),
+                             (30.0, ("30.0 s", "37.0 s", "1 min 0 s", "3 min 37 s"))):
         now = [0.0]
         monkeypatch.setattr(command.time, "monotonic", lambda: now[0])
         estimate = Estimate(steps=5, experts=2)
@@ -98,8 +99,8 @@ def test_estimate_follows_the_clock(monkeypatch):
             now[0] = 7.0 + step * step_s
             said.append(estimate.step(step))
         assert said[0] is None and said[1] is None and said[3:] == [None, None]
-        assert said[2] == (f"a training step takes {expected[0]} on this machine (measured over steps 2-3), the "
-                           f"preparation before step 1 took {expected[1]}: this expert ends in about {expected[2]}, "
+        assert said[2] == (f"a training step takes {expected[0]} on this machine (measured over steps 2-3; the "
+                           f"preparation and step 1 took {expected[1]}): this expert ends in about {expected[2]}, "
                            f"the 2 experts left in about {expected[3]}")
         estimate.done(now[0])
         assert estimate.left == 1 and estimate.rest() == now[0]  # the next one: as long as the last

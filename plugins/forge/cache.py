@@ -94,7 +94,7 @@ class Forge:
         """The base's replies to the replay prompts: cached, or generated now (a phase counting answers,
         then one scoring them)."""
         if not self.replay_file.is_file():
-            with self.phase("replay: the base's answers (once per base)", len(self.replay_prompts)) as advance:
+            with self.phase("replay: the base's answers", len(self.replay_prompts)) as advance:
                 replies = generate_replies(self.hook, self.config, self.base_dir, self.replay_prompts, advance)
             records = replay_records(self.hook, self.config, self.base_dir, self.replay_prompts, replies, self.phase)
             write_atomic(self.replay_file, json.dumps(records, indent=0))

@@ -62,8 +62,7 @@ def forge(base, capabilities, steps, lr, rank, protect_energy, force, no_eval, c
             task = progress.add_task("evaluating on held-out tasks",
                                      total=len(models) * sum(len(i) for pairs in held.values() for _, i in pairs))
             rates = compare(hook, config, models, held, on_batch=lambda n: progress.advance(task, n),
-                            on_model=lambda name: progress.update(task, description="evaluating on held-out "
-                                                                                    f"tasks: {name}"))
+                            on_model=lambda name: progress.update(task, description=f"evaluating {name}"))
             progress.remove_task(task)
     except KeyboardInterrupt:
         console.print("interrupted; no half-written expert is left in the cache", highlight=False)
@@ -72,9 +71,10 @@ def forge(base, capabilities, steps, lr, rank, protect_energy, force, no_eval, c
 
 
 def forge_progress() -> TickingProgress:
-    """The forge's display: the API's progress (plain lines off a terminal) with an ETA column; its ETAs
-    come from the speed of the last 5 minutes (a training step can take longer than Rich's 30 s)."""
-    progress = TickingProgress(console=console, transient=True)
+    """The forge's display: the API's progress (plain lines off a terminal) with an ETA column (a narrower
+    bar, so that a phase's name, count, elapsed time and ETA fit 80 columns); its ETAs come from the speed
+    of the last 5 minutes (a training step can take longer than Rich's 30 s)."""
+    progress = TickingProgress(console=console, transient=True, bar_width=14)
     progress.columns = (*progress.columns, TimeRemainingColumn())
     progress.speed_estimate_period = 300.0
     return progress
@@ -118,7 +118,7 @@ def forge_experts(smith: Forge, caps: list[str], progress: TickingProgress, *, f
 class Estimate:
     """How long the forging of ``experts`` experts of ``steps`` training steps each will take, measured on
     this machine: the seconds a step takes over the first steps after step 1 (which also warms up), the
-    preparation before step 1, and the whole forges that have ended."""
+    time to the end of step 1 (the preparation included), and the whole forges that have ended."""
 
     def __init__(self, steps: int, experts: int) -> None:
         self.steps, self.left = steps, experts
@@ -137,12 +137,12 @@ class Estimate:
         if at < 2 or step != at or len(self.stamps) != at:
             return None
         step_s = (self.stamps[-1] - self.stamps[0]) / (at - 1)
-        prepared_s = max(0.0, self.stamps[0] - self.started - step_s)
+        first_s = self.stamps[0] - self.started  # the preparation and step 1
         this = (self.steps - at) * step_s
-        each = self.forged[-1] if self.forged else prepared_s + self.steps * step_s
+        each = self.forged[-1] if self.forged else first_s + (self.steps - 1) * step_s
         span = "step 2" if at == 2 else f"steps 2-{at}"
-        text = (f"a training step takes {step_s:.1f} s on this machine (measured over {span}), the preparation "
-                f"before step 1 took {_duration(prepared_s)}: this expert ends in about {_duration(this)}")
+        text = (f"a training step takes {step_s:.1f} s on this machine (measured over {span}; the preparation "
+                f"and step 1 took {_duration(first_s)}): this expert ends in about {_duration(this)}")
         if self.left > 1:
             text += f", the {self.left} experts left in about {_duration(this + (self.left - 1) * each)}"
         return text

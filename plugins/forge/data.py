@@ -118,8 +118,9 @@ def instances(hook, specs: list[TaskSpec], limits, advance: Advance | None = Non
 
 
 def shown_instances(hook, specs: list[TaskSpec], limits, phase: Phase, what: str) -> list[tuple[TaskSpec, list]]:
-    """:func:`instances`, shown as the phase "``what`` task families" counting them."""
-    with phase(f"{what} task families, in the sandbox", len(specs)) as advance:
+    """:func:`instances`, shown as the phase "``what`` task families" counting them (each run in the
+    sandbox)."""
+    with phase(f"{what} task families", len(specs)) as advance:
         return instances(hook, specs, limits, advance)
 
 
@@ -238,7 +239,7 @@ def _score_replies(hook, limits, prompts: list[ReplayPrompt], replies: list[str]
         if r.task is not None:
             by_family.setdefault(r.task.digest, []).append(i)
     scores: list[float | None] = [None] * len(prompts)
-    with phase("replay: scoring the answers by task family, in the sandbox", len(by_family)) as advance:
+    with phase("replay: scoring its answers", len(by_family)) as advance:  # by family, in the sandbox
         for indices in by_family.values():
             found = hook.acdc_score_submissions(task=prompts[indices[0]].task,
                                                 instances=[prompts[i].instance for i in indices],

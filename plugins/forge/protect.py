@@ -18,7 +18,8 @@ def protected_subspaces(model, encoded: list[tuple[list[int], list[int]]], energ
     ``energy`` of its inputs' energy over ``encoded``'s tokens, prompt and reply, every token of
     every text counted (the chat template's system turn too, as often as it is seen: counted once,
     it made a much weaker strings expert; docs/performance.md). Two phases: the base's inputs to
-    the layers over the texts (counted in texts), then each distinct input's eigenvectors."""
+    the layers over the texts ("reading texts to protect", counted in texts), then each distinct input's
+    eigenvectors ("directions to protect", counted in layers)."""
     import torch
     from peft.tuners.lora import LoraLayer
 
@@ -42,7 +43,7 @@ def protected_subspaces(model, encoded: list[tuple[list[int], list[int]]], energ
     decoder = model.get_base_model().model  # the layers without the output head
     handles = [m.base_layer.register_forward_hook(accumulate(name)) for name, m in layers.items()]
     try:
-        with phase("protected directions: reading the replayed texts", len(encoded)) as advance, \
+        with phase("reading texts to protect", len(encoded)) as advance, \
                 torch.no_grad(), model.disable_adapter(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             for start in range(0, len(encoded), batch_size):
                 batch = pad_batch(encoded[start:start + batch_size], pad_id)
@@ -53,7 +54,7 @@ def protected_subspaces(model, encoded: list[tuple[list[int], list[int]]], energ
         for handle in handles:
             handle.remove()
     bases = {}
-    with phase("protected directions: eigenvectors per layer", len(grams)) as advance:
+    with phase("directions to protect", len(grams)) as advance:
         for name, gram in grams.items():
             values, vectors = torch.linalg.eigh(gram.float())
             values, vectors = values.flip(0).clamp(min=0).double(), vectors.flip(1)

@@ -181,7 +181,7 @@ def save_like_base(model, base_dir: Path, out_dir: Path, phase: Phase = quiet) -
         raise AcdcError(f"forged model has no tensor {missing[0]} of the base {base_dir}")
     writer = CheckpointWriter(out_dir / "model.safetensors", layout, metadata or None)
     try:
-        with phase("writing the expert, tensor by tensor", len(layout)) as advance:
+        with phase("writing the expert", len(layout)) as advance:
             for name, (dtype, _) in layout.items():
                 writer.write(name, state[name].detach().to(dtype))
                 advance()
