@@ -173,10 +173,10 @@ class GenerationConfig(_Section):
 
     backend: str = Field("transformers", description="Generation backend name.")
     answer_backend: str = Field(
-        "ctranslate2", description="Backend that answers outside benchmarks (acdc-engine evaluate, the discovery "
-        "benchmark), where one model answers many prompts: ctranslate2 answers in float32 as the transformers backend "
-        "does, several times faster (docs/performance.md). Empty: the run's own backend. lm-eval tasks "
-        "(evaluate --lm-eval) always use the run's backend.")
+        "", description="Backend that answers outside benchmarks (acdc-engine evaluate, the discovery benchmark), "
+        "where one model answers many prompts; empty: the run's own backend. ctranslate2 answers in float32 as the "
+        "transformers backend does, but on a quiet 2-core machine with AMX it ran at 0.32x the default's speed "
+        "(docs/performance.md). lm-eval tasks (evaluate --lm-eval) always use the run's backend.")
     dtype: Literal["float32", "bfloat16"] = Field("bfloat16", description="Dtype of the resident model.")
     max_new_tokens: int = Field(48, ge=1, le=4096, description="Most tokens in one answer (greedy).")
     batch_size: int = Field(0, ge=0, description="Prompts per batch; 0 chooses it from the memory available.")

@@ -1,14 +1,13 @@
 """Built-in plugin ``ctranslate2`` (always on): a compiled CPU backend, chosen with
 ``generation.backend = "ctranslate2"``.
 
-CTranslate2 runs a converted copy of the model in its own C++ engine: a decode
-step is a few fused kernels instead of the ~300 small PyTorch operators of the
-``transformers`` backend's loop, which is where that backend's time goes on a
-small model (``benchmarks/evaluation.py``). Each checkpoint it is asked to
-answer with is converted once (``load_weights``: a few seconds for SmolLM2,
-printed by the benchmark), so it pays where one model answers many prompts
-(``acdc-engine evaluate``, the discovery benchmark) more than in a run, where
-each child answers a few dozen.
+CTranslate2 runs a converted copy of the model in its own C++ engine. Each
+checkpoint it is asked to answer with is converted once (``load_weights``:
+8-9 s for SmolLM2 on 2 quiet cores). It is not a default: on this project's
+2-core machine with AMX it ran at 0.32x the ``transformers`` backend's bf16
+speed at 400 prompts, and at 0.60x its float32 speed; it held its speed far
+better than that backend beside other CPU-heavy processes
+(``benchmarks/backends.py``, docs/performance.md).
 
 Prompts are built exactly as the ``transformers`` backend builds them (the same
 tokenizer and chat template), and decoding is greedy unless a temperature is
