@@ -114,16 +114,16 @@ def committed(db_path) -> int:
         return -1
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-def test_live_view_in_an_80x24_tmux_pane(tiny_models, tmp_path):
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (scripts/setup.sh installs it)")
+def test_live_view_in_an_80x24_tmux_pane_keeps_its_results_whole(tiny_models, tmp_path):
     session = f"acdc-view-{os.getpid()}"
     args = [sys.executable, "-m", "acdc_engine", *run_args(tiny_models, tmp_path, tmp_path / "run", 1, **SLOW_ANSWERS)]
     script = tmp_path / "go.sh"
-    script.write_text(f"cd {shlex.quote(str(tmp_path))} && {shlex.join(args)}; sleep 30\n")
+    script.write_text(f"cd {shlex.quote(str(tmp_path))} && {shlex.join(args)}; sleep 60\n")
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", "bash", str(script)],
                    check=True)
     try:
-        deadline, screen = time.monotonic() + 180, ""
+        deadline, screen, passes = time.monotonic() + 240, "", set()
         partial: dict[str, set[int]] = {}  # evaluate bar of a generation -> the counts seen part-way
         while time.monotonic() < deadline:
             capture = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True)
@@ -132,9 +132,12 @@ def test_live_view_in_an_80x24_tmux_pane(tiny_models, tmp_path):
             for gen, done, total in re.findall(r"gen (\d+): evaluate\b.*?(\d+)/(\d+)", screen):
                 if 0 < int(done) < int(total):
                     partial.setdefault(gen, set()).add(int(done))
+            passes.update(re.findall(r"gen \d+: evaluate \(([a-z ]+)\)", screen))
             if "results:" in screen:
                 break
             time.sleep(0.1)
+        history = subprocess.run(["tmux", "capture-pane", "-p", "-J", "-S", "-", "-t", session],
+                                 capture_output=True, text=True).stdout  # -J: wrapped lines joined
         lines = screen.splitlines()
         assert "results:" in screen, screen
         assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
@@ -142,6 +145,15 @@ def test_live_view_in_an_80x24_tmux_pane(tiny_models, tmp_path):
         assert "tasks: active" in screen and "task force" in screen
         assert any(len(seen) >= 2 for seen in partial.values()), partial  # the bar moved within one step
         assert sum(line.lstrip().startswith("time ") for line in lines) == 1, screen  # the time line once
+        assert "children" in passes, passes  # the evaluate bar says which pass it is
+        closing = " ".join(line.strip() for line in screen[screen.index("task force"):].splitlines())  # unwrapped
+        assert re.search(r"task force [m0-9, ]+: Coverage [0-9.]+ of \d+ tasks \(seed experts .+\): [0-9.]+\)",
+                         closing), screen
+        assert "…" not in screen.split("task force")[1], screen  # the closing comparison and what follows it
+        assert "share of active tasks solved" in screen and "score: archive's own (DNS" in screen  # the legend
+        for gen in (0, 1):  # each generation's summary stays in the scrollback, whole
+            assert re.search(rf"gen {gen} committed: fitness max .*; took [0-9.]+s \(.*weights rebuilt \d+",
+                             history), history
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
 

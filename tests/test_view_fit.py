@@ -1,26 +1,18 @@
 """What the view shows is laid out to fit 80 columns and explained on screen: nothing that carries a result
 is cut with an ellipsis (the closing comparison, the committed lines, the time line, seed names), each
 generation's summary stays in the scrollback with the last frame, the archive's columns have a legend, the
-evaluate bars say which pass they are; in a real 80 x 24 tmux pane and off a terminal."""
+evaluate bars say which pass they are; off a terminal here, in a real 80 x 24 tmux pane in
+tests/test_view.py."""
 
 from __future__ import annotations
 
 import io
-import os
-import re
-import shlex
-import shutil
-import subprocess
-import sys
-import time
 
-import pytest
 from rich.console import Console
 
 from acdc_engine.events import (Advanced, GenerationCommitted, GenerationStarted, ModelDone, RunFinished, RunStarted,
                                  StepStarted, TaskLimbo)
 from acdc_engine.view import ProgressView
-from test_view import SLOW_ANSWERS, run_args
 
 SEEDS = ["seed:smollm2", "seed:forged:smollm2:arithmetic", "seed:forged:smollm2:knowledge"]
 ROWS = [{"id": f"m{i + 1:04d}", "parents": [SEEDS[i]] if i < 3 else ["m0001", "m0003"], "fitness": 0.5 - i / 50,
@@ -119,39 +111,3 @@ def test_the_header_says_measuring_before_the_first_model_and_never_a_false_zero
     assert view._eta().startswith("over by ")
     view.done_gens = 4  # every generation committed: the task force is picked
     assert view._eta() == "—"
-
-
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (scripts/setup.sh installs it)")
-def test_a_real_run_in_an_80x24_tmux_pane_keeps_its_results_whole(tiny_models, tmp_path):
-    session = f"acdc-fit-{os.getpid()}"
-    args = [sys.executable, "-m", "acdc_engine", *run_args(tiny_models, tmp_path, tmp_path / "run", 1, **SLOW_ANSWERS)]
-    script = tmp_path / "go.sh"
-    script.write_text(f"cd {shlex.quote(str(tmp_path))} && {shlex.join(args)}; sleep 60\n")
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", "bash", str(script)],
-                   check=True)
-    try:
-        deadline, screen, passes = time.monotonic() + 240, "", set()
-        while time.monotonic() < deadline:
-            capture = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True)
-            assert capture.returncode == 0, f"the tmux session ended early: {capture.stderr}"
-            screen = capture.stdout
-            passes.update(re.findall(r"gen \d+: evaluate \(([a-z ]+)\)", screen))
-            if "results:" in screen:
-                break
-            time.sleep(0.1)
-        history = subprocess.run(["tmux", "capture-pane", "-p", "-J", "-S", "-", "-t", session],
-                                 capture_output=True, text=True).stdout  # -J: wrapped lines joined
-        lines = screen.splitlines()
-        assert "results:" in screen, screen
-        assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
-        assert "children" in passes, passes  # the evaluate bar says which pass it is
-        closing = joined(screen[screen.index("task force"):])
-        assert re.search(r"task force [m0-9, ]+: Coverage [0-9.]+ of \d+ tasks \(seed experts .+\): [0-9.]+\)",
-                         closing), screen
-        assert "…" not in screen.split("task force")[1], screen  # the closing comparison and what follows it
-        assert "share of active tasks solved" in screen and "score: archive's own (DNS" in screen  # the legend
-        for gen in (0, 1):  # each generation's summary stays in the scrollback, whole
-            assert re.search(rf"gen {gen} committed: fitness max .*; took [0-9.]+s \(.*weights rebuilt \d+",
-                             history), history
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
