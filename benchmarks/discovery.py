@@ -324,9 +324,14 @@ class Answerer:
         self._load(weights)
         t0 = time.monotonic()
         rng = np.random.default_rng(seed)
+        asked = [it for it in self.items if it.kind == "choice"]
+        if callable(getattr(self.backend, "replies_logprobs", None)):  # several questions per forward pass
+            scores = self.backend.replies_logprobs([(it.prompt, choice_replies(it)) for it in asked])
+        else:
+            scores = [self.backend.reply_logprobs(it.prompt, choice_replies(it)) for it in asked]
         out = []
-        for item in (it for it in self.items if it.kind == "choice"):
-            picked = choice_pick(self.backend.reply_logprobs(item.prompt, choice_replies(item)), temperature, rng)
+        for item, logprobs in zip(asked, scores):  # in the set's order, so a sampled pick draws as before
+            picked = choice_pick(logprobs, temperature, rng)
             out.append(item.choices[picked] in item.answers)
         self.seconds["likelihood"] += time.monotonic() - t0
         return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -529,7 +530,9 @@ def _export(store: RunStore, hook, config, model_id: str, out_dir: Path) -> None
     except WriteFailed as exc:
         raise AcdcRuntimeError(f"cannot write {target}: {exc.strerror}; {out_dir} is left as it was") from None
     except OSError as exc:
-        raise AcdcRuntimeError(f"cannot write {target}: {exc.strerror or exc}; {out_dir} is left as it was") from None
+        bad_path = exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG)  # the path given, not the machine
+        raise (AcdcError if bad_path else AcdcRuntimeError)(
+            f"cannot write {target}: {exc.strerror or exc}; {out_dir} is left as it was") from None
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -38,6 +38,7 @@ NAME = "transformers"
 MIN_SHARED_PREFIX = 8  # a shorter common prefix is not worth its own forward pass
 MAX_AUTO_BATCH = 64  # beyond this a 2-core CPU gains nothing and the longest answer holds the batch
 SCORED_TOKENS = 2048  # tokens per batch of continuation_logprobs: their logits over the vocabulary are its peak
+MAX_SCORED_PROMPTS = 16  # questions per batch of replies_logprobs
 
 
 def available_memory() -> int:
@@ -245,6 +246,56 @@ class TransformersBackend:
                                                 **{self._cache_arg: cache}).logits.float(), dim=-1)
             for i, t in enumerate(tails):
                 out[i] += float(sum(logp[i, j, t[j + 1]] for j in range(len(t) - 1)))
+        return out
+
+    @torch.inference_mode()
+    def replies_logprobs(self, questions: list[tuple[str, list[str]]]) -> list[list[float]]:
+        """:meth:`reply_logprobs` of several questions at once, ``(instruction, replies)`` each: prompts of
+        alike length prefilled as one left-padded batch, each prompt's cache repeated to its replies, and
+        the replies' later tokens run as one right-padded batch. In float32 the figures equal
+        :meth:`reply_logprobs`'s to rounding; in bfloat16 the batch layout moves them slightly."""
+        prompts = [self.tokenizer(self._prompt([{"role": "user", "content": q}]), add_special_tokens=False).input_ids
+                   for q, _ in questions]
+        tails = [[self.tokenizer(r, add_special_tokens=False).input_ids for r in replies] for _, replies in questions]
+        if not all(all(t) for t in tails):
+            raise AcdcError("reply_logprobs: every reply needs at least one token")
+        out: list[list[float]] = [[] for _ in questions]
+        order = sorted(range(len(questions)), key=lambda i: len(prompts[i]))
+        start = 0
+        while start < len(order):
+            longest = len(prompts[order[min(start + MAX_SCORED_PROMPTS, len(order)) - 1]])
+            size = max(1, min(MAX_SCORED_PROMPTS, SCORED_TOKENS // longest))
+            batch = order[start:start + size]
+            for i, scores in zip(batch, self._replies_batch([prompts[i] for i in batch], [tails[i] for i in batch])):
+                out[i] = scores
+            start += len(batch)
+        return out
+
+    def _replies_batch(self, prompts: list[list[int]], tails: list[list[list[int]]]) -> list[list[float]]:
+        pad = self.tokenizer.pad_token_id
+        width = max(map(len, prompts))
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        position = mask.cumsum(-1) - 1
+        position.masked_fill_(mask == 0, 1)
+        cache = DynamicCache(config=self.model.config)
+        first = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask, position_ids=position, logits_to_keep=1,
+                                             **{self._cache_arg: cache}).logits[:, -1].float(), dim=-1)
+        out = [[float(first[q, t[0]]) for t in replies] for q, replies in enumerate(tails)]
+        rows = [(q, r) for q, replies in enumerate(tails) for r in range(len(replies))]
+        longest = max(len(tails[q][r]) for q, r in rows)
+        if longest > 1:  # each reply's later tokens after its own prompt's cache
+            owner = torch.tensor([q for q, _ in rows])
+            cache.batch_select_indices(owner)
+            reply_ids = torch.tensor([tails[q][r][:-1] + [pad] * (longest - len(tails[q][r])) for q, r in rows])
+            reply_mask = torch.tensor([[1] * (len(tails[q][r]) - 1) + [0] * (longest - len(tails[q][r]))
+                                       for q, r in rows])
+            after = torch.tensor([len(prompts[q]) for q, _ in rows])[:, None] + torch.arange(longest - 1)[None]
+            logp = torch.log_softmax(self.model(input_ids=reply_ids, attention_mask=torch.cat([mask[owner], reply_mask], 1),
+                                                position_ids=after, **{self._cache_arg: cache}).logits.float(), dim=-1)
+            for k, (q, r) in enumerate(rows):
+                t = tails[q][r]
+                out[q][r] += float(sum(logp[k, j, t[j + 1]] for j in range(len(t) - 1)))
         return out
 
     @torch.inference_mode()

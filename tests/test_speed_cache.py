@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from acdc_engine.cli import main
 from acdc_engine.digest import recipe_digest
+from acdc_engine.errors import AcdcError
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.loop import Coevolution
 from acdc_engine.plugin_manager import build_plugin_manager
@@ -187,3 +188,15 @@ def test_reply_logprobs_equal_one_full_forward_pass_per_reply(tiny_models):
         logp = torch.log_softmax(logits.float(), dim=-1).gather(1, torch.tensor(tail)[:, None])
         expected.append(float(logp.sum()))
     assert backend.reply_logprobs(instruction, replies) == pytest.approx(expected, abs=1e-4)
+
+
+def test_replies_of_several_questions_at_once_score_as_one_question_at_a_time(tiny_models):
+    backend = TransformersBackend(tiny_models["a"], dtype="float32")
+    questions = [("Pick one: A, B or C?", ["Answer: A", "Answer: B", "Answer: C"]),
+                 ("Which is larger, 2 or 3? Say it with a long explanation, please.", ["2", "3 because it is"]),
+                 ("x", ["Answer: A", "Answer: B", "Answer: C", "Answer: D", "Answer: E"])]
+    together = backend.replies_logprobs(questions)
+    for (question, replies), scores in zip(questions, together):
+        assert scores == pytest.approx(backend.reply_logprobs(question, replies), abs=1e-4)
+    with pytest.raises(AcdcError, match="at least one token"):
+        backend.replies_logprobs([("q", ["A", ""])])
