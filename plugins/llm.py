@@ -1,7 +1,10 @@
 """Chat LLM access for plugins: an OpenAI-compatible server or a local checkpoint.
 
 :func:`shared_llm` returns one client per ``[llm]`` config, shared by the
-scientist, the novelty judge and the LLM gibberish judge:
+scientist, the novelty judge and the LLM gibberish judge. ``[llm]`` is the
+section :class:`LLMSection`; this module is no plugin of its own, so the
+``scientist`` plugin declares it (sections of every installed plugin are
+collected, enabled or not, so ``--set llm.model=...`` always works):
 
 - ``endpoint = "http://..."``: the official ``openai`` client against any
   OpenAI-compatible server (vLLM, llama.cpp server, OpenAI). It retries 408,
@@ -23,9 +26,28 @@ from pathlib import Path
 from string import Template
 from typing import Protocol
 
-from acdc_engine.api import AcdcError
+from pydantic import Field
+
+from acdc_engine.api import AcdcError, PluginSection
 
 Message = dict[str, str]
+
+
+class LLMSection(PluginSection):
+    """The chat LLM of plugins `scientist`, `novelty`, `llm-gibberish` and `llm-judge` (declared by `scientist`)."""
+
+    endpoint: str = Field(
+        "local",
+        description="'local' (a checkpoint run by transformers in this process) or an OpenAI-compatible "
+        "base URL such as http://127.0.0.1:8000/v1.",
+    )
+    model: str = Field("smollm2", description="Local: a seed spec or checkpoint dir. URL: the served model name.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key (URL only).")
+    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature (0 = greedy).")
+    max_new_tokens: int = Field(768, ge=1, le=32768, description="Most tokens in one LLM reply.")
+    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout (URL only).")
+    max_retries: int = Field(4, ge=0, description="Retries with exponential backoff on 429, 5xx and connection errors.")
+    concurrency: int = Field(4, ge=1, description="Most requests in flight at once (URL only).")
 
 
 class LLMError(AcdcError):
@@ -148,9 +170,10 @@ _shared: dict[tuple, ChatLLM] = {}
 
 def shared_llm(config, hook) -> ChatLLM:
     """One client per run config's ``[llm]`` section, built on first use and then shared."""
-    key = (config.llm, config.models.cache_dir, config.generation.dtype)
+    section = config.section("llm")
+    key = (section, config.models.cache_dir, config.generation.dtype)
     if key not in _shared:
-        _shared[key] = make_llm(config.llm, hook=hook, cache_dir=config.models.cache_dir,
+        _shared[key] = make_llm(section, hook=hook, cache_dir=config.models.cache_dir,
                                 dtype=config.generation.dtype)
     return _shared[key]
 

@@ -78,6 +78,12 @@ FLOAT32_SPREAD = 200.0
 class MergeSection(PluginSection):
     """Parameters of the merge plugin's operators, drawn into each child's recipe."""
 
+    #: Once keys of [evolution]: a user's config that still sets one is refused, naming its new place; a run
+    #: stored before the move reads (and resumes) with them moved here.
+    renamed = {f"evolution.{key}": key for key in
+               ("crossover_std", "merge_density", "mutation_std", "mutation_scale", "keep_rank")}
+    refuse_renamed = True
+
     crossover_std: float = Field(0.01, ge=0, description="Std of the merge weights drawn around 1.")
     merge_density: float = Field(0.5, gt=0, le=1, description="Share of task-vector entries kept by the "
                                  "sparsifying merges (ties, dare, breadcrumbs, della).")

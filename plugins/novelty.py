@@ -57,7 +57,7 @@ def acdc_task_novelty(candidate, archive):
     if not archive:
         return None
     config, hook = _run["config"], _run["hook"]
-    cfg = config.novelty
+    cfg = config.section("novelty")  # declared by the embeddings plugin
     embeddings = hook.acdc_task_embeddings(texts=[candidate.description] + [s.description for s in archive])
     neighbours = near_neighbours(candidate, archive, embeddings, threshold=cfg.threshold, k=cfg.neighbours)
     if not neighbours:

@@ -5,12 +5,13 @@ executor), started once from a seed checkpoint. A candidate's weights are
 loaded in place into the running engine's model by a worker extension
 (:class:`WeightSwap`, called through ``LLM.collective_rpc``), so the engine
 never restarts per model; the prefix cache is reset after each swap. The
-model is compiled unless ``generation.vllm_compile`` is false (eager mode:
-a faster start, slower answers); a swap writes into the same parameter
-storage, which the compiled graphs read. Prompts
-are built with the same tokenizer and chat template as the transformers
-backend and passed as token ids; decoding is greedy, so on the same weights
-in float32 the answers equal the transformers backend's.
+model is compiled unless ``vllm.compile`` is false (eager mode: a faster
+start, slower answers; the plugin's own section :class:`VllmSection`, where
+an older config's ``generation.vllm_compile`` is moved); a swap writes into
+the same parameter storage, which the compiled graphs read. Prompts are
+built with the same tokenizer and chat template as the transformers backend
+and passed as token ids; decoding is greedy, so on the same weights in
+float32 the answers equal the transformers backend's.
 
 vLLM imports lazily: without it installed, only choosing
 ``generation.backend = "vllm"`` fails, with a one-line error.
@@ -21,9 +22,25 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from acdc_engine.api import AcdcError, hookimpl
+from pydantic import Field
+
+from acdc_engine.api import AcdcError, PluginSection, hookimpl
 
 NAME = "vllm"
+
+
+class VllmSection(PluginSection):
+    """The vLLM generation backend (plugin `vllm`; `generation.backend = "vllm"`)."""
+
+    renamed = {"generation.vllm_compile": "compile"}
+
+    compile: bool = Field(True, description="Compile the model (torch.compile, CUDA graphs on GPUs): a slower "
+                          "start (about 90 s on 2 CPU cores), faster answers. false = eager mode.")
+
+
+@hookimpl
+def acdc_config_sections():
+    return {NAME: VllmSection}
 
 
 class WeightSwap:
@@ -95,4 +112,4 @@ class VllmBackend:
 def acdc_make_backend(config, model_dir):
     if config.generation.backend != NAME:
         return None
-    return VllmBackend(model_dir, dtype=config.generation.dtype, compile=config.generation.vllm_compile)
+    return VllmBackend(model_dir, dtype=config.generation.dtype, compile=config.section(NAME).compile)

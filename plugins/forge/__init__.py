@@ -30,7 +30,23 @@ the work shown as progress) and :mod:`.command` (``acdc-engine forge``, the firs
 
 from __future__ import annotations
 
-from acdc_engine.api import hookimpl
+from pydantic import Field
+
+from acdc_engine.api import PluginSection, hookimpl
+
+
+class ForgeSection(PluginSection):
+    """Forged seed experts (plugin `forge`, always on)."""
+
+    renamed = {"models.forge_missing": "forge_missing"}
+
+    forge_missing: bool = Field(True, description="Before a run, forge the default experts of a 'forged:BASE' seed "
+                                "group that has none yet (once: they are cached).")
+
+
+@hookimpl
+def acdc_config_sections():
+    return {"forge": ForgeSection}
 
 
 @hookimpl
@@ -49,8 +65,8 @@ def acdc_commands():
 
 @hookimpl
 def acdc_prepare_run(config, hook):
-    """The first run of a ``forged:BASE`` seed group forges its default experts (``models.forge_missing``)."""
-    if config.models.forge_missing:
+    """The first run of a ``forged:BASE`` seed group forges its default experts (``forge.forge_missing``)."""
+    if config.section("forge").forge_missing:
         from acdc_engine.plugins.forge.command import forge_missing
 
         forge_missing(config, hook)

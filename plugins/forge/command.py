@@ -167,7 +167,7 @@ def forge_missing(config, hook) -> None:
         quiet_libraries()
         console.print(f"seed {spec}: no expert forged from {base} yet; forging {', '.join(DEFAULT_CAPABILITIES)} "
                       "once (how long, measured from the first training steps, is said then; cached for later "
-                      "runs; models.forge_missing=false skips this)", highlight=False)
+                      "runs; forge.forge_missing=false skips this)", highlight=False)
         try:
             with forge_progress() as progress:
                 forge_experts(Forge(hook, config, base=base, phase=shown_on(progress)), list(DEFAULT_CAPABILITIES),

@@ -9,13 +9,27 @@ generator, since it reads the parent's source.
 
 from __future__ import annotations
 
-from acdc_engine.api import TaskRequest, TaskSpec, hookimpl
-from acdc_engine.plugins.llm import shared_llm
+from pydantic import Field
+
+from acdc_engine.api import PluginSection, TaskRequest, TaskSpec, hookimpl
+from acdc_engine.plugins.llm import LLMSection, shared_llm
 from acdc_engine.plugins.scientist.scientist import NAME, Scientist
 
-__all__ = ["NAME", "Scientist"]
+__all__ = ["NAME", "Scientist", "ScientistSection"]
 
 _run: dict = {}
+
+
+class ScientistSection(PluginSection):
+    """The LLM scientist task generator (plugin `scientist`)."""
+
+    reflections: int = Field(3, ge=1, le=10, description="Most rounds of sandbox feedback and revision per task.")
+
+
+@hookimpl
+def acdc_config_sections():
+    # [llm] is shared by every LLM plugin (novelty, llm-gibberish, llm-judge too); one plugin must declare it
+    return {"scientist": ScientistSection, "llm": LLMSection}
 
 
 @hookimpl
@@ -28,5 +42,5 @@ def acdc_generate_tasks(request: TaskRequest) -> list[TaskSpec]:
     """``request.n`` families, each from its own conversation with the scientist."""
     config, hook = _run["config"], _run["hook"]
     scientist = Scientist(llm=shared_llm(config, hook), hook=hook, limits=config.sandbox,
-                          reflections=config.scientist.reflections, seed=request.seed)
+                          reflections=config.section("scientist").reflections, seed=request.seed)
     return [scientist.write(request, i) for i in range(request.n)]
