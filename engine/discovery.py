@@ -47,6 +47,7 @@ from acdc_engine.archives.task_force import EXACT_LIMIT, exact_task_force
 from acdc_engine.benchmarks import Item
 from acdc_engine.digest import file_digest, text_digest
 from acdc_engine.recipe import Recipe
+from acdc_engine.tasks import ACCEPTED
 
 SAMPLE_TEMPERATURE = 0.7
 
@@ -67,7 +68,7 @@ def run_skills(store, units: str = "tasks") -> tuple[list[dict], list[dict], dic
 
     config = store.config()
     models = [dict(r) for r in store.models()]
-    tasks = [dict(r) for r in store.tasks() if r["status"] in ("active", "limbo", "retired", "removed")]
+    tasks = [dict(r) for r in store.tasks() if r["status"] in ACCEPTED]
     if units == "tasks":
         return models, tasks, store.scores(), config.tasks.pass_threshold
     rows = [{"id": f"{t['id']}#{k}", "generation": t["generation"]}

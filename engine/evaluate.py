@@ -35,6 +35,7 @@ from acdc_engine.plugin_manager import configured_plugins
 from acdc_engine.recipe import Recipe
 from acdc_engine.seeds import check_same_architecture, resolve_seeds
 from acdc_engine.store import RunStore
+from acdc_engine.tasks import ACCEPTED
 
 CONTROL_TEMPERATURE = 0.7
 
@@ -63,7 +64,7 @@ def stored_task_force(store: RunStore, method: str | None, size: int, seed: int)
             raise AcdcError(f"run {store.run_dir} has no task force yet; finish it with `acdc-engine resume`")
         return json.loads(row["model_ids"])
     kept = [r["id"] for r in store.models() if r["status"] == "elite" and not Recipe.from_json(r["recipe"]).is_seed]
-    tasks = [r["id"] for r in store.tasks() if r["status"] in ("active", "retired", "removed")]
+    tasks = [r["id"] for r in store.tasks() if r["status"] in ACCEPTED]
     scores = store.scores()
     _, units, unit_scores, threshold = run_skills(store, config.result.task_force_units)
     columns = [u["id"] for u in units if u["id"].split("#")[0] in set(tasks)]  # a task, or one of its instances

@@ -19,10 +19,7 @@ import numpy as np
 
 from acdc_engine.archives.task_pool import prune_oldest
 from acdc_engine.store import Commit
-from acdc_engine.tasks import Instance, TaskSpec
-
-#: Task statuses of the global archive: every task ever accepted into the pool.
-ACCEPTED = ("active", "limbo", "retired", "removed")
+from acdc_engine.tasks import ACCEPTED, Instance, TaskSpec
 
 
 @dataclass

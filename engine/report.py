@@ -26,8 +26,7 @@ import numpy as np  # noqa: E402
 
 from acdc_engine.errors import AcdcError  # noqa: E402
 from acdc_engine.store import RunStore  # noqa: E402
-
-ACCEPTED = ("active", "retired", "removed")
+from acdc_engine.tasks import ACCEPTED  # noqa: E402
 
 
 def _png(fig) -> str:

@@ -12,6 +12,11 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+#: Task statuses of a run's global archive that count as accepted: every task ever let into the pool
+#: (``broken`` and ``rejected`` are not). The run's task force, ``evaluate --method``, the report and the
+#: discovery benchmark all pick over these.
+ACCEPTED = ("active", "limbo", "retired", "removed")
+
 Mode = Literal["initial", "harder", "novel"]
 
 

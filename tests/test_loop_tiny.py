@@ -118,6 +118,31 @@ def test_evaluate_method_reselects_over_the_units_the_run_names(tiny_config, tmp
         store.close()
 
 
+def test_evaluate_method_reselects_over_the_tasks_the_run_accepted_limbo_included(tiny_config, tmp_path):
+    config = tiny_config(**{"run.generations": 1, "evolution.archive_size": 20, "evolution.minimal_criterion": False,
+                            "evolution.offspring_per_generation": 4, "result.task_force_size": 2})
+    run_once(config, tmp_path / "run")
+    with sqlite3.connect(tmp_path / "run" / "run.sqlite") as db:
+        children = [i for i, recipe in db.execute("SELECT id, recipe FROM models WHERE status = 'elite'")
+                    if not Recipe.from_json(recipe).is_seed]
+        tasks = [t for (t,) in db.execute("SELECT id FROM tasks WHERE status = 'active' ORDER BY id")]
+        assert len(children) >= 3 and len(tasks) >= 2
+        held = tasks[0]  # held in limbo: still accepted, as the run's own pick counts it
+        db.execute("UPDATE tasks SET status = 'limbo' WHERE id = ?", (held,))
+        # a and b solve every task but the held one, c only the held one: a force of 2 is a and c only
+        # when the held task counts (otherwise b, as fit as a, is taken)
+        solved = {children[0]: set(tasks[1:]), children[1]: set(tasks[1:]), children[2]: {held}}
+        for model_id, task_id in db.execute("SELECT model_id, task_id FROM evaluations").fetchall():
+            db.execute("UPDATE evaluations SET score = ? WHERE model_id = ? AND task_id = ?",
+                       (1.0 if task_id in solved.get(model_id, ()) else 0.0, model_id, task_id))
+    db.close()
+    store = RunStore.open(tmp_path / "run")
+    try:
+        assert sorted(stored_task_force(store, "greedy", 2, 0)) == sorted([children[0], children[2]])
+    finally:
+        store.close()
+
+
 def test_same_seed_gives_same_run(tiny_config, tmp_path):
     a = run_once(tiny_config(**{"run.generations": 1}), tmp_path / "a")
     b = run_once(tiny_config(**{"run.generations": 1}), tmp_path / "b")
