@@ -112,12 +112,12 @@ class BaseAnswers:
     a scorer can be changed and the replies scored again without the model."""
 
     def __init__(self, cache: Path, config) -> None:
-        from acdc_engine.plugin_manager import configured_plugins
+        from acdc_engine.plugin_manager import PluginContext
         from acdc_engine.seeds import resolve
 
         self.config = config
-        self.plugins = configured_plugins(config)
-        self.hook = self.plugins.__enter__().hook
+        self.plugins = PluginContext(config).open()
+        self.hook = self.plugins.hook
         self.base_dir = resolve(self.hook, config.models.base, cache)
         self.file = cache / "dev-set-base-replies.json"
         self.store = json.loads(self.file.read_text()) if self.file.is_file() else {}
@@ -203,7 +203,7 @@ class BaseAnswers:
     def close(self) -> None:
         if self.backend is not None:
             self.backend.close()
-        self.plugins.__exit__(None, None, None)
+        self.plugins.close()
 
 
 def half_width(a, b) -> float:

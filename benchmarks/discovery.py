@@ -353,14 +353,14 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str, ceiling
         padded, pick, random_pick_coverage, run_skills, seed_ids, system_coverage,
     )
     from acdc_engine.lineage import rebuild_weights
-    from acdc_engine.plugin_manager import configured_plugins
+    from acdc_engine.plugin_manager import PluginContext
     from acdc_engine.seeds import resolve_seeds
     from acdc_engine.store import RunStore
 
     store = RunStore.open(run_dir)
     config = store.config()
-    plugins = configured_plugins(config)
-    hook = plugins.__enter__().hook
+    plugins = PluginContext(config).open()
+    hook = plugins.hook
     seed_dirs, base_dir = resolve_seeds(hook, config.models)
     models, tasks, scores, thr = run_skills(store, units)
     rows = {m["id"]: m for m in models}
@@ -460,7 +460,7 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str, ceiling
         return table
     finally:
         answerer.close()
-        plugins.__exit__(None, None, None)
+        plugins.close()
         store.close()
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -657,10 +657,10 @@ def main() -> None:
 def time_answering(config, items, choices: str) -> None:
     """The base answers ``items`` once, greedily, into a throw-away answer book; prints the time by part."""
     from acdc_engine.discovery import AnswerBook, Member
-    from acdc_engine.plugin_manager import configured_plugins
+    from acdc_engine.plugin_manager import PluginContext
     from acdc_engine.seeds import resolve_seeds
 
-    with configured_plugins(config) as plugins, tempfile.TemporaryDirectory() as scratch:
+    with PluginContext(config) as plugins, tempfile.TemporaryDirectory() as scratch:
         _, base_dir = resolve_seeds(plugins.hook, config.models)
         t0 = time.monotonic()
         answerer = Answerer(plugins.hook, config, base_dir, items)

@@ -32,7 +32,7 @@ def main() -> None:
     from acdc_engine.commands import quiet_libraries
     from acdc_engine.config import load_config
     from acdc_engine.discovery import AnswerBook, Member, covered, gap_interval
-    from acdc_engine.plugin_manager import configured_plugins
+    from acdc_engine.plugin_manager import PluginContext
     from acdc_engine.seeds import resolve_seeds
 
     quiet_libraries()
@@ -41,7 +41,7 @@ def main() -> None:
     items = screened_set(cache)
     kinds = np.array([i.kind for i in items])
     started = time.monotonic()
-    with configured_plugins(config) as plugins:
+    with PluginContext(config) as plugins:
         seed_dirs, base_dir = resolve_seeds(plugins.hook, config.models)
         answerer = Answerer(plugins.hook, config, base_dir, items)
         book = AnswerBook(items, cache / "discovery-answers.json", answerer, choose=answerer.choose,

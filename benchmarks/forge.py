@@ -21,7 +21,7 @@ import time
 from acdc_engine.commands import quiet_libraries
 from acdc_engine.config import load_config
 from acdc_engine.errors import AcdcError
-from acdc_engine.plugin_manager import build_plugin_manager
+from acdc_engine.plugin_manager import PluginContext
 from acdc_engine.plugins.forge.cache import Forge
 from acdc_engine.plugins.forge.compare import compare, forge_table
 from acdc_engine.plugins.forge.data import DEFAULT_CAPABILITIES, parse_capabilities
@@ -37,26 +37,27 @@ def main(force: bool, capabilities: str, recipe: ForgeRecipe) -> None:
     quiet_libraries()
     console = Console()
     config = load_config()
-    hook = build_plugin_manager(config.run.plugins).hook  # taskgen's procedural families
-    capabilities = parse_capabilities(hook, capabilities)
-    smith = Forge(hook, config, recipe=recipe)
-    started = time.monotonic()
-    smith.replay()
-    console.print(f"replay data (base answers to {len(smith.replay_prompts)} prompts, once per base): "
-                  f"{time.monotonic() - started:.1f} s ({load()})")
-    experts = {}
-    for cap in capabilities:
-        before = load()
-        done = smith.forge(cap, force=force)
-        experts[f"{cap} expert"] = (cap, done.path)
-        console.print(f"{cap}: {'cached, forged' if done.cached else 'forged'} in {done.seconds:.1f} s "
-                      f"(before: {before}; after: {load()})")
-    started = time.monotonic()
-    held = smith.held
-    models = {"base": smith.base_dir, **{name: d for name, (_, d) in experts.items()}}
-    rates = compare(hook, config, models, held)
-    console.print(forge_table(rates, held, {name: cap for name, (cap, _) in experts.items()}))
-    console.print(f"evaluation: {time.monotonic() - started:.1f} s for {len(models)} models ({load()})")
+    with PluginContext(config) as plugins:  # taskgen's procedural families among them
+        hook = plugins.hook
+        capabilities = parse_capabilities(hook, capabilities)
+        smith = Forge(hook, config, recipe=recipe)
+        started = time.monotonic()
+        smith.replay()
+        console.print(f"replay data (base answers to {len(smith.replay_prompts)} prompts, once per base): "
+                      f"{time.monotonic() - started:.1f} s ({load()})")
+        experts = {}
+        for cap in capabilities:
+            before = load()
+            done = smith.forge(cap, force=force)
+            experts[f"{cap} expert"] = (cap, done.path)
+            console.print(f"{cap}: {'cached, forged' if done.cached else 'forged'} in {done.seconds:.1f} s "
+                          f"(before: {before}; after: {load()})")
+        started = time.monotonic()
+        held = smith.held
+        models = {"base": smith.base_dir, **{name: d for name, (_, d) in experts.items()}}
+        rates = compare(hook, config, models, held)
+        console.print(forge_table(rates, held, {name: cap for name, (cap, _) in experts.items()}))
+        console.print(f"evaluation: {time.monotonic() - started:.1f} s for {len(models)} models ({load()})")
 
 
 if __name__ == "__main__":

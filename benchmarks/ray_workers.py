@@ -24,7 +24,7 @@ from conftest import make_tiny_model, tiny_overrides  # noqa: E402
 
 from acdc_engine.config import load_config  # noqa: E402
 from acdc_engine.loop import Coevolution  # noqa: E402
-from acdc_engine.plugin_manager import build_plugin_manager  # noqa: E402
+from acdc_engine.plugin_manager import PluginContext  # noqa: E402
 from acdc_engine.plugins import smollm2  # noqa: E402
 from acdc_engine.store import RunStore  # noqa: E402
 
@@ -33,11 +33,12 @@ def timed_run(overrides: list[str], run_dir: Path):
     config = load_config(None, overrides)
     store = RunStore.create(run_dir, config.model_dump_json())
     t0 = time.perf_counter()
-    evo = Coevolution(config, store, build_plugin_manager(config.run.plugins))
-    try:
-        evo.run()
-    finally:
-        evo.close()
+    with PluginContext(config) as plugins:
+        evo = Coevolution(config, store, plugins)
+        try:
+            evo.run()
+        finally:
+            evo.close()
     wall = time.perf_counter() - t0
     archive = store.generation(config.run.generations)["archive"]
     store.close()

@@ -53,7 +53,7 @@ def main() -> None:
 
     from acdc_engine.commands import quiet_libraries
     from acdc_engine.lineage import rebuild_weights
-    from acdc_engine.plugin_manager import configured_plugins
+    from acdc_engine.plugin_manager import PluginContext
     from acdc_engine.recipe import Recipe
     from acdc_engine.seeds import resolve_seeds
     from acdc_engine.store import RunStore
@@ -72,12 +72,12 @@ def main() -> None:
         rows = [r for r in view.models() if not Recipe.from_json(r["recipe"]).is_seed]
         chosen = sorted(rows, key=lambda r: (r["generation"], r["id"]))[-args.models:]
         total_s = total_steps = 0
-        with configured_plugins(config) as pm:
-            _, base_dir = resolve_seeds(pm.hook, config.models)
+        with PluginContext(config) as plugins:
+            _, base_dir = resolve_seeds(plugins.hook, config.models)
             for row in chosen:
                 steps: list[int] = []
                 started = time.monotonic()
-                rebuild_weights(view, row["id"], hook=pm.hook, base_file=base_dir / "model.safetensors",
+                rebuild_weights(view, row["id"], hook=plugins.hook, base_file=base_dir / "model.safetensors",
                                 out_file=scratch / f"{row['id']}.safetensors",
                                 on_built=lambda done, total: steps.append(total))
                 seconds = time.monotonic() - started

@@ -8,8 +8,6 @@ with :data:`hookimpl`. What the engine needs from a plugin goes through hooks,
 never through an import of the plugin.
 """
 
-from pathlib import Path as _Path  # private: everything public is in __all__
-
 from acdc_engine.answers import extract_answer
 from acdc_engine.backend import Backend
 from acdc_engine.checkpoint import CheckpointReader, CheckpointWriter
@@ -22,20 +20,11 @@ from acdc_engine.events import (Advanced, Event, GenerationCommitted, Generation
                                 WeightsEvicted, WeightsRebuilt, WorkerLost)
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.operators import MergeMethod, MutationMethod
-from acdc_engine.plugin_manager import configured_plugins
+from acdc_engine.plugin_manager import PluginContext
 from acdc_engine.progress import TickingProgress, folded_bars
 from acdc_engine.seeds import FORGED_PREFIX, check_chat_template
 from acdc_engine.seeds import resolve as resolve_seed
-from acdc_engine.store import committed_generations
 from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec
-
-
-def report_plots(run_dir: _Path) -> list[tuple[str, str, str]]:
-    """The plots of ``acdc-engine report`` for a run folder: (title, base64 PNG, note) each (matplotlib is
-    imported on first use)."""
-    from acdc_engine.report import report_plots as plots
-
-    return plots(run_dir)
 
 
 __all__ = [
@@ -45,7 +34,7 @@ __all__ = [
     "PluginSection", "RunFinished", "RunStarted", "SandboxConfig", "StepStarted", "TaskCodeError", "TaskLimbo",
     "TaskRejected", "TaskRequest", "TaskSpec", "TasksAdded", "WeightsDamaged", "WeightsEvicted", "WeightsRebuilt",
     "WorkerLost",
-    "TickingProgress", "check_chat_template", "command_config", "committed_generations", "config_options",
-    "configured_plugins",
-    "extract_answer", "file_digest", "folded_bars", "hookimpl", "quiet_libraries", "report_plots", "resolve_seed",
+    "TickingProgress", "check_chat_template", "command_config", "config_options",
+    "PluginContext",
+    "extract_answer", "file_digest", "folded_bars", "hookimpl", "quiet_libraries", "resolve_seed",
 ]

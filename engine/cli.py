@@ -22,7 +22,7 @@ from acdc_engine.commands import quiet_libraries, set_option
 from acdc_engine.config import Config, load_config
 from acdc_engine.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, AcdcError, AcdcRuntimeError
 from acdc_engine.files import WriteFailed, check_target, copy_new, missing_dirs, remove_empty_dirs, write_new
-from acdc_engine.plugin_manager import ALWAYS_ON, build_plugin_manager, configured_plugins, discover, plugin_commands
+from acdc_engine.plugin_manager import ALWAYS_ON, PluginContext, discover, plugin_commands
 from acdc_engine.store import RunStore
 from acdc_engine.progress import TickingProgress
 from acdc_engine.view import ProgressView, archive_table, fitted_tables, time_tables
@@ -48,16 +48,14 @@ def _stop_on_ctrl_c(run) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def _execute(config: Config, store: RunStore) -> None:
+def _execute(config: Config, store: RunStore, plugins: PluginContext, view: ProgressView) -> None:
+    """Runs (or resumes) the run of ``store`` with the configured ``plugins``, ``view`` among them."""
     from acdc_engine.loop import Coevolution, RunInterrupted
 
     quiet_libraries()
-
-    view = ProgressView(console)
-    pm = build_plugin_manager(config.run.plugins, extra=[view])
     run = None
     try:
-        run = Coevolution(config, store, pm)
+        run = Coevolution(config, store, plugins)
         console.print("seeds: " + ", ".join(f"{spec} ({digest[:12]})" for spec, digest in run.population.seed_digests().items()),
                       highlight=False, soft_wrap=True)
         _stop_on_ctrl_c(run)
@@ -107,23 +105,26 @@ def _start(config_file, overrides, plugins, run_dir) -> None:
     run_dir = Path(run_dir)
     made_dirs = missing_dirs(run_dir)  # the folder and its parents that the run creates (removed if it fails)
     before = set(run_dir.iterdir()) if run_dir.is_dir() else set()
-    with configured_plugins(config) as pm:  # unknown plugin names fail before any work
-        # the store first: a folder that cannot hold the run fails before minutes of preparation
-        try:
-            store = RunStore.create(run_dir, config.model_dump_json())
-        except BaseException:  # nothing of it is left but the folders it made (another run's files are kept)
-            remove_empty_dirs(made_dirs)
-            raise
-        try:
-            pm.hook.acdc_prepare_run(config=config, hook=pm.hook)  # e.g. forging the first run's experts
-        except BaseException:  # an error, Ctrl-C or exit while preparing: the folder is left as it was
-            store.close()
-            _remove_made(run_dir, before, made_dirs)
-            raise
+    view = ProgressView(console)
+    started = False
     try:
-        _execute(config, store)
-    except AcdcError:
-        if _nothing_committed(run_dir):  # a run that failed at its start leaves nothing it made
+        with PluginContext(config, extra=[view]) as plugins:  # unknown plugin names fail before any work
+            # the store first: a folder that cannot hold the run fails before minutes of preparation
+            try:
+                store = RunStore.create(run_dir, config.model_dump_json())
+            except BaseException:  # nothing of it is left but the folders it made (another run's files are kept)
+                remove_empty_dirs(made_dirs)
+                raise
+            try:
+                plugins.hook.acdc_prepare_run(config=config, hook=plugins.hook)  # e.g. forging the first run's experts
+            except BaseException:  # an error, Ctrl-C or exit while preparing: the folder is left as it was
+                store.close()
+                _remove_made(run_dir, before, made_dirs)
+                raise
+            started = True
+            _execute(config, store, plugins, view)
+    except AcdcError:  # the plugins are unconfigured by now (trackers have closed their files in the folder)
+        if started and _nothing_committed(run_dir):  # a run that failed at its start leaves nothing it made
             _remove_made(run_dir, before, made_dirs)
         raise
 
@@ -230,7 +231,14 @@ def run(group, config_file, overrides, plugins, run_dir, executor):
 def resume(run_dir):
     """Continue a run from its last committed generation."""
     store = RunStore.open(run_dir, writer=True)
-    _execute(store.config(), store)
+    config, view = store.config(), ProgressView(console)
+    try:
+        plugins = PluginContext(config, extra=[view])
+    except BaseException:
+        store.close()
+        raise
+    with plugins:
+        _execute(config, store, plugins, view)
 
 
 @main.command()
@@ -484,8 +492,8 @@ def export(run_dir, model_id, out_dir):
         config = store.config()
         if model_id not in {r["id"] for r in store.models()}:
             raise AcdcError(f"no model {model_id!r} in {run_dir}")
-        with configured_plugins(config) as pm:
-            _export(store, pm.hook, config, model_id, out_dir)
+        with PluginContext(config) as plugins:
+            _export(store, plugins.hook, config, model_id, out_dir)
     finally:
         store.close()
     console.print(f"exported {model_id} to {out_dir} (load with AutoModelForCausalLM.from_pretrained)")

@@ -31,7 +31,7 @@ from acdc_engine.benchmarks import Benchmark, Item, code_of, is_correct, load_be
 from acdc_engine.discovery import run_skills
 from acdc_engine.errors import AcdcError
 from acdc_engine.lineage import rebuild_weights
-from acdc_engine.plugin_manager import configured_plugins
+from acdc_engine.plugin_manager import PluginContext
 from acdc_engine.recipe import Recipe
 from acdc_engine.seeds import check_same_architecture, resolve_seeds
 from acdc_engine.store import RunStore
@@ -117,7 +117,7 @@ class Evaluation:
         self.store = RunStore.open(run_dir)
         self.config = self.store.config()
         self.plugins = ExitStack()
-        self.hook = self.plugins.enter_context(configured_plugins(self.config)).hook
+        self.hook = self.plugins.enter_context(PluginContext(self.config)).hook
         seed_dirs, self.base_dir = resolve_seeds(self.hook, self.config.models)
         self.seed_dirs = seed_dirs
         self.samples = samples or self.config.result.task_force_size

@@ -7,7 +7,8 @@ against the older ``acdc_event(kind, data)`` form, which pluggy still calls.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 
@@ -25,12 +26,14 @@ class Event:
 
 @dataclass(frozen=True)
 class RunStarted(Event):
-    """A run starts, or resumes at ``start_generation``."""
+    """A run starts, or resumes at ``start_generation``; a resumed run's ``committed`` generations are told as
+    :class:`GenerationCommitted` told them (``generation``, ``archive`` rows, ``stats``), oldest first."""
 
     kind: ClassVar[str] = "run_started"
     run_dir: str
     generations: int
     start_generation: int
+    committed: list[dict] = ()
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,8 @@ class RunFinished(Event):
     seed_force: list[str]
     n_tasks: int
     seed_specs: list[str] = ()  # the seed spec of each model of ``seed_force``
+    #: the plots of ``acdc-engine report`` for this run, made when called: (title, base64 PNG, note) each
+    plots: Callable[[], list[tuple[str, str, str]]] = field(default=lambda: [], compare=False, repr=False)
 
 
 #: Every event type by its kind.

@@ -58,7 +58,7 @@ def acdc_commands() -> list[Any]:
     starts. A name the engine's own commands use, or another plugin's, is an
     error. Take ``acdc_engine.api.config_options`` and load the config with
     ``acdc_engine.api.command_config`` so ``--config`` / ``--set`` mean what
-    they mean elsewhere, and work inside ``acdc_engine.api.configured_plugins``;
+    they mean elsewhere, and work inside ``acdc_engine.api.PluginContext``;
     an ``AcdcError`` you raise is printed as one line (``forge`` is built this way).
     """
 
@@ -73,7 +73,8 @@ def acdc_prepare_run(config: Config, hook: Any) -> None:
 
 @hookspec
 def acdc_configure(config: Config, hook: Any) -> None:
-    """Called once when a run is set up (also on resume), before any other hook.
+    """Called once when a plugin context opens (``PluginContext``: a run or resume, a command, a benchmark,
+    each Ray actor), before any other hook but ``acdc_config_sections`` and ``acdc_commands``.
 
     ``config`` is the validated run config: read your own section from it.
     ``hook`` is the plugin manager's hook relay, for calling other plugins'
@@ -267,7 +268,8 @@ def acdc_descriptors(
 
 @hookspec
 def acdc_unconfigure() -> None:
-    """Called once when the run ends (``Coevolution.close()``), even after an error.
+    """Called once when the plugin context closes (the run, the command or the Ray actor ends), even after an
+    error.
 
     Release what the plugin holds: processes, connections, files.
     """

@@ -199,7 +199,7 @@ def open_model(stack: ExitStack, *, pretrained=None, run=None, model=None, **ove
     closes what was opened."""
     from acdc_engine.config import load_config
     from acdc_engine.lineage import rebuild_weights
-    from acdc_engine.plugin_manager import configured_plugins
+    from acdc_engine.plugin_manager import PluginContext
     from acdc_engine.seeds import resolve_seeds
     from acdc_engine.store import RunStore
 
@@ -211,7 +211,7 @@ def open_model(stack: ExitStack, *, pretrained=None, run=None, model=None, **ove
         store = RunStore.open(Path(run))
         stack.callback(store.close)
         config = model_overrides(store.config(), **overrides)
-        hook = stack.enter_context(configured_plugins(config)).hook
+        hook = stack.enter_context(PluginContext(config)).hook
         seeds, model_dir = resolve_seeds(hook, config.models)
         digest = {r["id"]: r["digest"] for r in store.models()}.get(str(model))
         if digest is None:
@@ -229,7 +229,7 @@ def open_model(stack: ExitStack, *, pretrained=None, run=None, model=None, **ove
         if not weights.is_file():
             raise AcdcError(f"model_args pretrained={pretrained}: no model.safetensors there")
         config = model_overrides(load_config(None), **overrides)
-        hook = stack.enter_context(configured_plugins(config)).hook
+        hook = stack.enter_context(PluginContext(config)).hook
 
     def make_backend():
         backend = hook.acdc_make_backend(config=config, model_dir=model_dir)

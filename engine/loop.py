@@ -41,16 +41,23 @@ from acdc_engine.weight_cache import WeightCache
 SALT_EMIT, SALT_ADAPT, SALT_TASKS, SALT_FORCE = 1, 2, 3, 4
 
 
+def _report_plots(run_dir) -> list[tuple[str, str, str]]:
+    """The report's plots of a run folder (matplotlib is imported here, when a plugin asks for them)."""
+    from acdc_engine.report import report_plots
+
+    return report_plots(run_dir)
+
+
 class RunInterrupted(Exception):
     """A stop was requested (Ctrl-C); the run stopped at the end of a batch or between two steps."""
 
 
 class Coevolution:
-    """One AC/DC run over a run store, with plugins from a plugin manager."""
+    """One AC/DC run over a run store, with the plugins of a configured
+    :class:`~acdc_engine.plugin_manager.PluginContext` (whoever opened it closes it)."""
 
-    def __init__(self, config: Config, store: RunStore, plugin_manager) -> None:
-        self.cfg, self.store, self.hook = config, store, plugin_manager.hook
-        self.hook.acdc_configure(config=config, hook=self.hook)
+    def __init__(self, config: Config, store: RunStore, plugins) -> None:
+        self.cfg, self.store, self.hook = config, store, plugins.hook
         evo = config.evolution
         ops = Operators(self.hook, evo)
         self.merge, self.mutation = ops.merge, ops.mutation
@@ -93,8 +100,10 @@ class Coevolution:
     def run(self) -> None:
         """Runs (or resumes) every generation, then picks the task force."""
         start = self.restore()
+        committed = [{"generation": s["gen"], "archive": self.store.generation(s["gen"])["archive"], "stats": s}
+                     for s in self.store.all_stats()] if start > 0 else []
         self.emit("run_started", run_dir=str(self.store.run_dir), generations=self.cfg.run.generations,
-                  start_generation=start)
+                  start_generation=start, committed=committed)
         for gen in range(start, self.cfg.run.generations + 1):
             self.emit("generation_started", generation=gen)
             self.clock.restart("other")
@@ -219,7 +228,8 @@ class Coevolution:
         self.trim_weights()
         self.emit("run_finished", run_dir=str(self.store.run_dir), task_force=force, coverage=cov,
                   seed_coverage=seed_cov, seed_force=seed_force, n_tasks=len(everything),
-                  seed_specs=[self.population[m].recipe.seed_spec for m in seed_force])
+                  seed_specs=[self.population[m].recipe.seed_spec for m in seed_force],
+                  plots=partial(_report_plots, self.store.run_dir))
 
     # --- models ---------------------------------------------------------------
 
@@ -310,9 +320,7 @@ class Coevolution:
             raise RunInterrupted(f"stopped during {self.current_step}")
 
     def close(self) -> None:
-        """Releases the executor (its backends) and whatever plugins hold (sandbox workers)."""
-        try:
-            self.executor.close()
-        finally:
-            self.hook.acdc_unconfigure()
+        """Releases the executor (its backends and workers); the plugins stay configured until their context
+        closes."""
+        self.executor.close()
 

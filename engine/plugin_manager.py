@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import entry_points
@@ -165,17 +163,40 @@ def build_plugin_manager(selected: list[str], extra: list[Any] = ()) -> pluggy.P
     return pm
 
 
-@contextmanager
-def configured_plugins(config, extra: list[Any] = ()) -> Iterator[pluggy.PluginManager]:
-    """The plugin manager of ``config`` (see :func:`build_plugin_manager`), configured for the block:
-    ``acdc_configure`` on entry, ``acdc_unconfigure`` on exit. Every entry point but the run itself
-    (whose :class:`~acdc_engine.loop.Coevolution` does the same) works inside one."""
-    pm = build_plugin_manager(config.run.plugins, extra)
-    pm.hook.acdc_configure(config=config, hook=pm.hook)
-    try:
-        yield pm
-    finally:
-        pm.hook.acdc_unconfigure()
+class PluginContext:
+    """The plugins of one config, configured for the context's life: the only way to a hook relay.
+
+    ``with PluginContext(config, extra=[view]) as plugins:`` builds the plugin manager (see
+    :func:`build_plugin_manager`: the always-on plugins, ``config.run.plugins``, entry points and
+    ``extra``; a hook implementation with no hook is an error), calls ``acdc_configure`` once on entry and
+    ``acdc_unconfigure`` once on exit. The run, resume, every command, the benchmarks and each Ray actor
+    hold one; a plugin gets its config and the hook relay from ``acdc_configure``.
+    """
+
+    def __init__(self, config, *, extra: list[Any] = ()) -> None:
+        self.config = config
+        self.manager = build_plugin_manager(config.run.plugins, extra)
+        self.hook = self.manager.hook
+        self._configured = False
+
+    def open(self) -> PluginContext:
+        """Configures the plugins (``acdc_configure``), once."""
+        if not self._configured:
+            self.hook.acdc_configure(config=self.config, hook=self.hook)
+            self._configured = True
+        return self
+
+    def close(self) -> None:
+        """Unconfigures the plugins (``acdc_unconfigure``: pools and trackers closed), once."""
+        if self._configured:
+            self._configured = False
+            self.hook.acdc_unconfigure()
+
+    def __enter__(self) -> PluginContext:
+        return self.open()
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
 def discover() -> list[PluginInfo]:

@@ -16,10 +16,13 @@ from collections import deque
 from pathlib import Path
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, RayTaskError
 
 from acdc_engine.errors import AcdcError
 from acdc_engine.executor import GenerateJob, MaterialiseJob, OnResult
+
+
+CLOSE_TIMEOUT_S = 30  # how long the executor waits for its actors to close their plugins
 
 
 @ray.remote
@@ -31,11 +34,11 @@ class RayWorker:
 
         from acdc_engine.config import validate
         from acdc_engine.executor import Operators, Worker
-        from acdc_engine.plugin_manager import build_plugin_manager
+        from acdc_engine.plugin_manager import PluginContext
 
         config = validate(json.loads(config_json))  # the engine's sections and the plugins' own
-        hook = build_plugin_manager(config.run.plugins).hook
-        hook.acdc_configure(config=config, hook=hook)  # the actor lives as long as its process: never unconfigured
+        self.plugins = PluginContext(config).open()  # closed by close(), before the executor kills the actor
+        hook = self.plugins.hook
         self.worker = Worker(config=config, hook=hook, base_dir=Path(base_dir),
                              operators=Operators(hook, config.evolution))
 
@@ -44,6 +47,13 @@ class RayWorker:
 
     def generate(self, job: GenerateJob) -> tuple[list[str], int]:
         return self.worker.generate(job)
+
+    def close(self) -> None:
+        """Releases the worker's backend and unconfigures the actor's plugins (its sandbox pools)."""
+        try:
+            self.worker.close()
+        finally:
+            self.plugins.close()
 
 
 class RayExecutor:
@@ -102,6 +112,14 @@ class RayExecutor:
             done(i, result)
 
     def close(self) -> None:
+        """Closes every live actor's plugins (an actor that died or hangs is not waited for), then kills them."""
+        closing = [actor.close.remote() for actor in self.actors]
+        _, hanging = ray.wait(closing, num_returns=len(closing), timeout=CLOSE_TIMEOUT_S)
+        for ref in set(closing) - set(hanging):
+            try:
+                ray.get(ref)
+            except (RayActorError, RayTaskError):  # dead already, or its plugins failed to close
+                pass
         for actor in self.actors:
             ray.kill(actor)
         self.actors = []

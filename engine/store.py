@@ -557,14 +557,3 @@ class RunStore:
         for path in self.weights_dir.iterdir():
             if KEPT_NAME.fullmatch(path.name) and path.stem not in keep and not path.is_dir():
                 path.unlink(missing_ok=True)
-
-
-def committed_generations(run_dir: Path) -> list[dict]:
-    """Each committed generation of a run directory, oldest first: ``generation``, ``archive`` (its rows) and
-    ``stats`` (the logbook record), as ``GenerationCommitted`` told them; read-only."""
-    store = RunStore.open(run_dir)
-    try:
-        return [{"generation": s["gen"], "archive": store.generation(s["gen"])["archive"], "stats": s}
-                for s in store.all_stats()]
-    finally:
-        store.close()

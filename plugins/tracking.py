@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from acdc_engine.api import (AcdcError, Config, GenerationCommitted, PluginSection, RunFinished, RunStarted,
-                             committed_generations, hookimpl, report_plots)
+                             hookimpl)
 
 #: The metric holding the generation itself (the x axis of every chart; its history says which steps exist).
 GENERATION_METRIC = "generation"
@@ -79,7 +79,7 @@ def write_results(folder: Path, event: RunFinished, archive: list[dict]) -> list
     files[0].write_text(json.dumps(force, indent=1))
     files[1].write_text(json.dumps(archive, indent=1, allow_nan=False, default=str))
     (folder / "plots").mkdir(exist_ok=True)
-    for i, (title, png, _note) in enumerate(report_plots(Path(event.run_dir)), 1):
+    for i, (title, png, _note) in enumerate(event.plots(), 1):
         files.append(folder / "plots" / f"{i:02d}-{re.sub(r'[^a-z0-9]+', '-', title.lower()).strip('-')}.png")
         files[-1].write_bytes(base64.b64decode(png))
     return files
@@ -206,7 +206,7 @@ class TrackingPlugin:
                 self.tracker = self.make(self.config)
                 run_dir = Path(event.run_dir)
                 self.logged = self.tracker.start(run_dir, self.config)
-                for committed in committed_generations(run_dir) if event.start_generation > 0 else ():
+                for committed in event.committed:
                     self.archive = committed["archive"]
                     if committed["generation"] not in self.logged:
                         self.log(committed["generation"], committed["stats"], committed["archive"])

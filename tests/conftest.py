@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from acdc_engine.config import load_config
-from acdc_engine.plugin_manager import build_plugin_manager
+from acdc_engine.plugin_manager import PluginContext, build_plugin_manager
 from acdc_engine.plugins import smollm2
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -179,10 +179,13 @@ def run_in_process(config, run_dir, extra=(), *, resume=False):
     from acdc_engine.store import RunStore
 
     store = RunStore.open(run_dir, writer=True) if resume else RunStore.create(run_dir, config.model_dump_json())
-    evo = Coevolution(config, store, build_plugin_manager(config.run.plugins, extra=list(extra)))
     try:
-        evo.run()
+        with PluginContext(config, extra=list(extra)) as plugins:
+            evo = Coevolution(config, store, plugins)
+            try:
+                evo.run()
+            finally:
+                evo.close()
     finally:
-        evo.close()
         store.close()
     return evo

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +70,19 @@ def test_third_party_examples_import_only_the_public_api(path):
 
 def test_the_public_api_exports_what_it_lists():
     assert set(api.__all__) == {n for n in vars(api) if not n.startswith("_")}
+
+
+def test_the_plugin_guide_names_every_export_and_nothing_outside_the_api():
+    guide = (ROOT / "docs" / "plugins.md").read_text()
+    missing = [name for name in api.__all__ if f"`{name}" not in guide]
+    assert not missing, f"docs/plugins.md does not name {missing}"
+    outside = {m for m in re.findall(r"acdc_engine\.[A-Za-z_.]+", guide) if not m.startswith("acdc_engine.api")}
+    assert not outside, f"docs/plugins.md sends plugin authors outside acdc_engine.api: {sorted(outside)}"
+
+
+def test_the_contract_does_not_import_the_store_the_report_or_the_loop():
+    loaded = subprocess.run([sys.executable, "-c", "import sys, acdc_engine.api; print(' '.join(sys.modules))"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    inner = {"acdc_engine.store", "acdc_engine.report", "acdc_engine.loop", "acdc_engine.evaluate",
+             "acdc_engine.lineage", "acdc_engine.cli", "acdc_engine.view"}
+    assert not inner & set(loaded), f"acdc_engine.api imports {sorted(inner & set(loaded))}"

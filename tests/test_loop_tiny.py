@@ -13,7 +13,7 @@ from acdc_engine.errors import AcdcError
 from acdc_engine.evaluate import stored_task_force
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.loop import Coevolution
-from acdc_engine.plugin_manager import build_plugin_manager
+from acdc_engine.plugin_manager import PluginContext, build_plugin_manager
 from acdc_engine.recipe import Recipe
 from acdc_engine.store import RunStore
 from acdc_engine.tasks import TaskSpec
@@ -62,7 +62,8 @@ def test_task_force_over_instances_uses_every_instance_score_kept_in_the_store(t
     config = tiny_config(**{"run.generations": 1, "tasks.instances_per_family": 3,
                             "result.task_force_units": "instances", "result.task_force_size": 2})
     store = RunStore.create(tmp_path / "run", config.model_dump_json())
-    evo = Coevolution(config, store, build_plugin_manager(config.run.plugins))
+    context = PluginContext(config).open()
+    evo = Coevolution(config, store, context)
     try:
         evo.run()
         stored = store.instance_scores()
@@ -85,6 +86,7 @@ def test_task_force_over_instances_uses_every_instance_score_kept_in_the_store(t
         assert sorted(json.loads(store.task_force()["model_ids"])) == sorted([a, b])
     finally:
         evo.close()
+        context.close()
         store.close()
     resumed = run_once(config, tmp_path / "run", resume=True)  # restored from the store on resume
     assert resumed.evaluator.instance_scores == stored

@@ -7,7 +7,7 @@ import pytest
 from acdc_engine.config import load_config
 from acdc_engine.errors import AcdcError
 from acdc_engine.hookspecs import hookimpl
-from acdc_engine.plugin_manager import build_plugin_manager, configured_plugins
+from acdc_engine.plugin_manager import PluginContext, build_plugin_manager
 from acdc_engine.tasks import TaskSpec
 
 JUDGED = '''
@@ -45,11 +45,53 @@ def test_a_misspelt_hook_implementation_is_refused_in_one_line():
 def test_inside_the_context_task_code_reaches_the_judge_and_after_it_does_not():
     config = load_config(None)
     spec = TaskSpec("judged", "a judged family", "knowledge", 1, JUDGED, "test")
-    with configured_plugins(config, extra=[FixedJudge()]) as pm:
-        instances = pm.hook.acdc_task_instances(task=spec, limits=config.sandbox)
-        assert pm.hook.acdc_score_submissions(task=spec, instances=instances, submissions=["red"],
+    with PluginContext(config, extra=[FixedJudge()]) as plugins:
+        instances = plugins.hook.acdc_task_instances(task=spec, limits=config.sandbox)
+        assert plugins.hook.acdc_score_submissions(task=spec, instances=instances, submissions=["red"],
                                               limits=config.sandbox) == [0.75]
     pm = build_plugin_manager([], extra=[FixedJudge()])  # never configured: no judge relay
     from acdc_engine.tasks import TaskCodeError
     with pytest.raises(TaskCodeError, match="judge"):
         pm.hook.acdc_score_submissions(task=spec, instances=instances, submissions=["red"], limits=config.sandbox)
+
+
+class Lifecycle:
+    def __init__(self):
+        self.calls = []
+
+    @hookimpl
+    def acdc_configure(self, config, hook):
+        self.calls.append("configure")
+
+    @hookimpl
+    def acdc_unconfigure(self):
+        self.calls.append("unconfigure")
+
+
+def test_a_context_configures_once_and_unconfigures_once_even_when_closed_twice():
+    probe = Lifecycle()
+    context = PluginContext(load_config(None), extra=[probe])
+    assert probe.calls == []  # built, not yet configured
+    with context as plugins:
+        assert plugins is context and probe.calls == ["configure"]
+        context.open()
+    context.close()
+    assert probe.calls == ["configure", "unconfigure"]
+
+
+def test_a_run_in_process_leaves_its_context_to_whoever_opened_it(tiny_config, tmp_path):
+    from acdc_engine.loop import Coevolution
+    from acdc_engine.store import RunStore
+
+    probe = Lifecycle()
+    config = tiny_config(**{"run.generations": 0})
+    store = RunStore.create(tmp_path / "run", config.model_dump_json())
+    try:
+        with PluginContext(config, extra=[probe]) as plugins:
+            run = Coevolution(config, store, plugins)
+            run.run()
+            run.close()
+            assert probe.calls == ["configure"]  # the run neither configures nor unconfigures
+    finally:
+        store.close()
+    assert probe.calls == ["configure", "unconfigure"]

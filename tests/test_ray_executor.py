@@ -7,7 +7,7 @@ import pytest
 from acdc_engine.errors import AcdcError
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.loop import Coevolution
-from acdc_engine.plugin_manager import build_plugin_manager
+from acdc_engine.plugin_manager import PluginContext, build_plugin_manager
 from acdc_engine.store import RunStore
 
 ray = pytest.importorskip("ray")
@@ -34,7 +34,8 @@ class KillOneActor:
 
 def run(config, run_dir, *plugins):
     store = RunStore.create(run_dir, config.model_dump_json())
-    evo = Coevolution(config, store, build_plugin_manager(config.run.plugins, extra=list(plugins)))
+    context = PluginContext(config, extra=list(plugins)).open()
+    evo = Coevolution(config, store, context)
     for p in plugins:
         p.evo = evo
     try:
@@ -42,6 +43,7 @@ def run(config, run_dir, *plugins):
         return store.scores(), store.generation(config.run.generations)["archive"], evo
     finally:
         evo.close()
+        context.close()
         store.close()
 
 

@@ -12,7 +12,7 @@ from acdc_engine.digest import recipe_digest
 from acdc_engine.errors import AcdcError
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.loop import Coevolution
-from acdc_engine.plugin_manager import build_plugin_manager
+from acdc_engine.plugin_manager import PluginContext
 from acdc_engine.plugins.transformers_backend import MAX_AUTO_BATCH, TransformersBackend, auto_batch_size
 from acdc_engine.recipe import Recipe
 from acdc_engine.store import RunStore
@@ -60,11 +60,12 @@ class CrashAt:
 
 
 def run(config, store, *plugins):
-    evo = Coevolution(config, store, build_plugin_manager(config.run.plugins, extra=list(plugins)))
-    try:
-        evo.run()
-    finally:
-        evo.close()
+    with PluginContext(config, extra=list(plugins)) as context:
+        evo = Coevolution(config, store, context)
+        try:
+            evo.run()
+        finally:
+            evo.close()
     return evo
 
 
@@ -110,7 +111,8 @@ def test_a_resumed_run_and_a_reevaluation_hit_the_cache(tiny_config, tmp_path):
 
     # re-evaluating the archive on the whole pool generates nothing
     reeval = CountingBackend()
-    evo = Coevolution(evo.cfg, store, build_plugin_manager(evo.cfg.run.plugins, extra=[reeval]))
+    context = PluginContext(evo.cfg, extra=[reeval]).open()
+    evo = Coevolution(evo.cfg, store, context)
     try:
         evo.restore()
         members = evo.archive.member_ids()
@@ -118,6 +120,7 @@ def test_a_resumed_run_and_a_reevaluation_hit_the_cache(tiny_config, tmp_path):
         answers = evo.evaluator.answer(members, evo.pool.active, 3)
     finally:
         evo.close()
+        context.close()
         store.close()
     assert reeval.calls == {} and len(answers) == len(members) and before
 

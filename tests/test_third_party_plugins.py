@@ -47,7 +47,9 @@ def test_installed_plugin_is_listed_and_its_hook_is_called_in_a_run(site, tiny_m
     result = cli(args, env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     kinds = log.read_text().split()
-    assert kinds[0] == "run_started" and "generation_committed" in kinds and kinds[-1] == "run_finished"
+    # one plugin context for the whole run, preparation included: configured once, unconfigured once, at the ends
+    assert kinds[:2] == ["configure", "run_started"] and kinds[-2:] == ["run_finished", "unconfigure"]
+    assert kinds.count("configure") == kinds.count("unconfigure") == 1 and "generation_committed" in kinds
 
 
 def test_installed_plugin_has_its_own_config_section(site, tiny_models, tmp_path):
@@ -64,7 +66,7 @@ def test_installed_plugin_has_its_own_config_section(site, tiny_models, tmp_path
     assert unknown.returncode == 3 and "config field probe.colour: Extra inputs are not permitted" in unknown.stderr
     good = cli(["run", "--set", "probe.prefix=p:"] + [a for o in overrides for a in ("--set", o)], env, tmp_path)
     assert good.returncode == 0, good.stdout + good.stderr
-    assert (tmp_path / "events.log").read_text().split()[0] == "p:run_started"
+    assert (tmp_path / "events.log").read_text().split()[:2] == ["p:configure", "p:run_started"]
     without = cli(["run", "--set", "probe.prefix=p:"], {}, tmp_path)  # the plugin is not installed
     assert without.returncode == 3 and "config section [probe] is unknown" in without.stderr
 

@@ -14,6 +14,7 @@ import pytest
 
 from acdc_engine.plugins.wandb_tracking import ID_FILE as WANDB_ID_FILE
 from acdc_engine.plugins.wandb_tracking import logged_steps, run_files, wandb_records
+from acdc_engine.store import RunStore
 from conftest import tiny_overrides
 from test_resume import committed
 
@@ -178,7 +179,14 @@ def test_resume_logs_the_committed_generations_the_tracker_lacks(tiny_models, tm
 
     plugin = TrackingPlugin(lambda config: Holding())
     plugin.configure(load_config(None, tiny_overrides(tiny_models, tmp_path)))
-    plugin.event(RunStarted(run_dir=str(run_dir), generations=GENERATIONS, start_generation=GENERATIONS))
+    store = RunStore.open(run_dir)
+    try:  # as the engine tells a resumed run's committed generations
+        committed = [{"generation": s["gen"], "archive": store.generation(s["gen"])["archive"], "stats": s}
+                     for s in store.all_stats()]
+    finally:
+        store.close()
+    plugin.event(RunStarted(run_dir=str(run_dir), generations=GENERATIONS, start_generation=GENERATIONS,
+                            committed=committed))
     assert [(g, c) for g, c, _ in Holding.logged] == [(g, stats[g]["coverage"]) for g in (1, 3)]
     assert all(n >= 1 for _, _, n in Holding.logged) and plugin.logged == {0, 1, 2, 3}
 

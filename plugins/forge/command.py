@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.progress import TimeRemainingColumn
 
-from acdc_engine.api import (FORGED_PREFIX, TickingProgress, command_config, config_options, configured_plugins,
+from acdc_engine.api import (FORGED_PREFIX, PluginContext, TickingProgress, command_config, config_options,
                              quiet_libraries)
 from acdc_engine.plugins.forge.cache import Forge
 from acdc_engine.plugins.forge.compare import compare, forge_table
@@ -49,8 +49,8 @@ def forge(base, capabilities, steps, lr, rank, protect_energy, force, no_eval, c
     config = command_config(config_file, overrides)
     recipe = ForgeRecipe(steps=steps, lr=lr, rank=rank, protect_energy=protect_energy or None)
     try:
-        with configured_plugins(config) as pm, forge_progress() as progress:
-            hook = pm.hook
+        with PluginContext(config) as plugins, forge_progress() as progress:
+            hook = plugins.hook
             caps = parse_capabilities(hook, capabilities)
             smith = Forge(hook, config, base=base, recipe=recipe, phase=shown_on(progress))
             made = {f"{cap} expert": (cap, done.path)

@@ -1,12 +1,12 @@
-"""Writes every run event's kind to the file named by ACDC_PROBE_LOG, after its section's ``prefix``;
-adds the command ``acdc-engine probe``, which prints the prefix and the enabled plugins."""
+"""Writes every run event's kind, and ``configure`` / ``unconfigure`` when its plugin context opens and
+closes, to the file named by ACDC_PROBE_LOG, after its section's ``prefix``; adds the command ``acdc-engine probe``, which prints the prefix and the enabled plugins."""
 
 import os
 
 import click
 from pydantic import Field
 
-from acdc_engine.api import AcdcError, PluginSection, command_config, config_options, configured_plugins, hookimpl
+from acdc_engine.api import AcdcError, PluginSection, command_config, config_options, PluginContext, hookimpl
 
 _prefix = ""
 
@@ -26,12 +26,23 @@ def acdc_config_sections():
 def acdc_configure(config, hook):
     global _prefix
     _prefix = config.section("probe").prefix
+    _log("configure")
+
+
+@hookimpl
+def acdc_unconfigure():
+    _log("unconfigure")
 
 
 @hookimpl
 def acdc_event(kind, data):
-    with open(os.environ["ACDC_PROBE_LOG"], "a") as f:
-        f.write(_prefix + kind + "\n")
+    _log(kind)
+
+
+def _log(line):
+    if "ACDC_PROBE_LOG" in os.environ:
+        with open(os.environ["ACDC_PROBE_LOG"], "a") as f:
+            f.write(_prefix + line + "\n")
 
 
 @click.command()
@@ -42,9 +53,9 @@ def probe(fail, config_file, overrides):
     if fail:
         raise AcdcError("probe failed on purpose")
     config = command_config(config_file, overrides)
-    with configured_plugins(config) as pm:
+    with PluginContext(config) as plugins:
         click.echo(f"prefix={config.section('probe').prefix!r} plugins={','.join(config.run.plugins)} "
-                   f"configured={_prefix == config.section('probe').prefix and pm.has_plugin('probe')}")
+                   f"configured={_prefix == config.section('probe').prefix and plugins.manager.has_plugin('probe')}")
 
 
 @hookimpl
