@@ -559,8 +559,9 @@ def main() -> None:
                         "or open questions of the tasks whose keywords name the run's domains (domain). See the "
                         "docstring.")
     parser.add_argument("--time-answering", action="store_true", help="Answer the development set once with the "
-                        "base (greedy, a fresh answer book) and print where the time goes; no run. With --set "
-                        "generation.answer_backend= it answers with the run's backend instead of ctranslate2.")
+                        "base (greedy, a fresh answer book) and print where the time goes; no run. It answers with "
+                        "generation.answer_backend (default: the run's backend), e.g. --set "
+                        "generation.answer_backend=ctranslate2.")
     parser.add_argument("--dev-set-report", action="store_true", help="Measure only the base on the screened "
                         "set: per task its question count and greedy accuracy, the control of 3, and the 90 %% "
                         "interval half-width of an N = 3 gap (benchmarks/dev_set.py); no run.")

@@ -172,20 +172,27 @@ def chat_server():
         server.close()
 
 
+def run_on_store(config, store, extra=()):
+    """A whole run in this process on an open run store (left open), inside a plugin context of its own;
+    returns the finished loop."""
+    from acdc_engine.loop import Coevolution
+
+    with PluginContext(config, extra=list(extra)) as plugins:
+        evo = Coevolution(config, store, plugins)
+        try:
+            evo.run()
+        finally:
+            evo.close()
+    return evo
+
+
 def run_in_process(config, run_dir, extra=(), *, resume=False):
     """A whole run in this process on a fresh (or, with ``resume``, the existing)
     run store; returns the finished loop."""
-    from acdc_engine.loop import Coevolution
     from acdc_engine.store import RunStore
 
     store = RunStore.open(run_dir, writer=True) if resume else RunStore.create(run_dir, config.model_dump_json())
     try:
-        with PluginContext(config, extra=list(extra)) as plugins:
-            evo = Coevolution(config, store, plugins)
-            try:
-                evo.run()
-            finally:
-                evo.close()
+        return run_on_store(config, store, extra)
     finally:
         store.close()
-    return evo

@@ -17,6 +17,7 @@ from acdc_engine.plugins.transformers_backend import MAX_AUTO_BATCH, Transformer
 from acdc_engine.recipe import Recipe
 from acdc_engine.store import RunStore
 from acdc_engine.timing import PHASES
+from conftest import run_on_store
 
 
 class CountingBackend:
@@ -60,13 +61,7 @@ class CrashAt:
 
 
 def run(config, store, *plugins):
-    with PluginContext(config, extra=list(plugins)) as context:
-        evo = Coevolution(config, store, context)
-        try:
-            evo.run()
-        finally:
-            evo.close()
-    return evo
+    return run_on_store(config, store, plugins)
 
 
 def test_every_generation_records_where_its_time_went(tiny_config, tmp_path):
