@@ -3,7 +3,7 @@
 Usage: python benchmarks/discovery.py [--seeds 0,1] [--set KEY=VALUE ...] [--ablations | --variants A,B] [--out DIR]
                                       [--sdist FILE] [--questions 20] [--humaneval 40]
                                       [--choices likelihood|generated] [--dev-set screened|evals|draw|domain]
-                                      [--ceiling] [--dev-set-report]
+                                      [--ceiling] [--mutation-control] [--dev-set-report]
 
 For each run seed (and, with ``--ablations``, each ablation of the paper's
 Table 3 shape at the same model budget), this
@@ -27,7 +27,14 @@ Table 3 shape at the same model budget), this
    answers (is a missed target the pick's, or are the answers not among the
    run's models at all?), beside the same oracle over as many samples of the
    base; and the expected Coverage of N of them drawn at random (does the
-   pick on the run's tasks beat chance?);
+   pick on the run's tasks beat chance?); with ``--mutation-control``, the
+   mutation-only control, which separates selection from perturbation: one
+   mutation of the base per child the run made (the child's own mutation,
+   parameters and noise seed; no crossover, no archive), each scored on the
+   run's accepted tasks as the run scores, and N of them and the base picked
+   as the task force is picked (is the task force's gain the archive's and
+   the crossover's, or would as many perturbations of the base, picked the
+   same way, give it too?);
 4. writes ``discovery-CHOICES.json`` and ``discovery-CHOICES.png`` (Coverage
    over generations; CHOICES is how multiple choice was answered, see
    ``--choices``) under ``--out``, prints the table, the time of each part and
@@ -340,12 +347,14 @@ class Answerer:
         self.backend.close()
 
 
-def measure(run_dir: Path, items, cache: Path, choices: str, units: str, ceiling: bool = False) -> dict:
+def measure(run_dir: Path, items, cache: Path, choices: str, units: str, ceiling: bool = False,
+            mutation_control: bool = False) -> dict:
     """The table of one run: Coverage of every system for each N, and per generation; task forces (the
     seed experts' too) picked over the run's tasks or their instances (``units``). With ``ceiling``, every
     model of the run answers too: the reach of the models born up to each generation together, beside as
     many samples of the base; and for each N the oracle ceiling (:func:`acdc_engine.discovery.best_cover`)
-    and the expected Coverage of a random pick (:func:`acdc_engine.discovery.random_pick_coverage`)."""
+    and the expected Coverage of a random pick (:func:`acdc_engine.discovery.random_pick_coverage`). With
+    ``mutation_control``, the mutation-only control too (see :func:`mutation_control`)."""
     import numpy as np
 
     from acdc_engine.discovery import (
@@ -447,6 +456,12 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str, ceiling
                 score(f"ceiling_{n}", greedy(table["members"][f"ceiling_{n}"]))
                 table[f"random_{n}"] = random_pick_coverage(hits, n)
                 table[f"ceiling_base_{n}"] = float(base_hits[best_cover(base_hits, n)[0]].any(axis=0).mean())
+        if mutation_control:
+            picks = mutation_control_picks(run_dir, store, hook, config, base_dir, weights(base_id), base_id,
+                                           [t["id"] for t in tasks], units, thr, models, scratch)
+            for n, (chosen, files) in picks.items():
+                table["members"][f"mutation_control_{n}"] = chosen
+                score(f"mutation_control_{n}", [Member(m, f) for m, f in zip(chosen, files)])
         score("fittest", greedy([fittest]))
         table["members"]["fittest"] = [fittest]
         table["run_task_force"] = json.loads(store.task_force()["model_ids"])
@@ -463,6 +478,60 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str, ceiling
         plugins.close()
         store.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def mutation_control_picks(run_dir: Path, store, hook, config, base_dir: Path, base_file: Path, base_id: str,
+                           unit_ids: list[str], units: str, threshold: float, models: list[dict],
+                           scratch: Path) -> dict:
+    """The mutation-only control of one run, which separates selection from perturbation: one mutation of
+    the base per child the run made (:func:`acdc_engine.discovery.base_mutations`), each scored on the
+    run's accepted tasks as the run scores (:func:`acdc_engine.discovery.task_scores`), and for each N the
+    N of them and the base picked as the task force is picked. Returns ``{N: (ids, weights files)}``. The
+    task scores are kept in ``<run folder>-mutation-control.json`` as each mutant is scored (a crash loses
+    none); the mutants' weights are built into ``scratch``, one at a time, and again for those picked."""
+    from acdc_engine.discovery import base_mutations, pick, task_scores, unit_scores
+    from acdc_engine.executor import MaterialiseJob, Operators, Worker
+    from acdc_engine.pool import TaskPool
+    from acdc_engine.tasks import ACCEPTED
+
+    recipes = base_mutations(models, base_id)
+    pool = TaskPool(emit=lambda *args, **kw: None)
+    pool.restore(store.tasks(), active=[])
+    records = [pool[r["id"]] for r in store.tasks() if r["status"] in ACCEPTED]
+    kept_file = run_dir.parent / f"{run_dir.name}-mutation-control.json"
+    kept = json.loads(kept_file.read_text()) if kept_file.is_file() else {}
+    tasks_key = ",".join(r.id for r in records)
+    if kept.get("tasks") != tasks_key:
+        kept = {"tasks": tasks_key, "scores": {}}
+    worker = Worker(config=config, hook=hook, base_dir=base_dir, operators=Operators(hook, config.evolution))
+
+    def build(model_id: str) -> Path:
+        if model_id == base_id:
+            return base_file
+        out = scratch / f"{model_id}.safetensors"
+        if not out.is_file():
+            worker.materialise(MaterialiseJob(recipes[model_id], [base_file], out))
+        return out
+
+    try:
+        for k, model_id in enumerate([base_id, *recipes], 1):
+            if model_id not in kept["scores"]:
+                t0 = time.monotonic()
+                kept["scores"][model_id] = task_scores(worker, hook, config.sandbox, build(model_id), records)
+                kept_file.write_text(json.dumps(kept, indent=1))
+                say(f"  mutation-only control: {model_id} scored on the run's {len(records)} tasks "
+                    f"({k}/{len(recipes) + 1}, {time.monotonic() - t0:.0f} s)")
+            if model_id != base_id:
+                (scratch / f"{model_id}.safetensors").unlink(missing_ok=True)
+        scores = {key: v for m, by_task in kept["scores"].items() for key, v in unit_scores(m, by_task, units).items()}
+        candidates = [base_id, *recipes]
+        out = {}
+        for n in SIZES:
+            chosen = pick(candidates, unit_ids, scores, threshold, n)
+            out[n] = (chosen, [build(m) for m in chosen])
+        return out
+    finally:
+        worker.close()
 
 
 def seed_spec(row) -> str | None:
@@ -569,6 +638,9 @@ def main() -> None:
                         "reach of all its models together per generation beside as many samples of the base, the "
                         "best N of them picked by these questions' own answers (an oracle ceiling, not a system), "
                         "and a random N's expected Coverage.")
+    parser.add_argument("--mutation-control", action="store_true", help="Also measure the mutation-only "
+                        "control: as many mutations of the base as the run made children (no crossover, no "
+                        "archive), scored on the run's tasks, N of them picked as the task force is.")
     args = parser.parse_args()
 
     from acdc_engine.commands import quiet_libraries
@@ -635,7 +707,8 @@ def main() -> None:
             reused = coevolve(run_dir, [*args.overrides, *extra, f"run.seed={seed}"], out / f"{name}-s{seed}.log")
             run_s = round(time.monotonic() - t0, 1)
             earlier = results.get(label, {})  # tables of older versions, or without an asked ceiling: again
-            if reused and "covered" in earlier and (not args.ceiling or "ceiling_base_3" in earlier):
+            if (reused and "covered" in earlier and (not args.ceiling or "ceiling_base_3" in earlier)
+                    and (not args.mutation_control or "mutation_control_3" in earlier)):
                 say(f"{label}: measured before")
                 report(label, results[label])
                 continue
@@ -643,7 +716,8 @@ def main() -> None:
             t1 = time.monotonic()
             try:
                 results[label] = table = measure(run_dir, items, cache, args.choices,
-                                                 config.result.task_force_units, ceiling=args.ceiling)
+                                                 config.result.task_force_units, ceiling=args.ceiling,
+                                                 mutation_control=args.mutation_control)
             except AcdcError as exc:  # e.g. a run that this engine cannot read: the results so far stay
                 raise SystemExit(f"error: {label}: {exc}") from None
             table["time_s"] = {"run": run_s, "answer": round(time.monotonic() - t1, 1)}
@@ -707,11 +781,16 @@ def report(label: str, table: dict) -> None:
     say(f"  {'Coverage %':<26}" + "".join(f"{'N=' + str(n):>8}" for n in SIZES))
     for name, key in (("task force", "task_force"), ("seed experts", "seed_experts"), ("control (base, T=0.7)", "control")):
         say(f"  {name:<26}" + "".join(f"{100 * table[f'{key}_{n}']:>8.1f}" for n in SIZES))
+    if "mutation_control_3" in table:
+        say(f"  {'mutation-only control':<26}" + "".join(f"{100 * table[f'mutation_control_{n}']:>8.1f}"
+                                                        for n in SIZES))
     say(f"  {'fittest single model':<26}{100 * table['fittest']:>8.1f}")
     say(f"  {'random guessing (expected)':<26}" + "".join(f"{100 * table[f'guessing_{n}']:>8.1f}" for n in SIZES))
     kinds = sorted(table["by_kind"]["fittest"])
     say(f"  by kind of question, N=3 ({', '.join(kinds)}):")
-    for name in ("task_force_3", "seed_experts_3", "control_3", "guessing_3", "fittest"):
+    for name in ("task_force_3", "seed_experts_3", "control_3", "mutation_control_3", "guessing_3", "fittest"):
+        if name not in table["by_kind"]:
+            continue
         say(f"    {name:<24}" + "".join(f"{k[:6]:>8} {100 * table['by_kind'][name][k]:5.1f}" for k in kinds))
     for n in SIZES:
         gens = table["per_generation"][n]
@@ -737,6 +816,12 @@ def report(label: str, table: dict) -> None:
                 + "  ".join(f"N={n} {100 * table[f'ceiling_base_{n}']:.1f}" for n in SIZES))
         say("  a random N of the run's models (expected): "
             + "  ".join(f"N={n} {100 * table[f'random_{n}']:.1f}" for n in SIZES))
+    if "mutation_control_3" in table:
+        for n in SIZES:
+            lo, hi = gap_interval(*(np.array(table["covered"][f"{k}_{n}"]) for k in ("task_force", "mutation_control")))
+            gap = table[f"task_force_{n}"] - table[f"mutation_control_{n}"]
+            say(f"  task force {n} against the mutation-only control ({', '.join(table['members'][f'mutation_control_{n}'])}): "
+                f"{100 * gap:+.1f} points (90 % interval over questions {100 * lo:+.1f} to {100 * hi:+.1f})")
     for name, met, gap, interval in targets(table):
         spread = "" if interval is None else (f"; 90 % interval over questions {100 * interval[0]:+.1f} to "
                                                f"{100 * interval[1]:+.1f}")

@@ -11,6 +11,12 @@ outside development set). What is compared, for a task-force size ``N``:
   ``T = 0.7`` (round robin);
 - the control: the base model sampled ``N`` times at ``T = 0.7``;
 - the fittest single model of the final archive (greedy);
+- the mutation-only control, which separates selection from perturbation:
+  one mutation of the base for each child the run made (the child's own
+  mutation, parameters and noise seed; no crossover, no archive), scored on
+  the run's accepted tasks as the run scores its models, and ``N`` of them
+  and the base picked the way the task force is picked
+  (:func:`base_mutations`, :func:`task_scores`);
 - as a reference, uniform random guessing (``N`` guesses per multiple-choice
   question), since a sampled model's ``N`` answers partly are guesses.
 
@@ -42,12 +48,14 @@ from pathlib import Path
 
 import numpy as np
 
+from acdc_engine.answers import extract_answer
 from acdc_engine.archives import greedy_task_force
 from acdc_engine.archives.task_force import EXACT_LIMIT, exact_task_force
 from acdc_engine.benchmarks import Item
 from acdc_engine.digest import file_digest, text_digest
+from acdc_engine.executor import GenerateJob
 from acdc_engine.recipe import Recipe
-from acdc_engine.tasks import ACCEPTED
+from acdc_engine.tasks import ACCEPTED, TaskCodeError, checked_scores
 
 SAMPLE_TEMPERATURE = 0.7
 
@@ -102,6 +110,47 @@ def forces_by_generation(models: list[dict], tasks: list[dict], scores: dict, th
 def seed_ids(models: list[dict]) -> list[str]:
     """The run's seed models, in order."""
     return [m["id"] for m in models if Recipe.from_json(m["recipe"]).is_seed]
+
+
+def base_mutations(models: list[dict], base_id: str) -> dict[str, Recipe]:
+    """The mutation-only control's genomes, by id ``mut-<child>``: for every child the run made (each
+    model that is not a seed, rejected ones too), a mutation of the base alone, with the child's own
+    mutation method, parameters and noise seed, and no crossover."""
+    out = {}
+    for row in models:
+        recipe = Recipe.from_json(row["recipe"])
+        if not recipe.is_seed:
+            out[f"mut-{row['id']}"] = Recipe.make(parents=(base_id,), mutation=recipe.mutation,
+                                                  mutation_params=dict(recipe.mutation_params), seed=recipe.seed)
+    return out
+
+
+def task_scores(worker, hook, limits, weights: Path, tasks: list) -> dict[str, list[float]]:
+    """Per task of ``tasks`` (the run's task records, :class:`~acdc_engine.pool.TaskRecord`), the score of
+    each instance answered by ``weights``, as the run answers and scores: the run's :class:`Worker`
+    generates, each task's own ``score()`` scores in the sandbox under ``limits``. A task whose ``score()``
+    fails scores 0, as the run then counts it for no one."""
+    prompts = [inst.instruction for task in tasks for inst in task.instances]
+    texts, _ = worker.generate(GenerateJob(Path(weights), prompts))
+    out, at = {}, 0
+    for task in tasks:
+        n = len(task.instances)
+        subs = [extract_answer(t) for t in texts[at:at + n]]
+        at += n
+        try:
+            out[task.id] = checked_scores(hook.acdc_score_submissions(
+                task=task.spec, instances=task.instances, submissions=subs, limits=limits), n)
+        except TaskCodeError:
+            out[task.id] = [0.0] * n
+    return out
+
+
+def unit_scores(model_id: str, by_task: dict[str, list[float]], units: str) -> dict[tuple[str, str], float]:
+    """:func:`task_scores` keyed as :func:`run_skills` keys the run's scores (per task, or per instance
+    ``TASK#k`` with ``units`` ``instances``), so :func:`pick` reads both alike."""
+    if units == "tasks":
+        return {(model_id, t): float(np.mean(v)) for t, v in by_task.items()}
+    return {(model_id, f"{t}#{k}"): x for t, v in by_task.items() for k, x in enumerate(v)}
 
 
 def padded(members: list[Member], seeds: list[Member], size: int) -> list[Member]:

@@ -71,9 +71,13 @@ class OperatorRegistry:
         """The mutation method ``name`` (``None`` or ``"none"``: no mutation)."""
         return None if name in (None, "none") else _pick(self.mutations, name, "mutation")
 
-    def for_recipe(self, recipe) -> tuple[MergeMethod, MutationMethod | None]:
-        """The operators a recipe names, to materialise or rebuild it."""
-        return self.merge(recipe.crossover), self.mutation(recipe.mutation)
+    def for_recipe(self, recipe) -> tuple[MergeMethod | None, MutationMethod | None]:
+        """The operators a recipe names, to materialise or rebuild it (no merge for a recipe of one parent
+        without a crossover: the child starts as a copy of it)."""
+        if recipe.crossover is None and len(recipe.parents) != 1:
+            raise AcdcError(f"a recipe without a crossover has one parent, not {len(recipe.parents)}")
+        merge = None if recipe.crossover is None else self.merge(recipe.crossover)
+        return merge, self.mutation(recipe.mutation)
 
 
 def _one_table(results: list[dict | None]) -> dict:
