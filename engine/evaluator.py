@@ -11,7 +11,7 @@ archive's measures, are read from those scores over the active pool.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import numpy as np
 
@@ -30,35 +30,38 @@ from acdc_engine.timing import PhaseClock
 class Evaluator:
     """Answers and scores of one run.
 
-    ``step(name, total, gen)`` and ``emit(kind, **data)`` report progress;
-    ``on_broken(task_id, reason, commit)`` takes a task whose ``score()`` failed out of the pool.
+    ``step(name, total, gen)`` and ``emit(kind, **data)`` report progress. Scoring returns the tasks
+    whose ``score()`` failed, with why; the caller takes them out of the pool.
     """
 
     def __init__(self, *, config: Config, store: RunStore, hook, executor, pool: TaskPool, population: Population,
-                 clock: PhaseClock, step: Callable[..., None], emit: Callable[..., None],
-                 on_broken: Callable[[str, str, Commit], None]) -> None:
+                 clock: PhaseClock, step: Callable[..., None], emit: Callable[..., None]) -> None:
         self.cfg, self.store, self.hook, self.executor = config, store, hook, executor
         self.pool, self.population, self.clock = pool, population, clock
-        self.step, self.emit, self.on_broken = step, emit, on_broken
+        self.step, self.emit = step, emit
         self.scores: dict[tuple[str, str], float] = {}
         self.instance_scores: dict[tuple[str, str], list[float]] = {}
         gen_cfg = config.generation
         self.decoding = text_digest(json.dumps({"backend": gen_cfg.backend, "dtype": gen_cfg.dtype,
                                                 "max_new_tokens": gen_cfg.max_new_tokens}))
 
-    def evaluate(self, model_ids: list[str], task_ids: list[str], gen: int, commit: Commit) -> None:
-        """Answers and scores ``task_ids`` for ``model_ids``."""
-        self.score(self.answer(model_ids, task_ids, gen), gen, commit)
+    def evaluate(self, model_ids: list[str], task_ids: list[str], gen: int, commit: Commit, *,
+                 skip: Collection[str] = ()) -> dict[str, str]:
+        """Answers and scores ``task_ids`` for ``model_ids``; returns the tasks that broke (see :meth:`score`)."""
+        return self.score(self.answer(model_ids, task_ids, gen), gen, commit, skip=skip)
 
-    def evaluate_missing(self, model_ids: list[str], gen: int, commit: Commit) -> None:
-        """Scores each model on the active tasks it has no score for (new or restored tasks)."""
+    def evaluate_missing(self, model_ids: list[str], gen: int, commit: Commit) -> dict[str, str]:
+        """Scores each model on the active tasks it has no score for (new or restored tasks); returns the
+        tasks that broke (see :meth:`score`)."""
         groups: dict[tuple[str, ...], list[str]] = {}
         for model_id in model_ids:
             todo = tuple(t for t in self.pool.active if (model_id, t) not in self.scores)
             if todo:
                 groups.setdefault(todo, []).append(model_id)
+        broken: dict[str, str] = {}
         for todo, ids in groups.items():
-            self.evaluate(ids, list(todo), gen, commit)
+            broken |= self.evaluate(ids, list(todo), gen, commit, skip=broken)
+        return broken
 
     def answer(self, model_ids: list[str], task_ids: list[str], gen: int) -> dict[str, dict[str, list[str]]]:
         """Every model's responses to every instance of ``task_ids``, from the cache where known."""
@@ -90,13 +93,17 @@ class Evaluator:
                 out[m][t].append(known[m][k])
         return out
 
-    def score(self, responses: dict[str, dict[str, list[str]]], gen: int, commit: Commit) -> None:
-        """Scores responses with each task's own ``score()`` in the sandbox."""
+    def score(self, responses: dict[str, dict[str, list[str]]], gen: int, commit: Commit, *,
+              skip: Collection[str] = ()) -> dict[str, str]:
+        """Scores responses with each task's own ``score()`` in the sandbox. Returns the tasks whose
+        ``score()`` failed, each with why; from then on, as for ``skip`` and broken tasks, no one is
+        scored on them."""
         self.step("score", sum(len(r) for r in responses.values()), gen)
+        broken: dict[str, str] = {}
         for model_id, by_task in responses.items():
             for task_id, texts in by_task.items():
                 task = self.pool[task_id]
-                if task.status == "broken":
+                if task.status == "broken" or task_id in broken or task_id in skip:
                     continue
                 subs = [extract_answer(t) for t in texts]
                 try:
@@ -104,7 +111,7 @@ class Evaluator:
                         task=task.spec, instances=task.instances, submissions=subs, limits=self.cfg.sandbox),
                         len(subs))
                 except TaskCodeError as exc:
-                    self.on_broken(task_id, f"score() failed: {exc}", commit)
+                    broken[task_id] = f"score() failed: {exc}"
                     self.emit("advance", n=1)
                     continue
                 self.scores[(model_id, task_id)] = float(np.mean(values))
@@ -115,6 +122,7 @@ class Evaluator:
                                            for r, s, v in zip(texts, subs, values)]),
                 })
                 self.emit("advance", n=1)
+        return broken
 
     def fitness(self, model_id: str) -> float:
         """Mean score over the active pool (0 when it is empty)."""

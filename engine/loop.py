@@ -85,9 +85,7 @@ class Coevolution:
                                      seed_dirs=self.seed_dirs)
         self.clock = PhaseClock()
         self.evaluator = Evaluator(config=config, store=store, hook=self.hook, executor=self.executor, pool=self.pool,
-                                   population=self.population, clock=self.clock, step=self.step, emit=self.emit,
-                                   on_broken=lambda task_id, reason, commit: self.retire_task(task_id, "broken",
-                                                                                              reason, commit))
+                                   population=self.population, clock=self.clock, step=self.step, emit=self.emit)
         self.ledger = Ledger(store=store, population=self.population, evaluator=self.evaluator, pool=self.pool,
                              archive=self.archive, emitter=self.emitter, weight_cache=self.weight_cache,
                              hook=self.hook, clock=self.clock)
@@ -138,7 +136,7 @@ class Coevolution:
                                                   c.new_file) for c in children])
         ids = [c.id for c in children]
         responses = self.evaluator.answer(ids, self.pool.active, gen)
-        self.evaluator.score(responses, gen, commit)
+        self.drop_broken(self.evaluator.score(responses, gen, commit), commit)
         self.step("select", 1, gen)
         reasons = {m: self.criterion(responses[m]) if self.cfg.evolution.minimal_criterion else None for m in ids}
         for row in commit.models:
@@ -165,7 +163,7 @@ class Coevolution:
         for task_id in plan.remove:
             reason = "too hard: solved by no archive member; parent restored" if task_id in too_hard else \
                 "impossible: solved by no archive member"
-            self.retire_task(task_id, "removed", reason, commit)
+            self.pool.set_status(task_id, "removed", reason, commit)
         seed = self.rng_seed(gen, SALT_TASKS)
         inst = self.cfg.tasks.instances_per_family
         requests = [TaskRequest(mode, 1, seed + i, inst, self.pool[t].spec, t, self.inspiration(seed + i))
@@ -176,7 +174,7 @@ class Coevolution:
         self.intake.add(requests, gen, commit)
         self.pool.prune(self.cfg.tasks.active_cap, commit)
         self.evaluating = "members on new tasks"
-        self.evaluator.evaluate_missing(members, gen, commit)
+        self.drop_broken(self.evaluator.evaluate_missing(members, gen, commit), commit)
         self.remeasure()
 
     def trim_weights(self) -> None:
@@ -209,7 +207,7 @@ class Coevolution:
         for model_id in dict.fromkeys(members + seeds):
             todo = [t for t in everything if (model_id, t) not in self.evaluator.scores]
             if todo:
-                self.evaluator.evaluate([model_id], todo, commit.generation, commit)
+                self.drop_broken(self.evaluator.evaluate([model_id], todo, commit.generation, commit), commit)
         everything = [t for t in everything if self.pool[t].status != "broken"]
         size = self.cfg.result.task_force_size
         per_instance, threshold = self.cfg.result.task_force_units == "instances", self.cfg.tasks.pass_threshold
@@ -263,7 +261,7 @@ class Coevolution:
         seeds = [self.population.add(Recipe(seed_spec=spec), 0, commit, weights=d / "model.safetensors")
                  for spec, d in self.seed_dirs.items()]
         self.evaluating = "seeds"
-        self.evaluator.evaluate([s.id for s in seeds], self.pool.active, 0, commit)
+        self.drop_broken(self.evaluator.evaluate([s.id for s in seeds], self.pool.active, 0, commit), commit)
         ids = [s.id for s in seeds]
         objectives, measures = self.evaluator.measure(ids)
         self.archive.add(np.array([s.recipe for s in seeds] + [None], dtype=object)[:-1], objectives, measures,
@@ -285,12 +283,13 @@ class Coevolution:
         """A few random active tasks, shown to generators as inspiration."""
         return self.pool.inspiration(self.cfg.tasks.inspirations, seed)
 
-    def retire_task(self, task_id: str, status: str, reason: str, commit: Commit) -> None:
-        """Takes a task out of the pool (``removed``, ``broken``); a broken one is told and the archive
-        re-measured without it."""
-        self.pool.set_status(task_id, status, reason, commit)
-        if status == "broken":
+    def drop_broken(self, broken: dict[str, str], commit: Commit) -> None:
+        """Takes the tasks whose ``score()`` failed (what scoring returned, with why) out of the pool, tells
+        of each, and re-measures the archive without them."""
+        for task_id, reason in broken.items():
+            self.pool.set_status(task_id, "broken", reason, commit)
             self.emit("task_rejected", name=self.pool[task_id].spec.name, reason=reason)
+        if broken:
             self.remeasure()
 
     # --- bookkeeping ----------------------------------------------------------
