@@ -4,34 +4,27 @@ back from the store when a run resumes.
 Everything a commit holds besides the rows the collaborators add as they go (new models, tasks and
 evaluations) is settled here at a generation's end: each model's status and fitness, the archive's
 rows, the active pool, the weight files kept, the emitter's state and the generation's statistics
-(the logbook record, with the shares of children that are viable and match their parents).
+(recorded by :class:`~acdc_engine.statistics.Statistics`).
 :meth:`Ledger.restore` is the inverse: from the store's last commit it has the population, the
 task pool and the evaluator restore their records, then rebuilds the archive, the emitter and the
-logbook.
+statistics' logbook.
 """
 
 from __future__ import annotations
 
-import time
-
-import numpy as np
-from deap import tools
-
-from acdc_engine.archives import coverage, vendi_score
 from acdc_engine.digest import file_digest
-from acdc_engine.population import ModelRecord
+from acdc_engine.statistics import Statistics
 from acdc_engine.store import Commit
 
 
 class Ledger:
     """Settles each generation's commit from the run's collaborators and restores them from the store."""
 
-    def __init__(self, *, store, population, evaluator, pool, archive, emitter, weight_cache, hook, clock) -> None:
+    def __init__(self, *, store, population, evaluator, pool, archive, emitter, weight_cache,
+                 statistics: Statistics) -> None:
         self.store, self.population, self.evaluator, self.pool = store, population, evaluator, pool
-        self.archive, self.emitter, self.weight_cache, self.hook, self.clock = archive, emitter, weight_cache, hook, clock
+        self.archive, self.emitter, self.weight_cache, self.statistics = archive, emitter, weight_cache, statistics
         self.previous_members: set[str] = set()  # the archive at the last commit
-        self.logbook = tools.Logbook()
-        self.started = time.monotonic()
 
     def settle(self, commit: Commit, reads: set[str] = frozenset()) -> list[str]:
         """Fills the rest of ``commit`` (statuses, weight files, archive, active pool, emitter state,
@@ -71,7 +64,7 @@ class Ledger:
         commit.active = list(self.pool.active)
         commit.emitter_state = self.emitter.state()
         kept_mb = round(sum(r["size"] for r in commit.weight_files) / 2**20, 1)
-        commit.stats = self.record_stats(commit, weights_mb=kept_mb, weights_evicted=len(evicted),
+        commit.stats = self.statistics.record(commit, weights_mb=kept_mb, weights_evicted=len(evicted),
                                          weights_rebuilt=rebuilt, weights_rebuilt_s=rebuilt_s, **commit.breeding)
         return evicted
 
@@ -91,44 +84,6 @@ class Ledger:
             self.population[row["id"]].new_file = None
         self.previous_members = set(self.archive.member_ids())
 
-    def breeding(self, children: list[ModelRecord], viable: np.ndarray, objectives: np.ndarray) -> dict[str, float]:
-        """How good a generation's children are: the share that pass the minimal criterion, and the
-        shares whose fitness matches or beats their weaker and their fitter parent (on the same tasks)."""
-        parents = [[self.evaluator.fitness(p) for p in c.recipe.parents] for c in children]
-        return {
-            "children_viable": float(np.mean(viable)),
-            "children_ge_parent": float(np.mean([f >= min(p) for f, p in zip(objectives, parents)])),
-            "children_ge_best_parent": float(np.mean([f >= max(p) for f, p in zip(objectives, parents)])),
-        }
-
-    def record_stats(self, commit: Commit, **extra) -> dict:
-        """The generation's statistics (archive, pool, timings and ``extra``), recorded in the logbook."""
-        members = self.archive.member_ids()
-        fit = np.array([self.archive.member_objectives()[m] for m in members])
-        skills = self.evaluator.solved_matrix(members, self.pool.active)
-        record = {
-            "gen": commit.generation, "elites": len(members), "fit_max": float(np.max(fit)),
-            "fit_mean": float(np.mean(fit)), "fit_min": float(np.min(fit)),
-            "coverage": coverage(skills),
-            "model_diversity": model_diversity(skills),
-            "born": len(commit.models), "rejected_models": sum(r["status"] == "rejected" for r in commit.models),
-            "new_tasks": sum(r["status"] == "active" for r in commit.tasks),
-            "rejected_tasks": sum(r["status"] == "rejected" for r in commit.tasks),
-            "task_diversity": self.task_diversity(),
-            **{f"pool_{k}": v for k, v in self.pool.counts().items()},
-            "elapsed_s": round(time.monotonic() - self.started, 1),
-            **extra,
-            **self.clock.record(),
-        }
-        self.logbook.record(**record)
-        return record
-
-    def task_diversity(self) -> float | None:
-        """Vendi score of the active pool's description embeddings (``None`` without an embedding plugin)."""
-        texts = [self.pool[t].spec.description for t in self.pool.active]
-        embeddings = self.hook.acdc_task_embeddings(texts=texts) if texts else None
-        return None if embeddings is None else round(vendi_score(embeddings), 4)
-
     def restore(self, seed_specs: list[str]) -> int:
         """Rebuilds the collaborators from the store's last commit; returns the next generation to run."""
         last = self.store.last_generation()
@@ -146,16 +101,6 @@ class Ledger:
         emitter_state = self.store.emitter_state(last)
         if emitter_state is not None:
             self.emitter.load_state(emitter_state)
-        for record in self.store.all_stats():
-            self.logbook.record(**record)
+        self.statistics.restore(self.store.all_stats())
         return last + 1
 
-
-def model_diversity(skills: np.ndarray) -> float:
-    """Mean pairwise share of tasks on which two members differ (0 for fewer than two)."""
-    skills = np.asarray(skills, dtype=bool)
-    n = len(skills)
-    if n < 2 or skills.shape[1] == 0:
-        return 0.0
-    differ = (skills[:, None, :] != skills[None, :, :]).mean(axis=-1)
-    return float(differ[np.triu_indices(n, 1)].mean())

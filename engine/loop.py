@@ -33,6 +33,7 @@ from acdc_engine.pool import TaskPool
 from acdc_engine.population import Population
 from acdc_engine.recipe import Recipe
 from acdc_engine.seeds import resolve_seeds
+from acdc_engine.statistics import Statistics
 from acdc_engine.store import Commit, RunStore
 from acdc_engine.tasks import TaskRequest, TaskSpec
 from acdc_engine.timing import PhaseClock
@@ -86,9 +87,11 @@ class Coevolution:
         self.clock = PhaseClock()
         self.evaluator = Evaluator(config=config, store=store, hook=self.hook, executor=self.executor, pool=self.pool,
                                    population=self.population, clock=self.clock, step=self.step, emit=self.emit)
+        self.statistics = Statistics(archive=self.archive, evaluator=self.evaluator, pool=self.pool, hook=self.hook,
+                                     clock=self.clock)
         self.ledger = Ledger(store=store, population=self.population, evaluator=self.evaluator, pool=self.pool,
                              archive=self.archive, emitter=self.emitter, weight_cache=self.weight_cache,
-                             hook=self.hook, clock=self.clock)
+                             statistics=self.statistics)
         self.stop_requested = False
         self.current_step = "the start"
         self.evaluating = ""  # which models an evaluate/score step is for (shown by the view)
@@ -144,7 +147,7 @@ class Coevolution:
                 row["reason"] = reasons[row["id"]]
         viable = np.array([reasons[m] is None for m in ids])
         objectives, measures = self.evaluator.measure(ids)
-        commit.breeding = self.ledger.breeding(children, viable, objectives)
+        commit.breeding = self.statistics.breeding(children, viable, objectives)
         self.scheduler.tell(objectives, measures, model_id=np.array(ids + [None], dtype=object)[:-1], viable=viable)
         for model_id, ok, fit in zip(ids, viable, objectives):
             self.emit("model_done", model_id=model_id, fitness=float(fit), solved=self.evaluator.solved_count(model_id),

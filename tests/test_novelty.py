@@ -100,7 +100,7 @@ def test_tiny_run_with_novelty_keeps_near_duplicates_out_and_records_diversity(t
     rows = db.execute("SELECT name, status, reason FROM tasks ORDER BY id").fetchall()
     assert [r[:2] for r in rows] == [("add", "active"), ("sum", "rejected"), ("capital", "active")]
     assert rows[1][2].startswith("not novel: similarity 0.") and "to 'add'" in rows[1][2]
-    (diversity,) = evo.ledger.logbook.select("task_diversity")
+    (diversity,) = evo.statistics.logbook.select("task_diversity")
     assert 1.5 < diversity <= 2.0  # two unrelated tasks
 
 
