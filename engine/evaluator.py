@@ -21,6 +21,7 @@ from acdc_engine.digest import text_digest
 from acdc_engine.errors import AcdcError
 from acdc_engine.executor import GenerateJob
 from acdc_engine.pool import TaskPool
+from acdc_engine.records import EvaluationRow
 from acdc_engine.population import Population
 from acdc_engine.store import Commit, RunStore
 from acdc_engine.tasks import TaskCodeError, checked_scores
@@ -116,11 +117,11 @@ class Evaluator:
                     continue
                 self.scores[(model_id, task_id)] = float(np.mean(values))
                 self.instance_scores[(model_id, task_id)] = values
-                commit.evaluations.append({
-                    "model_id": model_id, "task_id": task_id, "score": float(np.mean(values)), "generation": gen,
-                    "answers": json.dumps([{"response": r, "submission": s, "score": v}
-                                           for r, s, v in zip(texts, subs, values)]),
-                })
+                commit.evaluations.append(EvaluationRow(
+                    model_id=model_id, task_id=task_id, score=float(np.mean(values)), generation=gen,
+                    answers=json.dumps([{"response": r, "submission": s, "score": v}
+                                        for r, s, v in zip(texts, subs, values)]),
+                ))
                 self.emit("advance", n=1)
         return broken
 

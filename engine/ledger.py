@@ -12,7 +12,10 @@ statistics' logbook.
 
 from __future__ import annotations
 
+import json
+
 from acdc_engine.digest import file_digest
+from acdc_engine.records import ModelRow
 from acdc_engine.statistics import Statistics
 from acdc_engine.store import Commit
 
@@ -32,16 +35,17 @@ class Ledger:
         weights the next generation reads (evicted last; see :mod:`~acdc_engine.weight_cache`)."""
         members = self.archive.member_ids()
         fitness = self.archive.member_objectives()
-        new_ids = {row["id"] for row in commit.models}
-        for row in commit.models:
-            model = self.population[row["id"]]
-            row["fitness"] = self.evaluator.fitness(row["id"])
-            row["digest"] = model.content = model.content or file_digest(model.new_file)
+        new_ids = set(commit.born)
+        commit.models = []
+        for model_id in commit.born:
+            model = self.population[model_id]
+            model.content = model.content or file_digest(model.new_file)
             self.weight_cache.touch(model.content)
-            if row["id"] in fitness:
-                row["status"] = "elite"
-            else:
-                row["status"] = "rejected" if row["reason"] else "retired"
+            status = "elite" if model_id in fitness else "rejected" if model.reason else "retired"
+            commit.models.append(ModelRow(id=model_id, recipe=model.recipe.to_json(),
+                                          parents=json.dumps(list(model.recipe.parents)), generation=model.generation,
+                                          fitness=self.evaluator.fitness(model_id), status=status,
+                                          reason=model.reason, digest=model.content))
         for model_id in self.previous_members - new_ids:
             if model_id in fitness:
                 commit.model_updates.append((model_id, "elite", fitness[model_id]))
@@ -80,8 +84,8 @@ class Ledger:
 
     def committed(self, commit: Commit) -> None:
         """After the store wrote ``commit``: its new weight files are placed, its archive is the last one."""
-        for row in commit.models:
-            self.population[row["id"]].new_file = None
+        for model_id in commit.born:
+            self.population[model_id].new_file = None
         self.previous_members = set(self.archive.member_ids())
 
     def restore(self, seed_specs: list[str]) -> int:

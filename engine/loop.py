@@ -142,9 +142,8 @@ class Coevolution:
         self.drop_broken(self.evaluator.score(responses, gen, commit), commit)
         self.step("select", 1, gen)
         reasons = {m: self.criterion(responses[m]) if self.cfg.evolution.minimal_criterion else None for m in ids}
-        for row in commit.models:
-            if row["id"] in reasons:
-                row["reason"] = reasons[row["id"]]
+        for model_id, reason in reasons.items():
+            self.population[model_id].reason = reason
         viable = np.array([reasons[m] is None for m in ids])
         objectives, measures = self.evaluator.measure(ids)
         commit.breeding = self.statistics.breeding(children, viable, objectives)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from acdc_engine.archives.task_pool import prune_oldest
+from acdc_engine.records import TaskRow
 from acdc_engine.store import Commit
 from acdc_engine.tasks import ACCEPTED, Instance, TaskSpec
 
@@ -60,13 +61,12 @@ class TaskPool:
         self.records[task_id] = TaskRecord(task_id, spec, instances, gen, status)
         if status == "active":
             self.active.append(task_id)
-        commit.tasks.append({
-            "id": task_id, "name": spec.name, "description": spec.description, "capability": spec.capability,
-            "difficulty": spec.difficulty, "source": spec.source, "generator": spec.generator,
-            "params": json.dumps(spec.params), "parent_id": spec.parent_id, "generation": gen,
-            "status": status, "reason": reason,
-            "instances": json.dumps([{"key": i.key, "instruction": i.instruction, "data": i.data} for i in instances]),
-        })
+        commit.tasks.append(TaskRow(
+            id=task_id, name=spec.name, description=spec.description, capability=spec.capability,
+            difficulty=spec.difficulty, source=spec.source, generator=spec.generator,
+            params=json.dumps(spec.params), parent_id=spec.parent_id, generation=gen, status=status, reason=reason,
+            instances=json.dumps([{"key": i.key, "instruction": i.instruction, "data": i.data} for i in instances]),
+        ))
         return task_id
 
     def hold(self, parent_id: str, child_id: str, commit: Commit) -> None:
@@ -107,9 +107,9 @@ class TaskPool:
             self.active.append(task_id)
         elif status != "active" and task_id in self.active:
             self.active.remove(task_id)
-        for row in commit.tasks:  # accepted in this very generation
-            if row["id"] == task_id:
-                row["status"], row["reason"] = status, reason
+        for k, row in enumerate(commit.tasks):  # accepted in this very generation
+            if row.id == task_id:
+                commit.tasks[k] = replace(row, status=status, reason=reason)
                 return
         commit.task_updates.append((task_id, status, reason))
 

@@ -10,7 +10,6 @@ weights than the run started with.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ class ModelRecord:
     generation: int
     new_file: Path | None = None  # its weights until its generation is committed (staged child, seed's file)
     content: str | None = None  # SHA-256 of its weights file, recorded at commit (its address in the cache)
+    reason: str | None = None  # why the minimal criterion rejected it (None: viable, or not judged)
 
 
 class Population:
@@ -55,9 +55,7 @@ class Population:
             model.content = self.store.file_digest(model.new_file)
         self.records[model_id] = model
         self.digests[model_id] = self.cache_key(model)
-        commit.models.append({"id": model_id, "recipe": recipe.to_json(), "parents": json.dumps(list(recipe.parents)),
-                              "generation": gen, "fitness": None, "status": "pending", "reason": None,
-                              "digest": None})
+        commit.born.append(model_id)
         return model
 
     def weights_file(self, model_id: str) -> Path:
@@ -77,7 +75,7 @@ class Population:
         to other weights."""
         for row in rows:
             self.records[row["id"]] = ModelRecord(row["id"], Recipe.from_json(row["recipe"]), row["generation"],
-                                                  content=row["digest"])
+                                                  content=row["digest"], reason=row["reason"])
             self.digests[row["id"]] = self.cache_key(self.records[row["id"]])
         self.check_seeds_unchanged(seed_specs)
 

@@ -54,6 +54,7 @@ from typing import Any
 
 from acdc_engine.digest import file_digest
 from acdc_engine.errors import AcdcError
+from acdc_engine.records import EvaluationRow, ModelRow, TaskRow, params
 
 #: The layout this code writes; a store that says it is newer is refused.
 SCHEMA_VERSION = 1
@@ -204,11 +205,12 @@ class Commit:
     """Everything one generation adds or changes, written in one transaction."""
 
     generation: int
-    models: list[dict] = field(default_factory=list)  # rows of `models`
+    born: list[str] = field(default_factory=list)  # ids of the models born in this generation, in order
+    models: list[ModelRow] = field(default_factory=list)  # their rows, built when the generation settles
     model_updates: list[tuple[str, str, float | None]] = field(default_factory=list)  # (id, status, fitness)
-    tasks: list[dict] = field(default_factory=list)  # rows of `tasks`
+    tasks: list[TaskRow] = field(default_factory=list)
     task_updates: list[tuple[str, str, str | None]] = field(default_factory=list)  # (id, status, reason)
-    evaluations: list[dict] = field(default_factory=list)
+    evaluations: list[EvaluationRow] = field(default_factory=list)
     archive: list[dict] = field(default_factory=list)  # id, fitness, solved, dns
     active: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
@@ -472,20 +474,20 @@ class RunStore:
             self.conn.execute("BEGIN")
             self.conn.executemany(
                 "INSERT INTO models VALUES (:id, :recipe, :parents, :generation, :fitness, :status, :reason, :digest)",
-                c.models,
+                params(c.models),
             )
             self.conn.executemany("UPDATE models SET status=?, fitness=? WHERE id=?",
                                   [(s, f, i) for i, s, f in c.model_updates])
             self.conn.executemany(
                 "INSERT INTO tasks VALUES (:id, :name, :description, :capability, :difficulty, :source,"
                 " :generator, :params, :parent_id, :generation, :status, :reason, :instances)",
-                c.tasks,
+                params(c.tasks),
             )
             self.conn.executemany("UPDATE tasks SET status=?, reason=? WHERE id=?",
                                   [(s, r, i) for i, s, r in c.task_updates])
             self.conn.executemany(
                 "INSERT OR REPLACE INTO evaluations VALUES (:model_id, :task_id, :score, :generation, :answers)",
-                c.evaluations,
+                params(c.evaluations),
             )
             self.conn.execute("DELETE FROM weight_files")
             self.conn.executemany("INSERT INTO weight_files VALUES (:digest, :size, :seed, :last_used)",
@@ -500,14 +502,14 @@ class RunStore:
         self._clean_strays()
 
     def save_task_force(self, model_ids: list[str], coverage: float, seed_coverage: float, n_tasks: int,
-                        evaluations: list[dict], seed_force: list[str] | None = None) -> None:
+                        evaluations: list[EvaluationRow], seed_force: list[str] | None = None) -> None:
         """The run's task force, its Coverage and the seed experts' (``seed_force``: which seeds form theirs,
         kept in ``meta`` as ``seed_task_force``)."""
         with self.conn:
             self.conn.execute("BEGIN")
             self.conn.executemany(
                 "INSERT OR REPLACE INTO evaluations VALUES (:model_id, :task_id, :score, :generation, :answers)",
-                evaluations,
+                params(evaluations),
             )
             self.conn.execute(
                 "INSERT OR REPLACE INTO task_force VALUES (1, ?, ?, ?, ?)",
