@@ -10,7 +10,11 @@ tokens, with every backend below in turn:
 - ``transformers fp32``: the same in float32, whose answers equal one ``model.generate()`` per prompt
   (tests/test_speed_cache.py); the reference for equality;
 - ``ctranslate2 fp32`` and ``ctranslate2 int8``: ``generation.backend = "ctranslate2"`` with
-  ``compute_type`` float32 and int8_float32.
+  ``compute_type`` float32 and int8_float32;
+- ``transformers cb bf16``: continuous batching, as transformers offers it (``generate_batch`` over a
+  paged KV cache, finished rows refilled from the queue), on the same model in bfloat16. It is measured
+  here only, not a backend: on this machine it ran 5-7x slower than the default (docs/performance.md).
+  It has no likelihood path.
 
 For each backend and size it prints useful tokens/s (tokens up to each answer's end), the ratio to
 today's default, and how many answers equal the float32 reference (int8 apart: it changes answers). For
@@ -37,6 +41,7 @@ BACKENDS = {  # name -> (backend, dtype / compute type)
     "transformers fp32": ("transformers", "float32"),
     "ctranslate2 fp32": ("ctranslate2", "float32"),
     "ctranslate2 int8": ("ctranslate2", "int8_float32"),
+    "transformers cb bf16": ("continuous", "bfloat16"),
 }
 REFERENCE = "transformers fp32"
 DEFAULT = "transformers bf16"
@@ -49,7 +54,47 @@ def make(name: str, checkpoint: Path):
     kind, dtype = BACKENDS[name]
     if kind == "transformers":
         return TransformersBackend(checkpoint, dtype=dtype)
+    if kind == "continuous":
+        return ContinuousBatching(checkpoint, dtype=dtype)
     return CTranslate2Backend(checkpoint, compute_type=dtype)
+
+
+class ContinuousBatching:
+    """transformers' own continuous batching (``generate_batch``, paged attention) behind the backend's
+    ``generate``, ``load_weights`` and ``generated_tokens``; greedy only."""
+
+    def __init__(self, checkpoint: Path, *, dtype: str) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        self.model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=getattr(torch, dtype),
+                                                          attn_implementation="paged|sdpa").eval()
+        self.generated_tokens = 0
+
+    def load_weights(self, weights_file: Path) -> None:
+        import torch
+        from safetensors.torch import load_file
+
+        with torch.no_grad():
+            params = dict(self.model.state_dict())
+            for name, tensor in load_file(weights_file).items():
+                params[name].copy_(tensor)
+
+    def generate(self, instructions: list[str], *, max_new_tokens: int) -> list[str]:
+        from transformers.generation import GenerationConfig
+
+        ids = [self.tokenizer.apply_chat_template([{"role": "user", "content": i}], add_generation_prompt=True,
+                                                  tokenize=True, return_dict=True)["input_ids"] for i in instructions]
+        config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=self.tokenizer.eos_token_id,
+                                  pad_token_id=self.tokenizer.pad_token_id)
+        out = self.model.generate_batch(inputs=ids, generation_config=config, progress_bar=False)
+        tokens = [out[f"req_{k}"].generated_tokens for k in range(len(ids))]
+        self.generated_tokens += sum(len(t) for t in tokens)
+        return [self.tokenizer.decode(t, skip_special_tokens=True) for t in tokens]
+
+    def close(self) -> None:
+        self.model = None
 
 
 def prompts(n: int) -> list[str]:
@@ -109,7 +154,7 @@ def main() -> None:
             speed[name][n] = (backend.generated_tokens - before) / wall
             print(f"{name:<18} {n:4d} prompts: {backend.generated_tokens - before:6d} tokens in {wall:6.1f} s = "
                   f"{speed[name][n]:6.1f} tok/s", flush=True)
-        if questions:
+        if questions and hasattr(backend, "reply_logprobs"):
             t0 = time.perf_counter()
             picks[name] = []
             for q in questions:
@@ -127,7 +172,7 @@ def main() -> None:
         same = sum(a == b for n in sizes for a, b in zip(answers[name][n], answers[REFERENCE][n]))
         total = sum(map(len, answers[name].values()))
         pick = (f"{sum(a == b for a, b in zip(picks[name], picks[REFERENCE]))}/{len(questions)}"
-                if questions else "-")
+                if name in picks else "-")
         print(f"{name:<18} {ratios}   {same:5d}/{total:<5d}   {pick:>11}")
     print(f"(ratios against {DEFAULT}, today's default; tok/s counts tokens up to each answer's end)")
     shutil.rmtree(copy.parent, ignore_errors=True)
