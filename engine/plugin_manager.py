@@ -1,11 +1,15 @@
 """Finds plugins (built-in and entry points) and registers the chosen ones.
 
-Built-in plugins are modules under ``acdc_engine.plugins``; some are always
+Built-in plugins live under ``acdc_engine.plugins``; some are always
 on (the backend, the sandbox scorer, seed providers, the criterion and
 descriptors), the rest are chosen with ``--plugins``. Third-party plugins are
 found through the entry-point group ``acdc_engine`` and registered the same
 way: all of them by default (like pytest), or only those named in
 ``--plugins`` when ``ACDC_ENGINE_DISABLE_PLUGIN_AUTOLOAD`` is set.
+
+A plugin is a module (its ``acdc_*`` functions are its hooks) or a class: each plugin manager registers
+a fresh instance of a class, so what a plugin keeps between hooks (its config, the hook relay, a
+tracker) lives on that instance, one per plugin context, and never in module globals.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from acdc_engine.errors import AcdcError
 ENTRY_POINT_GROUP = "acdc_engine"
 AUTOLOAD_OFF_ENV = "ACDC_ENGINE_DISABLE_PLUGIN_AUTOLOAD"
 
-#: Built-in plugins that every run registers.
+#: Built-in plugins that every run registers: a module, or ``module:Class`` (see the module docstring).
 ALWAYS_ON = {
     "smollm2": "acdc_engine.plugins.smollm2",
     "local-seeds": "acdc_engine.plugins.local_seeds",
@@ -33,10 +37,10 @@ ALWAYS_ON = {
     "transformers": "acdc_engine.plugins.transformers_backend",
     "vllm": "acdc_engine.plugins.vllm_backend",
     "ctranslate2": "acdc_engine.plugins.ctranslate2_backend",
-    "sandbox": "acdc_engine.plugins.sandbox",
+    "sandbox": "acdc_engine.plugins.sandbox:Sandbox",
     "gibberish": "acdc_engine.plugins.gibberish",
     "skills": "acdc_engine.plugins.skills",
-    "embeddings": "acdc_engine.plugins.embeddings",
+    "embeddings": "acdc_engine.plugins.embeddings:Embeddings",
     "capabilities": "acdc_engine.plugins.capability_rates",
 }
 #: Built-in plugins chosen with ``--plugins``.
@@ -44,12 +48,12 @@ OPTIONAL = {
     "merge": "acdc_engine.plugins.merge",
     "taskgen": "acdc_engine.plugins.taskgen",
     "judge-overlap": "acdc_engine.plugins.judge_overlap",
-    "scientist": "acdc_engine.plugins.scientist",
-    "novelty": "acdc_engine.plugins.novelty",
-    "llm-gibberish": "acdc_engine.plugins.llm_gibberish",
-    "llm-judge": "acdc_engine.plugins.llm_judge",
-    "wandb": "acdc_engine.plugins.wandb_tracking",
-    "mlflow": "acdc_engine.plugins.mlflow_tracking",
+    "scientist": "acdc_engine.plugins.scientist:ScientistPlugin",
+    "novelty": "acdc_engine.plugins.novelty:Novelty",
+    "llm-gibberish": "acdc_engine.plugins.llm_gibberish:LLMGibberish",
+    "llm-judge": "acdc_engine.plugins.llm_judge:LLMJudge",
+    "wandb": "acdc_engine.plugins.wandb_tracking:WandbPlugin",
+    "mlflow": "acdc_engine.plugins.mlflow_tracking:MlflowPlugin",
 }
 
 
@@ -68,11 +72,24 @@ def _entry_points() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
+def _instance(plugin: Any) -> Any:
+    """What is registered for a plugin: a module as it is, a class as a fresh instance."""
+    return plugin() if isinstance(plugin, type) else plugin
+
+
 def _load(name: str, loader) -> Any:
+    """The entry point's plugin (see :func:`_instance`); a broken one is named in one line."""
     try:
-        return loader()
+        return _instance(loader())
     except Exception as exc:  # a broken plugin is named, not a traceback wall
         raise AcdcError(f"plugin {name!r} failed to load: {type(exc).__name__}: {exc}") from None
+
+
+def _builtin(path: str) -> Any:
+    """The built-in plugin at ``path``, ``module`` or ``module:Class`` (see :func:`_instance`)."""
+    module, _, attr = path.partition(":")
+    plugin = importlib.import_module(module)
+    return _instance(getattr(plugin, attr) if attr else plugin)
 
 
 def _hooks_of(plugin: Any) -> list[str]:
@@ -94,8 +111,8 @@ def _installed(entry_point_names: tuple[str, ...]) -> pluggy.PluginManager:
     config exists (config sections, commands)."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    for name, module in {**ALWAYS_ON, **OPTIONAL}.items():
-        pm.register(importlib.import_module(module), name=name)
+    for name, path in {**ALWAYS_ON, **OPTIONAL}.items():
+        pm.register(_builtin(path), name=name)
     eps = _entry_points()
     for name in entry_point_names:
         try:
@@ -147,8 +164,8 @@ def build_plugin_manager(selected: list[str], extra: list[Any] = ()) -> pluggy.P
         raise AcdcError(f"unknown plugin {unknown[0]!r}; known plugins: {', '.join(known)}")
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    for name, module in {**ALWAYS_ON, **{n: OPTIONAL[n] for n in selected if n in OPTIONAL}}.items():
-        pm.register(importlib.import_module(module), name=name)
+    for name, path in {**ALWAYS_ON, **{n: OPTIONAL[n] for n in selected if n in OPTIONAL}}.items():
+        pm.register(_builtin(path), name=name)
     wanted = set(eps) if autoload_enabled() else {n for n in selected if n in eps}
     for name in sorted(wanted):
         pm.register(_load(name, eps[name].load), name=name)
@@ -203,8 +220,8 @@ def discover() -> list[PluginInfo]:
     """Every plugin found, built-in or entry point, with the hooks it implements."""
     found = []
     for table, origin in ((ALWAYS_ON, "built-in (always on)"), (OPTIONAL, "built-in")):
-        for name, module in table.items():
-            plugin = importlib.import_module(module)
+        for name, path in table.items():
+            plugin = _builtin(path)
             found.append(PluginInfo(name, origin, _hooks_of(plugin), operators=_operators_of(plugin)))
     for name, ep in sorted(_entry_points().items()):
         dist = ep.dist.name if ep.dist else "?"

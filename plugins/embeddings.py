@@ -36,7 +36,6 @@ class NoveltySection(PluginSection):
         "rule", description="'llm': the [llm] model judges near neighbours; 'rule': any near neighbour rejects."
     )
 
-_run: dict = {"model": PACKAGED}
 _cache: dict[tuple[str, str], np.ndarray] = {}
 
 
@@ -67,17 +66,20 @@ def embed(texts: list[str], model: str = PACKAGED) -> np.ndarray:
     return np.stack([_cache[(model, t)] for t in texts]) if texts else np.zeros((0, dim), np.float32)
 
 
-@hookimpl
-def acdc_config_sections():
-    # declared here, by the always-on reader of embedding_model, rather than by the optional `novelty` plugin
-    return {"novelty": NoveltySection}
+class Embeddings:
+    """The plugin: one instance per plugin context, holding the configured embedding model's name."""
 
+    model = PACKAGED
 
-@hookimpl
-def acdc_configure(config, hook):
-    _run["model"] = config.section("novelty").embedding_model
+    @hookimpl
+    def acdc_config_sections(self):
+        # declared here, by the always-on reader of embedding_model, rather than by the optional `novelty` plugin
+        return {"novelty": NoveltySection}
 
+    @hookimpl
+    def acdc_configure(self, config, hook):
+        self.model = config.section("novelty").embedding_model
 
-@hookimpl
-def acdc_task_embeddings(texts):
-    return embed(list(texts), _run["model"])
+    @hookimpl
+    def acdc_task_embeddings(self, texts):
+        return embed(list(texts), self.model)

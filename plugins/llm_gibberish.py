@@ -14,7 +14,6 @@ from acdc_engine.api import hookimpl
 from acdc_engine.plugins.llm import ask_once, plugin_prompt
 
 SHOWN = 8
-_run: dict = {}
 _VERDICT = re.compile(r"\b(BROKEN|OK)\b")
 
 
@@ -25,19 +24,23 @@ def spread(items: list, k: int) -> list:
     return [items[round(i * (len(items) - 1) / (k - 1))] for i in range(k)]
 
 
-@hookimpl
-def acdc_configure(config, hook):
-    _run.update(config=config, hook=hook)
+class LLMGibberish:
+    """The plugin: one instance per plugin context, holding its config and hook relay."""
 
+    config = hook = None
 
-@hookimpl
-def acdc_minimal_criterion(responses):
-    if not responses:
+    @hookimpl
+    def acdc_configure(self, config, hook):
+        self.config, self.hook = config, hook
+
+    @hookimpl
+    def acdc_minimal_criterion(self, responses):
+        if not responses:
+            return None
+        shown = "\n\n".join(f"Reply {i + 1}:\n{r[:500]}" for i, r in enumerate(spread(responses, SHOWN)))
+        reply = ask_once(self.config, self.hook, plugin_prompt("gibberish", replies=shown)) or ""
+        match = _VERDICT.search(reply)
+        if match and match.group(1) == "BROKEN":
+            why = " ".join(reply[match.end():].split())[:120]
+            return f"gibberish: LLM judge{': ' + why if why else ''}"
         return None
-    shown = "\n\n".join(f"Reply {i + 1}:\n{r[:500]}" for i, r in enumerate(spread(responses, SHOWN)))
-    reply = ask_once(_run["config"], _run["hook"], plugin_prompt("gibberish", replies=shown)) or ""
-    match = _VERDICT.search(reply)
-    if match and match.group(1) == "BROKEN":
-        why = " ".join(reply[match.end():].split())[:120]
-        return f"gibberish: LLM judge{': ' + why if why else ''}"
-    return None

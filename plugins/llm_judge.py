@@ -12,18 +12,21 @@ import re
 from acdc_engine.api import hookimpl
 from acdc_engine.plugins.llm import ask_once, plugin_prompt
 
-_run: dict = {}
 _GRADE = re.compile(r"(?<![\d.])(10|\d)(?![\d])")
 
 
-@hookimpl
-def acdc_configure(config, hook):
-    _run.update(config=config, hook=hook)
+class LLMJudge:
+    """The plugin: one instance per plugin context, holding its config and hook relay."""
 
+    config = hook = None
 
-@hookimpl
-def acdc_judge(question, answer, rubric):
-    reply = ask_once(_run["config"], _run["hook"],
-                     plugin_prompt("judge", question=question, answer=answer, rubric=rubric)) or ""
-    match = _GRADE.search(reply)
-    return None if match is None else int(match.group(1)) / 10
+    @hookimpl
+    def acdc_configure(self, config, hook):
+        self.config, self.hook = config, hook
+
+    @hookimpl
+    def acdc_judge(self, question, answer, rubric):
+        reply = ask_once(self.config, self.hook,
+                         plugin_prompt("judge", question=question, answer=answer, rubric=rubric)) or ""
+        match = _GRADE.search(reply)
+        return None if match is None else int(match.group(1)) / 10

@@ -23,7 +23,7 @@ from pydantic import Field
 
 from acdc_engine.api import AcdcError, Config, PluginSection, RunFinished
 from acdc_engine.plugins.tracking import (GENERATION_METRIC, Tracker, archive_table, evaluation_stamp,
-                                          evaluation_table, flat_params, load_json, save_json, tracking_hooks,
+                                          evaluation_table, flat_params, load_json, save_json, TrackingHooks,
                                           write_results)
 
 ID_FILE = "mlflow-run.json"
@@ -143,5 +143,7 @@ class MlflowTracker(Tracker):
             client.set_terminated(self.run_id, status="FINISHED" if finished else "KILLED")
 
 
-acdc_config_sections, acdc_configure, acdc_event, acdc_unconfigure, acdc_evaluation_results = tracking_hooks(
-    "mlflow", MlflowSection, MlflowTracker, module="mlflow")
+class MlflowPlugin(TrackingHooks):
+    """The plugin ``mlflow``."""
+
+    name, section, tracker, module = "mlflow", MlflowSection, MlflowTracker, "mlflow"

@@ -20,7 +20,6 @@ import numpy as np
 from acdc_engine.api import hookimpl
 from acdc_engine.plugins.llm import LLMError, plugin_prompt, shared_llm
 
-_run: dict = {}
 _VERDICT = re.compile(r"\b(YES|NO)\b", re.IGNORECASE)
 
 
@@ -47,29 +46,32 @@ def llm_verdict(llm, candidate, neighbours) -> bool | None:
     return None if match is None else match.group(1).upper() == "YES"
 
 
-@hookimpl
-def acdc_configure(config, hook):
-    _run.update(config=config, hook=hook)
+class Novelty:
+    """The plugin: one instance per plugin context, holding its config and hook relay."""
 
+    config = hook = None
 
-@hookimpl
-def acdc_task_novelty(candidate, archive):
-    if not archive:
-        return None
-    config, hook = _run["config"], _run["hook"]
-    cfg = config.section("novelty")  # declared by the embeddings plugin
-    embeddings = hook.acdc_task_embeddings(texts=[candidate.description] + [s.description for s in archive])
-    neighbours = near_neighbours(candidate, archive, embeddings, threshold=cfg.threshold, k=cfg.neighbours)
-    if not neighbours:
-        return None
-    nearest, sim = neighbours[0]
-    if cfg.judge == "llm":
-        try:
-            verdict = llm_verdict(shared_llm(config, hook), candidate, neighbours)
-        except LLMError:
-            verdict = None
-        if verdict is True:
+    @hookimpl
+    def acdc_configure(self, config, hook):
+        self.config, self.hook = config, hook
+
+    @hookimpl
+    def acdc_task_novelty(self, candidate, archive):
+        if not archive:
             return None
-        if verdict is False:
-            return f"not novel: judged not interestingly new beside {nearest.name!r} (similarity {sim:.2f})"
-    return f"not novel: similarity {sim:.2f} to {nearest.name!r} (threshold {cfg.threshold:g})"
+        cfg = self.config.section("novelty")  # declared by the embeddings plugin
+        embeddings = self.hook.acdc_task_embeddings(texts=[candidate.description] + [s.description for s in archive])
+        neighbours = near_neighbours(candidate, archive, embeddings, threshold=cfg.threshold, k=cfg.neighbours)
+        if not neighbours:
+            return None
+        nearest, sim = neighbours[0]
+        if cfg.judge == "llm":
+            try:
+                verdict = llm_verdict(shared_llm(self.config, self.hook), candidate, neighbours)
+            except LLMError:
+                verdict = None
+            if verdict is True:
+                return None
+            if verdict is False:
+                return f"not novel: judged not interestingly new beside {nearest.name!r} (similarity {sim:.2f})"
+        return f"not novel: similarity {sim:.2f} to {nearest.name!r} (threshold {cfg.threshold:g})"

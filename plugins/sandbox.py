@@ -7,8 +7,11 @@ a long-lived ``python -I -S`` process under bubblewrap where it runs (see
 seccomp filter against new processes (``sandbox_worker.py``) and a
 wall-clock limit per batch (``sandbox.timeout_s``). Task code may call
 ``judge(question, answer, rubric)``; the worker passes it to the engine,
-which asks the ``acdc_judge`` hook, at most ``sandbox.judge_budget`` times
-per batch. Pools are closed by ``acdc_unconfigure`` and at interpreter exit.
+which asks the ``acdc_judge`` hook (the relay of the plugin context that
+runs the task, kept on its :class:`Sandbox` instance), at most
+``sandbox.judge_budget`` times per batch. The warm pools are the process's;
+they are closed by ``acdc_unconfigure`` (and reopen on next use) and at
+interpreter exit.
 """
 
 from __future__ import annotations
@@ -24,12 +27,11 @@ POOL_SIZE = 2
 
 
 class _Pools:
-    """The open worker pools by (isolation, memory limit), and the judge relay."""
+    """The open worker pools by (isolation, memory limit)."""
 
     def __init__(self) -> None:
         self.pools: dict[tuple[str, int], WorkerPool] = {}
         self.lock = threading.Lock()
-        self.judge: Judge | None = None
 
     def get(self, isolation: str, memory_mb: int) -> WorkerPool:
         with self.lock:
@@ -65,40 +67,6 @@ def close_pools() -> None:
     _POOLS.close()
 
 
-def _run(task, calls: list[dict], limits) -> list:
-    return run_task_code(task.source, calls, timeout_s=limits.timeout_s, memory_mb=limits.memory_mb,
-                         isolation=limits.isolation, judge=_POOLS.judge, judge_budget=limits.judge_budget)
-
-
-@hookimpl
-def acdc_configure(config, hook):
-    """Relays task code's ``judge()`` calls to the ``acdc_judge`` hook."""
-    _POOLS.judge = lambda question, answer, rubric: hook.acdc_judge(question=question, answer=answer, rubric=rubric)
-
-
-@hookimpl
-def acdc_unconfigure():
-    """Kills the warm workers and forgets the judge relay."""
-    _POOLS.judge = None
-    _POOLS.close()
-
-
-@hookimpl
-def acdc_task_instances(task, limits):
-    """Runs ``get_tasks()`` and ``get_instructions()`` for every instance."""
-    (tasks,) = _run(task, [{"op": "tasks"}], limits)
-    keys = list(tasks)
-    texts = _run(task, [{"op": "instructions", "t": tasks[k]} for k in keys], limits)
-    return [Instance(key=k, instruction=text, data=tasks[k]) for k, text in zip(keys, texts)]
-
-
-@hookimpl
-def acdc_score_submissions(task, instances, submissions, limits):
-    """Runs ``score(t, submission)`` for every instance in one batch."""
-    calls = [{"op": "score", "t": inst.data, "submission": sub} for inst, sub in zip(instances, submissions)]
-    return _run(task, calls, limits)
-
-
 _PROGRAM_FAMILY = '''class TaskFamily:
     @staticmethod
     def get_tasks():
@@ -115,12 +83,48 @@ _PROGRAM_FAMILY = '''class TaskFamily:
 '''
 
 
-@hookimpl
-def acdc_program_passes(program, limits):
-    """Runs the program in the same limited subprocess as task code."""
-    try:
-        run_task_code(_PROGRAM_FAMILY, [{"op": "score", "t": {}, "submission": program}],
-                      timeout_s=limits.timeout_s, memory_mb=limits.memory_mb, isolation=limits.isolation)
-    except TaskCodeError:
-        return False
-    return True
+class Sandbox:
+    """The plugin: one instance per plugin context, holding its judge relay."""
+
+    judge: Judge | None = None
+
+    def _run(self, task, calls: list[dict], limits) -> list:
+        return run_task_code(task.source, calls, timeout_s=limits.timeout_s, memory_mb=limits.memory_mb,
+                             isolation=limits.isolation, judge=self.judge, judge_budget=limits.judge_budget)
+
+    @hookimpl
+    def acdc_configure(self, config, hook):
+        """Relays task code's ``judge()`` calls to the ``acdc_judge`` hook."""
+        self.judge = lambda question, answer, rubric: hook.acdc_judge(question=question, answer=answer,
+                                                                       rubric=rubric)
+
+    @hookimpl
+    def acdc_unconfigure(self):
+        """Kills the warm workers and forgets the judge relay."""
+        self.judge = None
+        _POOLS.close()
+
+    @hookimpl
+    def acdc_task_instances(self, task, limits):
+        """Runs ``get_tasks()`` and ``get_instructions()`` for every instance."""
+        (tasks,) = self._run(task, [{"op": "tasks"}], limits)
+        keys = list(tasks)
+        texts = self._run(task, [{"op": "instructions", "t": tasks[k]} for k in keys], limits)
+        return [Instance(key=k, instruction=text, data=tasks[k]) for k, text in zip(keys, texts)]
+
+    @hookimpl
+    def acdc_score_submissions(self, task, instances, submissions, limits):
+        """Runs ``score(t, submission)`` for every instance in one batch."""
+        calls = [{"op": "score", "t": inst.data, "submission": sub} for inst, sub in zip(instances, submissions)]
+        return self._run(task, calls, limits)
+
+    @hookimpl
+    def acdc_program_passes(self, program, limits):
+        """Runs the program in the same limited subprocess as task code."""
+        try:
+            run_task_code(_PROGRAM_FAMILY, [{"op": "score", "t": {}, "submission": program}],
+                          timeout_s=limits.timeout_s, memory_mb=limits.memory_mb, isolation=limits.isolation)
+        except TaskCodeError:
+            return False
+        return True
+

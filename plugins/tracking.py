@@ -234,32 +234,37 @@ class TrackingPlugin:
             tracker.close(self.finished)
 
 
-def tracking_hooks(name: str, section: type[PluginSection], make, *, module: str):
-    """The hook implementations of tracking plugin ``name`` (also its config section's and its extra's name):
-    ``acdc_config_sections`` (``section``), ``acdc_configure`` (one line if ``module`` is not installed),
-    ``acdc_event``, ``acdc_unconfigure`` and ``acdc_evaluation_results``, feeding a :class:`Tracker` made by
-    ``make(section values)``."""
-    plugin = TrackingPlugin(lambda config: make(config.section(name)))
+class TrackingHooks:
+    """The hooks of a tracking plugin, one instance per plugin context: ``acdc_config_sections``
+    (``section``, named ``name``, also the plugin's and its extra's name), ``acdc_configure`` (one line if
+    ``module`` is not installed), ``acdc_event``, ``acdc_unconfigure`` and ``acdc_evaluation_results``,
+    feeding a :class:`Tracker` made by ``tracker(section values)``. A subclass sets the four."""
+
+    name: str
+    section: type[PluginSection]
+    tracker: type[Tracker]
+    module: str
+
+    def __init__(self) -> None:
+        self.plugin = TrackingPlugin(lambda config: self.tracker(config.section(self.name)))
 
     @hookimpl
-    def acdc_config_sections():
-        return {name: section}
+    def acdc_config_sections(self):
+        return {self.name: self.section}
 
     @hookimpl
-    def acdc_configure(config):
-        require(module, name, name)
-        plugin.configure(config)
+    def acdc_configure(self, config):
+        require(self.module, self.name, self.name)
+        self.plugin.configure(config)
 
     @hookimpl
-    def acdc_event(event):
-        plugin.event(event)
+    def acdc_event(self, event):
+        self.plugin.event(event)
 
     @hookimpl
-    def acdc_unconfigure():
-        plugin.unconfigure()
+    def acdc_unconfigure(self):
+        self.plugin.unconfigure()
 
     @hookimpl
-    def acdc_evaluation_results(run_dir, results, files):
-        plugin.evaluation(run_dir, results, files)
-
-    return acdc_config_sections, acdc_configure, acdc_event, acdc_unconfigure, acdc_evaluation_results
+    def acdc_evaluation_results(self, run_dir, results, files):
+        self.plugin.evaluation(run_dir, results, files)

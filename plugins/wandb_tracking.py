@@ -25,7 +25,7 @@ from pydantic import Field
 
 from acdc_engine.api import AcdcError, Config, PluginSection, RunFinished
 from acdc_engine.plugins.tracking import (Tracker, archive_table, evaluation_stamp, evaluation_table, load_json,
-                                          save_json, tracking_hooks, write_results)
+                                          save_json, TrackingHooks, write_results)
 
 ID_FILE = "wandb-run.json"
 _BLOCK, _HEADER, _FILE_HEADER = 32768, 7, struct.pack("<4sHB", b":W&B", 0xBEE1, 0)
@@ -163,5 +163,7 @@ class WandbTracker(Tracker):
             run.finish(exit_code=0 if finished else 1)
 
 
-acdc_config_sections, acdc_configure, acdc_event, acdc_unconfigure, acdc_evaluation_results = tracking_hooks(
-    "wandb", WandbSection, WandbTracker, module="wandb")
+class WandbPlugin(TrackingHooks):
+    """The plugin ``wandb``."""
+
+    name, section, tracker, module = "wandb", WandbSection, WandbTracker, "wandb"

@@ -95,3 +95,28 @@ def test_a_run_in_process_leaves_its_context_to_whoever_opened_it(tiny_config, t
     finally:
         store.close()
     assert probe.calls == ["configure", "unconfigure"]
+
+
+class Counting:
+    """A class plugin, as an entry point may name one: state on the instance."""
+
+    @hookimpl
+    def acdc_configure(self, config, hook):
+        self.seed = config.run.seed
+
+
+def test_an_entry_point_naming_a_class_gets_a_fresh_instance_in_each_context(monkeypatch):
+    import acdc_engine.plugin_manager as manager
+
+    class EntryPoint:
+        name = "counting"
+
+        def load(self):
+            return Counting
+
+    monkeypatch.setattr(manager, "_entry_points", lambda: {"counting": EntryPoint()})
+    with PluginContext(load_config(None, ["run.seed=1"], environ={})) as one, \
+            PluginContext(load_config(None, ["run.seed=2"], environ={})) as two:
+        mine, theirs = (context.manager.get_plugin("counting") for context in (one, two))
+        assert isinstance(mine, Counting) and isinstance(theirs, Counting) and mine is not theirs
+        assert (mine.seed, theirs.seed) == (1, 2)

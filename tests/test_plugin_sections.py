@@ -13,6 +13,7 @@ from pydantic import Field
 
 from acdc_engine.config import Config, PluginSection, config_model, load_config, validate
 from acdc_engine.errors import AcdcError
+from acdc_engine.plugin_manager import PluginContext
 from acdc_engine.store import RunStore
 
 #: The defaults these settings had in the engine's config model: a run reads the same values from the plugins.
@@ -191,9 +192,10 @@ def test_the_plugins_read_their_own_sections(monkeypatch):
     from acdc_engine.plugins import embeddings, forge
 
     config = load_config(None, ["novelty.embedding_model=/some/dir", "models.forge_missing=false"], environ={})
-    embeddings.acdc_configure(config, None)
-    assert embeddings._run["model"] == "/some/dir"
-    embeddings.acdc_configure(load_config(None, environ={}), None)
+    with PluginContext(config) as plugins, PluginContext(load_config(None, environ={})) as other:
+        mine, theirs = (context.manager.get_plugin("embeddings") for context in (plugins, other))
+        assert isinstance(mine, embeddings.Embeddings) and mine is not theirs  # one instance per context
+        assert (mine.model, theirs.model) == ("/some/dir", embeddings.PACKAGED)
     called = []
     monkeypatch.setattr("acdc_engine.plugins.forge.command.forge_missing", lambda c, h: called.append(c))
     forge.acdc_prepare_run(config, None)

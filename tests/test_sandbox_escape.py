@@ -485,7 +485,7 @@ def test_programs_run_under_the_configured_isolation(isolation):
 
     jailed = "import os\nassert os.getcwd() == '/tmp' and not os.path.exists('/etc')\n"
     limits = SandboxConfig(timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB, isolation=isolation)
-    assert sandbox.acdc_program_passes(program=jailed, limits=limits) is (isolation == "bubblewrap")
+    assert sandbox.Sandbox().acdc_program_passes(program=jailed, limits=limits) is (isolation == "bubblewrap")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="task code runs as another uid only where the engine is root")

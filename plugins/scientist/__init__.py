@@ -15,9 +15,7 @@ from acdc_engine.api import PluginSection, TaskRequest, TaskSpec, hookimpl
 from acdc_engine.plugins.llm import LLMSection, shared_llm
 from acdc_engine.plugins.scientist.scientist import NAME, Scientist
 
-__all__ = ["NAME", "Scientist", "ScientistSection"]
-
-_run: dict = {}
+__all__ = ["NAME", "Scientist", "ScientistPlugin", "ScientistSection"]
 
 
 class ScientistSection(PluginSection):
@@ -26,21 +24,23 @@ class ScientistSection(PluginSection):
     reflections: int = Field(3, ge=1, le=10, description="Most rounds of sandbox feedback and revision per task.")
 
 
-@hookimpl
-def acdc_config_sections():
-    # [llm] is shared by every LLM plugin (novelty, llm-gibberish, llm-judge too); one plugin must declare it
-    return {"scientist": ScientistSection, "llm": LLMSection}
+class ScientistPlugin:
+    """The plugin: one instance per plugin context, holding its config and hook relay."""
 
+    config = hook = None
 
-@hookimpl
-def acdc_configure(config, hook):
-    _run.update(config=config, hook=hook)
+    @hookimpl
+    def acdc_config_sections(self):
+        # [llm] is shared by every LLM plugin (novelty, llm-gibberish, llm-judge too); one plugin must declare it
+        return {"scientist": ScientistSection, "llm": LLMSection}
 
+    @hookimpl
+    def acdc_configure(self, config, hook):
+        self.config, self.hook = config, hook
 
-@hookimpl
-def acdc_generate_tasks(request: TaskRequest) -> list[TaskSpec]:
-    """``request.n`` families, each from its own conversation with the scientist."""
-    config, hook = _run["config"], _run["hook"]
-    scientist = Scientist(llm=shared_llm(config, hook), hook=hook, limits=config.sandbox,
-                          reflections=config.section("scientist").reflections, seed=request.seed)
-    return [scientist.write(request, i) for i in range(request.n)]
+    @hookimpl
+    def acdc_generate_tasks(self, request: TaskRequest) -> list[TaskSpec]:
+        """``request.n`` families, each from its own conversation with the scientist."""
+        scientist = Scientist(llm=shared_llm(self.config, self.hook), hook=self.hook, limits=self.config.sandbox,
+                              reflections=self.config.section("scientist").reflections, seed=request.seed)
+        return [scientist.write(request, i) for i in range(request.n)]
