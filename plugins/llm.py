@@ -28,7 +28,7 @@ from typing import Protocol
 
 from pydantic import Field
 
-from acdc_engine.api import AcdcError, PluginSection
+from acdc_engine.api import AcdcError, PluginSection, hookimpl
 
 Message = dict[str, str]
 
@@ -166,6 +166,17 @@ def make_llm(llm_config, *, hook=None, cache_dir: str = "~/.cache/acdc-engine", 
 
 
 _shared: dict[tuple, ChatLLM] = {}
+
+
+class LLMPlugin:
+    """Base of the built-in plugins that ask the ``[llm]`` model: one instance per plugin context, handed
+    the run's config and the hook relay by ``acdc_configure``."""
+
+    config = hook = None
+
+    @hookimpl
+    def acdc_configure(self, config, hook):
+        self.config, self.hook = config, hook
 
 
 def shared_llm(config, hook) -> ChatLLM:

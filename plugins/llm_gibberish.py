@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from acdc_engine.api import hookimpl
-from acdc_engine.plugins.llm import ask_once, plugin_prompt
+from acdc_engine.plugins.llm import LLMPlugin, ask_once, plugin_prompt
 
 SHOWN = 8
 _VERDICT = re.compile(r"\b(BROKEN|OK)\b")
@@ -24,14 +24,8 @@ def spread(items: list, k: int) -> list:
     return [items[round(i * (len(items) - 1) / (k - 1))] for i in range(k)]
 
 
-class LLMGibberish:
-    """The plugin: one instance per plugin context, holding its config and hook relay."""
-
-    config = hook = None
-
-    @hookimpl
-    def acdc_configure(self, config, hook):
-        self.config, self.hook = config, hook
+class LLMGibberish(LLMPlugin):
+    """The plugin ``llm-gibberish``."""
 
     @hookimpl
     def acdc_minimal_criterion(self, responses):

@@ -10,19 +10,13 @@ from __future__ import annotations
 import re
 
 from acdc_engine.api import hookimpl
-from acdc_engine.plugins.llm import ask_once, plugin_prompt
+from acdc_engine.plugins.llm import LLMPlugin, ask_once, plugin_prompt
 
 _GRADE = re.compile(r"(?<![\d.])(10|\d)(?![\d])")
 
 
-class LLMJudge:
-    """The plugin: one instance per plugin context, holding its config and hook relay."""
-
-    config = hook = None
-
-    @hookimpl
-    def acdc_configure(self, config, hook):
-        self.config, self.hook = config, hook
+class LLMJudge(LLMPlugin):
+    """The plugin ``llm-judge``."""
 
     @hookimpl
     def acdc_judge(self, question, answer, rubric):

@@ -18,7 +18,7 @@ import re
 import numpy as np
 
 from acdc_engine.api import hookimpl
-from acdc_engine.plugins.llm import LLMError, plugin_prompt, shared_llm
+from acdc_engine.plugins.llm import LLMError, LLMPlugin, plugin_prompt, shared_llm
 
 _VERDICT = re.compile(r"\b(YES|NO)\b", re.IGNORECASE)
 
@@ -46,14 +46,8 @@ def llm_verdict(llm, candidate, neighbours) -> bool | None:
     return None if match is None else match.group(1).upper() == "YES"
 
 
-class Novelty:
-    """The plugin: one instance per plugin context, holding its config and hook relay."""
-
-    config = hook = None
-
-    @hookimpl
-    def acdc_configure(self, config, hook):
-        self.config, self.hook = config, hook
+class Novelty(LLMPlugin):
+    """The plugin ``novelty``."""
 
     @hookimpl
     def acdc_task_novelty(self, candidate, archive):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from acdc_engine.api import PluginSection, TaskRequest, TaskSpec, hookimpl
-from acdc_engine.plugins.llm import LLMSection, shared_llm
+from acdc_engine.plugins.llm import LLMPlugin, LLMSection, shared_llm
 from acdc_engine.plugins.scientist.scientist import NAME, Scientist
 
 __all__ = ["NAME", "Scientist", "ScientistPlugin", "ScientistSection"]
@@ -24,19 +24,13 @@ class ScientistSection(PluginSection):
     reflections: int = Field(3, ge=1, le=10, description="Most rounds of sandbox feedback and revision per task.")
 
 
-class ScientistPlugin:
-    """The plugin: one instance per plugin context, holding its config and hook relay."""
-
-    config = hook = None
+class ScientistPlugin(LLMPlugin):
+    """The plugin ``scientist``."""
 
     @hookimpl
     def acdc_config_sections(self):
         # [llm] is shared by every LLM plugin (novelty, llm-gibberish, llm-judge too); one plugin must declare it
         return {"scientist": ScientistSection, "llm": LLMSection}
-
-    @hookimpl
-    def acdc_configure(self, config, hook):
-        self.config, self.hook = config, hook
 
     @hookimpl
     def acdc_generate_tasks(self, request: TaskRequest) -> list[TaskSpec]:
