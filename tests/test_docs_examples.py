@@ -44,11 +44,12 @@ def test_the_guides_config_section_validates_and_reaches_the_plugin():
     from acdc_engine.errors import AcdcError
 
     block = next(b for b in re.findall(r"```python\n(.*?)```", GUIDE.read_text(), re.S) if "class MySection" in b)
-    plugin = types.ModuleType("my_section_plugin")
-    exec(compile(block, str(GUIDE), "exec"), plugin.__dict__)
+    module = types.ModuleType("my_section_plugin")
+    exec(compile(block, str(GUIDE), "exec"), module.__dict__)
+    plugin = module.MyPlugin()  # as a plugin context registers it: a fresh instance
     model = config_model(plugin.acdc_config_sections())
     config = model.model_validate({"myplugin": {"depth": 3}})
     plugin.acdc_configure(config, None)
-    assert plugin._depth == 3 and model().section("myplugin").depth == 2
+    assert plugin.depth == 3 and model().section("myplugin").depth == 2
     with pytest.raises(AcdcError, match=r"config section \[myplugin\] is unknown"):
         validate({"myplugin": {"depth": 3}})  # not installed: not a section of the installed plugins' config
