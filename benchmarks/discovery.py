@@ -354,7 +354,7 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str, ceiling
     model of the run answers too: the reach of the models born up to each generation together, beside as
     many samples of the base; and for each N the oracle ceiling (:func:`acdc_engine.discovery.best_cover`)
     and the expected Coverage of a random pick (:func:`acdc_engine.discovery.random_pick_coverage`). With
-    ``mutation_control``, the mutation-only control too (see :func:`mutation_control`)."""
+    ``mutation_control``, the mutation-only control too (see :func:`mutation_control_picks`)."""
     import numpy as np
 
     from acdc_engine.discovery import (
@@ -491,6 +491,7 @@ def mutation_control_picks(run_dir: Path, store, hook, config, base_dir: Path, b
     none); the mutants' weights are built into ``scratch``, one at a time, and again for those picked."""
     from acdc_engine.discovery import base_mutations, pick, task_scores, unit_scores
     from acdc_engine.executor import MaterialiseJob, Operators, Worker
+    from acdc_engine.files import write_new
     from acdc_engine.pool import TaskPool
     from acdc_engine.tasks import ACCEPTED
 
@@ -518,7 +519,7 @@ def mutation_control_picks(run_dir: Path, store, hook, config, base_dir: Path, b
             if model_id not in kept["scores"]:
                 t0 = time.monotonic()
                 kept["scores"][model_id] = task_scores(worker, hook, config.sandbox, build(model_id), records)
-                kept_file.write_text(json.dumps(kept, indent=1))
+                write_new(kept_file, json.dumps(kept, indent=1))  # whole or not at all
                 say(f"  mutation-only control: {model_id} scored on the run's {len(records)} tasks "
                     f"({k}/{len(recipes) + 1}, {time.monotonic() - t0:.0f} s)")
             if model_id != base_id:
