@@ -120,3 +120,21 @@ def test_an_entry_point_naming_a_class_gets_a_fresh_instance_in_each_context(mon
         mine, theirs = (context.manager.get_plugin("counting") for context in (one, two))
         assert isinstance(mine, Counting) and isinstance(theirs, Counting) and mine is not theirs
         assert (mine.seed, theirs.seed) == (1, 2)
+
+
+class HalfJudge:
+    @hookimpl
+    def acdc_judge(self, question, answer, rubric):
+        return 0.5
+
+
+def test_two_open_contexts_each_reach_only_their_own_judge():
+    """The sandbox's judge relay is its context's: task code scored in one context never reaches the judge
+    of another open in the same process, whichever opened last."""
+    config = load_config(None)
+    spec = TaskSpec("judged", "a judged family", "knowledge", 1, JUDGED, "test")
+    with PluginContext(config, extra=[FixedJudge()]) as first, PluginContext(config, extra=[HalfJudge()]) as second:
+        instances = first.hook.acdc_task_instances(task=spec, limits=config.sandbox)
+        for plugins, grade in ((first, 0.75), (second, 0.5), (first, 0.75)):
+            assert plugins.hook.acdc_score_submissions(task=spec, instances=instances, submissions=["red"],
+                                                       limits=config.sandbox) == [grade]
