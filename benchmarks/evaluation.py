@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from acdc_engine.config import SandboxConfig
+from acdc_engine.machine import matmul_flops
 from acdc_engine.plugins import sandbox
 from acdc_engine.plugins.taskgen import acdc_generate_tasks
 from acdc_engine.plugins.transformers_backend import TransformersBackend
@@ -91,17 +92,6 @@ def single_prompt(backend: TransformersBackend, texts: list[str]) -> tuple[int, 
         tokens += end
         answers.append(backend.tokenizer.decode(row[:end], skip_special_tokens=True))
     return tokens, answers
-
-
-def matmul_flops(m: int, k: int, n: int, dtype: torch.dtype, seconds: float = 1.0) -> float:
-    """Measured FLOP/s of an (m x k) @ (k x n) matmul in ``dtype``."""
-    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
-    a @ b  # warm-up
-    reps, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        a @ b
-        reps += 1
-    return 2 * m * k * n * reps / (time.perf_counter() - started)
 
 
 def copy_bandwidth(mb: int = 512, seconds: float = 1.0) -> float:

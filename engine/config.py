@@ -187,7 +187,10 @@ class GenerationConfig(_Section):
         "where one model answers many prompts; empty: the run's own backend. ctranslate2 answers in float32 as the "
         "transformers backend does, but on a quiet 2-core machine with AMX it ran at 0.32x the default's speed "
         "(docs/performance.md). lm-eval tasks (evaluate --lm-eval) always use the run's backend.")
-    dtype: Literal["float32", "bfloat16"] = Field("bfloat16", description="Dtype of the resident model.")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="Dtype of the resident model; 'auto': the one whose matmuls this machine runs faster "
+        "(bfloat16 where the CPU has bf16 matrix units), probed once per machine and kept in "
+        "models.cache_dir/machine.json. A run stores the dtype it resolved to.")
     max_new_tokens: int = Field(48, ge=1, le=4096, description="Most tokens in one answer (greedy).")
     batch_size: int = Field(0, ge=0, description="Prompts per batch; 0 chooses it from the memory available.")
 
@@ -258,6 +261,23 @@ class Config(_Section):
     sandbox: SandboxConfig = SandboxConfig()
     store: StoreConfig = StoreConfig()
     result: ResultConfig = ResultConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _machine_dtype(cls, data: Any) -> Any:
+        """``generation.dtype = "auto"`` becomes this machine's faster dtype (:mod:`acdc_engine.machine`)."""
+        if not isinstance(data, dict):
+            return data
+        generation = data.get("generation", {})
+        if isinstance(generation, dict) and generation.get("dtype", "auto") == "auto":
+            from acdc_engine.machine import machine_dtype
+
+            models = data.get("models", {})
+            cache_dir = models.get("cache_dir") if isinstance(models, dict) else None
+            if not isinstance(cache_dir, str):
+                cache_dir = ModelsConfig.model_fields["cache_dir"].default
+            data = {**data, "generation": {**generation, "dtype": machine_dtype(cache_dir)}}
+        return data
 
     def answering(self) -> "Config":
         """This config with ``generation.backend`` set to ``generation.answer_backend`` (if set): for

@@ -25,7 +25,7 @@ def test_file_and_overrides_are_laid_over_defaults(tmp_path):
     ("override", "message"),
     [
         ("evolution.archive_size=0", "config field evolution.archive_size: Input should be greater than or equal to 1 (got 0)"),
-        ("generation.dtype=float16", "config field generation.dtype: Input should be 'float32' or 'bfloat16' (got 'float16')"),
+        ("generation.dtype=float16", "config field generation.dtype: Input should be 'auto', 'float32' or 'bfloat16' (got 'float16')"),
         ("run.colour=red", "config field run.colour: Extra inputs are not permitted (got 'red')"),
         ("tasks.initial_families=99", "config field tasks: Value error, initial_families (99) exceeds active_cap (24)"),
         ("run.generations=many", "config field run.generations: Input should be a valid integer, unable to parse string as an integer (got 'many')"),
