@@ -78,9 +78,13 @@ class ModelDone(Event):
 
 @dataclass(frozen=True)
 class TaskRejected(Event):
+    """A proposed task was not accepted, or an accepted one broke (``reason``); ``pool``: the task pool's
+    counts by status after it (as :class:`GenerationCommitted`'s; empty where the pool did not change)."""
+
     kind: ClassVar[str] = "task_rejected"
     name: str
     reason: str
+    pool: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -92,13 +96,17 @@ class TaskLimbo(Event):
     task_id: str
     child_id: str
     outcome: str
+    pool: dict[str, int] = field(default_factory=dict)  # the pool's counts after it
 
 
 @dataclass(frozen=True)
 class TasksAdded(Event):
+    """Tasks ``accepted`` into the pool in ``generation``; ``pool``: its counts by status after them."""
+
     kind: ClassVar[str] = "tasks_added"
     generation: int
     accepted: list[str]
+    pool: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

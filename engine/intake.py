@@ -48,9 +48,10 @@ class TaskIntake:
                     self.pool.hold(request.parent_id, task_id, commit)
             else:
                 rejected[reason.split(":", 1)[0]] += 1
-                self.emit("task_rejected", name=spec.name, reason=reason)
+                self.emit("task_rejected", name=spec.name, reason=reason, pool=self.pool.counts())
         if accepted:
-            self.emit("tasks_added", generation=gen, accepted=[self.pool[t].spec.name for t in accepted])
+            self.emit("tasks_added", generation=gen, accepted=[self.pool[t].spec.name for t in accepted],
+                      pool=self.pool.counts())
         if not self.pool.active:
             why = ", ".join(f"{k} {v}" for k, v in sorted(rejected.items())) or "none generated"
             raise AcdcError(f"the task pool is empty at generation {gen}: no new task was accepted (rejected: {why})")

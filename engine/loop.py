@@ -290,7 +290,7 @@ class Coevolution:
         of each, and re-measures the archive without them."""
         for task_id, reason in broken.items():
             self.pool.set_status(task_id, "broken", reason, commit)
-            self.emit("task_rejected", name=self.pool[task_id].spec.name, reason=reason)
+            self.emit("task_rejected", name=self.pool[task_id].spec.name, reason=reason, pool=self.pool.counts())
         if broken:
             self.remeasure()
 

@@ -73,7 +73,7 @@ class TaskPool:
         """A parent with an accepted harder variant leaves the pool, held in limbo until the variant is judged."""
         self.limbo[child_id] = parent_id
         self.set_status(parent_id, "limbo", f"held back for its harder variant {child_id}", commit)
-        self.emit("task_limbo", task_id=parent_id, child_id=child_id, outcome="held")
+        self.emit("task_limbo", task_id=parent_id, child_id=child_id, outcome="held", pool=self.counts())
 
     def settle_limbo(self, rates: dict[str, float], commit: Commit) -> set[str]:
         """Restores each held parent whose harder variant nobody solves (or broke); retires the others.
@@ -91,7 +91,8 @@ class TaskPool:
             else:
                 self.set_status(parent_id, "retired", f"replaced by its harder variant {child_id}", commit)
             del self.limbo[child_id]
-            self.emit("task_limbo", task_id=parent_id, child_id=child_id, outcome="restored" if restore else "replaced")
+            self.emit("task_limbo", task_id=parent_id, child_id=child_id, outcome="restored" if restore else "replaced",
+                      pool=self.counts())
         return too_hard
 
     def prune(self, cap: int, commit: Commit) -> None:

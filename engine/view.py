@@ -333,9 +333,11 @@ class ProgressView:
                 self._log(f"  worker {event.slot} lost during {event.job}; replaced, job re-queued "
                           f"(retry {event.retry})")
             case TaskRejected():
+                self.pool = event.pool or self.pool
                 self.rejected[reason_kind(event.reason)] += 1
                 self._log(f"task {event.name} rejected: {event.reason}")
             case TasksAdded():
+                self.pool = event.pool or self.pool
                 self._log(f"gen {event.generation}: {len(event.accepted)} tasks accepted")
             case GenerationCommitted():
                 self.rows, self.pool = event.archive, event.pool
@@ -359,6 +361,7 @@ class ProgressView:
             case WeightsRebuilt():
                 self._log(f"  weights of {event.model_id} rebuilt from its ancestry ({event.seconds}s)")
             case TaskLimbo():
+                self.pool = event.pool or self.pool
                 what = {"held": f"in limbo while its harder variant {event.child_id} is tried",
                         "restored": f"back from limbo: its harder variant {event.child_id} was solved by nobody",
                         "replaced": f"retired: replaced by its harder variant {event.child_id}"}

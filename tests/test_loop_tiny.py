@@ -56,6 +56,16 @@ def test_tiny_run_commits_every_generation_and_a_task_force(tiny_config, tmp_pat
     assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
     steps = {d["name"] for k, d in log.events if k == "step"}
     assert {"materialise", "evaluate", "score", "select", "adapt tasks", "checkpoint"} <= steps
+    # the pool's counts travel with the events that change them, so the view's tasks line is never a commit
+    # behind: each generation's added tasks are counted before that generation commits
+    committed, fresh = None, 0
+    for kind, data in log.events:
+        if kind == "generation_committed":
+            committed = data["pool"]
+        elif kind == "tasks_added" and committed is not None:
+            assert data["pool"]["accepted"] >= committed["accepted"] + len(data["accepted"])
+            fresh += 1
+    assert fresh >= 2
 
 
 def test_task_force_over_instances_uses_every_instance_score_kept_in_the_store(tiny_config, tmp_path):

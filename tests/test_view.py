@@ -19,7 +19,7 @@ import pytest
 from rich.console import Console
 
 from acdc_engine.events import (Advanced, GenerationCommitted, GenerationStarted, ModelDone, RunStarted, StepStarted,
-                                 TaskRejected)
+                                 TaskLimbo, TaskRejected, TasksAdded)
 from acdc_engine.progress import TickingProgress
 from acdc_engine.view import ProgressView, heat
 from conftest import tiny_overrides
@@ -58,6 +58,19 @@ def test_rendered_view_fits_80_by_24_and_shows_every_panel():
     assert "+4 more" in text  # 12 members, 8 shown
     assert "active 9, accepted 14" in text and "ValueError 1" in text and "timed out after 2 s 1" in text
     assert "m0005: fitness 0.400" in text  # recent events
+
+
+def test_the_tasks_line_follows_the_pool_between_commits():
+    view = ProgressView(Console(file=io.StringIO(), force_terminal=True, width=80, height=24, color_system=None))
+    feed(view)
+    assert view.pool_line().startswith("tasks: active 9, accepted 14;")
+    view.acdc_event(TasksAdded(generation=2, accepted=["a", "b"], pool={"active": 11, "accepted": 16}))
+    assert view.pool_line().startswith("tasks: active 11, accepted 16;")
+    view.acdc_event(TaskLimbo(task_id="t0003", child_id="t0019", outcome="held",
+                              pool={"active": 10, "accepted": 16, "limbo": 1}))
+    assert view.pool_line().startswith("tasks: active 10, accepted 16, limbo 1;")
+    view.acdc_event(TaskRejected(name="v", reason="timed out after 2 s"))  # an event of an older plugin: no counts
+    assert view.pool_line().startswith("tasks: active 10, accepted 16, limbo 1;")
 
 
 def test_plain_lines_off_a_terminal():
