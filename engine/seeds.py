@@ -10,8 +10,6 @@ from acdc_engine.errors import AcdcError
 from acdc_engine.checkpoint import CheckpointReader
 from acdc_engine.materialise import check_compatible
 
-#: Spec prefix of the forged experts' seed group, ``forged:BASE`` (resolved by the ``forged-seeds`` plugin).
-FORGED_PREFIX = "forged:"
 #: config.json fields that must agree between all seeds and the base.
 ARCH_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 #: Files that carry a tokenizer's chat template beside (or instead of) tokenizer_config.json's own.
