@@ -19,6 +19,7 @@ from acdc_engine.answers import extract_answer
 from acdc_engine.config import Config
 from acdc_engine.digest import text_digest
 from acdc_engine.errors import AcdcError
+from acdc_engine.events import Advanced
 from acdc_engine.executor import GenerateJob
 from acdc_engine.pool import TaskPool
 from acdc_engine.records import EvaluationRow
@@ -31,7 +32,7 @@ from acdc_engine.timing import PhaseClock
 class Evaluator:
     """Answers and scores of one run.
 
-    ``step(name, total, gen)`` and ``emit(kind, **data)`` report progress. Scoring returns the tasks
+    ``step(name, total, gen)`` and ``emit(event)`` report progress. Scoring returns the tasks
     whose ``score()`` failed, with why; the caller takes them out of the pool.
     """
 
@@ -75,7 +76,7 @@ class Evaluator:
         todo = {m: {k: i.instruction for k, (_, i) in zip(keys, flat) if k not in known[m]} for m in model_ids}
         hits = sum(k in known[m] for m in model_ids for k in keys)
         self.clock.counts["answers_cached"] += hits
-        self.emit("advance", n=hits)
+        self.emit(Advanced(n=hits))
         pending = [m for m in model_ids if todo[m]]
 
         def on_result(i: int, texts: list[str], tokens: int) -> None:
@@ -113,7 +114,7 @@ class Evaluator:
                         len(subs))
                 except TaskCodeError as exc:
                     broken[task_id] = f"score() failed: {exc}"
-                    self.emit("advance", n=1)
+                    self.emit(Advanced(n=1))
                     continue
                 self.scores[(model_id, task_id)] = float(np.mean(values))
                 self.instance_scores[(model_id, task_id)] = values
@@ -122,7 +123,7 @@ class Evaluator:
                     answers=json.dumps([{"response": r, "submission": s, "score": v}
                                         for r, s, v in zip(texts, subs, values)]),
                 ))
-                self.emit("advance", n=1)
+                self.emit(Advanced(n=1))
         return broken
 
     def fitness(self, model_id: str) -> float:

@@ -179,8 +179,3 @@ class RunFinished(Event):
 
 #: Every event type by its kind.
 EVENT_TYPES: dict[str, type[Event]] = {cls.kind: cls for cls in Event.__subclasses__()}
-
-
-def make_event(kind: str, **data) -> Event:
-    """The event of ``kind`` with these fields (a missing or unknown field is a TypeError)."""
-    return EVENT_TYPES[kind](**data)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from acdc_engine.errors import AcdcError
+from acdc_engine.events import Advanced
 from acdc_engine.materialise import materialise
 from acdc_engine.operators import OperatorRegistry
 from acdc_engine.recipe import Recipe
@@ -88,11 +89,11 @@ class LocalExecutor:
     def materialise(self, jobs: list[MaterialiseJob]) -> None:
         for job in jobs:
             self.worker.materialise(job)
-            self.emit("advance", n=1)
+            self.emit(Advanced(n=1))
 
     def generate(self, jobs: list[GenerateJob], on_result: OnResult) -> None:
         for i, job in enumerate(jobs):
-            texts, tokens = self.worker.generate(job, on_batch=lambda k: self.emit("advance", n=k))
+            texts, tokens = self.worker.generate(job, on_batch=lambda k: self.emit(Advanced(n=k)))
             on_result(i, texts, tokens)
 
     def close(self) -> None:

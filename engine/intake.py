@@ -18,6 +18,7 @@ from itertools import zip_longest
 
 from acdc_engine.config import SandboxConfig
 from acdc_engine.errors import AcdcError
+from acdc_engine.events import Advanced, TaskRejected, TasksAdded
 from acdc_engine.pool import TaskPool
 from acdc_engine.store import Commit
 from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec, checked_scores
@@ -27,7 +28,7 @@ INSTANCE_DATA_BYTES = 1_000_000  # most JSON bytes of one family's instance data
 
 
 class TaskIntake:
-    """Brings new families into ``pool``; ``emit(kind, **data)`` tells the plugins of rejects and
+    """Brings new families into ``pool``; ``emit(event)`` tells the plugins of rejects and
     additions (and one ``advance`` per request)."""
 
     def __init__(self, *, hook, pool: TaskPool, limits: SandboxConfig, emit: Callable[..., None]) -> None:
@@ -48,10 +49,10 @@ class TaskIntake:
                     self.pool.hold(request.parent_id, task_id, commit)
             else:
                 rejected[reason.split(":", 1)[0]] += 1
-                self.emit("task_rejected", name=spec.name, reason=reason, pool=self.pool.counts())
+                self.emit(TaskRejected(name=spec.name, reason=reason, pool=self.pool.counts()))
         if accepted:
-            self.emit("tasks_added", generation=gen, accepted=[self.pool[t].spec.name for t in accepted],
-                      pool=self.pool.counts())
+            self.emit(TasksAdded(generation=gen, accepted=[self.pool[t].spec.name for t in accepted],
+                                 pool=self.pool.counts()))
         if not self.pool.active:
             why = ", ".join(f"{k} {v}" for k, v in sorted(rejected.items())) or "none generated"
             raise AcdcError(f"the task pool is empty at generation {gen}: no new task was accepted (rejected: {why})")
@@ -71,7 +72,7 @@ class TaskIntake:
             kept = fresh[: request.n] + [s for s in merged if s.rejected]
             known.update(s.digest for s in kept)
             out += [(s, request) for s in kept]
-            self.emit("advance", n=1)
+            self.emit(Advanced(n=1))
         return out
 
     def vet(self, spec: TaskSpec) -> tuple[str, str | None, list[Instance]]:

@@ -22,7 +22,8 @@ from acdc_engine.archives import (
     coverage, greedy_task_force, make_archive, make_emitter, plan_adaptation, select_task_force,
 )
 from acdc_engine.config import Config
-from acdc_engine.events import make_event
+from acdc_engine.events import (Advanced, Event, GenerationCommitted, GenerationStarted, ModelDone, RunFinished,
+                                RunStarted, StepStarted, TaskRejected, WeightsEvicted)
 from acdc_engine.executor import MaterialiseJob, Operators, Worker, make_executor
 from acdc_engine.lineage import rebuild_weights
 from acdc_engine.evaluator import Evaluator
@@ -103,10 +104,10 @@ class Coevolution:
         start = self.restore()
         committed = [{"generation": s["gen"], "archive": self.store.generation(s["gen"])["archive"], "stats": s}
                      for s in self.store.all_stats()] if start > 0 else []
-        self.emit("run_started", run_dir=str(self.store.run_dir), generations=self.cfg.run.generations,
-                  start_generation=start, committed=committed)
+        self.emit(RunStarted(run_dir=str(self.store.run_dir), generations=self.cfg.run.generations,
+                             start_generation=start, committed=committed))
         for gen in range(start, self.cfg.run.generations + 1):
-            self.emit("generation_started", generation=gen)
+            self.emit(GenerationStarted(generation=gen))
             self.clock.restart("other")
             commit = Commit(generation=gen)
             if gen == 0:
@@ -149,9 +150,9 @@ class Coevolution:
         commit.breeding = self.statistics.breeding(children, viable, objectives)
         self.scheduler.tell(objectives, measures, model_id=np.array(ids + [None], dtype=object)[:-1], viable=viable)
         for model_id, ok, fit in zip(ids, viable, objectives):
-            self.emit("model_done", model_id=model_id, fitness=float(fit), solved=self.evaluator.solved_count(model_id),
-                      status="evaluated" if ok else "rejected", reason=reasons[model_id])
-        self.emit("advance", n=1)
+            self.emit(ModelDone(model_id=model_id, fitness=float(fit), solved=self.evaluator.solved_count(model_id),
+                                status="evaluated" if ok else "rejected", reason=reasons[model_id]))
+        self.emit(Advanced(n=1))
 
     def adapt_tasks(self, gen: int, commit: Commit) -> None:
         """Pass rates over the archive decide: remove, harder variant, novel variant."""
@@ -183,7 +184,7 @@ class Coevolution:
         """After the task force nothing is read any more: the kept files back within the budget."""
         evicted = self.ledger.trim()
         if evicted:
-            self.emit("weights_evicted", generation=self.cfg.run.generations, model_ids=evicted)
+            self.emit(WeightsEvicted(generation=self.cfg.run.generations, model_ids=evicted))
 
     def checkpoint(self, commit: Commit) -> None:
         """Settles the generation's commit (statuses, weight files, archive, statistics) and writes it."""
@@ -192,10 +193,10 @@ class Coevolution:
         self.store.commit(commit)
         self.ledger.committed(commit)
         if evicted:
-            self.emit("weights_evicted", generation=commit.generation, model_ids=evicted)
-        self.emit("advance", n=1)
-        self.emit("generation_committed", generation=commit.generation, archive=commit.archive,
-                  pool=self.pool.counts(), stats=commit.stats)
+            self.emit(WeightsEvicted(generation=commit.generation, model_ids=evicted))
+        self.emit(Advanced(n=1))
+        self.emit(GenerationCommitted(generation=commit.generation, archive=commit.archive,
+                                      pool=self.pool.counts(), stats=commit.stats))
 
     def pick_task_force(self) -> None:
         """A task force (``result.task_force_method``) over every accepted task (or each of its instances:
@@ -226,10 +227,10 @@ class Coevolution:
         seed_cov = coverage(self.evaluator.solved_matrix(seed_force, everything))
         self.store.save_task_force(force, cov, seed_cov, len(everything), commit.evaluations, seed_force=seed_force)
         self.trim_weights()
-        self.emit("run_finished", run_dir=str(self.store.run_dir), task_force=force, coverage=cov,
-                  seed_coverage=seed_cov, seed_force=seed_force, n_tasks=len(everything),
-                  seed_specs=[self.population[m].recipe.seed_spec for m in seed_force],
-                  plots=partial(_report_plots, self.store.run_dir))
+        self.emit(RunFinished(run_dir=str(self.store.run_dir), task_force=force, coverage=cov,
+                              seed_coverage=seed_cov, seed_force=seed_force, n_tasks=len(everything),
+                              seed_specs=[self.population[m].recipe.seed_spec for m in seed_force],
+                              plots=partial(_report_plots, self.store.run_dir)))
 
     # --- models ---------------------------------------------------------------
 
@@ -290,7 +291,7 @@ class Coevolution:
         of each, and re-measures the archive without them."""
         for task_id, reason in broken.items():
             self.pool.set_status(task_id, "broken", reason, commit)
-            self.emit("task_rejected", name=self.pool[task_id].spec.name, reason=reason, pool=self.pool.counts())
+            self.emit(TaskRejected(name=self.pool[task_id].spec.name, reason=reason, pool=self.pool.counts()))
         if broken:
             self.remeasure()
 
@@ -309,15 +310,14 @@ class Coevolution:
             raise RunInterrupted(f"stopped before {name} of generation {gen}")
         self.clock.switch("generate" if name == "evaluate" else name)
         self.current_step = f"{name} of generation {gen}"
-        self.emit("step", name=name, total=total, generation=gen,
-                  what=self.evaluating if name in ("evaluate", "score") else "")
+        self.emit(StepStarted(name=name, total=total, generation=gen,
+                              what=self.evaluating if name in ("evaluate", "score") else ""))
 
-    def emit(self, kind: str, **data) -> None:
-        """Tells the plugins of an event; a requested stop takes effect at the next ``advance`` (the end of a
+    def emit(self, event: Event) -> None:
+        """Tells the plugins of an event; a requested stop takes effect at the next ``Advanced`` (the end of a
         batch), where nothing uncommitted is worth more than the batch just done (answers are kept per model)."""
-        event = make_event(kind, **data)
-        self.hook.acdc_event(event=event, kind=kind, data=event.data)
-        if kind == "advance" and self.stop_requested:
+        self.hook.acdc_event(event=event, kind=event.kind, data=event.data)
+        if isinstance(event, Advanced) and self.stop_requested:
             raise RunInterrupted(f"stopped during {self.current_step}")
 
     def close(self) -> None:

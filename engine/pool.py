@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from acdc_engine.archives.task_pool import prune_oldest
+from acdc_engine.events import TaskLimbo
 from acdc_engine.records import TaskRow
 from acdc_engine.store import Commit
 from acdc_engine.tasks import ACCEPTED, Instance, TaskSpec
@@ -35,7 +36,7 @@ class TaskRecord:
 
 
 class TaskPool:
-    """The tasks of one run; ``emit(kind, **data)`` tells the plugins of limbo events."""
+    """The tasks of one run; ``emit(event)`` tells the plugins of limbo events."""
 
     def __init__(self, *, emit: Callable[..., None]) -> None:
         self.emit = emit
@@ -73,7 +74,7 @@ class TaskPool:
         """A parent with an accepted harder variant leaves the pool, held in limbo until the variant is judged."""
         self.limbo[child_id] = parent_id
         self.set_status(parent_id, "limbo", f"held back for its harder variant {child_id}", commit)
-        self.emit("task_limbo", task_id=parent_id, child_id=child_id, outcome="held", pool=self.counts())
+        self.emit(TaskLimbo(task_id=parent_id, child_id=child_id, outcome="held", pool=self.counts()))
 
     def settle_limbo(self, rates: dict[str, float], commit: Commit) -> set[str]:
         """Restores each held parent whose harder variant nobody solves (or broke); retires the others.
@@ -91,8 +92,8 @@ class TaskPool:
             else:
                 self.set_status(parent_id, "retired", f"replaced by its harder variant {child_id}", commit)
             del self.limbo[child_id]
-            self.emit("task_limbo", task_id=parent_id, child_id=child_id, outcome="restored" if restore else "replaced",
-                      pool=self.counts())
+            self.emit(TaskLimbo(task_id=parent_id, child_id=child_id, outcome="restored" if restore else "replaced",
+                                pool=self.counts()))
         return too_hard
 
     def prune(self, cap: int, commit: Commit) -> None:

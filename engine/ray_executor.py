@@ -19,6 +19,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from acdc_engine.errors import AcdcError
+from acdc_engine.events import Advanced, WorkerLost
 from acdc_engine.executor import GenerateJob, MaterialiseJob, OnResult
 
 
@@ -75,13 +76,13 @@ class RayExecutor:
                                  ).remote(self.cfg.model_dump_json(), str(self.base_dir))
 
     def materialise(self, jobs: list[MaterialiseJob]) -> None:
-        self._run("materialise", jobs, lambda i, result: self.emit("advance", n=1))
+        self._run("materialise", jobs, lambda i, result: self.emit(Advanced(n=1)))
 
     def generate(self, jobs: list[GenerateJob], on_result: OnResult) -> None:
         def done(i, result):
             texts, tokens = result
             on_result(i, texts, tokens)
-            self.emit("advance", n=len(texts))
+            self.emit(Advanced(n=len(texts)))
 
         self._run("generate", jobs, done)
 
@@ -106,7 +107,7 @@ class RayExecutor:
                                     f"{str(exc).splitlines()[0]}") from None
                 self.actors[slot] = self._start()
                 self.restarts += 1
-                self.emit("worker_lost", slot=slot, job=method, retry=tries[i])
+                self.emit(WorkerLost(slot=slot, job=method, retry=tries[i]))
                 queue.appendleft((i, job))
                 continue
             done(i, result)

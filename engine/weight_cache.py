@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from acdc_engine.events import WeightsDamaged, WeightsRebuilt
 from acdc_engine.store import RunStore
 
 #: ``rebuild(model_id, out_file=path)``: writes the model's weights, rebuilt from its ancestry.
@@ -68,7 +69,7 @@ class WeightCache:
             seconds = time.monotonic() - started
             self.rebuilt += 1
             self.rebuilt_s += seconds
-            self.emit("weights_rebuilt", model_id=model_id, seconds=round(seconds, 1))
+            self.emit(WeightsRebuilt(model_id=model_id, seconds=round(seconds, 1)))
         self.touch(digest)
         return path
 
@@ -76,8 +77,8 @@ class WeightCache:
         """Tells of a damaged kept file (event ``weights_damaged``), once per file and process."""
         if digest not in self.reported:
             self.reported.add(digest)
-            self.emit("weights_damaged", model_id=model_id, path=str(self.store.weights_path(digest)),
-                      reason=problem)
+            self.emit(WeightsDamaged(model_id=model_id, path=str(self.store.weights_path(digest)),
+                                     reason=problem))
 
     def settle(self, kept: dict[str, str], seeds: set[str], new_files: dict[str, Path],
                reads: set[str] = frozenset()) -> tuple[list[dict], list[str], int]:

@@ -223,12 +223,12 @@ def test_every_event_kind_has_one_type_and_both_hook_forms_receive_it():
     import pluggy
 
     from acdc_engine import hookspecs
-    from acdc_engine.events import EVENT_TYPES, make_event
+    from acdc_engine.events import EVENT_TYPES, WeightsRebuilt
     from acdc_engine.hookspecs import hookimpl
 
     assert len(EVENT_TYPES) == 14 and all(cls.kind == kind for kind, cls in EVENT_TYPES.items())
     with pytest.raises(TypeError):
-        make_event("advance", n=1, extra=2)  # a field the type lacks
+        Advanced(n=1, extra=2)  # a field the type lacks
     seen = []
 
     class Typed:
@@ -245,6 +245,6 @@ def test_every_event_kind_has_one_type_and_both_hook_forms_receive_it():
     pm.add_hookspecs(hookspecs)
     pm.register(Typed())
     pm.register(Plain())
-    event = make_event("weights_rebuilt", model_id="m0003", seconds=4.2)
+    event = WeightsRebuilt(model_id="m0003", seconds=4.2)
     pm.hook.acdc_event(event=event, kind=event.kind, data=event.data)
     assert seen == [("weights_rebuilt", {"model_id": "m0003", "seconds": 4.2}), "WeightsRebuilt"]
