@@ -94,11 +94,13 @@ def _read(path: Path) -> dict:
 
 
 def _write(path: Path, entries: dict) -> None:
-    """Keeps ``entries`` in ``path`` atomically; a folder that cannot be written only means the next
-    process probes again."""
+    """Keeps ``entries`` in ``path`` atomically, if its folder exists (validating a config creates no cache
+    folder: a run that stops at once leaves nothing behind); a folder that is missing or cannot be written
+    only means the next process probes again."""
+    if not path.parent.is_dir():
+        return
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(entries, indent=1))
         os.replace(tmp, path)
     except OSError:

@@ -51,6 +51,9 @@ def test_a_cache_that_cannot_be_written_still_gives_a_dtype(tmp_path, fresh, mon
     blocked.write_text("")  # the cache dir's place holds a file: nothing can be written under it, even as root
     assert machine.machine_dtype(blocked / "cache") == "bfloat16"
     assert list(tmp_path.iterdir()) == [blocked]
+    monkeypatch.setattr(machine, "_chosen", {})
+    assert machine.machine_dtype(tmp_path / "not-yet") == "bfloat16"
+    assert not (tmp_path / "not-yet").exists()  # no cache folder is made for it
 
 
 def test_auto_in_the_config_resolves_to_the_machines_dtype_and_a_set_dtype_stays(tmp_path, fresh, monkeypatch):
