@@ -411,7 +411,7 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str, ceiling
         task_ids = [t["id"] for t in tasks]
         base_id = next(m for m in seeds if seed_spec(rows[m]) == config.models.base)
         final = store.generation(store.last_generation())
-        fittest = max(final["archive"], key=lambda r: r["fitness"])["id"]
+        fittest = max(final["archive"], key=lambda r: r.fitness).id
         table: dict = {"n_seeds": len(seeds), "units": units, "per_generation": {}, "members": {}, "by_kind": {},
                        "covered": {}}
 

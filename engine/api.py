@@ -22,13 +22,14 @@ from acdc_engine.hookspecs import hookimpl
 from acdc_engine.operators import MergeMethod, MutationMethod
 from acdc_engine.plugin_manager import PluginContext
 from acdc_engine.progress import TickingProgress, folded_bars
+from acdc_engine.records import ArchiveRow
 from acdc_engine.seeds import check_chat_template
 from acdc_engine.seeds import resolve as resolve_seed
 from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec
 
 
 __all__ = [
-    "AcdcError", "AcdcRuntimeError", "Advanced", "Backend", "CheckpointReader", "CheckpointWriter", "Config", "Event",
+    "AcdcError", "AcdcRuntimeError", "Advanced", "ArchiveRow", "Backend", "CheckpointReader", "CheckpointWriter", "Config", "Event",
     "GenerationCommitted", "GenerationStarted", "Instance", "MergeMethod", "ModelDone", "MutationMethod",
     "PluginSection", "RunFinished", "RunStarted", "SandboxConfig", "StepStarted", "TaskCodeError", "TaskLimbo",
     "TaskRejected", "TaskRequest", "TaskSpec", "TasksAdded", "WeightsDamaged", "WeightsEvicted", "WeightsRebuilt",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 from acdc_engine.digest import file_digest
-from acdc_engine.records import ModelRow
+from acdc_engine.records import ArchiveRow, ModelRow
 from acdc_engine.statistics import Statistics
 from acdc_engine.store import Commit
 
@@ -60,9 +60,9 @@ class Ledger:
             kept, {m.content for m in seeds}, commit.new_files, reads={kept[m] for m in reads if m in kept})
         scores = self.archive.member_scores()
         commit.archive = [
-            {"id": m, "parents": list(self.population[m].recipe.parents) or [self.population[m].recipe.describe()],
-             "fitness": fitness[m], "solved": self.evaluator.solved_count(m), "score": scores[m],
-             "capabilities": self.evaluator.capability_rates(m)}
+            ArchiveRow(id=m, parents=list(self.population[m].recipe.parents) or [self.population[m].recipe.describe()],
+                       fitness=fitness[m], solved=self.evaluator.solved_count(m), score=scores[m],
+                       capabilities=self.evaluator.capability_rates(m))
             for m in sorted(members, key=lambda m: -fitness[m])
         ]
         commit.active = list(self.pool.active)
@@ -98,7 +98,7 @@ class Ledger:
         self.evaluator.instance_scores = self.store.instance_scores()
         state = self.store.generation(last)
         self.pool.restore(self.store.tasks(), state["active"])
-        members = [r["id"] for r in state["archive"]]
+        members = [r.id for r in state["archive"]]
         self.previous_members = set(members)
         objectives, measures = self.evaluator.measure(members)
         self.archive.rebuild([self.population[m].recipe for m in members], members, objectives, measures)

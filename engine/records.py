@@ -1,6 +1,6 @@
 """The rows a generation's commit writes, one typed record per table row (:class:`~acdc_engine.store.Commit`).
 
-Each kind has one writer: a model's row is built once, when its generation settles
+Each kind has one writer: a model's row and the archive's rows are built once, when their generation settles
 (:class:`~acdc_engine.ledger.Ledger`); a task's by the task pool (:class:`~acdc_engine.pool.TaskPool`),
 the one place that changes a task's status; an evaluation's by the evaluator. The store writes their
 fields by name (:func:`params`).
@@ -8,6 +8,7 @@ fields by name (:func:`params`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -57,6 +58,33 @@ class EvaluationRow:
     score: float
     generation: int
     answers: str
+
+
+@dataclass(frozen=True)
+class ArchiveRow:
+    """A member of the archive as its generation commits it (kept as JSON in ``generations.archive``, told
+    in :class:`~acdc_engine.events.GenerationCommitted`): its ``parents`` (ids; a seed's own description),
+    ``fitness`` over the active pool, tasks ``solved``, the archive's own ``score`` (Dominated Novelty
+    Search: infinite for a member with no fitter neighbour; the objective for other archives) and its pass
+    rate by ``capabilities``."""
+
+    id: str
+    parents: list[str]
+    fitness: float
+    solved: int
+    score: float
+    capabilities: dict[str, float]
+
+    @classmethod
+    def stored(cls, row: dict[str, Any]) -> ArchiveRow:
+        """The row of a stored archive; runs written before the score was named ``score`` kept it as
+        ``dns``, and older ones had no capabilities."""
+        return cls(id=row["id"], parents=list(row["parents"]), fitness=row["fitness"], solved=row["solved"],
+                   score=row.get("score", row.get("dns", float("nan"))), capabilities=row.get("capabilities", {}))
+
+    def finite(self) -> dict[str, Any]:
+        """The row as plain data for standard JSON: a score that is not finite becomes None."""
+        return asdict(self) | {"score": self.score if math.isfinite(self.score) else None}
 
 
 def params(rows) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from typing import Any
 
 from acdc_engine import __version__
@@ -29,7 +30,8 @@ _REASONS = {
 
 
 def run_status(store: RunStore) -> dict:
-    """Where a run stands, as plain data (what ``status`` prints); numbers may be infinite or NaN."""
+    """Where a run stands (what ``status`` prints): plain data, and the archive's rows as
+    :class:`~acdc_engine.records.ArchiveRow`; numbers may be infinite or NaN."""
     config = store.config()
     last = store.last_generation()
     seeds = {Recipe.from_json(r["recipe"]).seed_spec: r["digest"] for r in store.models()
@@ -63,7 +65,7 @@ def reason_category(reason: str | None) -> str:
 def status_document(facts: dict) -> dict:
     """The ``status --json`` document of :func:`run_status`'s facts: versioned, standard JSON only."""
     not_finite: list[dict[str, str]] = []
-    body = finite(facts, not_finite)
+    body = finite(facts | {"archive": [asdict(r) for r in facts["archive"]]}, not_finite)
     return {"schema_version": SCHEMA_VERSION, "engine_version": __version__, **body, "not_finite": not_finite}
 
 

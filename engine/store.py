@@ -54,7 +54,7 @@ from typing import Any
 
 from acdc_engine.digest import file_digest
 from acdc_engine.errors import AcdcError
-from acdc_engine.records import EvaluationRow, ModelRow, TaskRow, params
+from acdc_engine.records import ArchiveRow, EvaluationRow, ModelRow, TaskRow, params
 
 #: The layout this code writes; a store that says it is newer is refused.
 SCHEMA_VERSION = 1
@@ -211,7 +211,7 @@ class Commit:
     tasks: list[TaskRow] = field(default_factory=list)
     task_updates: list[tuple[str, str, str | None]] = field(default_factory=list)  # (id, status, reason)
     evaluations: list[EvaluationRow] = field(default_factory=list)
-    archive: list[dict] = field(default_factory=list)  # id, fitness, solved, dns
+    archive: list[ArchiveRow] = field(default_factory=list)
     active: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     breeding: dict[str, float] = field(default_factory=dict)  # shares of this generation's children (loop stats)
@@ -339,7 +339,8 @@ class RunStore:
 
     def generation(self, gen: int) -> dict[str, Any]:
         row = self.conn.execute("SELECT * FROM generations WHERE generation=?", (gen,)).fetchone()
-        return {k: json.loads(row[k]) for k in ("archive", "active", "stats")}
+        state = {k: json.loads(row[k]) for k in ("archive", "active", "stats")}
+        return state | {"archive": [ArchiveRow.stored(r) for r in state["archive"]]}
 
     def all_stats(self) -> list[dict]:
         rows = self.conn.execute("SELECT stats FROM generations ORDER BY generation")
@@ -494,7 +495,7 @@ class RunStore:
                                   c.weight_files)
             self.conn.execute(
                 "INSERT INTO generations VALUES (?, ?, ?, ?)",
-                (c.generation, json.dumps(c.archive), json.dumps(c.active), json.dumps(c.stats)),
+                (c.generation, json.dumps(params(c.archive)), json.dumps(c.active), json.dumps(c.stats)),
             )
             if c.emitter_state is not None:
                 self.conn.execute("INSERT INTO emitter_states VALUES (?, ?)",

@@ -31,6 +31,7 @@ from acdc_engine.events import (Advanced, Event, GenerationCommitted, Generation
                                  WeightsEvicted, WeightsRebuilt, WorkerLost)
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.progress import TickingProgress, clock
+from acdc_engine.records import ArchiveRow
 
 SHADES = "·░▒▓█"
 MAX_ROWS = 8
@@ -48,28 +49,27 @@ def heat(rates: dict[str, float], capabilities: list[str]) -> str:
     return "".join(out)
 
 
-def archive_legend(rows: list[dict]) -> list[str]:
+def archive_legend(rows: list[ArchiveRow]) -> list[str]:
     """What the archive table's columns mean, a line each: the skills letters, the heat marks, the score."""
-    caps = sorted({c for r in rows for c in r.get("capabilities", {})})
+    caps = sorted({c for r in rows for c in r.capabilities})
     lines = []
     if caps:
         lines.append("skills: " + ", ".join(f"{c[0]} {c}" for c in caps))
         lines.append(f"  share of active tasks solved: {SHADES[0]} none {' '.join(SHADES[1:-1])} {SHADES[-1]} all, "
                      "blank: no task")
     if rows:
-        scores = [r.get("score", r.get("dns")) for r in rows]
-        inf = "; inf: none is fitter" if any(v == float("inf") for v in scores) else ""
+        inf = "; inf: none is fitter" if any(r.score == float("inf") for r in rows) else ""
         lines.append(f"score: archive's own (DNS: distance to fitter members{inf})")
     return lines
 
 
-def archive_table(rows: list[dict], title: str = "archive", max_rows: int | None = None,
+def archive_table(rows: list[ArchiveRow], title: str = "archive", max_rows: int | None = None,
                   with_legend: bool = True) -> Table:
     """The archive as a table: id, parents, fitness, tasks solved, the archive's
     own score (DNS score for DNS) and a skill heatmap by capability, with the
     legend of its columns (:func:`archive_legend`) as its caption unless
     ``with_legend`` is false. Nothing is cut: a long parent or seed name wraps."""
-    caps = sorted({c for r in rows for c in r.get("capabilities", {})})
+    caps = sorted({c for r in rows for c in r.capabilities})
     legend = "".join(c[0] for c in caps)
     table = Table(title=title, expand=False, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True,
                   title_justify="left")
@@ -81,10 +81,8 @@ def archive_table(rows: list[dict], title: str = "archive", max_rows: int | None
         table.caption_justify = "left"
     shown = rows if max_rows is None else rows[:max_rows]
     for r in shown:
-        score = r.get("score", r.get("dns", float("nan")))
-        score = "inf" if score == float("inf") else f"{score:.3f}"
-        table.add_row(r["id"], ",".join(r["parents"]), f"{r['fitness']:.3f}", str(r["solved"]), score,
-                      heat(r.get("capabilities", {}), caps))
+        score = "inf" if r.score == float("inf") else f"{r.score:.3f}"
+        table.add_row(r.id, ",".join(r.parents), f"{r.fitness:.3f}", str(r.solved), score, heat(r.capabilities, caps))
     if len(shown) < len(rows):
         table.add_row(f"+{len(rows) - len(shown)} more", "", "", "", "", "")
     return table
@@ -187,7 +185,7 @@ class ProgressView:
         self.progress = TickingProgress(console=self.console, bar_width=20)  # plain lines off a terminal
         self.lock = threading.Lock()  # events arrive on the run's thread; the live display renders on its own
         self.task = None
-        self.rows: list[dict] = []
+        self.rows: list[ArchiveRow] = []
         self.last_stats: dict = {}
         self.pool: dict[str, int] = {}
         self.rejected: Counter[str] = Counter()

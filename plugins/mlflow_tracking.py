@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from acdc_engine.api import AcdcError, Config, PluginSection, RunFinished
+from acdc_engine.api import AcdcError, ArchiveRow, Config, PluginSection, RunFinished
 from acdc_engine.plugins.tracking import (GENERATION_METRIC, Tracker, archive_table, evaluation_stamp,
                                           evaluation_table, flat_params, load_json, save_json, TrackingHooks,
                                           write_results)
@@ -81,7 +81,7 @@ class MlflowTracker(Tracker):
             raise AcdcError(f"mlflow tracking store {uri}: {exc.message.splitlines()[0]}") from None
         return set()
 
-    def log_generation(self, generation: int, metrics: dict[str, float], archive: list[dict]) -> None:
+    def log_generation(self, generation: int, metrics: dict[str, float], archive: list[ArchiveRow]) -> None:
         import time
 
         from mlflow.entities import Metric
@@ -92,7 +92,7 @@ class MlflowTracker(Tracker):
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, generation) for k, v in metrics.items()])
 
-    def log_results(self, event: RunFinished, archive: list[dict], scratch: Path) -> None:
+    def log_results(self, event: RunFinished, archive: list[ArchiveRow], scratch: Path) -> None:
         write_results(scratch, event, archive)
         self.client.log_artifacts(self.run_id, str(scratch), "results")
         self.client.set_tag(self.run_id, "acdc.task_force", " ".join(event.task_force))

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from acdc_engine.api import (AcdcError, Config, GenerationCommitted, PluginSection, RunFinished, RunStarted,
+from acdc_engine.api import (AcdcError, ArchiveRow, Config, GenerationCommitted, PluginSection, RunFinished, RunStarted,
                              hookimpl)
 
 #: The metric holding the generation itself (the x axis of every chart; its history says which steps exist).
@@ -58,18 +58,17 @@ def generation_metrics(stats: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def archive_table(rows: list[dict]) -> tuple[list[str], list[list]]:
+def archive_table(rows: list[ArchiveRow]) -> tuple[list[str], list[list]]:
     """An archive's rows (``GenerationCommitted.archive``) as columns and data: id, parents, fitness, solved,
-    score, then one ``cap:NAME`` pass-rate column per capability."""
-    capabilities = sorted({c for r in rows for c in r.get("capabilities", {})})
+    score (None where not finite), then one ``cap:NAME`` pass-rate column per capability."""
+    capabilities = sorted({c for r in rows for c in r.capabilities})
     columns = ["id", "parents", "fitness", "solved", "score", *(f"cap:{c}" for c in capabilities)]
-    data = [[r["id"], " ".join(map(str, r["parents"])), float(r["fitness"]), int(r["solved"]),
-             float(r["score"]) if math.isfinite(r["score"]) else None,
-             *(r.get("capabilities", {}).get(c) for c in capabilities)] for r in rows]
+    data = [[r.id, " ".join(map(str, r.parents)), float(r.fitness), int(r.solved), r.finite()["score"],
+             *(r.capabilities.get(c) for c in capabilities)] for r in rows]
     return columns, data
 
 
-def write_results(folder: Path, event: RunFinished, archive: list[dict]) -> list[Path]:
+def write_results(folder: Path, event: RunFinished, archive: list[ArchiveRow]) -> list[Path]:
     """The end of a run as files in ``folder``: ``task_force.json``, ``archive.json`` (the last committed
     archive) and the report's plots as ``plots/NN-title.png``; returns them."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -77,7 +76,7 @@ def write_results(folder: Path, event: RunFinished, archive: list[dict]) -> list
              "seed_force": event.seed_force, "seed_coverage": event.seed_coverage}
     files = [folder / "task_force.json", folder / "archive.json"]
     files[0].write_text(json.dumps(force, indent=1))
-    files[1].write_text(json.dumps(archive, indent=1, allow_nan=False, default=str))
+    files[1].write_text(json.dumps([r.finite() for r in archive], indent=1, allow_nan=False))
     (folder / "plots").mkdir(exist_ok=True)
     for i, (title, png, _note) in enumerate(event.plots(), 1):
         files.append(folder / "plots" / f"{i:02d}-{re.sub(r'[^a-z0-9]+', '-', title.lower()).strip('-')}.png")
@@ -167,10 +166,10 @@ class Tracker:
         the generations (steps) it already holds."""
         raise NotImplementedError
 
-    def log_generation(self, generation: int, metrics: dict[str, float], archive: list[dict]) -> None:
+    def log_generation(self, generation: int, metrics: dict[str, float], archive: list[ArchiveRow]) -> None:
         raise NotImplementedError
 
-    def log_results(self, event: RunFinished, archive: list[dict], scratch: Path) -> None:
+    def log_results(self, event: RunFinished, archive: list[ArchiveRow], scratch: Path) -> None:
         """The task force, final archive and plots (:func:`write_results` into ``scratch`` or elsewhere)."""
         raise NotImplementedError
 
@@ -194,7 +193,7 @@ class TrackingPlugin:
         self.config: Config | None = None
         self.tracker: Tracker | None = None
         self.logged: set[int] = set()
-        self.archive: list[dict] = []
+        self.archive: list[ArchiveRow] = []
         self.finished = False
 
     def configure(self, config: Config) -> None:
@@ -219,7 +218,7 @@ class TrackingPlugin:
                     self.tracker.log_results(event, self.archive, Path(scratch))
                 self.finished = True
 
-    def log(self, generation: int, stats: dict, archive: list[dict]) -> None:
+    def log(self, generation: int, stats: dict, archive: list[ArchiveRow]) -> None:
         self.tracker.log_generation(generation, generation_metrics(stats), archive)
         self.logged.add(generation)
 

@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from acdc_engine.api import AcdcError, Config, PluginSection, RunFinished
+from acdc_engine.api import AcdcError, ArchiveRow, Config, PluginSection, RunFinished
 from acdc_engine.plugins.tracking import (Tracker, archive_table, evaluation_stamp, evaluation_table, load_json,
                                           save_json, TrackingHooks, write_results)
 
@@ -110,13 +110,13 @@ class WandbTracker(Tracker):
             raise AcdcError(f"wandb could not start run {run_id} ({mode}): {exc}".splitlines()[0]) from None
         return run_id, root
 
-    def log_generation(self, generation: int, metrics: dict[str, float], archive: list[dict]) -> None:
+    def log_generation(self, generation: int, metrics: dict[str, float], archive: list[ArchiveRow]) -> None:
         import wandb
 
         columns, data = archive_table(archive)
         self.run.log({**metrics, "archive": wandb.Table(columns=columns, data=data)}, step=generation)
 
-    def log_results(self, event: RunFinished, archive: list[dict], scratch: Path) -> None:
+    def log_results(self, event: RunFinished, archive: list[ArchiveRow], scratch: Path) -> None:
         import wandb
 
         folder = Path(self.run.dir) / "acdc-results"  # the run's own files: uploaded with it

@@ -21,11 +21,12 @@ from rich.console import Console
 from acdc_engine.events import (Advanced, GenerationCommitted, GenerationStarted, ModelDone, RunStarted, StepStarted,
                                  TaskLimbo, TaskRejected, TasksAdded)
 from acdc_engine.progress import TickingProgress
+from acdc_engine.records import ArchiveRow
 from acdc_engine.view import ProgressView, heat
 from conftest import tiny_overrides
 
-ROWS = [{"id": f"m{i:04d}", "parents": ["m0001", "m0002"], "fitness": 0.5 - i / 100, "solved": 3, "score": 0.1 * i,
-         "capabilities": {"arithmetic": 1.0, "code": 0.0, "strings": 0.5}} for i in range(12)]
+ROWS = [ArchiveRow(**{"id": f"m{i:04d}", "parents": ["m0001", "m0002"], "fitness": 0.5 - i / 100, "solved": 3, "score": 0.1 * i,
+         "capabilities": {"arithmetic": 1.0, "code": 0.0, "strings": 0.5}}) for i in range(12)]
 STATS = {"fit_max": 0.5, "fit_mean": 0.4, "coverage": 0.6, "elites": 12, "pool_active": 9, "elapsed_s": 3.0}
 
 
@@ -54,7 +55,7 @@ def test_rendered_view_fits_80_by_24_and_shows_every_panel():
     assert "gen 1/3" in text and "models/min" in text and "answers/s" in text  # header with throughput
     assert "skills acs" in text and "skills: a arithmetic, c code, s strings" in text  # the columns' legend
     assert text.count("time 0.0s") <= 1  # the last generation's time line once
-    assert "skills acs" in text and heat(ROWS[0]["capabilities"], ["arithmetic", "code", "strings"]) in text
+    assert "skills acs" in text and heat(ROWS[0].capabilities, ["arithmetic", "code", "strings"]) in text
     assert "+4 more" in text  # 12 members, 8 shown
     assert "active 9, accepted 14" in text and "ValueError 1" in text and "timed out after 2 s 1" in text
     assert "m0005: fitness 0.400" in text  # recent events

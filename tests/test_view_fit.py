@@ -12,12 +12,13 @@ from rich.console import Console
 
 from acdc_engine.events import (Advanced, GenerationCommitted, GenerationStarted, ModelDone, RunFinished, RunStarted,
                                  StepStarted, TaskLimbo)
+from acdc_engine.records import ArchiveRow
 from acdc_engine.view import ProgressView
 
 SEEDS = ["seed:smollm2", "seed:forged:smollm2:arithmetic", "seed:forged:smollm2:knowledge"]
-ROWS = [{"id": f"m{i + 1:04d}", "parents": [SEEDS[i]] if i < 3 else ["m0001", "m0003"], "fitness": 0.5 - i / 50,
+ROWS = [ArchiveRow(**{"id": f"m{i + 1:04d}", "parents": [SEEDS[i]] if i < 3 else ["m0001", "m0003"], "fitness": 0.5 - i / 50,
          "solved": 9 - i, "score": float("inf") if i == 0 else 0.05 * i,
-         "capabilities": {c: (i % 5) / 4 for c in ("arithmetic", "code", "knowledge", "lists", "strings", "units")}}
+         "capabilities": {c: (i % 5) / 4 for c in ("arithmetic", "code", "knowledge", "lists", "strings", "units")}})
         for i in range(7)]
 STATS = {"fit_max": 0.512, "fit_mean": 0.401, "coverage": 0.778, "elites": 7, "pool_active": 18,
          "task_diversity": 3.21, "elapsed_s": 1234.5, "time_total_s": 598.3, "time_materialise_s": 53.4,
