@@ -203,3 +203,17 @@ def test_a_damaged_run_id_file_is_one_line_naming_it(tmp_path):
     with pytest.raises(AcdcError, match="wandb-run.json cannot be read .*delete it to start a new tracked run") as err:
         load_json(path)
     assert "\n" not in str(err.value)
+
+
+def test_the_results_archive_is_standard_json_with_the_fittest_members_infinite_score_as_null(tmp_path):
+    from acdc_engine.api import ArchiveRow, RunFinished
+    from acdc_engine.plugins.tracking import write_results
+
+    rows = [ArchiveRow(id="m0004", parents=["m0001", "m0002"], fitness=0.5, solved=3, score=float("inf"),
+                       capabilities={"code": 1.0}),
+            ArchiveRow(id="m0002", parents=["seed:b"], fitness=0.25, solved=1, score=0.75, capabilities={})]
+    finished = RunFinished(run_dir=str(tmp_path), task_force=["m0004"], coverage=0.5, seed_coverage=0.25,
+                           seed_force=["m0002"], n_tasks=4)
+    files = write_results(tmp_path / "out", finished, rows)
+    kept = json.loads(files[1].read_text(), parse_constant=lambda c: pytest.fail(f"not standard JSON: {c}"))
+    assert [r["score"] for r in kept] == [None, 0.75] and kept[0]["capabilities"] == {"code": 1.0}
