@@ -11,7 +11,7 @@ never through an import of the plugin.
 from acdc_engine.answers import extract_answer
 from acdc_engine.backend import Backend
 from acdc_engine.checkpoint import CheckpointReader, CheckpointWriter
-from acdc_engine.commands import command_config, config_options, quiet_libraries
+from acdc_engine.commands import plugin_command
 from acdc_engine.config import Config, PluginSection, SandboxConfig
 from acdc_engine.digest import file_digest
 from acdc_engine.errors import AcdcError, AcdcRuntimeError
@@ -20,7 +20,6 @@ from acdc_engine.events import (Advanced, Event, GenerationCommitted, Generation
                                 WeightsEvicted, WeightsRebuilt, WorkerLost)
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.operators import MergeMethod, MutationMethod
-from acdc_engine.plugin_manager import PluginContext
 from acdc_engine.progress import TickingProgress, folded_bars
 from acdc_engine.records import ArchiveRow
 from acdc_engine.seeds import check_chat_template
@@ -34,7 +33,6 @@ __all__ = [
     "PluginSection", "RunFinished", "RunStarted", "SandboxConfig", "StepStarted", "TaskCodeError", "TaskLimbo",
     "TaskRejected", "TaskRequest", "TaskSpec", "TasksAdded", "WeightsDamaged", "WeightsEvicted", "WeightsRebuilt",
     "WorkerLost",
-    "TickingProgress", "check_chat_template", "command_config", "config_options",
-    "PluginContext",
-    "extract_answer", "file_digest", "folded_bars", "hookimpl", "quiet_libraries", "resolve_seed",
+    "TickingProgress", "check_chat_template",
+    "extract_answer", "file_digest", "folded_bars", "hookimpl", "plugin_command", "resolve_seed",
 ]

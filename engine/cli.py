@@ -116,6 +116,7 @@ def _start(config_file, overrides, plugins, run_dir) -> None:
                 remove_empty_dirs(made_dirs)
                 raise
             try:
+                quiet_libraries()  # before any plugin prepares: no library's own bars in the run's display
                 plugins.hook.acdc_prepare_run(config=config, hook=plugins.hook)  # e.g. forging the first run's experts
             except BaseException:  # an error, Ctrl-C or exit while preparing: the folder is left as it was
                 store.close()

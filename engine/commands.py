@@ -1,14 +1,16 @@
 """What every ``acdc-engine`` command shares, built-in or added by a plugin (hook ``acdc_commands``).
 
-A plugin's command takes :func:`config_options` and loads its config with
-:func:`command_config`, so ``acdc-engine --set k=v CMD`` and ``acdc-engine
-CMD --config F --set k=v`` mean what they mean for the built-in commands; an
-:class:`~acdc_engine.errors.AcdcError` it raises is printed as one line.
+A plugin's command is written with :func:`plugin_command`: it takes ``--config`` and ``--set`` as the
+built-in commands do (:func:`config_options`), so ``acdc-engine --set k=v CMD`` and ``acdc-engine CMD
+--config F --set k=v`` mean what they mean there (:func:`command_config`), and it runs inside a plugin
+context of that config; an :class:`~acdc_engine.errors.AcdcError` it raises is printed as one line.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -49,3 +51,21 @@ def quiet_libraries() -> None:
 
     silence_foreign_bars()
     hf_logging.set_verbosity_error()
+
+
+def plugin_command(body: Callable) -> Callable:
+    """Makes ``body(plugins, **options)`` a command's callback (put it under ``@click.command()`` and the
+    command's own ``@click.option`` decorators): the command takes ``--config`` and ``--set``, quiets the libraries'
+    own progress (:func:`quiet_libraries`), loads its config and calls ``body`` inside a
+    :class:`~acdc_engine.plugin_manager.PluginContext` of it, so ``plugins.config`` and ``plugins.hook`` are
+    at hand and every plugin is configured once and unconfigured after, even on an error."""
+
+    @functools.wraps(body)
+    def callback(config_file: Path | None, overrides: tuple[str, ...], **options):
+        from acdc_engine.plugin_manager import PluginContext  # imported when called: the API loads no manager
+
+        quiet_libraries()
+        with PluginContext(command_config(config_file, overrides)) as plugins:
+            return body(plugins, **options)
+
+    return config_options(callback)

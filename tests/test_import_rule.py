@@ -80,9 +80,9 @@ def test_the_plugin_guide_names_every_export_and_nothing_outside_the_api():
     assert not outside, f"docs/plugins.md sends plugin authors outside acdc_engine.api: {sorted(outside)}"
 
 
-def test_the_contract_does_not_import_the_store_the_report_or_the_loop():
+def test_the_contract_does_not_import_the_store_the_report_the_loop_or_the_plugin_manager():
     loaded = subprocess.run([sys.executable, "-c", "import sys, acdc_engine.api; print(' '.join(sys.modules))"],
                             capture_output=True, text=True, check=True).stdout.split()
     inner = {"acdc_engine.store", "acdc_engine.report", "acdc_engine.loop", "acdc_engine.evaluate",
-             "acdc_engine.lineage", "acdc_engine.cli", "acdc_engine.view"}
+             "acdc_engine.lineage", "acdc_engine.cli", "acdc_engine.view", "acdc_engine.plugin_manager"}
     assert not inner & set(loaded), f"acdc_engine.api imports {sorted(inner & set(loaded))}"

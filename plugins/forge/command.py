@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.progress import TimeRemainingColumn
 
-from acdc_engine.api import PluginContext, TickingProgress, command_config, config_options, quiet_libraries
+from acdc_engine.api import TickingProgress, plugin_command
 from acdc_engine.plugins.forge.cache import Forge
 from acdc_engine.plugins.forge.compare import compare, forge_table
 from acdc_engine.plugins.forge.data import DEFAULT_CAPABILITIES, parse_capabilities
@@ -38,19 +38,17 @@ console = Console(soft_wrap=True)
                    "other capabilities' replayed texts (0: off).")
 @click.option("--force", is_flag=True, help="Forge again even if the cache holds these experts.")
 @click.option("--no-eval", is_flag=True, help="Skip the comparison on held-out tasks.")
-@config_options
-def forge(base, capabilities, steps, lr, rank, protect_energy, force, no_eval, config_file, overrides):
+@plugin_command
+def forge(plugins, base, capabilities, steps, lr, rank, protect_energy, force, no_eval):
     """Make seed experts from a base model: a short LoRA fine-tune per capability.
 
     Experts are cached (forged again only with --force or other settings) and
     resolve as the seed spec forged:BASE, which the default config uses.
     """
-    quiet_libraries()
-    config = command_config(config_file, overrides)
+    config, hook = plugins.config, plugins.hook
     recipe = ForgeRecipe(steps=steps, lr=lr, rank=rank, protect_energy=protect_energy or None)
     try:
-        with PluginContext(config) as plugins, forge_progress() as progress:
-            hook = plugins.hook
+        with forge_progress() as progress:
             caps = parse_capabilities(hook, capabilities)
             smith = Forge(hook, config, base=base, recipe=recipe, phase=shown_on(progress))
             made = {f"{cap} expert": (cap, done.path)
@@ -164,7 +162,6 @@ def forge_missing(config, hook) -> None:
         base = spec[len(FORGED_PREFIX):]
         if not spec.startswith(FORGED_PREFIX) or ":" in base or forged_experts(cache, base):
             continue
-        quiet_libraries()
         console.print(f"seed {spec}: no expert forged from {base} yet; forging {', '.join(DEFAULT_CAPABILITIES)} "
                       "once (how long, measured from the first training steps, is said then; cached for later "
                       "runs; forge.forge_missing=false skips this)", highlight=False)

@@ -6,7 +6,7 @@ import os
 import click
 from pydantic import Field
 
-from acdc_engine.api import AcdcError, PluginSection, command_config, config_options, PluginContext, hookimpl
+from acdc_engine.api import AcdcError, PluginSection, hookimpl, plugin_command
 
 _prefix = ""
 
@@ -47,15 +47,14 @@ def _log(line):
 
 @click.command()
 @click.option("--fail", is_flag=True, help="Raise an AcdcError.")
-@config_options
-def probe(fail, config_file, overrides):
+@plugin_command
+def probe(plugins, fail):
     """Print the probe section's prefix and the enabled plugins."""
     if fail:
         raise AcdcError("probe failed on purpose")
-    config = command_config(config_file, overrides)
-    with PluginContext(config) as plugins:
-        click.echo(f"prefix={config.section('probe').prefix!r} plugins={','.join(config.run.plugins)} "
-                   f"configured={_prefix == config.section('probe').prefix and plugins.manager.has_plugin('probe')}")
+    config = plugins.config
+    click.echo(f"prefix={config.section('probe').prefix!r} plugins={','.join(config.run.plugins)} "
+               f"configured={_prefix == config.section('probe').prefix and plugins.manager.has_plugin('probe')}")
 
 
 @hookimpl
