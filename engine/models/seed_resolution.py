@@ -6,9 +6,9 @@ import json
 from contextlib import ExitStack
 from pathlib import Path
 
-from acdc_engine.errors import AcdcError
-from acdc_engine.checkpoint import CheckpointReader
-from acdc_engine.materialise import check_compatible
+from ..errors import AcdcError
+from .checkpoint import CheckpointReader
+from .materialise import check_compatible
 
 #: Spec prefix of the forged experts' seed group, ``forged:BASE`` (resolved by the ``forged-seeds`` plugin).
 FORGED_PREFIX = "forged:"
