@@ -6,7 +6,7 @@ parent (per weighted input for mergekit's methods) for each block of
 ``layer_granularity`` does (0: one weight per parent for the whole model).
 With more than one block the child's recipe holds the weights per block and
 ``layer_granularity``, which materialisation resolves for each tensor
-(:mod:`acdc_engine.layer_blocks`: embeddings take the first block's weights,
+(:mod:`acdc_engine.models.layer_blocks`: embeddings take the first block's weights,
 the final norm and ``lm_head`` the last's, as in mergekit's slices); with one
 block it holds plain weights. Parents: a group of ``n_parents`` archive
 members (distinct where the archive has enough), drawn uniformly at the first
@@ -46,9 +46,9 @@ from ribs.emitters.opt import CMAEvolutionStrategy
 from ribs.emitters.rankers import TwoStageImprovementRanker, TwoStageObjectiveRanker
 
 from acdc_engine.errors import AcdcError
-from acdc_engine.layer_blocks import KEY as GRANULARITY_KEY
-from acdc_engine.layer_blocks import n_blocks
-from acdc_engine.operators import MergeMethod, MutationMethod
+from acdc_engine.models.layer_blocks import KEY as GRANULARITY_KEY
+from acdc_engine.models.layer_blocks import n_blocks
+from acdc_engine.models.operators import MergeMethod, MutationMethod
 from acdc_engine.recipe import Recipe
 
 #: The crossover parameters that hold merge weights: the merge plugin's, and mergekit's.

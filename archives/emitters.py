@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from ribs.emitters import EmitterBase
 
-from acdc_engine.operators import MergeMethod, MutationMethod
+from acdc_engine.models.operators import MergeMethod, MutationMethod
 from acdc_engine.recipe import Recipe
 
 

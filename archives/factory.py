@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from acdc_engine.archives.cma_emitter import CMAEmitter
-from acdc_engine.archives.emitters import RecipeEmitter
-from acdc_engine.archives.model_archive import CVTModelArchive, GridModelArchive, ModelArchive, SkillDNSArchive
-from acdc_engine.archives.population import PopulationArchive
+from .cma_emitter import CMAEmitter
+from .emitters import RecipeEmitter
+from .model_archive import CVTModelArchive, GridModelArchive, ModelArchive, SkillDNSArchive
+from .population_archive import PopulationArchive
 
 KINDS = ("dns", "dns-euclidean", "map-elites-grid", "map-elites-cvt", "nsga2", "top-fitness")
 EMITTERS = {"recipe": RecipeEmitter, "cma-es": CMAEmitter}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from ribs.archives import CVTArchive, DNSArchive, GridArchive, k_means_centroids
 
-from acdc_engine.archives.dominated_novelty import dominated_novelty
+from .dominated_novelty import dominated_novelty
 
 EXTRA_FIELDS = {"model_id": ((), object), "viable": ((), bool)}
 

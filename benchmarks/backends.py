@@ -99,7 +99,7 @@ class ContinuousBatching:
 
 def prompts(n: int) -> list[str]:
     """``n`` instructions of the default initial pool's families (3 instances each)."""
-    from evaluation import instructions
+    from answer_speed import instructions
 
     return instructions(-(-n // 3))[:n]
 
@@ -120,8 +120,8 @@ def main() -> None:
     ap.add_argument("--only", help=f"Comma-separated backends (of {', '.join(BACKENDS)}; {REFERENCE} always runs).")
     args = ap.parse_args()
 
-    from acdc_engine.benchmarks import choice_replies
-    from acdc_engine.commands import quiet_libraries
+    from acdc_engine.evaluation.outside_benchmarks import choice_replies
+    from acdc_engine.ui.commands import quiet_libraries
 
     quiet_libraries()
     checkpoint = Path(args.checkpoint)

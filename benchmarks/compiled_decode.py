@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/compiled_decode.py [CHECKPOINT_DIR] [--families 12] [--reps 3]
 
-Answers the default initial pool's prompts (as ``benchmarks/evaluation.py``
+Answers the default initial pool's prompts (as ``benchmarks/answer_speed.py``
 does) three ways on one resident SmolLM2, alternating, ``--reps`` times:
 
 - the default backend (``TransformersBackend``: a dynamic KV cache whose
@@ -27,7 +27,7 @@ import torch
 from transformers import StaticCache
 
 from acdc_engine.plugins.transformers_backend import TransformersBackend
-from evaluation import MAX_NEW, instructions, user
+from answer_speed import MAX_NEW, instructions, user
 
 BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 144)
 

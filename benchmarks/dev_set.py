@@ -28,7 +28,7 @@ SCREEN_RULE, fixed on 2026-12-07 before any model answered a question of these t
      prompt (``humaneval/q1`` shortest ... ``q4``), scored by its tests in the sandbox.
    71 evals tasks (50 open, 21 multiple choice) and 4 HumanEval parts.
 2. Each task's questions are put in the order of a draw seeded by 0 and the task's name
-   (``acdc_engine.benchmarks.screened_order``); the first 20 are its screening sample (all 41 of a
+   (``acdc_engine.evaluation.outside_benchmarks.screened_order``); the first 20 are its screening sample (all 41 of a
    HumanEval part), the first 50 its development questions (all 41 of a HumanEval part). (The rule as
    first written said 100; it was cut to 50 after the screening, by count alone, for the time the
    measurement takes on 2 cores: 1,031 questions, above the 1,000 asked for.)
@@ -78,7 +78,7 @@ def candidate_tasks(cache: Path) -> dict[str, tuple[str, list]]:
     kind is ``open``, ``choice`` or ``code``; each item's id is ``task/id``."""
     from dataclasses import replace
 
-    from acdc_engine.benchmarks import EVALS_BASIC, candidate_kind, evals_wheel_tasks, humaneval_parts, screened_order
+    from acdc_engine.evaluation.outside_benchmarks import EVALS_BASIC, candidate_kind, evals_wheel_tasks, humaneval_parts, screened_order
     from discovery import evals_wheel
 
     out = {}
@@ -113,7 +113,7 @@ class BaseAnswers:
 
     def __init__(self, cache: Path, config) -> None:
         from acdc_engine.plugin_manager import PluginContext
-        from acdc_engine.seeds import resolve
+        from acdc_engine.models.seed_resolution import resolve
 
         self.config = config
         self.plugins = PluginContext(config).open()
@@ -162,7 +162,7 @@ class BaseAnswers:
 
     def logprobs(self, items: list) -> list[list[float]]:
         """Each multiple-choice item's log-probability of every reply ``Answer: <letter>``."""
-        from acdc_engine.benchmarks import choice_replies
+        from acdc_engine.evaluation.outside_benchmarks import choice_replies
 
         todo = [it for it in items if self._key("lp", it.prompt) not in self.store]
         if todo:
@@ -174,8 +174,8 @@ class BaseAnswers:
         return [self.store[self._key("lp", it.prompt)] for it in items]
 
     def verdicts(self, items: list, replies: list[str]) -> list[bool]:
-        from acdc_engine.benchmarks import submission
-        from acdc_engine.evaluate import score_answers
+        from acdc_engine.evaluation.outside_benchmarks import submission
+        from acdc_engine.evaluation.systems import score_answers
 
         subs = [[submission(it, r)] for it, r in zip(items, replies)]
         return [v[0] for v in score_answers(items, subs, self.hook, self.config.sandbox)]
@@ -186,7 +186,7 @@ class BaseAnswers:
         from the replies' probabilities with a generator seeded by ``sample``, as the discovery benchmark)."""
         import numpy as np
 
-        from acdc_engine.discovery import choice_pick
+        from acdc_engine.evaluation.discovery_measure import choice_pick
 
         temperature, seed = (0.0, 0) if sample is None else (SAMPLE_TEMPERATURE, sample)
         at = [k for k, it in enumerate(items) if it.kind == "choice" and choices == "likelihood"]
@@ -207,9 +207,9 @@ class BaseAnswers:
 
 
 def half_width(a, b) -> float:
-    """Half the width of the 90 % paired bootstrap interval (:func:`acdc_engine.discovery.gap_interval`)
+    """Half the width of the 90 % paired bootstrap interval (:func:`acdc_engine.evaluation.discovery_measure.gap_interval`)
     of the Coverage gap between two systems' per-question hits."""
-    from acdc_engine.discovery import gap_interval
+    from acdc_engine.evaluation.discovery_measure import gap_interval
 
     lo, hi = gap_interval(a, b)
     return (hi - lo) / 2
@@ -240,7 +240,7 @@ def report(answers: BaseAnswers, items: list, choices: str, samples: int, code_s
     half-width. Returns the figures."""
     import numpy as np
 
-    from acdc_engine.discovery import guessing_coverage
+    from acdc_engine.evaluation.discovery_measure import guessing_coverage
 
     greedy = np.array(answers.hits(items, choices), dtype=bool)
     other = "generated" if choices == "likelihood" else "likelihood"
@@ -304,7 +304,7 @@ def main() -> None:
     parser.add_argument("--out", help="Write the figures as JSON here.")
     args = parser.parse_args()
 
-    from acdc_engine.commands import quiet_libraries
+    from acdc_engine.ui.commands import quiet_libraries
     from acdc_engine.config import load_config
     from acdc_engine.errors import AcdcError
 

@@ -13,7 +13,7 @@ Table 3 shape at the same model budget), this
    = the run seed (a run folder under ``--out`` that already holds a task
    force is reused; one without is resumed);
 3. scores, on the development set below, which no part of the run reads
-   (see :mod:`acdc_engine.discovery` for the systems): for N = 3 and N = 8,
+   (see :mod:`acdc_engine.evaluation.discovery_measure` for the systems): for N = 3 and N = 8,
    Coverage of the task force, of the seed experts, of the control and of the
    fittest single model, and of the task force picked from the models born
    up to each generation (picked over the run's tasks, or over each of their
@@ -198,7 +198,7 @@ def evals_wheel(cache: Path) -> Path:
 
 def evals_tasks(wheel: Path, questions: int) -> dict[str, list[dict]]:
     """The tasks of ``EVALS_TASKS`` from the wheel, checked to be the draw that EVALS_RULE makes."""
-    from acdc_engine.benchmarks import eligible_open_tasks, evals_wheel_tasks
+    from acdc_engine.evaluation.outside_benchmarks import eligible_open_tasks, evals_wheel_tasks
     from acdc_engine.errors import AcdcError
 
     tasks = evals_wheel_tasks(wheel)
@@ -214,7 +214,7 @@ def dev_set(cache: Path, sdist: str | None, name: str, questions: int, humaneval
     """The development set ``name`` (of ``DEV_SETS``), every item named ``benchmark/id``."""
     from dataclasses import replace
 
-    from acdc_engine.benchmarks import draw_questions, load_bigbench_sdist, load_humaneval
+    from acdc_engine.evaluation.outside_benchmarks import draw_questions, load_bigbench_sdist, load_humaneval
 
     tasks, open_only = DEV_SETS[name]
     if name == "screened":  # its own questions per task, HumanEval parts included (see benchmarks/dev_set.py)
@@ -299,8 +299,8 @@ class Answerer:
 
     def __call__(self, weights: Path, temperature: float, seed: int, n: int, items) -> list[list[bool]]:
         """Per item of ``items``, the verdicts of ``n`` generated answers (see :class:`AnswerBook`)."""
-        from acdc_engine.benchmarks import submission
-        from acdc_engine.evaluate import score_answers
+        from acdc_engine.evaluation.outside_benchmarks import submission
+        from acdc_engine.evaluation.systems import score_answers
 
         self._load(weights)
         t0 = time.monotonic()
@@ -322,11 +322,11 @@ class Answerer:
         return verdicts
 
     def choose(self, weights: Path, temperature: float, seed: int) -> list[bool]:
-        """Each multiple-choice item answered by likelihood (see :mod:`acdc_engine.discovery`)."""
+        """Each multiple-choice item answered by likelihood (see :mod:`acdc_engine.evaluation.discovery_measure`)."""
         import numpy as np
 
-        from acdc_engine.benchmarks import choice_replies
-        from acdc_engine.discovery import choice_pick
+        from acdc_engine.evaluation.outside_benchmarks import choice_replies
+        from acdc_engine.evaluation.discovery_measure import choice_pick
 
         self._load(weights)
         t0 = time.monotonic()
@@ -352,18 +352,18 @@ def measure(run_dir: Path, items, cache: Path, choices: str, units: str, ceiling
     """The table of one run: Coverage of every system for each N, and per generation; task forces (the
     seed experts' too) picked over the run's tasks or their instances (``units``). With ``ceiling``, every
     model of the run answers too: the reach of the models born up to each generation together, beside as
-    many samples of the base; and for each N the oracle ceiling (:func:`acdc_engine.discovery.best_cover`)
-    and the expected Coverage of a random pick (:func:`acdc_engine.discovery.random_pick_coverage`). With
+    many samples of the base; and for each N the oracle ceiling (:func:`acdc_engine.evaluation.discovery_measure.best_cover`)
+    and the expected Coverage of a random pick (:func:`acdc_engine.evaluation.discovery_measure.random_pick_coverage`). With
     ``mutation_control``, the mutation-only control too (see :func:`mutation_control_picks`)."""
     import numpy as np
 
-    from acdc_engine.discovery import (
+    from acdc_engine.evaluation.discovery_measure import (
         AnswerBook, Member, best_cover, coverage_by_kind, covered, forces_by_generation, guessing_coverage,
         padded, pick, random_pick_coverage, run_skills, seed_ids, system_coverage,
     )
-    from acdc_engine.lineage import rebuild_weights
+    from acdc_engine.models.lineage import rebuild_weights
     from acdc_engine.plugin_manager import PluginContext
-    from acdc_engine.seeds import resolve_seeds
+    from acdc_engine.models.seed_resolution import resolve_seeds
     from acdc_engine.store import RunStore
 
     store = RunStore.open(run_dir)
@@ -484,15 +484,15 @@ def mutation_control_picks(run_dir: Path, store, hook, config, base_dir: Path, b
                            unit_ids: list[str], units: str, threshold: float, models: list[dict],
                            scratch: Path) -> dict:
     """The mutation-only control of one run, which separates selection from perturbation: one mutation of
-    the base per child the run made (:func:`acdc_engine.discovery.base_mutations`), each scored on the
-    run's accepted tasks as the run scores (:func:`acdc_engine.discovery.task_scores`), and for each N the
+    the base per child the run made (:func:`acdc_engine.evaluation.discovery_measure.base_mutations`), each scored on the
+    run's accepted tasks as the run scores (:func:`acdc_engine.evaluation.discovery_measure.task_scores`), and for each N the
     N of them and the base picked as the task force is picked. Returns ``{N: (ids, weights files)}``. The
     task scores are kept in ``<run folder>-mutation-control.json`` as each mutant is scored (a crash loses
     none); the mutants' weights are built into ``scratch``, one at a time, and again for those picked."""
-    from acdc_engine.discovery import base_mutations, pick, task_scores, unit_scores
-    from acdc_engine.executor import MaterialiseJob, Operators, Worker
+    from acdc_engine.evaluation.discovery_measure import base_mutations, pick, task_scores, unit_scores
+    from acdc_engine.run.executor import MaterialiseJob, Operators, Worker
     from acdc_engine.files import write_new
-    from acdc_engine.pool import TaskPool
+    from acdc_engine.run.task_pool import TaskPool
     from acdc_engine.tasks import ACCEPTED
 
     recipes = base_mutations(models, base_id)
@@ -545,7 +545,7 @@ def seed_spec(row) -> str | None:
 def targets(table: dict) -> list[tuple[str, bool, float, tuple[float, float] | None]]:
     """Each target: its name, whether it is met, the gap (system - baseline) and the gap's 90 % paired
     bootstrap interval over questions (None for a table without per-question hits)."""
-    from acdc_engine.discovery import gap_interval
+    from acdc_engine.evaluation.discovery_measure import gap_interval
 
     out = []
     for name, system, baseline, margin in TARGETS:
@@ -644,7 +644,7 @@ def main() -> None:
                         "archive), scored on the run's tasks, N of them picked as the task force is.")
     args = parser.parse_args()
 
-    from acdc_engine.commands import quiet_libraries
+    from acdc_engine.ui.commands import quiet_libraries
     from acdc_engine.config import load_config
     from acdc_engine.errors import AcdcError
 
@@ -732,9 +732,9 @@ def main() -> None:
 
 def time_answering(config, items, choices: str) -> None:
     """The base answers ``items`` once, greedily, into a throw-away answer book; prints the time by part."""
-    from acdc_engine.discovery import AnswerBook, Member
+    from acdc_engine.evaluation.discovery_measure import AnswerBook, Member
     from acdc_engine.plugin_manager import PluginContext
-    from acdc_engine.seeds import resolve_seeds
+    from acdc_engine.models.seed_resolution import resolve_seeds
 
     with PluginContext(config) as plugins, tempfile.TemporaryDirectory() as scratch:
         _, base_dir = resolve_seeds(plugins.hook, config.models)
@@ -775,7 +775,7 @@ def earlier_results(path: Path, described: dict, overrides: list[str]) -> dict:
 def report(label: str, table: dict) -> None:
     import numpy as np
 
-    from acdc_engine.discovery import gap_interval
+    from acdc_engine.evaluation.discovery_measure import gap_interval
 
     say(f"\n{label}  ({table['n_seeds']} seeds; run {table['time_s']['run']:.0f} s, "
         f"scoring {table['time_s']['answer']:.0f} s)")

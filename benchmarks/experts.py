@@ -30,11 +30,11 @@ def main() -> None:
 
     import numpy as np
 
-    from acdc_engine.commands import quiet_libraries
+    from acdc_engine.ui.commands import quiet_libraries
     from acdc_engine.config import load_config
-    from acdc_engine.discovery import AnswerBook, Member, covered, gap_interval
+    from acdc_engine.evaluation.discovery_measure import AnswerBook, Member, covered, gap_interval
     from acdc_engine.plugin_manager import PluginContext
-    from acdc_engine.seeds import resolve_seeds
+    from acdc_engine.models.seed_resolution import resolve_seeds
 
     quiet_libraries()
     config = load_config(None, [])

@@ -18,7 +18,7 @@ import json
 import os
 import time
 
-from acdc_engine.commands import quiet_libraries
+from acdc_engine.ui.commands import quiet_libraries
 from acdc_engine.config import load_config
 from acdc_engine.errors import AcdcError
 from acdc_engine.plugin_manager import PluginContext

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from acdc_engine.checkpoint import CheckpointReader
-from acdc_engine.materialise import materialise, mutation_pool
+from acdc_engine.models.checkpoint import CheckpointReader
+from acdc_engine.models.materialise import materialise, mutation_pool
 from acdc_engine.plugins.merge import acdc_merge_methods, acdc_mutation_methods, is_mutable_matrix, top_singular
 from acdc_engine.plugins.smollm2 import acdc_resolve_seed
 from acdc_engine.recipe import Recipe
@@ -95,7 +95,7 @@ def peak_rss(a: Path, b: Path) -> None:
     """Peak RSS of a fresh process (VmHWM: ru_maxrss would carry this process's peak over exec)."""
     code = (
         "import sys; from pathlib import Path\n"
-        "from acdc_engine.materialise import materialise\n"
+        "from acdc_engine.models.materialise import materialise\n"
         "from acdc_engine.plugins.merge import acdc_merge_methods, acdc_mutation_methods\n"
         "from acdc_engine.recipe import Recipe\n"
         "r = Recipe.make(parents=('a','b'), crossover='linear', crossover_params={'weights': [1.0, 1.02]},"

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import make_tiny_model, tiny_overrides  # noqa: E402
 
 from acdc_engine.config import load_config  # noqa: E402
-from acdc_engine.loop import Coevolution  # noqa: E402
+from acdc_engine.run.loop import Coevolution  # noqa: E402
 from acdc_engine.plugin_manager import PluginContext  # noqa: E402
 from acdc_engine.plugins import smollm2  # noqa: E402
 from acdc_engine.store import RunStore  # noqa: E402

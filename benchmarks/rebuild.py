@@ -51,11 +51,11 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=4, help="Newest non-seed models to rebuild.")
     args = parser.parse_args()
 
-    from acdc_engine.commands import quiet_libraries
-    from acdc_engine.lineage import rebuild_weights
+    from acdc_engine.ui.commands import quiet_libraries
+    from acdc_engine.models.lineage import rebuild_weights
     from acdc_engine.plugin_manager import PluginContext
     from acdc_engine.recipe import Recipe
-    from acdc_engine.seeds import resolve_seeds
+    from acdc_engine.models.seed_resolution import resolve_seeds
     from acdc_engine.store import RunStore
 
     quiet_libraries()

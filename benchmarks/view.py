@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_view import feed  # noqa: E402  (the test's full screen: 12 archive rows, events, a time line)
 
 from acdc_engine.events import Advanced  # noqa: E402
-from acdc_engine.view import REFRESH_PER_S, ProgressView  # noqa: E402
+from acdc_engine.ui.live_view import REFRESH_PER_S, ProgressView  # noqa: E402
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 Usage (in the vLLM environment, see scripts/setup_vllm.sh):
     .venv-vllm/bin/python benchmarks/vllm_backend.py [--families 4] [--dtype bfloat16]
 
-Same prompts as benchmarks/evaluation.py (the default initial pool's
+Same prompts as benchmarks/answer_speed.py (the default initial pool's
 instructions from the sandbox), SmolLM2, greedy, 48 new tokens. Prints
 useful tokens/s of both backends on a resident model, the ratio, the vLLM
 engine's start-up time and the time of one in-place weight swap.
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluation import MAX_NEW, instructions  # noqa: E402
+from answer_speed import MAX_NEW, instructions  # noqa: E402
 
 from acdc_engine.plugins.transformers_backend import TransformersBackend  # noqa: E402
 from acdc_engine.plugins.vllm_backend import VllmBackend  # noqa: E402

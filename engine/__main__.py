@@ -1,5 +1,5 @@
 """``python -m acdc_engine`` is the ``acdc-engine`` command."""
 
-from acdc_engine.cli import main
+from .ui.cli import main
 
 main()

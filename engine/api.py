@@ -8,23 +8,23 @@ with :data:`hookimpl`. What the engine needs from a plugin goes through hooks,
 never through an import of the plugin.
 """
 
-from acdc_engine.answers import extract_answer
-from acdc_engine.backend import Backend
-from acdc_engine.checkpoint import CheckpointReader, CheckpointWriter
-from acdc_engine.commands import plugin_command
-from acdc_engine.config import Config, PluginSection, SandboxConfig
-from acdc_engine.digest import file_digest
-from acdc_engine.errors import AcdcError, AcdcRuntimeError
-from acdc_engine.events import (Advanced, Event, GenerationCommitted, GenerationStarted, ModelDone, RunFinished,
-                                RunStarted, StepStarted, TaskLimbo, TaskRejected, TasksAdded, WeightsDamaged,
-                                WeightsEvicted, WeightsRebuilt, WorkerLost)
-from acdc_engine.hookspecs import hookimpl
-from acdc_engine.operators import MergeMethod, MutationMethod
-from acdc_engine.progress import TickingProgress, folded_bars
-from acdc_engine.records import ArchiveRow
-from acdc_engine.seeds import check_chat_template
-from acdc_engine.seeds import resolve as resolve_seed
-from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec
+from .answers import extract_answer
+from .models.backend import Backend
+from .models.checkpoint import CheckpointReader, CheckpointWriter
+from .ui.commands import plugin_command
+from .config import Config, PluginSection, SandboxConfig
+from .digest import file_digest
+from .errors import AcdcError, AcdcRuntimeError
+from .events import (Advanced, Event, GenerationCommitted, GenerationStarted, ModelDone, RunFinished,
+                     RunStarted, StepStarted, TaskLimbo, TaskRejected, TasksAdded, WeightsDamaged,
+                     WeightsEvicted, WeightsRebuilt, WorkerLost)
+from .hookspecs import hookimpl
+from .models.operators import MergeMethod, MutationMethod
+from .ui.progress import TickingProgress, folded_bars
+from .models.seed_resolution import check_chat_template
+from .models.seed_resolution import resolve as resolve_seed
+from .tasks import Instance, TaskCodeError, TaskRequest, TaskSpec
+from .records import ArchiveRow
 
 
 __all__ = [

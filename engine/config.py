@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from acdc_engine.errors import AcdcError
+from .errors import AcdcError
 
 
 class _Section(BaseModel):
@@ -303,7 +303,7 @@ def installed_sections() -> dict[str, type[PluginSection]]:
     ``sections`` argument below means when it is left out. The one place where this module reaches the
     plugin manager, imported when called: the plugin manager's hook specifications name this module's
     types, so ``import acdc_engine.config`` must not import it (a test checks)."""
-    from acdc_engine.plugin_manager import config_sections
+    from .plugin_manager import config_sections
 
     return config_sections()
 

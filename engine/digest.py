@@ -1,6 +1,6 @@
 """Content digests of weights: a seed by its file's bytes, a child by its recipe.
 
-Materialisation is deterministic (see :mod:`acdc_engine.materialise`), so a
+Materialisation is deterministic (see :mod:`acdc_engine.models.materialise`), so a
 child's weights are fixed by its recipe, its parents' weights and the base's
 weights; its digest hashes exactly those, with parent ids replaced by the
 parents' digests. Two children with equal digests have bitwise-equal weights.
@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from acdc_engine.recipe import Recipe
+from .recipe import Recipe
 
 
 def file_digest(path: Path) -> str:

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from acdc_engine.errors import AcdcError, AcdcRuntimeError
+from .errors import AcdcError, AcdcRuntimeError
 
 
 class WriteFailed(AcdcRuntimeError):

@@ -20,11 +20,11 @@ import pluggy
 if TYPE_CHECKING:
     import numpy as np
 
-    from acdc_engine.backend import Backend
-    from acdc_engine.config import Config, PluginSection, SandboxConfig
-    from acdc_engine.events import Event
-    from acdc_engine.operators import MergeMethod, MutationMethod
-    from acdc_engine.tasks import Instance, TaskRequest, TaskSpec
+    from .models.backend import Backend
+    from .config import Config, PluginSection, SandboxConfig
+    from .events import Event
+    from .models.operators import MergeMethod, MutationMethod
+    from .tasks import Instance, TaskRequest, TaskSpec
 
 PROJECT = "acdc_engine"
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -23,8 +23,8 @@ from typing import Any
 
 import pluggy
 
-from acdc_engine import hookspecs
-from acdc_engine.errors import AcdcError
+from . import hookspecs
+from .errors import AcdcError
 
 ENTRY_POINT_GROUP = "acdc_engine"
 AUTOLOAD_OFF_ENV = "ACDC_ENGINE_DISABLE_PLUGIN_AUTOLOAD"

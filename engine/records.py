@@ -1,7 +1,7 @@
 """The rows a generation's commit writes, one typed record per table row (:class:`~acdc_engine.store.Commit`).
 
 Each kind has one writer: a model's row and the archive's rows are built once, when their generation settles
-(:class:`~acdc_engine.ledger.Ledger`); a task's by the task pool (:class:`~acdc_engine.pool.TaskPool`),
+(:class:`~acdc_engine.run.ledger.Ledger`); a task's by the task pool (:class:`~acdc_engine.run.task_pool.TaskPool`),
 the one place that changes a task's status; an evaluation's by the evaluator. The store writes their
 fields by name (:func:`params`).
 """

@@ -3,7 +3,7 @@
 Layout of a run directory::
 
     run.sqlite          config, models, tasks, evaluations, generations, emitter states
-    weights/<sha256>.safetensors   kept weights by content digest (see weight_cache.py)
+    weights/<sha256>.safetensors   kept weights by content digest (see run/weight_cache.py)
     weights/staging/    children of the generation in progress
 
 A generation is committed in one transaction, which also rewrites the
@@ -52,9 +52,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from acdc_engine.digest import file_digest
-from acdc_engine.errors import AcdcError
-from acdc_engine.records import ArchiveRow, EvaluationRow, ModelRow, TaskRow, params
+from .digest import file_digest
+from .errors import AcdcError
+from .records import ArchiveRow, EvaluationRow, ModelRow, TaskRow, params
 
 #: The layout this code writes; a store that says it is newer is refused.
 SCHEMA_VERSION = 1
@@ -325,7 +325,7 @@ class RunStore:
     def config(self):
         """The run's config (:class:`~acdc_engine.config.Config`); one line naming the field if it no longer
         validates."""
-        from acdc_engine.config import validate
+        from .config import validate
 
         try:
             return validate(json.loads(self.config_json()), stored=True)

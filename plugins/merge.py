@@ -1,7 +1,7 @@
 """Built-in plugin ``merge``: crossover (merge) and mutation operators.
 
 Every operator is a small function over one tensor, registered by name and
-applied tensor by tensor by :mod:`acdc_engine.materialise`. ``parents`` is a
+applied tensor by tensor by :mod:`acdc_engine.models.materialise`. ``parents`` is a
 lazy sequence: each access maps that parent's tensor, so use each one and let
 it go. Parameters that hold for the whole child are drawn once by
 ``draw_params`` and stored in its recipe.

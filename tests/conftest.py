@@ -175,7 +175,7 @@ def chat_server():
 def run_on_store(config, store, extra=()):
     """A whole run in this process on an open run store (left open), inside a plugin context of its own;
     returns the finished loop."""
-    from acdc_engine.loop import Coevolution
+    from acdc_engine.run.loop import Coevolution
 
     with PluginContext(config, extra=list(extra)) as plugins:
         evo = Coevolution(config, store, plugins)

@@ -4,7 +4,7 @@ import numpy as np
 from ribs.schedulers import Scheduler
 
 from acdc_engine.archives import ModelArchive, RecipeEmitter, coverage, greedy_task_force, plan_adaptation
-from acdc_engine.archives.task_pool import prune_oldest
+from acdc_engine.archives.pool_adaptation import prune_oldest
 from acdc_engine.config import load_config
 from acdc_engine.plugins.merge import acdc_merge_methods, acdc_mutation_methods
 from acdc_engine.recipe import Recipe

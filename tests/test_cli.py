@@ -63,7 +63,7 @@ def test_plugins_lists_builtins_with_their_hooks():
 def test_two_plugins_offering_one_operator_name_are_refused():
     from acdc_engine.errors import AcdcError
     from acdc_engine.hookspecs import hookimpl
-    from acdc_engine.operators import MergeMethod, OperatorRegistry
+    from acdc_engine.models.operators import MergeMethod, OperatorRegistry
     from acdc_engine.plugin_manager import build_plugin_manager
 
     class Clash:
@@ -81,7 +81,7 @@ def test_a_plugin_command_named_like_the_engines_own_is_refused_in_one_line(monk
 
     from click.testing import CliRunner
 
-    import acdc_engine.cli as cli_module
+    import acdc_engine.ui.cli as cli_module
 
     monkeypatch.setattr(cli_module, "plugin_commands", lambda: {"status": (click.Command("status"), "shadow")})
     result = CliRunner().invoke(cli_module.main, ["status", "x"])
@@ -98,7 +98,7 @@ def test_version_and_dash_h_on_every_command():
     from click.testing import CliRunner
 
     import acdc_engine
-    from acdc_engine.cli import main
+    from acdc_engine.ui.cli import main
 
     runner = CliRunner()
     shown = runner.invoke(main, ["--version"])
@@ -123,7 +123,7 @@ def test_exit_statuses_usage_input_runtime_interrupted(tmp_path, monkeypatch):
     import click
     from click.testing import CliRunner
 
-    import acdc_engine.cli as cli_module
+    import acdc_engine.ui.cli as cli_module
 
     usage = cli("status", cwd=tmp_path)  # a missing argument
     assert (usage.returncode, usage.stdout) == (2, "") and "Missing argument 'RUN_DIR'" in usage.stderr
@@ -230,7 +230,7 @@ def strict_json(text: str):
 
 
 def test_status_json_is_standard_json_with_a_schema_version_and_the_config(dns_run):
-    from acdc_engine.status import SCHEMA_VERSION
+    from acdc_engine.ui.status import SCHEMA_VERSION
 
     run, env = dns_run
     done = cli("status", "--json", str(run), env=env)
@@ -253,7 +253,7 @@ def test_status_json_is_standard_json_with_a_schema_version_and_the_config(dns_r
 
 def test_status_json_schema_is_documented():
     """Every top-level field of the document is in docs/architecture.md's schema section, and no other."""
-    from acdc_engine.status import status_document
+    from acdc_engine.ui.status import status_document
 
     import re
 

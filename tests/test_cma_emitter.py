@@ -18,9 +18,9 @@ from acdc_engine.config import load_config
 from acdc_engine.digest import file_digest
 from acdc_engine.errors import AcdcError
 from acdc_engine.hookspecs import hookimpl
-from acdc_engine.lineage import rebuild_weights
-from acdc_engine.loop import Coevolution
-from acdc_engine.operators import OperatorRegistry
+from acdc_engine.models.lineage import rebuild_weights
+from acdc_engine.run.loop import Coevolution
+from acdc_engine.models.operators import OperatorRegistry
 from acdc_engine.plugin_manager import build_plugin_manager
 from acdc_engine.recipe import Recipe
 from acdc_engine.store import RunStore

@@ -1,4 +1,4 @@
-"""The screened development set's rule (engine/benchmarks.py): which tasks are candidates and of what kind,
+"""The screened development set's rule (engine/evaluation/outside_benchmarks.py): which tasks are candidates and of what kind,
 how their questions are asked and drawn; no model."""
 
 import json
@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from acdc_engine.benchmarks import (
+from acdc_engine.evaluation.outside_benchmarks import (
     EVALS_BASIC, LETTER_INSTRUCTION, candidate_kind, choice_items, choice_replies, evals_wheel_tasks,
     humaneval_parts, is_correct, screened_order, submission,
 )
@@ -93,7 +93,7 @@ def test_a_choice_whose_label_and_text_name_different_options_chooses_none():
 
 
 def test_lines_copied_from_the_question_are_no_answer():
-    from acdc_engine.benchmarks import Item
+    from acdc_engine.evaluation.outside_benchmarks import Item
 
     passage = Item("1", "Tom has 12 apples and eats none of them.\nHow many apples are left?\n"
                    "End with 'Answer: <answer>'.", ("12",), "numeric")
@@ -114,7 +114,7 @@ def test_lines_copied_from_the_question_are_no_answer():
 
 
 def test_a_copy_that_is_the_whole_exact_answer_still_counts():
-    from acdc_engine.benchmarks import Item
+    from acdc_engine.evaluation.outside_benchmarks import Item
 
     item = Item("56", "Sort these numbers in descending order.\n\n48.4,31.9,13.5,-16.7,-40.5\n"
                 "End with 'Answer: <answer>'.", ("48.4,31.9,13.5,-16.7,-40.5",), "exact")

@@ -1,4 +1,4 @@
-"""The discovery measurement's arithmetic (engine/discovery.py) and its BIG-bench sdist reader."""
+"""The discovery measurement's arithmetic (engine/evaluation/discovery_measure.py) and its BIG-bench sdist reader."""
 
 import io
 import json
@@ -8,10 +8,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from acdc_engine.benchmarks import (
+from acdc_engine.evaluation.outside_benchmarks import (
     Item, draw_questions, eligible_open_tasks, evals_wheel_tasks, is_correct, load_bigbench_sdist, submission,
 )
-from acdc_engine.discovery import (
+from acdc_engine.evaluation.discovery_measure import (
     AnswerBook, Member, best_cover, choice_pick, coverage_by_kind, forces_by_generation, gap_interval,
     guessing_coverage, padded, pick, random_pick_coverage, system_coverage,
 )

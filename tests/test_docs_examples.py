@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from acdc_engine.materialise import materialise
+from acdc_engine.models.materialise import materialise
 from acdc_engine.recipe import Recipe
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"

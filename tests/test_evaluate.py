@@ -11,8 +11,8 @@ from importlib import resources
 import pytest
 from click.testing import CliRunner
 
-from acdc_engine.benchmarks import is_correct, load_benchmark, submission
-from acdc_engine.cli import main
+from acdc_engine.evaluation.outside_benchmarks import is_correct, load_benchmark, submission
+from acdc_engine.ui.cli import main
 from acdc_engine.config import SandboxConfig, load_config
 from acdc_engine.errors import AcdcError
 from acdc_engine.plugin_manager import build_plugin_manager
@@ -127,7 +127,7 @@ def test_evaluate_errors_are_one_line(tiny_run, tmp_path):
 
 
 def test_humaneval_answers_as_whole_functions_get_the_prompt_imports():
-    from acdc_engine.evaluate import score_answers
+    from acdc_engine.evaluation.systems import score_answers
 
     items = load_benchmark("humaneval:1").items
     head = "def has_close_elements(numbers: List[float], threshold: float) -> bool:\n"

@@ -54,7 +54,7 @@ def test_quiet_libraries_turns_the_library_bars_off(capfd):
     from transformers.utils import logging as hf_logging
     from tqdm.auto import tqdm
 
-    from acdc_engine.commands import quiet_libraries
+    from acdc_engine.ui.commands import quiet_libraries
 
     quiet_libraries()
     assert not hf_logging.is_progress_bar_enabled()
@@ -69,7 +69,7 @@ def test_quiet_libraries_turns_the_library_bars_off(capfd):
 def test_a_bar_inside_folded_bars_advances_the_steps_own_progress(capfd):
     from tqdm import tqdm
 
-    from acdc_engine.progress import TickingProgress, folded_bars
+    from acdc_engine.ui.progress import TickingProgress, folded_bars
 
     buf = io.StringIO()
     with TickingProgress(console=Console(file=buf, width=80)) as progress:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 import torch
-from acdc_engine.checkpoint import CheckpointReader
+from acdc_engine.models.checkpoint import CheckpointReader
 from acdc_engine.config import load_config
 from acdc_engine.errors import AcdcError
 from acdc_engine.plugin_manager import build_plugin_manager
@@ -31,7 +31,7 @@ from acdc_engine.plugins.forge.data import (
 from acdc_engine.plugins.forge.manifest import MANIFEST
 from acdc_engine.plugins.forge.training import ForgeRecipe, _kl_to_base, train
 from acdc_engine.plugins.taskgen.families import TEMPLATES
-from acdc_engine.seeds import check_same_architecture, resolve, resolve_seeds
+from acdc_engine.models.seed_resolution import check_same_architecture, resolve, resolve_seeds
 from conftest import make_tiny_model
 
 QUICK = ForgeRecipe(steps=3, batch_size=4, replay_per_batch=2, train_per_family=2, difficulties=(1,), max_len=96)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from acdc_engine.errors import AcdcError
-from acdc_engine.layer_blocks import block_params, count_layers, layer_index, n_blocks
+from acdc_engine.models.layer_blocks import block_params, count_layers, layer_index, n_blocks
 
 PARAMS = {"weights": [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], "density": 0.5, "layer_granularity": 2}
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from acdc_engine.cli import main
+from acdc_engine.ui.cli import main
 from acdc_engine.config import load_config
 from acdc_engine.errors import AcdcError
 from acdc_engine.plugins.transformers_backend import TransformersBackend
@@ -209,7 +209,7 @@ def test_lm_eval_tasks_score_every_system_from_the_per_sample_log_and_cache(lm_r
 
 
 def test_lm_eval_bad_input_is_one_line(lm_run, tmp_path):
-    from acdc_engine.lm_eval_adapter import LmEvalEvaluation
+    from acdc_engine.evaluation.lm_eval_adapter import LmEvalEvaluation
 
     runner = CliRunner()
     base = ["evaluate", str(lm_run / "run"), "--json", str(tmp_path / "r.json")]
@@ -237,7 +237,7 @@ def test_lm_eval_bad_input_is_one_line(lm_run, tmp_path):
 
 def test_the_model_class_is_registered_beside_lm_evals_own():
     # a fresh process: lm-eval fills its model registry only while it is empty
-    code = ("import acdc_engine.lm_eval_adapter as a; from lm_eval.api.registry import get_model; "
+    code = ("import acdc_engine.evaluation.lm_eval_adapter as a; from lm_eval.api.registry import get_model; "
             "assert get_model('acdc-engine') is a.AcdcLM; print(get_model('hf').__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["HFLM"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from acdc_engine.cli import main
+from acdc_engine.ui.cli import main
 from acdc_engine.config import load_config
 from acdc_engine.errors import AcdcError
 from conftest import tiny_overrides
@@ -25,7 +25,7 @@ lm_eval = pytest.importorskip("lm_eval")
 from lm_eval.utils import (get_latest_filename, get_results_filenames, get_sample_results_filenames,  # noqa: E402
                            make_table)
 
-import acdc_engine.lm_eval_adapter as adapter  # noqa: E402
+import acdc_engine.evaluation.lm_eval_adapter as adapter  # noqa: E402
 
 LM_EVAL_KEYS = ("results", "configs", "versions", "n-shot", "higher_is_better", "n-samples", "config", "date",
                 "lm_eval_version", "model_name", "model_name_sanitized", "model_source", "task_hashes",
@@ -145,7 +145,7 @@ def test_the_model_runs_from_lm_evals_own_cli_and_python_api_by_name(lm_run, tin
     cache = tmp_path / "cache"
     script = Path(sys.executable).with_name("acdc-lm-eval")
     command = [str(script) if script.exists() else sys.executable, *([] if script.exists() else
-                                                                     ["-m", "acdc_engine.lm_eval_cli"])]
+                                                                     ["-m", "acdc_engine.evaluation.lm_eval_cli"])]
     done = subprocess.run([*command, "run", "--model", "acdc-engine", "--model_args",
                            f"{seed_a['model_args']},cache_dir={cache}", "--tasks", "tiny_gen", "tiny_mc",
                            "--include_path", str(lm_run / "tasks"), "--limit", "3", "--output_path", str(out),

@@ -8,11 +8,11 @@ import sqlite3
 import numpy as np
 import pytest
 
-from acdc_engine.discovery import run_skills
+from acdc_engine.evaluation.discovery_measure import run_skills
 from acdc_engine.errors import AcdcError
-from acdc_engine.evaluate import stored_task_force
+from acdc_engine.evaluation.systems import stored_task_force
 from acdc_engine.hookspecs import hookimpl
-from acdc_engine.loop import Coevolution
+from acdc_engine.run.loop import Coevolution
 from acdc_engine.plugin_manager import PluginContext, build_plugin_manager
 from acdc_engine.recipe import Recipe
 from acdc_engine.store import RunStore

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 from acdc_engine.digest import file_digest
-from acdc_engine.discovery import base_mutations, task_scores
-from acdc_engine.executor import MaterialiseJob, Operators, Worker
+from acdc_engine.evaluation.discovery_measure import base_mutations, task_scores
+from acdc_engine.run.executor import MaterialiseJob, Operators, Worker
 from acdc_engine.plugin_manager import PluginContext
-from acdc_engine.pool import TaskPool
+from acdc_engine.run.task_pool import TaskPool
 from acdc_engine.recipe import Recipe
 from acdc_engine.store import RunStore
 from acdc_engine.tasks import ACCEPTED

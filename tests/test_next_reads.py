@@ -11,7 +11,7 @@ import sqlite3
 import pytest
 
 from acdc_engine.hookspecs import hookimpl
-from acdc_engine.loop import Coevolution
+from acdc_engine.run.loop import Coevolution
 from acdc_engine.store import RunStore
 from conftest import run_in_process
 

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from acdc_engine.config import load_config
 from acdc_engine.errors import AcdcError
-from acdc_engine.materialise import materialise
+from acdc_engine.models.materialise import materialise
 from acdc_engine.plugins.merge import (
     acdc_merge_methods,
     acdc_mutation_methods,
@@ -139,7 +139,7 @@ def test_same_recipe_gives_bitwise_identical_weights(tiny_models, tmp_path):
 
 def test_a_failing_mutation_leaves_no_file_and_the_thread_count_as_it_was(tiny_models, tmp_path):
     """Tensors are mutated on worker threads: an error there aborts the child cleanly."""
-    from acdc_engine.operators import MutationMethod
+    from acdc_engine.models.operators import MutationMethod
 
     def explode(name, tensor, params, generator):
         if "layers.1" in name:
@@ -267,8 +267,8 @@ def test_materialising_into_a_resident_model_equals_the_file(tiny_models, tmp_pa
 def test_children_are_materialised_with_the_operators_their_recipes_name(tiny_models, tmp_path):
     """The config picks the operator of new children; a recipe is always built with its own names."""
     from acdc_engine.config import load_config
-    from acdc_engine.executor import MaterialiseJob, Operators, Worker
-    from acdc_engine.operators import OperatorRegistry
+    from acdc_engine.run.executor import MaterialiseJob, Operators, Worker
+    from acdc_engine.models.operators import OperatorRegistry
     from acdc_engine.plugin_manager import build_plugin_manager
 
     hook = build_plugin_manager(["merge"]).hook

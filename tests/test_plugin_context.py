@@ -80,7 +80,7 @@ def test_a_context_configures_once_and_unconfigures_once_even_when_closed_twice(
 
 
 def test_a_run_in_process_leaves_its_context_to_whoever_opened_it(tiny_config, tmp_path):
-    from acdc_engine.loop import Coevolution
+    from acdc_engine.run.loop import Coevolution
     from acdc_engine.store import RunStore
 
     probe = Lifecycle()

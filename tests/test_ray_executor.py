@@ -6,7 +6,7 @@ import pytest
 
 from acdc_engine.errors import AcdcError
 from acdc_engine.hookspecs import hookimpl
-from acdc_engine.loop import Coevolution
+from acdc_engine.run.loop import Coevolution
 from acdc_engine.plugin_manager import PluginContext, build_plugin_manager
 from acdc_engine.store import RunStore
 
@@ -67,6 +67,6 @@ def test_ray_executor_without_ray_says_how_to_install(tiny_config, monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "ray", None)
-    monkeypatch.delitem(sys.modules, "acdc_engine.ray_executor", raising=False)
+    monkeypatch.delitem(sys.modules, "acdc_engine.run.ray_executor", raising=False)
     with pytest.raises(AcdcError, match=r"pip install 'acdc-engine\[ray\]'"):
         Coevolution(tiny_config(**{"run.executor": "ray"}), None, build_plugin_manager(["merge", "taskgen"]))

@@ -7,7 +7,7 @@ import re
 
 from click.testing import CliRunner
 
-from acdc_engine.cli import main
+from acdc_engine.ui.cli import main
 from test_loop_tiny import run_once
 
 

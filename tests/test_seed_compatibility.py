@@ -10,7 +10,7 @@ import pytest
 from acdc_engine.config import load_config
 from acdc_engine.errors import AcdcError
 from acdc_engine.plugin_manager import build_plugin_manager
-from acdc_engine.seeds import resolve_seeds
+from acdc_engine.models.seed_resolution import resolve_seeds
 
 
 def resolve(seeds, tmp_path):

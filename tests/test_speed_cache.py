@@ -7,16 +7,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from acdc_engine.cli import main
+from acdc_engine.ui.cli import main
 from acdc_engine.digest import recipe_digest
 from acdc_engine.errors import AcdcError
 from acdc_engine.hookspecs import hookimpl
-from acdc_engine.loop import Coevolution
+from acdc_engine.run.loop import Coevolution
 from acdc_engine.plugin_manager import PluginContext
 from acdc_engine.plugins.transformers_backend import MAX_AUTO_BATCH, TransformersBackend, auto_batch_size
 from acdc_engine.recipe import Recipe
 from acdc_engine.store import RunStore
-from acdc_engine.timing import PHASES
+from acdc_engine.run.timing import PHASES
 from conftest import run_on_store
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from acdc_engine.cli import main
+from acdc_engine.ui.cli import main
 from acdc_engine.config import config_model, load_config
 from acdc_engine.digest import file_digest
 from acdc_engine.errors import AcdcError
@@ -210,13 +210,13 @@ def test_report_out_that_cannot_be_written_leaves_no_partial_file(tiny_run, tmp_
 
 
 def test_evaluate_refuses_a_bad_json_destination_before_evaluating(tmp_path, monkeypatch):
-    import acdc_engine.evaluate
+    import acdc_engine.evaluation.systems
 
     run = new_run(tmp_path / "run")
     bench = tmp_path / "b.jsonl"
     bench.write_text(json.dumps({"question": "1+1?", "answer": "2"}) + "\n")
     started = []
-    monkeypatch.setattr(acdc_engine.evaluate, "Evaluation", lambda *a, **k: started.append(1) or 1 / 0)
+    monkeypatch.setattr(acdc_engine.evaluation.systems, "Evaluation", lambda *a, **k: started.append(1) or 1 / 0)
     for bad, needle in ((tmp_path, "is a directory"), (tmp_path / "no" / "r.json", "does not exist")):
         result = CliRunner().invoke(main, ["evaluate", str(run), "--benchmark", str(bench), "--json", str(bad)])
         one_line_error(result, "--json", str(bad), needle)
@@ -298,7 +298,7 @@ def test_export_of_a_damaged_seed_file_is_one_line_naming_it(tiny_run, tmp_path)
     assert result.exit_code == 0, result.output
     assert str(kept) in result.output and file_digest(tmp_path / "out" / "model.safetensors") == digest
     # where the seed's folder no longer holds them either: one line naming the damaged file, and no file
-    from acdc_engine.lineage import rebuild_weights
+    from acdc_engine.models.lineage import rebuild_weights
     from acdc_engine.plugin_manager import build_plugin_manager
 
     store = RunStore.open(run)
@@ -312,7 +312,7 @@ def test_export_of_a_damaged_seed_file_is_one_line_naming_it(tiny_run, tmp_path)
 
 
 def test_resume_rebuilds_a_damaged_member_file(tiny_run, tmp_path):
-    from acdc_engine.weight_cache import WeightCache
+    from acdc_engine.run.weight_cache import WeightCache
 
     run = _copy_run(tiny_run, tmp_path)
     member, digest = _member(run)

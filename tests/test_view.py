@@ -20,9 +20,9 @@ from rich.console import Console
 
 from acdc_engine.events import (Advanced, GenerationCommitted, GenerationStarted, ModelDone, RunStarted, StepStarted,
                                  TaskLimbo, TaskRejected, TasksAdded)
-from acdc_engine.progress import TickingProgress
+from acdc_engine.ui.progress import TickingProgress
+from acdc_engine.ui.live_view import ProgressView, heat
 from acdc_engine.records import ArchiveRow
-from acdc_engine.view import ProgressView, heat
 from conftest import tiny_overrides
 
 ROWS = [ArchiveRow(**{"id": f"m{i:04d}", "parents": ["m0001", "m0002"], "fitness": 0.5 - i / 100, "solved": 3, "score": 0.1 * i,
@@ -204,7 +204,7 @@ def test_one_ctrl_c_stops_within_the_step_and_the_run_resumes(tiny_models, tmp_p
 def test_a_wide_table_is_split_into_tables_that_fit_repeating_its_first_column():
     from rich.console import Console
 
-    from acdc_engine.view import fitted_tables
+    from acdc_engine.ui.live_view import fitted_tables
 
     headers = ["gen", *(f"column_{k}" for k in range(9))]
     rows = [[str(g), *(f"{g * k:.3f}" for k in range(9))] for g in range(3)]

@@ -12,8 +12,8 @@ from rich.console import Console
 
 from acdc_engine.events import (Advanced, GenerationCommitted, GenerationStarted, ModelDone, RunFinished, RunStarted,
                                  StepStarted, TaskLimbo)
+from acdc_engine.ui.live_view import ProgressView
 from acdc_engine.records import ArchiveRow
-from acdc_engine.view import ProgressView
 
 SEEDS = ["seed:smollm2", "seed:forged:smollm2:arithmetic", "seed:forged:smollm2:knowledge"]
 ROWS = [ArchiveRow(**{"id": f"m{i + 1:04d}", "parents": [SEEDS[i]] if i < 3 else ["m0001", "m0003"], "fitness": 0.5 - i / 50,

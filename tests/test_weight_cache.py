@@ -10,12 +10,12 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 
-from acdc_engine.cli import main
+from acdc_engine.ui.cli import main
 from acdc_engine.digest import file_digest
 from acdc_engine.errors import AcdcError
-from acdc_engine.evaluate import Evaluation
+from acdc_engine.evaluation.systems import Evaluation
 from acdc_engine.store import Commit, RunStore
-from acdc_engine.weight_cache import WeightCache
+from acdc_engine.run.weight_cache import WeightCache
 from conftest import run_in_process
 from test_loop_tiny import EventLog
 from test_speed_cache import CrashAt

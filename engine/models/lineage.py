@@ -22,13 +22,13 @@ from pathlib import Path
 
 from rich.tree import Tree
 
-from acdc_engine.digest import file_digest
-from acdc_engine.errors import AcdcError
-from acdc_engine.files import copy_new
-from acdc_engine.materialise import materialise
-from acdc_engine.operators import OperatorRegistry
-from acdc_engine.recipe import Recipe
-from acdc_engine.store import RunStore
+from ..digest import file_digest
+from ..errors import AcdcError
+from ..files import copy_new
+from .materialise import materialise
+from .operators import OperatorRegistry
+from ..recipe import Recipe
+from ..store import RunStore
 
 
 def _rows(store: RunStore) -> dict[str, dict]:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
-from acdc_engine.config import Config, load_config
+from ..config import Config, load_config
 
 
 def set_option(f):
@@ -41,9 +41,9 @@ def command_config(config_file: Path | None, overrides: tuple[str, ...] = ()) ->
 
 def quiet_libraries() -> None:
     """Offline, and no library progress bars fighting the live view (transformers', the Hub's and every
-    tqdm bar: :func:`~acdc_engine.progress.silence_foreign_bars`; a step that wants them shown folds them
-    into its own display with :func:`~acdc_engine.progress.folded_bars`)."""
-    from acdc_engine.progress import silence_foreign_bars
+    tqdm bar: :func:`~acdc_engine.ui.progress.silence_foreign_bars`; a step that wants them shown folds them
+    into its own display with :func:`~acdc_engine.ui.progress.folded_bars`)."""
+    from .progress import silence_foreign_bars
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

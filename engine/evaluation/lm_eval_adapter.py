@@ -1,6 +1,6 @@
 """``acdc-engine evaluate RUN --lm-eval TASKS``: a run's systems on lm-evaluation-harness tasks.
 
-The systems are :class:`~acdc_engine.evaluate.Evaluation`'s: the task force, each seed, the control
+The systems are :class:`~acdc_engine.evaluation.systems.Evaluation`'s: the task force, each seed, the control
 (the first seed sampled N times at T = 0.7) and any ``--model-dir``. Every member of a system (a
 weights file answering greedily, or one sample of the control) is scored by lm-eval's
 ``simple_evaluate`` through :class:`AcdcLM`, the model class registered as ``acdc-engine``: one
@@ -15,14 +15,14 @@ tokenizer's chat template, :meth:`AcdcLM.apply_chat_template`), ``--system-instr
 backends honour). Members answer greedily unless the generation kwargs sample (then from ``--seed``);
 a control sample ``j`` samples its generations at T = 0.7 from a seed of its own, and
 answers a multiple-choice question by a choice drawn from the choices' probabilities at T = 0.7
-(:func:`~acdc_engine.discovery.choice_pick`): the drawn choice keeps its log-likelihood, the
+(:func:`~acdc_engine.evaluation.discovery_measure.choice_pick`): the drawn choice keeps its log-likelihood, the
 others get ``-inf``, so lm-eval's metrics score the draw.
 
 Answers are cached in ``<models.cache_dir>/lm-eval/answers.sqlite`` by the weights' content digest,
 the decoding and the request, so a second evaluation of the same members asks the backend nothing
 (and does not even load it). A question counts as solved by a member when the task's primary
 per-sample metric (the first of its ``metric_list``, under its first filter) is 1; Coverage,
-majority vote and best-of-N over the members come from :func:`~acdc_engine.evaluate.system_scores`.
+majority vote and best-of-N over the members come from :func:`~acdc_engine.evaluation.systems.system_scores`.
 Majority vote counts a member's answer as its filtered generation or its chosen choice; best-of-N
 takes the member's answer the judge finds likeliest: the judge's log-likelihood of the generation
 after the context per byte (lm-eval's ``acc_norm`` normalisation; length-normalised as
@@ -33,7 +33,7 @@ results format, ``samples_TASK_DATE.jsonl``), one folder per member under ``--ou
 
 Outside ``evaluate``, lm-eval makes :class:`AcdcLM` itself from ``model_args``
 (``pretrained=DIR`` or ``run=RUN_DIR,model=ID``, :func:`open_model`) once this module is imported:
-``acdc-lm-eval`` (:mod:`acdc_engine.lm_eval_cli`) is lm-eval's own CLI with it registered.
+``acdc-lm-eval`` (:mod:`acdc_engine.evaluation.lm_eval_cli`) is lm-eval's own CLI with it registered.
 
 lm-eval is imported here only (extra ``[lm-eval]``); datasets and the hub are offline unless the
 user set ``HF_DATASETS_OFFLINE`` / ``HF_HUB_OFFLINE`` otherwise.
@@ -60,10 +60,10 @@ from pathlib import Path
 
 import numpy as np
 
-from acdc_engine.digest import file_digest, text_digest
-from acdc_engine.discovery import choice_pick
-from acdc_engine.errors import AcdcError
-from acdc_engine.evaluate import CONTROL_TEMPERATURE, Evaluation, majority_pick, system_scores
+from ..digest import file_digest, text_digest
+from .discovery_measure import choice_pick
+from ..errors import AcdcError
+from .systems import CONTROL_TEMPERATURE, Evaluation, majority_pick, system_scores
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -197,11 +197,11 @@ def open_model(stack: ExitStack, *, pretrained=None, run=None, model=None, **ove
     any Hugging Face folder with ``model.safetensors``), under the default config; ``run=RUN_DIR,model=ID``: a
     model of a run (its kept file, or one rebuilt from its ancestry), under the run's config. ``stack``
     closes what was opened."""
-    from acdc_engine.config import load_config
-    from acdc_engine.lineage import rebuild_weights
-    from acdc_engine.plugin_manager import PluginContext
-    from acdc_engine.seeds import resolve_seeds
-    from acdc_engine.store import RunStore
+    from ..config import load_config
+    from ..models.lineage import rebuild_weights
+    from ..plugin_manager import PluginContext
+    from ..models.seed_resolution import resolve_seeds
+    from ..store import RunStore
 
     if (pretrained is None) == (run is None):
         raise AcdcError("model_args: give pretrained=CHECKPOINT_DIR, or run=RUN_DIR with model=MODEL_ID")
@@ -544,7 +544,7 @@ class LmEvalEvaluation:
     """lm-eval tasks (names checked at once, ``include`` a folder of task YAMLs, at most ``limit`` questions
     each), asked as lm-eval's CLI would with ``num_fewshot``, ``apply_chat_template`` (the tokenizer's chat
     template; a name picks one of its named templates), ``system_instruction`` and ``gen_kwargs`` (over the
-    tasks' own generation kwargs); :meth:`run` scores an :class:`~acdc_engine.evaluate.Evaluation`'s systems on
+    tasks' own generation kwargs); :meth:`run` scores an :class:`~acdc_engine.evaluation.systems.Evaluation`'s systems on
     them, each member's results written by lm-eval's ``EvaluationTracker`` under ``output_path``."""
 
     def __init__(self, tasks: list[str], *, include: Path | None = None, limit: int | None = None,

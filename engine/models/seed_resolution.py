@@ -6,9 +6,9 @@ import json
 from contextlib import ExitStack
 from pathlib import Path
 
-from acdc_engine.errors import AcdcError
-from acdc_engine.checkpoint import CheckpointReader
-from acdc_engine.materialise import check_compatible
+from ..errors import AcdcError
+from .checkpoint import CheckpointReader
+from .materialise import check_compatible
 
 #: config.json fields that must agree between all seeds and the base.
 ARCH_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")

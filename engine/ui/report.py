@@ -24,9 +24,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
-from acdc_engine.errors import AcdcError  # noqa: E402
-from acdc_engine.store import RunStore  # noqa: E402
-from acdc_engine.tasks import ACCEPTED  # noqa: E402
+from ..errors import AcdcError  # noqa: E402
+from ..store import RunStore  # noqa: E402
+from ..tasks import ACCEPTED  # noqa: E402
 
 
 def _png(fig) -> str:

@@ -4,10 +4,10 @@ Models evolve by pyribs ask/tell on a DNS archive; tasks evolve by periodic
 adaptation of the active pool. Everything a generation does is gathered in a
 :class:`~acdc_engine.store.Commit` and written at its end in one transaction;
 a resumed run rebuilds this object's state from the store. The tasks and
-their statuses are kept by a :class:`~acdc_engine.pool.TaskPool`, the models
-and their weight files by a :class:`~acdc_engine.population.Population`, answers
-and scores by an :class:`~acdc_engine.evaluator.Evaluator`; a
-:class:`~acdc_engine.ledger.Ledger` settles each commit and restores them all.
+their statuses are kept by a :class:`~acdc_engine.run.task_pool.TaskPool`, the models
+and their weight files by a :class:`~acdc_engine.run.population.Population`, answers
+and scores by an :class:`~acdc_engine.run.evaluator.Evaluator`; a
+:class:`~acdc_engine.run.ledger.Ledger` settles each commit and restores them all.
 """
 
 from __future__ import annotations
@@ -21,31 +21,31 @@ from ribs.schedulers import Scheduler
 from acdc_engine.archives import (
     coverage, greedy_task_force, make_archive, make_emitter, plan_adaptation, select_task_force,
 )
-from acdc_engine.config import Config
-from acdc_engine.events import (Advanced, Event, GenerationCommitted, GenerationStarted, ModelDone, RunFinished,
-                                RunStarted, StepStarted, TaskRejected, WeightsEvicted)
-from acdc_engine.executor import MaterialiseJob, Operators, Worker, make_executor
-from acdc_engine.lineage import rebuild_weights
-from acdc_engine.evaluator import Evaluator
-from acdc_engine.intake import TaskIntake
-from acdc_engine.layer_blocks import checkpoint_layers
-from acdc_engine.ledger import Ledger
-from acdc_engine.pool import TaskPool
-from acdc_engine.population import Population
-from acdc_engine.recipe import Recipe
-from acdc_engine.seeds import resolve_seeds
-from acdc_engine.statistics import Statistics
-from acdc_engine.store import Commit, RunStore
-from acdc_engine.tasks import TaskRequest, TaskSpec
-from acdc_engine.timing import PhaseClock
-from acdc_engine.weight_cache import WeightCache
+from ..config import Config
+from ..events import (Advanced, Event, GenerationCommitted, GenerationStarted, ModelDone, RunFinished,
+                      RunStarted, StepStarted, TaskRejected, WeightsEvicted)
+from .executor import MaterialiseJob, Operators, Worker, make_executor
+from ..models.lineage import rebuild_weights
+from .evaluator import Evaluator
+from .intake import TaskIntake
+from ..models.layer_blocks import checkpoint_layers
+from .ledger import Ledger
+from .task_pool import TaskPool
+from .population import Population
+from ..recipe import Recipe
+from ..models.seed_resolution import resolve_seeds
+from .statistics import Statistics
+from ..store import Commit, RunStore
+from ..tasks import TaskRequest, TaskSpec
+from .timing import PhaseClock
+from .weight_cache import WeightCache
 
 SALT_EMIT, SALT_ADAPT, SALT_TASKS, SALT_FORCE = 1, 2, 3, 4
 
 
 def _report_plots(run_dir) -> list[tuple[str, str, str]]:
     """The report's plots of a run folder (matplotlib is imported here, when a plugin asks for them)."""
-    from acdc_engine.report import report_plots
+    from ..ui.report import report_plots
 
     return report_plots(run_dir)
 

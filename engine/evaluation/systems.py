@@ -27,15 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from acdc_engine.archives import select_task_force
-from acdc_engine.benchmarks import Benchmark, Item, code_of, is_correct, load_benchmark, submission
-from acdc_engine.discovery import run_skills
-from acdc_engine.errors import AcdcError
-from acdc_engine.lineage import rebuild_weights
-from acdc_engine.plugin_manager import PluginContext
-from acdc_engine.recipe import Recipe
-from acdc_engine.seeds import check_same_architecture, resolve_seeds
-from acdc_engine.store import RunStore
-from acdc_engine.tasks import ACCEPTED
+from .outside_benchmarks import Benchmark, Item, code_of, is_correct, load_benchmark, submission
+from .discovery_measure import run_skills
+from ..errors import AcdcError
+from ..models.lineage import rebuild_weights
+from ..plugin_manager import PluginContext
+from ..recipe import Recipe
+from ..models.seed_resolution import check_same_architecture, resolve_seeds
+from ..store import RunStore
+from ..tasks import ACCEPTED
 
 CONTROL_TEMPERATURE = 0.7
 

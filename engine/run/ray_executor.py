@@ -1,7 +1,7 @@
 """The Ray executor: materialisation and generation on actors with resident models.
 
 Each actor builds its own plugin manager from the run's config and keeps one
-resident backend (:class:`~acdc_engine.executor.Worker`), with the CPUs and
+resident backend (:class:`~acdc_engine.run.executor.Worker`), with the CPUs and
 GPUs of ``[ray]``. The driver (the loop) hands out one job at a time to each
 idle actor and receives the results; it stays the only writer of the run
 store. An actor that dies mid-job is replaced and its job re-queued (at most
@@ -18,9 +18,9 @@ from pathlib import Path
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from acdc_engine.errors import AcdcError
-from acdc_engine.events import Advanced, WorkerLost
-from acdc_engine.executor import GenerateJob, MaterialiseJob, OnResult
+from ..errors import AcdcError
+from .executor import GenerateJob, MaterialiseJob, OnResult
+from ..events import Advanced, WorkerLost
 
 
 CLOSE_TIMEOUT_S = 30  # how long the executor waits for its actors to close their plugins
@@ -28,14 +28,14 @@ CLOSE_TIMEOUT_S = 30  # how long the executor waits for its actors to close thei
 
 @ray.remote
 class RayWorker:
-    """One actor: a :class:`~acdc_engine.executor.Worker` with its own plugins and resident backend."""
+    """One actor: a :class:`~acdc_engine.run.executor.Worker` with its own plugins and resident backend."""
 
     def __init__(self, config_json: str, base_dir: str) -> None:
         import json
 
-        from acdc_engine.config import validate
-        from acdc_engine.executor import Operators, Worker
-        from acdc_engine.plugin_manager import PluginContext
+        from ..config import validate
+        from .executor import Operators, Worker
+        from ..plugin_manager import PluginContext
 
         config = validate(json.loads(config_json))  # the engine's sections and the plugins' own
         self.plugins = PluginContext(config).open()  # closed by close(), before the executor kills the actor

@@ -15,18 +15,18 @@ from collections.abc import Callable, Collection
 
 import numpy as np
 
-from acdc_engine.answers import extract_answer
-from acdc_engine.config import Config
-from acdc_engine.digest import text_digest
-from acdc_engine.errors import AcdcError
-from acdc_engine.events import Advanced
-from acdc_engine.executor import GenerateJob
-from acdc_engine.pool import TaskPool
-from acdc_engine.records import EvaluationRow
-from acdc_engine.population import Population
-from acdc_engine.store import Commit, RunStore
-from acdc_engine.tasks import TaskCodeError, checked_scores
-from acdc_engine.timing import PhaseClock
+from ..answers import extract_answer
+from ..config import Config
+from ..digest import text_digest
+from ..errors import AcdcError
+from .executor import GenerateJob
+from .task_pool import TaskPool
+from ..records import EvaluationRow
+from .population import Population
+from ..store import Commit, RunStore
+from ..tasks import TaskCodeError, checked_scores
+from .timing import PhaseClock
+from ..events import Advanced
 
 
 class Evaluator:

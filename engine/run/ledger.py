@@ -4,7 +4,7 @@ back from the store when a run resumes.
 Everything a commit holds besides the rows the collaborators add as they go (new models, tasks and
 evaluations) is settled here at a generation's end: each model's status and fitness, the archive's
 rows, the active pool, the weight files kept, the emitter's state and the generation's statistics
-(recorded by :class:`~acdc_engine.statistics.Statistics`).
+(recorded by :class:`~acdc_engine.run.statistics.Statistics`).
 :meth:`Ledger.restore` is the inverse: from the store's last commit it has the population, the
 task pool and the evaluator restore their records, then rebuilds the archive, the emitter and the
 statistics' logbook.
@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 
-from acdc_engine.digest import file_digest
-from acdc_engine.records import ArchiveRow, ModelRow
-from acdc_engine.statistics import Statistics
-from acdc_engine.store import Commit
+from ..digest import file_digest
+from ..records import ArchiveRow, ModelRow
+from .statistics import Statistics
+from ..store import Commit
 
 
 class Ledger:
@@ -32,7 +32,7 @@ class Ledger:
     def settle(self, commit: Commit, reads: set[str] = frozenset()) -> list[str]:
         """Fills the rest of ``commit`` (statuses, weight files, archive, active pool, emitter state,
         statistics); returns the models whose weight files the cache evicted. ``reads``: the models whose
-        weights the next generation reads (evicted last; see :mod:`~acdc_engine.weight_cache`)."""
+        weights the next generation reads (evicted last; see :mod:`~acdc_engine.run.weight_cache`)."""
         members = self.archive.member_ids()
         fitness = self.archive.member_objectives()
         new_ids = set(commit.born)

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from acdc_engine.answers import extract_answer
-from acdc_engine.errors import AcdcError
+from ..answers import extract_answer
+from ..errors import AcdcError
 
 LETTERS = string.ascii_uppercase
 HUMANEVAL_INSTRUCTION = ("Complete the following Python function. Reply with the complete function in one "

@@ -1,14 +1,14 @@
 """Turns a recipe into weights, tensor by tensor, from the parents' files.
 
-Parents and the base are read with :class:`~acdc_engine.checkpoint.CheckpointReader`
+Parents and the base are read with :class:`~acdc_engine.models.checkpoint.CheckpointReader`
 (each tensor a zero-copy mapping that leaves memory when dropped); the child
-goes straight into a :class:`~acdc_engine.checkpoint.CheckpointWriter` and/or
+goes straight into a :class:`~acdc_engine.models.checkpoint.CheckpointWriter` and/or
 into a resident model's tensors (``into``). At no time is a whole model held
 in memory. Each tensor's random draws (mutation noise, DARE masks) come from
 generators seeded by the recipe's seed and the tensor's name, so the same
 recipe on the same parents gives bitwise-identical weights. Crossover
 parameters given per block of layers are resolved for each tensor first
-(:mod:`acdc_engine.layer_blocks`).
+(:mod:`acdc_engine.models.layer_blocks`).
 
 Merging is memory-bound and draws from torch's global generator (mergekit's
 DARE masks), so it runs tensor by tensor on the calling thread. Mutating is
@@ -28,11 +28,11 @@ from pathlib import Path
 import torch
 from threadpoolctl import threadpool_limits
 
-from acdc_engine.checkpoint import CheckpointReader, CheckpointWriter
-from acdc_engine.errors import AcdcError
-from acdc_engine.layer_blocks import block_params
-from acdc_engine.operators import MergeMethod, MutationMethod
-from acdc_engine.recipe import Recipe
+from .checkpoint import CheckpointReader, CheckpointWriter
+from ..errors import AcdcError
+from .layer_blocks import block_params
+from .operators import MergeMethod, MutationMethod
+from ..recipe import Recipe
 
 MERGE_SALT = 0x5EED
 #: Merged tensors waiting for or in a worker, per worker: enough that a long mutation

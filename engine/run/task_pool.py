@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from acdc_engine.archives.task_pool import prune_oldest
-from acdc_engine.events import TaskLimbo
-from acdc_engine.records import TaskRow
-from acdc_engine.store import Commit
-from acdc_engine.tasks import ACCEPTED, Instance, TaskSpec
+from acdc_engine.archives.pool_adaptation import prune_oldest
+from ..records import TaskRow
+from ..store import Commit
+from ..tasks import ACCEPTED, Instance, TaskSpec
+from ..events import TaskLimbo
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Typed model operators that plugins register by name.
 
 A merge (crossover) or mutation method is a small function over tensors,
-applied one tensor at a time by :mod:`acdc_engine.materialise`. Parameters
+applied one tensor at a time by :mod:`acdc_engine.models.materialise`. Parameters
 that hold for the whole model (merge weights, noise scale) are drawn once per
 child by ``draw_params`` and written into its recipe, so the recipe alone
 rebuilds the weights.
@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from acdc_engine.errors import AcdcError
+from ..errors import AcdcError
 
 #: (tensor name, parents' tensors, base tensor, params, out=None) -> child tensor.
 #: ``parents`` is a lazy sequence (each item mapped on access); a function may

@@ -17,15 +17,15 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from acdc_engine import __version__
-from acdc_engine.commands import quiet_libraries, set_option
-from acdc_engine.config import Config, load_config
-from acdc_engine.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, AcdcError, AcdcRuntimeError
-from acdc_engine.files import WriteFailed, check_target, copy_new, missing_dirs, remove_empty_dirs, write_new
-from acdc_engine.plugin_manager import ALWAYS_ON, PluginContext, discover, plugin_commands
-from acdc_engine.store import RunStore
-from acdc_engine.progress import TickingProgress
-from acdc_engine.view import ProgressView, archive_table, fitted_tables, time_tables
+from .. import __version__
+from .commands import quiet_libraries, set_option
+from ..config import Config, load_config
+from ..errors import EXIT_INTERRUPTED, EXIT_RUNTIME, AcdcError, AcdcRuntimeError
+from ..files import WriteFailed, check_target, copy_new, missing_dirs, remove_empty_dirs, write_new
+from ..plugin_manager import ALWAYS_ON, PluginContext, discover, plugin_commands
+from ..store import RunStore
+from .progress import TickingProgress
+from .live_view import ProgressView, archive_table, fitted_tables, time_tables
 
 console = Console(soft_wrap=True)
 #: Errors, warnings and notices go to stderr: stdout carries what a command prints (e.g. ``status --json``).
@@ -50,7 +50,7 @@ def _stop_on_ctrl_c(run) -> None:
 
 def _execute(config: Config, store: RunStore, plugins: PluginContext, view: ProgressView) -> None:
     """Runs (or resumes) the run of ``store`` with the configured ``plugins``, ``view`` among them."""
-    from acdc_engine.loop import Coevolution, RunInterrupted
+    from ..run.loop import Coevolution, RunInterrupted
 
     quiet_libraries()
     run = None
@@ -248,7 +248,7 @@ def resume(run_dir):
               "docs/architecture.md, 'status --json'; with the run's resolved config).")
 def status(run_dir, as_json):
     """Show where a run stands (--json: the same as one JSON object)."""
-    from acdc_engine.status import run_status, status_json
+    from .status import run_status, status_json
 
     store = RunStore.open(run_dir)
     try:
@@ -310,7 +310,7 @@ def plugins():
 @main.command("config-reference")
 def config_reference():
     """Print the config reference (docs/config.md) as Markdown."""
-    from acdc_engine.config import reference_markdown
+    from ..config import reference_markdown
 
     click.echo(reference_markdown(), nl=False)
 
@@ -331,7 +331,7 @@ def config_show(group, run_dir, config_file, overrides, plugins, as_json):
     """Print every resolved setting: of the run in RUN_DIR (its stored config), or of the config a `run`
     would use: the defaults, --config FILE, ACDC_SECTION__KEY environment variables and --set. The TOML
     printed is a --config file that gives the same config."""
-    from acdc_engine.config import config_toml
+    from ..config import config_toml
 
     group = group or {}
     if run_dir is not None:
@@ -358,7 +358,7 @@ def config_show(group, run_dir, config_file, overrides, plugins, as_json):
 @click.argument("model_id")
 def lineage(run_dir, model_id):
     """Print a model's ancestry tree with operators and fitness."""
-    from acdc_engine.lineage import lineage_tree
+    from ..models.lineage import lineage_tree
 
     console.print(lineage_tree(RunStore.open(run_dir), model_id))
 
@@ -399,7 +399,7 @@ def evaluate(run_dir, specs, lm_tasks, lm_eval_include, limit, num_fewshot, appl
              gen_kwargs, output_path, model_dirs, samples, method, judge_dir, max_new_tokens, seed, json_out):
     """Score the task force, the seeds, a control and other models on outside benchmarks
     (--benchmark) and lm-evaluation-harness tasks (--lm-eval)."""
-    from acdc_engine.evaluate import Evaluation
+    from ..evaluation.systems import Evaluation
 
     if not specs and not lm_tasks:
         raise AcdcError("evaluate needs --benchmark SPEC or --lm-eval TASK")
@@ -410,7 +410,7 @@ def evaluate(run_dir, specs, lm_tasks, lm_eval_include, limit, num_fewshot, appl
     quiet_libraries()
     lm = None
     if lm_tasks:
-        from acdc_engine.lm_eval_adapter import LmEvalEvaluation, parse_gen_kwargs
+        from ..evaluation.lm_eval_adapter import LmEvalEvaluation, parse_gen_kwargs
 
         if output_path is not None and output_path.exists() and not output_path.is_dir():
             raise AcdcError(f"--output-path {output_path} is a file, not a folder")
@@ -506,8 +506,8 @@ def _export(store: RunStore, hook, config, model_id: str, out_dir: Path) -> None
     (an existing file there that is a hard link to a seed's is replaced, not overwritten)."""
     import tempfile
 
-    from acdc_engine.lineage import SCRATCH_PREFIX, rebuild_weights, remove_stale_scratch
-    from acdc_engine.seeds import resolve_seeds
+    from ..models.lineage import SCRATCH_PREFIX, rebuild_weights, remove_stale_scratch
+    from ..models.seed_resolution import resolve_seeds
 
     seeds, base_dir = resolve_seeds(hook, config.models)
     _refuse_seed_folder(out_dir, {**seeds, config.models.base: base_dir})
@@ -564,7 +564,7 @@ def _refuse_seed_folder(out_dir: Path, dirs: dict[str, Path]) -> None:
 @click.option("--out", type=click.Path(path_type=Path), help="HTML file to write (default: RUN_DIR/report.html).")
 def report(run_dir, out):
     """Write a self-contained HTML report with plots of a run."""
-    from acdc_engine.report import build_report
+    from .report import build_report
 
     quiet_libraries()
     RunStore.open(run_dir).close()  # not a run: said before anything about --out

@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from acdc_engine.checkpoint import CheckpointReader
-from acdc_engine.errors import AcdcError
+from .checkpoint import CheckpointReader
+from ..errors import AcdcError
 
 KEY = "layer_granularity"
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from acdc_engine.errors import AcdcError
+from ..errors import AcdcError
 
 DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,

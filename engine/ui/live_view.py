@@ -26,12 +26,12 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from acdc_engine.events import (Advanced, Event, GenerationCommitted, GenerationStarted, ModelDone, RunFinished,
-                                 RunStarted, StepStarted, TaskLimbo, TaskRejected, TasksAdded, WeightsDamaged,
-                                 WeightsEvicted, WeightsRebuilt, WorkerLost)
-from acdc_engine.hookspecs import hookimpl
-from acdc_engine.progress import TickingProgress, clock
-from acdc_engine.records import ArchiveRow
+from ..events import (Advanced, Event, GenerationCommitted, GenerationStarted, ModelDone, RunFinished,
+                      RunStarted, StepStarted, TaskLimbo, TaskRejected, TasksAdded, WeightsDamaged,
+                      WeightsEvicted, WeightsRebuilt, WorkerLost)
+from ..hookspecs import hookimpl
+from .progress import TickingProgress, clock
+from ..records import ArchiveRow
 
 SHADES = "·░▒▓█"
 MAX_ROWS = 8

@@ -16,12 +16,12 @@ from collections import Counter
 from collections.abc import Callable
 from itertools import zip_longest
 
-from acdc_engine.config import SandboxConfig
-from acdc_engine.errors import AcdcError
-from acdc_engine.events import Advanced, TaskRejected, TasksAdded
-from acdc_engine.pool import TaskPool
-from acdc_engine.store import Commit
-from acdc_engine.tasks import Instance, TaskCodeError, TaskRequest, TaskSpec, checked_scores
+from ..config import SandboxConfig
+from ..errors import AcdcError
+from .task_pool import TaskPool
+from ..store import Commit
+from ..tasks import Instance, TaskCodeError, TaskRequest, TaskSpec, checked_scores
+from ..events import Advanced, TaskRejected, TasksAdded
 
 
 INSTANCE_DATA_BYTES = 1_000_000  # most JSON bytes of one family's instance data

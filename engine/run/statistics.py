@@ -14,8 +14,8 @@ import numpy as np
 from deap import tools
 
 from acdc_engine.archives import coverage, vendi_score
-from acdc_engine.population import ModelRecord
-from acdc_engine.store import Commit
+from .population import ModelRecord
+from ..store import Commit
 
 
 class Statistics:

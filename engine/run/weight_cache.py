@@ -7,15 +7,15 @@ archive members and of the seeds are kept; when the members' files pass
 evicted: they are hard links to the seed cache where the file system allows).
 The files the next generation reads (its parents; before a task adaptation
 every member; before the task force the members it evaluates: the loop's
-:meth:`~acdc_engine.loop.Coevolution.next_reads`) go last, and with
+:meth:`~acdc_engine.run.loop.Coevolution.next_reads`) go last, and with
 ``store.keep_next_reads`` (the default) never: evicting one would only have
 that generation rebuild it, on top of the budget until its commit, so it
 would cost time and save no disk at the peak. Among the others, and then
 among the reads, the least recently used go first. Once the run has finished
 nothing is read any more and the files are trimmed to the budget
-(:meth:`~acdc_engine.ledger.Ledger.trim`). A model without a file is rebuilt
+(:meth:`~acdc_engine.run.ledger.Ledger.trim`). A model without a file is rebuilt
 from its ancestry when it is needed
-(:func:`~acdc_engine.lineage.rebuild_weights`, which checks the recorded
+(:func:`~acdc_engine.models.lineage.rebuild_weights`, which checks the recorded
 digest) and its file is kept again from then on, as the most recently used.
 A kept file is trusted only once its bytes hash to its digest (hashed once
 per process, see :meth:`~acdc_engine.store.RunStore.kept_file`): a damaged
@@ -28,8 +28,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from acdc_engine.events import WeightsDamaged, WeightsRebuilt
-from acdc_engine.store import RunStore
+from ..store import RunStore
+from ..events import WeightsDamaged, WeightsRebuilt
 
 #: ``rebuild(model_id, out_file=path)``: writes the model's weights, rebuilt from its ancestry.
 Rebuild = Callable[..., None]

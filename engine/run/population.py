@@ -3,7 +3,7 @@
 A :class:`Population` names new models, records them in the generation's
 :class:`~acdc_engine.store.Commit`, finds a file with any model's weights (its
 staged file until its generation is committed, then the
-:class:`~acdc_engine.weight_cache.WeightCache`'s, rebuilt from its ancestry
+:class:`~acdc_engine.run.weight_cache.WeightCache`'s, rebuilt from its ancestry
 if it was evicted), and on resume refuses seeds that now resolve to other
 weights than the run started with.
 """
@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from acdc_engine.digest import recipe_digest
-from acdc_engine.errors import AcdcError
-from acdc_engine.recipe import Recipe
-from acdc_engine.store import Commit, RunStore
-from acdc_engine.weight_cache import WeightCache
+from ..digest import recipe_digest
+from ..errors import AcdcError
+from ..recipe import Recipe
+from ..store import Commit, RunStore
+from .weight_cache import WeightCache
 
 
 @dataclass

@@ -3,7 +3,7 @@
 The loop hands an executor batches of jobs and gets results back; it stays
 the only writer of the run store. :class:`LocalExecutor` runs jobs one after
 another with one resident backend. The Ray executor
-(:mod:`acdc_engine.ray_executor`, extra ``acdc-engine[ray]``) runs them on
+(:mod:`acdc_engine.run.ray_executor`, extra ``acdc-engine[ray]``) runs them on
 actors that each hold a resident backend.
 """
 
@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from acdc_engine.errors import AcdcError
-from acdc_engine.events import Advanced
-from acdc_engine.materialise import materialise
-from acdc_engine.operators import OperatorRegistry
-from acdc_engine.recipe import Recipe
+from ..errors import AcdcError
+from ..models.materialise import materialise
+from ..models.operators import OperatorRegistry
+from ..recipe import Recipe
+from ..events import Advanced
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def make_executor(config, worker: Worker, emit: Callable[..., None]):
     if config.run.executor == "local":
         return LocalExecutor(worker=worker, emit=emit)
     try:
-        from acdc_engine.ray_executor import RayExecutor
+        from .ray_executor import RayExecutor
     except ImportError as exc:
         raise AcdcError(f"run.executor = 'ray' needs Ray ({exc.name} is missing): "
                         "pip install 'acdc-engine[ray]'") from None

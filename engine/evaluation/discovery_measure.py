@@ -48,14 +48,14 @@ from pathlib import Path
 
 import numpy as np
 
-from acdc_engine.answers import extract_answer
+from ..answers import extract_answer
 from acdc_engine.archives import greedy_task_force
 from acdc_engine.archives.task_force import EXACT_LIMIT, exact_task_force
-from acdc_engine.benchmarks import Item
-from acdc_engine.digest import file_digest, text_digest
-from acdc_engine.executor import GenerateJob
-from acdc_engine.recipe import Recipe
-from acdc_engine.tasks import ACCEPTED, TaskCodeError, checked_scores
+from .outside_benchmarks import Item
+from ..digest import file_digest, text_digest
+from ..run.executor import GenerateJob
+from ..recipe import Recipe
+from ..tasks import ACCEPTED, TaskCodeError, checked_scores
 
 SAMPLE_TEMPERATURE = 0.7
 
@@ -126,7 +126,7 @@ def base_mutations(models: list[dict], base_id: str) -> dict[str, Recipe]:
 
 
 def task_scores(worker, hook, limits, weights: Path, tasks: list) -> dict[str, list[float]]:
-    """Per task of ``tasks`` (the run's task records, :class:`~acdc_engine.pool.TaskRecord`), the score of
+    """Per task of ``tasks`` (the run's task records, :class:`~acdc_engine.run.task_pool.TaskRecord`), the score of
     each instance answered by ``weights``, as the run answers and scores: the run's :class:`Worker`
     generates, each task's own ``score()`` scores in the sandbox under ``limits``. A task whose ``score()``
     fails scores 0, as the run then counts it for no one."""

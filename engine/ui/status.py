@@ -14,9 +14,9 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from acdc_engine import __version__
-from acdc_engine.recipe import Recipe
-from acdc_engine.store import RunStore
+from .. import __version__
+from ..recipe import Recipe
+from ..store import RunStore
 
 #: Version of the ``status --json`` schema: raised when a field is removed, renamed or changes its type
 #: or meaning; adding a field keeps it.

@@ -1,6 +1,6 @@
 """Speed of evaluation: the default backend against one prompt per generate() call.
 
-Usage: python benchmarks/evaluation.py [CHECKPOINT_DIR] [--dtype bfloat16|float32] [--families 12] [--more]
+Usage: python benchmarks/answer_speed.py [CHECKPOINT_DIR] [--dtype bfloat16|float32] [--families 12] [--more]
 
 Builds the default initial task pool (procedural families, instances from
 the sandbox), then answers every instruction with SmolLM2 (the seed
