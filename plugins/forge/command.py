@@ -13,12 +13,12 @@ from rich.progress import TimeRemainingColumn
 
 from acdc_engine.api import (FORGED_PREFIX, PluginContext, TickingProgress, command_config, config_options,
                              quiet_libraries)
-from acdc_engine.plugins.forge.cache import Forge
-from acdc_engine.plugins.forge.compare import compare, forge_table
-from acdc_engine.plugins.forge.data import DEFAULT_CAPABILITIES, parse_capabilities
-from acdc_engine.plugins.forge.phases import shown_on
-from acdc_engine.plugins.forge.seeds import experts as forged_experts
-from acdc_engine.plugins.forge.training import ForgeRecipe
+from .cache import Forge
+from .compare import compare, forge_table
+from .data import DEFAULT_CAPABILITIES, parse_capabilities
+from .phases import shown_on
+from .seeds import experts as forged_experts
+from .training import ForgeRecipe
 
 console = Console(soft_wrap=True)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from acdc_engine.api import FORGED_PREFIX, AcdcError
-from acdc_engine.plugins.forge.manifest import installed
+from .manifest import installed
 
 
 def experts(cache_dir: Path, base: str) -> dict[str, Path]:
