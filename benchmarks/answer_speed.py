@@ -34,9 +34,9 @@ import torch
 
 from acdc_engine.config import SandboxConfig
 from acdc_engine.machine import matmul_flops
-from acdc_engine.plugins import sandbox
+from acdc_engine.plugins.sandbox import sandbox_plugin as sandbox
 from acdc_engine.plugins.taskgen import acdc_generate_tasks
-from acdc_engine.plugins.transformers_backend import TransformersBackend
+from acdc_engine.plugins.generation.transformers_backend import TransformersBackend
 from acdc_engine.tasks import TaskRequest
 
 MAX_NEW = 48

@@ -48,8 +48,8 @@ DEFAULT = "transformers bf16"
 
 
 def make(name: str, checkpoint: Path):
-    from acdc_engine.plugins.ctranslate2_backend import CTranslate2Backend
-    from acdc_engine.plugins.transformers_backend import TransformersBackend
+    from acdc_engine.plugins.generation.ctranslate2_backend import CTranslate2Backend
+    from acdc_engine.plugins.generation.transformers_backend import TransformersBackend
 
     kind, dtype = BACKENDS[name]
     if kind == "transformers":

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from transformers import StaticCache
 
-from acdc_engine.plugins.transformers_backend import TransformersBackend
+from acdc_engine.plugins.generation.transformers_backend import TransformersBackend
 from answer_speed import MAX_NEW, instructions, user
 
 BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 144)

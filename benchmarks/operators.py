@@ -22,8 +22,8 @@ from threadpoolctl import threadpool_limits
 
 from acdc_engine.models.checkpoint import CheckpointReader
 from acdc_engine.models.materialise import materialise, mutation_pool
-from acdc_engine.plugins.merge import acdc_merge_methods, acdc_mutation_methods, is_mutable_matrix, top_singular
-from acdc_engine.plugins.smollm2 import acdc_resolve_seed
+from acdc_engine.plugins.merge.merge_plugin import acdc_merge_methods, acdc_mutation_methods, is_mutable_matrix, top_singular
+from acdc_engine.plugins.seed_models.smollm2 import acdc_resolve_seed
 from acdc_engine.recipe import Recipe
 
 CACHE = Path("~/.cache/acdc-engine").expanduser()
@@ -96,7 +96,7 @@ def peak_rss(a: Path, b: Path) -> None:
     code = (
         "import sys; from pathlib import Path\n"
         "from acdc_engine.models.materialise import materialise\n"
-        "from acdc_engine.plugins.merge import acdc_merge_methods, acdc_mutation_methods\n"
+        "from acdc_engine.plugins.merge.merge_plugin import acdc_merge_methods, acdc_mutation_methods\n"
         "from acdc_engine.recipe import Recipe\n"
         "r = Recipe.make(parents=('a','b'), crossover='linear', crossover_params={'weights': [1.0, 1.02]},"
         " mutation='svd', mutation_params={'std': 0.25, 'keep_rank': 256}, seed=2)\n"

@@ -25,7 +25,7 @@ from conftest import make_tiny_model, tiny_overrides  # noqa: E402
 from acdc_engine.config import load_config  # noqa: E402
 from acdc_engine.run.loop import Coevolution  # noqa: E402
 from acdc_engine.plugin_manager import PluginContext  # noqa: E402
-from acdc_engine.plugins import smollm2  # noqa: E402
+from acdc_engine.plugins.seed_models import smollm2  # noqa: E402
 from acdc_engine.store import RunStore  # noqa: E402
 
 

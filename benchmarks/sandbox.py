@@ -16,9 +16,9 @@ import statistics
 import sys
 import time
 
-from acdc_engine.plugins import sandbox
-from acdc_engine.plugins.sandbox_jail import bubblewrap_problem, launch_for
-from acdc_engine.plugins.sandbox_pool import Worker
+from acdc_engine.plugins.sandbox import sandbox_plugin as sandbox
+from acdc_engine.plugins.sandbox.sandbox_jail import bubblewrap_problem, launch_for
+from acdc_engine.plugins.sandbox.sandbox_pool import Worker
 from acdc_engine.plugins.taskgen import acdc_generate_tasks
 from acdc_engine.tasks import TaskRequest
 

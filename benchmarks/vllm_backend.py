@@ -19,8 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from answer_speed import MAX_NEW, instructions  # noqa: E402
 
-from acdc_engine.plugins.transformers_backend import TransformersBackend  # noqa: E402
-from acdc_engine.plugins.vllm_backend import VllmBackend  # noqa: E402
+from acdc_engine.plugins.generation.transformers_backend import TransformersBackend  # noqa: E402
+from acdc_engine.plugins.generation.vllm_backend import VllmBackend  # noqa: E402
 
 
 def timed(backend, texts) -> tuple[float, int, list[str]]:

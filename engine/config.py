@@ -270,7 +270,7 @@ class Config(_Section):
             return data
         generation = data.get("generation", {})
         if isinstance(generation, dict) and generation.get("dtype", "auto") == "auto":
-            from acdc_engine.machine import machine_dtype
+            from .machine import machine_dtype
 
             models = data.get("models", {})
             cache_dir = models.get("cache_dir") if isinstance(models, dict) else None

@@ -31,29 +31,29 @@ AUTOLOAD_OFF_ENV = "ACDC_ENGINE_DISABLE_PLUGIN_AUTOLOAD"
 
 #: Built-in plugins that every run registers: a module, or ``module:Class`` (see the module docstring).
 ALWAYS_ON = {
-    "smollm2": "acdc_engine.plugins.smollm2",
-    "local-seeds": "acdc_engine.plugins.local_seeds",
+    "smollm2": "acdc_engine.plugins.seed_models.smollm2",
+    "local-seeds": "acdc_engine.plugins.seed_models.local_seeds",
     "forge": "acdc_engine.plugins.forge",  # after local-seeds, so asked first for seeds (pluggy is LIFO)
-    "transformers": "acdc_engine.plugins.transformers_backend",
-    "vllm": "acdc_engine.plugins.vllm_backend",
-    "ctranslate2": "acdc_engine.plugins.ctranslate2_backend",
-    "sandbox": "acdc_engine.plugins.sandbox:Sandbox",
-    "gibberish": "acdc_engine.plugins.gibberish",
-    "skills": "acdc_engine.plugins.skills",
-    "embeddings": "acdc_engine.plugins.embeddings:Embeddings",
-    "capabilities": "acdc_engine.plugins.capability_rates",
+    "transformers": "acdc_engine.plugins.generation.transformers_backend",
+    "vllm": "acdc_engine.plugins.generation.vllm_backend",
+    "ctranslate2": "acdc_engine.plugins.generation.ctranslate2_backend",
+    "sandbox": "acdc_engine.plugins.sandbox.sandbox_plugin:Sandbox",
+    "gibberish": "acdc_engine.plugins.selection.gibberish",
+    "skills": "acdc_engine.plugins.selection.skills",
+    "embeddings": "acdc_engine.plugins.llm.embeddings:Embeddings",
+    "capabilities": "acdc_engine.plugins.selection.capability_rates",
 }
 #: Built-in plugins chosen with ``--plugins``.
 OPTIONAL = {
-    "merge": "acdc_engine.plugins.merge",
+    "merge": "acdc_engine.plugins.merge.merge_plugin",
     "taskgen": "acdc_engine.plugins.taskgen",
-    "judge-overlap": "acdc_engine.plugins.judge_overlap",
+    "judge-overlap": "acdc_engine.plugins.sandbox.judge_overlap",
     "scientist": "acdc_engine.plugins.scientist:ScientistPlugin",
-    "novelty": "acdc_engine.plugins.novelty:Novelty",
-    "llm-gibberish": "acdc_engine.plugins.llm_gibberish:LLMGibberish",
-    "llm-judge": "acdc_engine.plugins.llm_judge:LLMJudge",
-    "wandb": "acdc_engine.plugins.wandb_tracking:WandbPlugin",
-    "mlflow": "acdc_engine.plugins.mlflow_tracking:MlflowPlugin",
+    "novelty": "acdc_engine.plugins.llm.novelty:Novelty",
+    "llm-gibberish": "acdc_engine.plugins.llm.llm_gibberish:LLMGibberish",
+    "llm-judge": "acdc_engine.plugins.llm.llm_judge:LLMJudge",
+    "wandb": "acdc_engine.plugins.tracking.wandb_tracking:WandbPlugin",
+    "mlflow": "acdc_engine.plugins.tracking.mlflow_tracking:MlflowPlugin",
 }
 
 

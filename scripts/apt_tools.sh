@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system tools the project uses where they are missing, with apt
-# (called by setup.sh): bubblewrap isolates task code (plugins/sandbox.py;
+# (called by setup.sh): bubblewrap isolates task code (plugins/sandbox/sandbox_plugin.py;
 # without it the sandbox falls back to a plain rlimited subprocess), tmux runs
 # the live view's tests in a real 80 x 24 terminal (skipped without it). Cheap
 # (~5 s); nothing where apt is missing. apt's own output stays quiet: if it

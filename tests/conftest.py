@@ -13,7 +13,7 @@ import torch
 
 from acdc_engine.config import load_config
 from acdc_engine.plugin_manager import PluginContext, build_plugin_manager
-from acdc_engine.plugins import smollm2
+from acdc_engine.plugins.seed_models import smollm2
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")

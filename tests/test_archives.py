@@ -6,7 +6,7 @@ from ribs.schedulers import Scheduler
 from acdc_engine.archives import ModelArchive, RecipeEmitter, coverage, greedy_task_force, plan_adaptation
 from acdc_engine.archives.pool_adaptation import prune_oldest
 from acdc_engine.config import load_config
-from acdc_engine.plugins.merge import acdc_merge_methods, acdc_mutation_methods
+from acdc_engine.plugins.merge.merge_plugin import acdc_merge_methods, acdc_mutation_methods
 from acdc_engine.recipe import Recipe
 
 

@@ -38,7 +38,7 @@ def test_unknown_crossover_names_the_known_ones(tmp_path, tiny_models):
     sets = [a for s in tiny_overrides(tiny_models, tmp_path, **{"evolution.crossover": "blend"}) for a in ("--set", s)]
     result = cli("run", *sets, cwd=tmp_path)
     assert result.returncode == 3
-    from acdc_engine.plugins.merge import acdc_merge_methods
+    from acdc_engine.plugins.merge.merge_plugin import acdc_merge_methods
 
     known = ", ".join(sorted(acdc_merge_methods()))
     assert result.stderr.strip() == f"error: unknown crossover method 'blend'; known: {known}"

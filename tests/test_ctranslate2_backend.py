@@ -1,11 +1,11 @@
-"""The ctranslate2 backend (plugins/ctranslate2_backend.py) against the transformers backend: the same greedy
+"""The ctranslate2 backend (plugins/generation/ctranslate2_backend.py) against the transformers backend: the same greedy
 answers in float32, the same likelihoods, its settings and errors, and a run that uses it."""
 
 import pytest
 
 from acdc_engine.errors import AcdcError
-from acdc_engine.plugins.ctranslate2_backend import CTranslate2Backend
-from acdc_engine.plugins.transformers_backend import TransformersBackend
+from acdc_engine.plugins.generation.ctranslate2_backend import CTranslate2Backend
+from acdc_engine.plugins.generation.transformers_backend import TransformersBackend
 
 PROMPTS = ["What is 2 + 2?", "Name a colour.", "Reverse 'abc'.", "Write a haiku about the sea, please, in English.",
            "x", "List three fruits and say which one is the sweetest, with a reason for each of them."]

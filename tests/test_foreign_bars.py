@@ -88,7 +88,7 @@ def test_a_gguf_conversion_prints_no_foreign_bar(tmp_path):
     gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
     code = textwrap.dedent(f"""
         from pathlib import Path
-        from acdc_engine.plugins.gguf_conversion import convert_gguf
+        from acdc_engine.plugins.seed_models.gguf_conversion import convert_gguf
         convert_gguf(Path({str(gguf)!r}), Path({str(tmp_path / "out")!r}))
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

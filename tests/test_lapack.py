@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from acdc_engine.plugins.lapack import top_eigh
+from acdc_engine.plugins.merge.lapack import top_eigh
 
 
 def gram(n: int, seed: int) -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 
 from acdc_engine.config import load_config
 from acdc_engine.errors import AcdcError
-from acdc_engine.plugins.llm import LLMError, OpenAIChat, make_llm
+from acdc_engine.plugins.llm.llm_client import LLMError, OpenAIChat, make_llm
 
 
 def client(url, **kw):

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from acdc_engine.ui.cli import main
 from acdc_engine.config import load_config
 from acdc_engine.errors import AcdcError
-from acdc_engine.plugins.transformers_backend import TransformersBackend
+from acdc_engine.plugins.generation.transformers_backend import TransformersBackend
 from conftest import tiny_overrides
 from test_loop_tiny import run_once
 

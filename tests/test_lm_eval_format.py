@@ -95,7 +95,7 @@ def test_evaluate_writes_lm_evals_own_results_with_fewshot_chat_template_and_gen
 def test_gen_kwargs_reach_the_backend_and_unknown_ones_are_one_line(lm_run, tiny_models, tmp_path):
     from lm_eval.api.instance import Instance
 
-    from acdc_engine.plugins.transformers_backend import TransformersBackend
+    from acdc_engine.plugins.generation.transformers_backend import TransformersBackend
 
     lm = adapter.AcdcLM.create_from_arg_string(f"pretrained={tiny_models['a']},dtype=float32,seed=5",
                                                {"batch_size": None, "device": "cpu"})

@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 
 from acdc_engine.config import load_config
 from acdc_engine.models.materialise import materialise
-from acdc_engine.plugins.merge import acdc_merge_methods
-from acdc_engine.plugins.mergekit_methods import OFFERED_BY_MERGE, _inputs, mergekit_merge_methods, mergekit_params
+from acdc_engine.plugins.merge.merge_plugin import acdc_merge_methods
+from acdc_engine.plugins.merge.mergekit_methods import OFFERED_BY_MERGE, _inputs, mergekit_merge_methods, mergekit_params
 from acdc_engine.recipe import Recipe
 from conftest import make_tiny_model
 

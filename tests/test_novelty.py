@@ -13,7 +13,7 @@ from acdc_engine.config import load_config
 from acdc_engine.errors import AcdcError
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.plugin_manager import build_plugin_manager
-from acdc_engine.plugins import llm_gibberish
+from acdc_engine.plugins.llm import llm_gibberish
 from acdc_engine.tasks import TaskSpec
 from conftest import run_in_process
 

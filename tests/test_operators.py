@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from acdc_engine.config import load_config
 from acdc_engine.errors import AcdcError
 from acdc_engine.models.materialise import materialise
-from acdc_engine.plugins.merge import (
+from acdc_engine.plugins.merge.merge_plugin import (
     acdc_merge_methods,
     acdc_mutation_methods,
     svd_noise_mutation,

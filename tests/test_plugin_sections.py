@@ -189,7 +189,8 @@ def test_a_rename_to_no_key_of_the_section_is_refused():
 
 
 def test_the_plugins_read_their_own_sections(monkeypatch):
-    from acdc_engine.plugins import embeddings, forge
+    from acdc_engine.plugins import forge
+    from acdc_engine.plugins.llm import embeddings
 
     config = load_config(None, ["novelty.embedding_model=/some/dir", "models.forge_missing=false"], environ={})
     with PluginContext(config) as plugins, PluginContext(load_config(None, environ={})) as other:

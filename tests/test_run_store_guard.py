@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from acdc_engine.config import config_model, load_config, validate
 from acdc_engine.errors import AcdcError
-from acdc_engine.plugins.sandbox_jail import bubblewrap_problem
+from acdc_engine.plugins.sandbox.sandbox_jail import bubblewrap_problem
 from acdc_engine.store import SCHEMA_VERSION, RunStore
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from acdc_engine.config import SandboxConfig
-from acdc_engine.plugins.sandbox import Sandbox, run_task_code
+from acdc_engine.plugins.sandbox.sandbox_plugin import Sandbox, run_task_code
 
 acdc_score_submissions, acdc_task_instances = Sandbox().acdc_score_submissions, Sandbox().acdc_task_instances
 from acdc_engine.tasks import TaskCodeError, TaskSpec

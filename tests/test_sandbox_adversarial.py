@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from acdc_engine.hookspecs import hookimpl
-from acdc_engine.plugins import sandbox
-from acdc_engine.plugins.sandbox_jail import bubblewrap_problem
+from acdc_engine.plugins.sandbox import sandbox_plugin as sandbox
+from acdc_engine.plugins.sandbox.sandbox_jail import bubblewrap_problem
 from acdc_engine.tasks import TaskCodeError
 
 TIMEOUT_S, MEMORY_MB = 1.5, 256
@@ -204,7 +204,7 @@ def test_workers_go_away_when_the_engine_process_exits(tmp_path):
     script = tmp_path / "engine.py"
     script.write_text(textwrap.dedent(f'''
         import sys
-        from acdc_engine.plugins import sandbox
+        from acdc_engine.plugins.sandbox import sandbox_plugin as sandbox
         source = {GOOD!r}
         sandbox.run_task_code(source, [{{"op": "score", "t": {{}}, "submission": "5"}}], timeout_s=5,
                               memory_mb={MEMORY_MB + 1})

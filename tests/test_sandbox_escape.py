@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from acdc_engine.hookspecs import hookimpl
-from acdc_engine.plugins import sandbox
+from acdc_engine.plugins.sandbox import sandbox_plugin as sandbox
 from test_sandbox_adversarial import GOOD, ISOLATIONS, MEMORY_MB, TIMEOUT_S, assert_contained
 
 PRELUDE = "import ctypes, fcntl, os, signal, socket, sys, threading, time\nlibc = ctypes.CDLL(None, use_errno=True)\n"
@@ -185,7 +185,7 @@ return started / 10000
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
 def test_a_family_starts_a_bounded_number_of_threads(isolation):
-    from acdc_engine.plugins.sandbox_worker import FAMILY_TASKS
+    from acdc_engine.plugins.sandbox.sandbox_worker import FAMILY_TASKS
 
     (started,) = sandbox.run_task_code(family(THREADS), [{"op": "score", "t": {}, "submission": "5"}],
                                        timeout_s=10, memory_mb=1024, isolation=isolation)
@@ -289,8 +289,8 @@ def test_the_loop_breaks_a_task_whose_scores_leave_0_1_and_goes_on(tiny_config, 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only a worker started as root has root to give up")
 def test_a_root_worker_that_cannot_give_up_root_refuses_to_start(monkeypatch):
     from acdc_engine.errors import AcdcError
-    from acdc_engine.plugins import sandbox_pool
-    from acdc_engine.plugins.sandbox_jail import launch_for
+    from acdc_engine.plugins.sandbox import sandbox_pool
+    from acdc_engine.plugins.sandbox.sandbox_jail import launch_for
 
     monkeypatch.setattr(sandbox_pool, "worker_uid", lambda: None)
     with pytest.raises(AcdcError, match="refused to start \\(rlimits\\): the worker runs as root and was given no uid"):
@@ -341,7 +341,7 @@ def test_task_code_cannot_write_terminal_escapes_into_the_engines_messages(isola
 
 
 def test_judge_calls_cannot_flood_the_judge_model():
-    from acdc_engine.plugins.sandbox_pool import JUDGE_CHARS
+    from acdc_engine.plugins.sandbox.sandbox_pool import JUDGE_CHARS
     from acdc_engine.tasks import TaskCodeError
 
     asked = []
@@ -469,7 +469,7 @@ def test_a_deeply_nested_reply_is_one_line_not_a_recursion_error_in_the_engine(i
 
 
 def test_instance_data_nested_too_deep_for_the_engine_is_refused():
-    from acdc_engine.plugins.sandbox_pool import MAX_DEPTH
+    from acdc_engine.plugins.sandbox.sandbox_pool import MAX_DEPTH
     from acdc_engine.tasks import TaskCodeError
 
     source = ("class TaskFamily:\n    @staticmethod\n    def get_tasks():\n"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from acdc_engine.plugins import sandbox
+from acdc_engine.plugins.sandbox import sandbox_plugin as sandbox
 from acdc_engine.tasks import TaskCodeError
 from test_sandbox_adversarial import BWRAP, GOOD, ISOLATIONS, MEMORY_MB, TIMEOUT_S, needs_bwrap
 

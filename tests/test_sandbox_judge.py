@@ -7,8 +7,8 @@ import pytest
 from acdc_engine.config import SandboxConfig, load_config
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.plugin_manager import build_plugin_manager
-from acdc_engine.plugins import judge_overlap
-from acdc_engine.plugins.sandbox import run_task_code
+from acdc_engine.plugins.sandbox import judge_overlap
+from acdc_engine.plugins.sandbox.sandbox_plugin import run_task_code
 from acdc_engine.tasks import TaskCodeError, TaskSpec
 
 FAMILY = '''

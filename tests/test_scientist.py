@@ -10,7 +10,7 @@ import sys
 
 from acdc_engine.config import load_config
 from acdc_engine.plugin_manager import build_plugin_manager
-from acdc_engine.plugins.llm import OpenAIChat
+from acdc_engine.plugins.llm.llm_client import OpenAIChat
 from acdc_engine.plugins.scientist import Scientist
 from acdc_engine.tasks import TaskRequest, TaskSpec
 from conftest import run_in_process

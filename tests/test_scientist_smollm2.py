@@ -10,7 +10,7 @@ import sqlite3
 
 import pytest
 
-from acdc_engine.plugins.llm import LocalChat
+from acdc_engine.plugins.llm.llm_client import LocalChat
 from conftest import run_in_process
 
 CATEGORIES = ("unparseable", "failed in sandbox after", "not done after", "not novel", "failed in sandbox")

@@ -13,7 +13,7 @@ from acdc_engine.errors import AcdcError
 from acdc_engine.hookspecs import hookimpl
 from acdc_engine.run.loop import Coevolution
 from acdc_engine.plugin_manager import PluginContext
-from acdc_engine.plugins.transformers_backend import MAX_AUTO_BATCH, TransformersBackend, auto_batch_size
+from acdc_engine.plugins.generation.transformers_backend import MAX_AUTO_BATCH, TransformersBackend, auto_batch_size
 from acdc_engine.recipe import Recipe
 from acdc_engine.store import RunStore
 from acdc_engine.run.timing import PHASES

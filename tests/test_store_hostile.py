@@ -182,7 +182,7 @@ class _Canned(BaseHTTPRequestHandler):
     ("application/json", b'{"choices": "none"}'),
 ])
 def test_an_llm_endpoint_answering_200_with_something_else_is_one_line(content_type, body):
-    from acdc_engine.plugins.llm import LLMError, OpenAIChat
+    from acdc_engine.plugins.llm.llm_client import LLMError, OpenAIChat
 
     handler = type("Handler", (_Canned,), {"body": body, "content_type": content_type})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from acdc_engine.plugins.wandb_tracking import ID_FILE as WANDB_ID_FILE
-from acdc_engine.plugins.wandb_tracking import logged_steps, run_files, wandb_records
+from acdc_engine.plugins.tracking.wandb_tracking import ID_FILE as WANDB_ID_FILE
+from acdc_engine.plugins.tracking.wandb_tracking import logged_steps, run_files, wandb_records
 from acdc_engine.store import RunStore
 from conftest import tiny_overrides
 from test_resume import committed
@@ -162,7 +162,7 @@ def test_bad_tracking_settings_are_one_line(tiny_models, tmp_path, plugins, sett
 def test_resume_logs_the_committed_generations_the_tracker_lacks(tiny_models, tmp_path):
     from acdc_engine.api import RunStarted
     from acdc_engine.config import load_config
-    from acdc_engine.plugins.tracking import Tracker, TrackingPlugin
+    from acdc_engine.plugins.tracking.tracker import Tracker, TrackingPlugin
 
     run_dir = tmp_path / "run"
     run_whole(command(tiny_models, tmp_path, run_dir, "merge,taskgen"), environment(tmp_path))
@@ -193,7 +193,7 @@ def test_resume_logs_the_committed_generations_the_tracker_lacks(tiny_models, tm
 
 def test_a_damaged_run_id_file_is_one_line_naming_it(tmp_path):
     from acdc_engine.api import AcdcError
-    from acdc_engine.plugins.tracking import load_json, save_json
+    from acdc_engine.plugins.tracking.tracker import load_json, save_json
 
     path = tmp_path / WANDB_ID_FILE
     assert load_json(path) is None
@@ -207,7 +207,7 @@ def test_a_damaged_run_id_file_is_one_line_naming_it(tmp_path):
 
 def test_the_results_archive_is_standard_json_with_the_fittest_members_infinite_score_as_null(tmp_path):
     from acdc_engine.api import ArchiveRow, RunFinished
-    from acdc_engine.plugins.tracking import write_results
+    from acdc_engine.plugins.tracking.tracker import write_results
 
     rows = [ArchiveRow(id="m0004", parents=["m0001", "m0002"], fitness=0.5, solved=3, score=float("inf"),
                        capabilities={"code": 1.0}),

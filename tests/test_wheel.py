@@ -20,8 +20,8 @@ def test_the_wheel_carries_its_data_files_and_builds_without_package_warnings(tm
         assert warning not in log
     (wheel,) = tmp_path.glob("acdc_engine-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    wanted = ["acdc_engine/default_config.toml", "acdc_engine/plugins/sandbox_worker.py"]
-    wanted += [f"acdc_engine/plugins/prompts/{p.name}" for p in (ROOT / "plugins" / "prompts").glob("*.md")]
+    wanted = ["acdc_engine/default_config.toml", "acdc_engine/plugins/sandbox/sandbox_worker.py"]
+    wanted += [f"acdc_engine/plugins/llm/prompts/{p.name}" for p in (ROOT / "plugins" / "llm" / "prompts").glob("*.md")]
     wanted += [f"acdc_engine/plugins/scientist/prompts/{p.name}"
                for p in (ROOT / "plugins" / "scientist" / "prompts").glob("*.md")]
     assert len(wanted) > 5 and not [w for w in wanted if w not in names]

@@ -16,9 +16,9 @@ pytest.importorskip("vllm")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from acdc_engine.models.checkpoint import CheckpointReader, CheckpointWriter  # noqa: E402
-from acdc_engine.plugins import smollm2  # noqa: E402
-from acdc_engine.plugins.transformers_backend import TransformersBackend  # noqa: E402
-from acdc_engine.plugins.vllm_backend import VllmBackend  # noqa: E402
+from acdc_engine.plugins.seed_models import smollm2  # noqa: E402
+from acdc_engine.plugins.generation.transformers_backend import TransformersBackend  # noqa: E402
+from acdc_engine.plugins.generation.vllm_backend import VllmBackend  # noqa: E402
 
 PROMPTS = [
     "What is 17 + 25? Answer: <number>",

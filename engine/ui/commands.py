@@ -62,7 +62,7 @@ def plugin_command(body: Callable) -> Callable:
 
     @functools.wraps(body)
     def callback(config_file: Path | None, overrides: tuple[str, ...], **options):
-        from acdc_engine.plugin_manager import PluginContext  # imported when called: the API loads no manager
+        from ..plugin_manager import PluginContext  # imported when called: the API loads no manager
 
         quiet_libraries()
         with PluginContext(command_config(config_file, overrides)) as plugins:

@@ -51,14 +51,14 @@ def acdc_config_sections():
 
 @hookimpl
 def acdc_resolve_seed(spec, cache_dir):
-    from acdc_engine.plugins.forge.seeds import resolve
+    from .seeds import resolve
 
     return resolve(spec, cache_dir)
 
 
 @hookimpl
 def acdc_commands():
-    from acdc_engine.plugins.forge.command import forge
+    from .command import forge
 
     return [forge]
 
@@ -67,6 +67,6 @@ def acdc_commands():
 def acdc_prepare_run(config, hook):
     """The first run of a ``forged:BASE`` seed group forges its default experts (``forge.forge_missing``)."""
     if config.section("forge").forge_missing:
-        from acdc_engine.plugins.forge.command import forge_missing
+        from .command import forge_missing
 
         forge_missing(config, hook)

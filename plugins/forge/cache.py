@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from acdc_engine.api import check_chat_template, file_digest, resolve_seed
-from acdc_engine.plugins.forge.data import (
+from .data import (
     REPLAY_FORMAT,
     Example,
     capabilities,
@@ -28,9 +28,9 @@ from acdc_engine.plugins.forge.data import (
     task_examples,
     write_atomic,
 )
-from acdc_engine.plugins.forge.manifest import FORGED_DIR, MANIFEST, read_manifest, write_manifest
-from acdc_engine.plugins.forge.phases import Phase, prefixed, quiet
-from acdc_engine.plugins.forge.training import ForgeRecipe, save_like_base, train
+from .manifest import FORGED_DIR, MANIFEST, read_manifest, write_manifest
+from .phases import Phase, prefixed, quiet
+from .training import ForgeRecipe, save_like_base, train
 
 
 @dataclass(frozen=True)

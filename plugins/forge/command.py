@@ -12,13 +12,13 @@ from rich.console import Console
 from rich.progress import TimeRemainingColumn
 
 from acdc_engine.api import TickingProgress, plugin_command
-from acdc_engine.plugins.forge.cache import Forge
-from acdc_engine.plugins.forge.compare import compare, forge_table
-from acdc_engine.plugins.forge.data import DEFAULT_CAPABILITIES, parse_capabilities
-from acdc_engine.plugins.forge.phases import shown_on
-from acdc_engine.plugins.forge.seeds import FORGED_PREFIX
-from acdc_engine.plugins.forge.seeds import experts as forged_experts
-from acdc_engine.plugins.forge.training import ForgeRecipe
+from .cache import Forge
+from .compare import compare, forge_table
+from .data import DEFAULT_CAPABILITIES, parse_capabilities
+from .phases import shown_on
+from .seeds import FORGED_PREFIX
+from .seeds import experts as forged_experts
+from .training import ForgeRecipe
 
 console = Console(soft_wrap=True)
 

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from acdc_engine.api import AcdcError, Instance, TaskCodeError, TaskSpec, extract_answer
-from acdc_engine.plugins.forge.compare import exact_backend
-from acdc_engine.plugins.forge.phases import Advance, Phase, quiet
+from .compare import exact_backend
+from .phases import Advance, Phase, quiet
 
 if TYPE_CHECKING:
     import torch
 
-    from acdc_engine.plugins.forge.training import ForgeRecipe
+    from .training import ForgeRecipe
 
 DEFAULT_CAPABILITIES = ("arithmetic", "strings", "code")
 EVAL_DIFFICULTIES = (1, 2)  # those of the default initial pool

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from acdc_engine.plugins.forge.data import pad_batch
-from acdc_engine.plugins.forge.phases import Phase, quiet
+from .data import pad_batch
+from .phases import Phase, quiet
 
 if TYPE_CHECKING:  # torch is imported where it is used, so that the CLI starts fast
     import torch

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from acdc_engine.api import AcdcError
-from acdc_engine.plugins.forge.manifest import installed
+from .manifest import installed
 
 #: Spec prefix of the forged experts: ``forged:BASE`` (a group), ``forged:BASE:CAPABILITY`` (one expert).
 FORGED_PREFIX = "forged:"

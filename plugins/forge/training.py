@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from acdc_engine.api import AcdcError, CheckpointReader, CheckpointWriter
-from acdc_engine.plugins.forge.data import Example, encode, pad_batch
-from acdc_engine.plugins.forge.manifest import MANIFEST
-from acdc_engine.plugins.forge.phases import Phase, quiet
-from acdc_engine.plugins.forge.protect import project_out, protected_subspaces
+from .data import Example, encode, pad_batch
+from .manifest import MANIFEST
+from .phases import Phase, quiet
+from .protect import project_out, protected_subspaces
 
 if TYPE_CHECKING:  # torch is imported where it is used, so that the CLI starts fast
     import torch

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from acdc_engine.api import PluginSection, TaskRequest, TaskSpec, hookimpl
-from acdc_engine.plugins.llm import LLMPlugin, LLMSection, shared_llm
-from acdc_engine.plugins.scientist.scientist import NAME, Scientist
+from ..llm.llm_client import LLMPlugin, LLMSection, shared_llm
+from .scientist import NAME, Scientist
 
 __all__ = ["NAME", "Scientist", "ScientistPlugin", "ScientistSection"]
 

@@ -17,8 +17,8 @@ from importlib import resources
 from string import Template
 
 from acdc_engine.api import TaskCodeError, TaskRequest, TaskSpec, extract_answer
-from acdc_engine.plugins.llm import ChatLLM, LLMError
-from acdc_engine.plugins.scientist.parse import Draft, ParseError, declares_done, parse_task
+from ..llm.llm_client import ChatLLM, LLMError
+from .parse import Draft, ParseError, declares_done, parse_task
 
 NAME = "scientist"
 TRIED_INSTANCES = 3  # instances the scientist answers itself in each round

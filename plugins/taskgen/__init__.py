@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 
 from acdc_engine.api import TaskRequest, TaskSpec, hookimpl
-from acdc_engine.plugins.taskgen.families import TEMPLATES, make_instances
-from acdc_engine.plugins.taskgen.render import render_source
+from .families import TEMPLATES, make_instances
+from .render import render_source
 
 NAME = "taskgen"
 MAX_DIFFICULTY = 5

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import pprint
 
-from acdc_engine.plugins.taskgen import scoring
+from . import scoring
 
 _CLASS = '''
 

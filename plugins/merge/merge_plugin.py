@@ -8,7 +8,7 @@ it go. Parameters that hold for the whole child are drawn once by
 
 Merges (``[evolution] crossover``), with task vectors ``tau_i = p_i - base``,
 every one under its mergekit name and run by mergekit's own per-tensor code
-(:mod:`acdc_engine.plugins.mergekit_methods`), so a child has the weights
+(:mod:`acdc_engine.plugins.merge.mergekit_methods`), so a child has the weights
 mergekit's ``run_merge`` gives for its recipe's parameters; their
 parameters, and the mutations', are this plugin's own config section
 ``[merge]`` (:class:`MergeSection`), and every mergekit parameter is recorded
@@ -41,7 +41,7 @@ models) ``s + e``, which on a small model's small singular values is a large
 relative change. ``gaussian`` adds N(0, ``mutation_std``) elementwise.
 
 The SVD mutation needs only the top-k singular pairs. They come from the
-top-k eigenpairs (:func:`acdc_engine.plugins.lapack.top_eigh`: LAPACK without
+top-k eigenpairs (:func:`acdc_engine.plugins.merge.lapack.top_eigh`: LAPACK without
 the GIL, only k eigenvectors carried back) of the Gram matrix of the smaller
 side, accumulated in row chunks, with NumPy's BLAS doing the products: in
 float32 while the kept values are the upper half of the spectrum
@@ -65,8 +65,8 @@ from typing import Literal
 from pydantic import Field
 
 from acdc_engine.api import MergeMethod, MutationMethod, PluginSection, hookimpl
-from acdc_engine.plugins.lapack import top_eigh
-from acdc_engine.plugins.mergekit_methods import merge_plugin_methods, mergekit_merge_methods
+from .lapack import top_eigh
+from .mergekit_methods import merge_plugin_methods, mergekit_merge_methods
 
 CHUNK_ROWS = 4096
 #: Largest lambda_1 / lambda_k trusted to float32 eigh: SmolLM2's matrices below it keep

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from acdc_engine.api import hookimpl
-from acdc_engine.plugins.llm import LLMPlugin, ask_once, plugin_prompt
+from .llm_client import LLMPlugin, ask_once, plugin_prompt
 
 SHOWN = 8
 _VERDICT = re.compile(r"\b(BROKEN|OK)\b")

@@ -15,7 +15,7 @@ few differ, as with any change of batch layout. With ``batch_size = 0``
 the batch size is chosen from the memory available now
 (:func:`auto_batch_size`). Answers are greedy unless a temperature is given
 (the control of ``acdc-engine evaluate`` samples). :meth:`TransformersBackend.chat`
-also answers whole conversations (the local LLM of ``plugins/llm.py`` uses
+also answers whole conversations (the local LLM of ``plugins/llm/llm_client.py`` uses
 it); ``mean_logprob`` scores given responses, for the best-of-N judge, and
 ``reply_logprobs`` ranks the replies to one prompt (multiple choice by likelihood).
 :meth:`TransformersBackend.complete` and ``continuation_logprobs`` continue and score raw text

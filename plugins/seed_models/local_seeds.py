@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from acdc_engine.api import AcdcError, hookimpl
-from acdc_engine.plugins.gguf_conversion import cached_checkpoint
+from .gguf_conversion import cached_checkpoint
 
 
 #: A Hugging Face Hub repository id, ``ORG/NAME`` (tried where no such path exists here).

@@ -35,8 +35,8 @@ import time
 from collections.abc import Callable
 
 from acdc_engine.api import AcdcError, TaskCodeError
-from acdc_engine.plugins.sandbox_jail import ENV, Launch, worker_uid
-from acdc_engine.plugins.sandbox_worker import empty_folder
+from .sandbox_jail import ENV, Launch, worker_uid
+from .sandbox_worker import empty_folder
 
 REPLY_LIMIT = 16 * 1024 * 1024
 START_TIMEOUT_S = 60.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from acdc_engine.api import hookimpl
-from acdc_engine.plugins.llm import LLMPlugin, ask_once, plugin_prompt
+from .llm_client import LLMPlugin, ask_once, plugin_prompt
 
 _GRADE = re.compile(r"(?<![\d.])(10|\d)(?![\d])")
 

@@ -12,7 +12,7 @@ import importlib.util
 from pathlib import Path
 
 from acdc_engine.api import AcdcError, hookimpl
-from acdc_engine.plugins.gguf_conversion import cached_checkpoint
+from .gguf_conversion import cached_checkpoint
 
 SPEC = "smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

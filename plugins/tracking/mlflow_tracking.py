@@ -10,7 +10,7 @@ it does not hold yet (each write is synchronous, so after a kill -9 at most
 the generation being logged is missing), so each step is there once.
 ``acdc-engine evaluate`` logs to the same MLflow run: its scores as metrics
 ``evaluate/...``, its files under the artifact folder ``evaluation/STAMP/``.
-What is logged: see :mod:`acdc_engine.plugins.tracking`.
+What is logged: see :mod:`acdc_engine.plugins.tracking.tracker`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 from pydantic import Field
 
 from acdc_engine.api import AcdcError, ArchiveRow, Config, PluginSection, RunFinished
-from acdc_engine.plugins.tracking import (GENERATION_METRIC, Tracker, archive_table, evaluation_stamp,
-                                          evaluation_table, flat_params, load_json, save_json, TrackingHooks,
-                                          write_results)
+from .tracker import (GENERATION_METRIC, Tracker, archive_table, evaluation_stamp,
+                      evaluation_table, flat_params, load_json, save_json, TrackingHooks,
+                      write_results)
 
 ID_FILE = "mlflow-run.json"
 PARAM_LIMIT = 6000  # MLflow refuses longer param values; longer ones are cut and marked

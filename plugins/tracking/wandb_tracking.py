@@ -8,7 +8,7 @@ generations that no ``.wandb`` file of that run holds yet (wandb-core writes
 its file every 15 s, so a kill -9 loses what came since), so each step is
 there once. ``acdc-engine evaluate`` reopens the same W&B run: its scores go
 to the summary (``evaluate/...``), its files to an artifact
-``acdc-evaluation-ID``. What is logged: see :mod:`acdc_engine.plugins.tracking`.
+``acdc-evaluation-ID``. What is logged: see :mod:`acdc_engine.plugins.tracking.tracker`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Literal
 from pydantic import Field
 
 from acdc_engine.api import AcdcError, ArchiveRow, Config, PluginSection, RunFinished
-from acdc_engine.plugins.tracking import (Tracker, archive_table, evaluation_stamp, evaluation_table, load_json,
-                                          save_json, TrackingHooks, write_results)
+from .tracker import (Tracker, archive_table, evaluation_stamp, evaluation_table, load_json,
+                      save_json, TrackingHooks, write_results)
 
 ID_FILE = "wandb-run.json"
 _BLOCK, _HEADER, _FILE_HEADER = 32768, 7, struct.pack("<4sHB", b":W&B", 0xBEE1, 0)

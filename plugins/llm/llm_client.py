@@ -109,7 +109,7 @@ class LocalChat:
     """A local checkpoint answering through the transformers backend."""
 
     def __init__(self, model_dir: Path, *, temperature: float, max_tokens: int, dtype: str = "bfloat16") -> None:
-        from acdc_engine.plugins.transformers_backend import TransformersBackend
+        from ..generation.transformers_backend import TransformersBackend
 
         self.temperature, self.max_tokens = temperature, max_tokens
         self.backend = TransformersBackend(model_dir, dtype=dtype, batch_size=8)
@@ -190,8 +190,8 @@ def shared_llm(config, hook) -> ChatLLM:
 
 
 def plugin_prompt(name: str, **fields) -> str:
-    """The prompt template ``plugins/prompts/<name>.md`` with ``$fields`` filled in."""
-    text = resources.files("acdc_engine.plugins").joinpath("prompts", f"{name}.md").read_text()
+    """The prompt template ``plugins/llm/prompts/<name>.md`` with ``$fields`` filled in."""
+    text = resources.files(__package__).joinpath("prompts", f"{name}.md").read_text()
     return Template(text).safe_substitute(fields)
 
 

@@ -18,7 +18,7 @@ import re
 import numpy as np
 
 from acdc_engine.api import hookimpl
-from acdc_engine.plugins.llm import LLMError, LLMPlugin, plugin_prompt, shared_llm
+from .llm_client import LLMError, LLMPlugin, plugin_prompt, shared_llm
 
 _VERDICT = re.compile(r"\b(YES|NO)\b", re.IGNORECASE)
 

@@ -20,8 +20,8 @@ import atexit
 import threading
 
 from acdc_engine.api import Instance, TaskCodeError, hookimpl
-from acdc_engine.plugins.sandbox_jail import launch_for
-from acdc_engine.plugins.sandbox_pool import Judge, WorkerPool
+from .sandbox_jail import launch_for
+from .sandbox_pool import Judge, WorkerPool
 
 POOL_SIZE = 2
 

@@ -1,0 +1,2 @@
+"""The ``merge`` plugin's crossover and mutation operators, mergekit's methods by their names, and the
+LAPACK eigenpairs its SVD mutation uses."""

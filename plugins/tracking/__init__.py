@@ -1,0 +1,1 @@
+"""Experiment tracking: what the ``wandb`` and ``mlflow`` plugins share, and each of them."""
