@@ -34,7 +34,7 @@ import torch
 
 from acdc_engine.config import SandboxConfig
 from acdc_engine.machine import matmul_flops
-from acdc_engine.plugins.sandbox import sandbox_plugin as sandbox
+from acdc_engine.plugins.sandbox.sandbox_plugin import Sandbox
 from acdc_engine.plugins.taskgen import acdc_generate_tasks
 from acdc_engine.plugins.generation.transformers_backend import TransformersBackend
 from acdc_engine.tasks import TaskRequest
@@ -67,11 +67,11 @@ class ForwardTimer:
 
 def instructions(n_families: int) -> list[str]:
     specs = acdc_generate_tasks(TaskRequest(mode="initial", n=n_families, seed=0, instances=3))
-    limits = SandboxConfig()
+    limits, box = SandboxConfig(), Sandbox()
     try:
-        return [i.instruction for s in specs for i in sandbox.acdc_task_instances(task=s, limits=limits)]
+        return [i.instruction for s in specs for i in box.acdc_task_instances(task=s, limits=limits)]
     finally:
-        sandbox.acdc_unconfigure()
+        box.acdc_unconfigure()
 
 
 def user(text: str) -> list[dict]:
