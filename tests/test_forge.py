@@ -14,10 +14,13 @@ import pytest
 import torch
 from acdc_engine.models.checkpoint import CheckpointReader
 from acdc_engine.config import load_config
+from acdc_engine.digest import file_digest
 from acdc_engine.errors import AcdcError
 from acdc_engine.plugin_manager import build_plugin_manager
+from acdc_engine.plugins.forge import cache as forge_cache
 from acdc_engine.plugins.forge.cache import Forge
 from acdc_engine.plugins.forge.data import (
+    DEFAULT_CAPABILITIES,
     EVAL_DIFFICULTIES,
     HELD_OUT_PER_FAMILY,
     Example,
@@ -28,6 +31,7 @@ from acdc_engine.plugins.forge.data import (
     target,
     task_examples,
 )
+from acdc_engine.plugins.forge.delta import DELTA, applied, read_delta, rebuild, write_expert
 from acdc_engine.plugins.forge.manifest import MANIFEST
 from acdc_engine.plugins.forge.training import ForgeRecipe, _kl_to_base, train
 from acdc_engine.plugins.taskgen.families import TEMPLATES
@@ -53,7 +57,7 @@ def forged(tmp_path_factory, smollm2_dir):
     losses = []
     expert = smith.forge("arithmetic", on_step=lambda step, loss: losses.append((step, loss)))
     return {"root": root, "base": base, "config": config, "hook": hook, "smith": smith, "expert": expert,
-            "losses": losses}
+            "losses": losses, "smollm2_dir": smollm2_dir}
 
 
 def test_expert_has_the_base_layout_and_files_but_new_weights(forged):
@@ -74,6 +78,69 @@ def test_expert_has_the_base_layout_and_files_but_new_weights(forged):
     manifest = json.loads((expert.path / MANIFEST).read_text())
     assert manifest["base"] == str(base) and manifest["capability"] == "arithmetic"
     assert manifest["recipe"]["steps"] == 3 and manifest["task_examples"] > 0 and manifest["replay_examples"] > 0
+
+
+def digest(path):
+    return file_digest(path / "model.safetensors")
+
+
+def test_expert_weights_are_rebuilt_bit_for_bit_from_its_delta(forged, tmp_path):
+    expert = forged["expert"].path
+    factors, manifest, expert_digest = read_delta(expert / DELTA)
+    assert expert_digest == digest(expert) and manifest == json.loads((expert / MANIFEST).read_text())
+    assert len(factors) == 2 * 7 and all(a.shape[0] == QUICK.rank == b.shape[1] for a, b in factors.values())
+    again = rebuild(expert / DELTA, forged["base"], tmp_path)
+    assert digest(tmp_path) == expert_digest and again["capability"] == "arithmetic"
+    assert again["created"] > manifest["created"] and again["rebuilt_from"] == DELTA
+    other = make_tiny_model(tmp_path / "other", forged["smollm2_dir"], seed=6)
+    with pytest.raises(AcdcError, match=rf"^expert delta {DELTA} was made over a base of digest \w+, not {other} "):
+        rebuild(expert / DELTA, other, tmp_path / "x")
+
+
+def test_a_delta_is_applied_in_one_fixed_order_of_ieee_operations():
+    """The weights a delta rebuilds are defined without BLAS: each entry is the base's, plus the rank-one
+    terms in rank order in float64, rounded once; the same with 1 thread or 2."""
+    gen = torch.Generator().manual_seed(0)
+    w, a, b = (torch.randn(shape, generator=gen) for shape in ((5, 7), (3, 7), (5, 3)))
+    expected = torch.empty_like(w)
+    for i in range(5):
+        for j in range(7):
+            total = float(w[i, j])
+            for k in range(3):
+                total += float(b[i, k]) * float(a[k, j])
+            expected[i, j] = total
+    assert applied(w, a, b).view(torch.int32).equal(expected.view(torch.int32))
+    big = [torch.randn(n, generator=gen) for n in ((1536, 576), (16, 576), (1536, 16))]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = applied(*big)
+        torch.set_num_threads(2)
+        assert applied(*big).equal(one)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_shipped_delta_is_rebuilt_instead_of_trained(forged, tmp_path, monkeypatch):
+    """A delta in the forge's shipped folder named like the expert of these inputs stands in for training:
+    a fresh cache gets the same weights bit for bit, and ``--force`` trains again."""
+    expert = forged["expert"].path
+    shipped = tmp_path / "deltas"
+    shipped.mkdir()
+    (shipped / f"{expert.name}.safetensors").write_bytes((expert / DELTA).read_bytes())
+    monkeypatch.setattr(forge_cache, "SHIPPED_DIR", shipped)
+    config = load_config(None, tiny_settings(tmp_path, forged["base"]))
+    smith = Forge(forged["hook"], config, recipe=QUICK)
+    assert smith.shipped("arithmetic") == shipped / f"{expert.name}.safetensors" and smith.shipped("strings") is None
+
+    def no_training(step, loss):
+        raise AssertionError("trained although a delta was shipped")
+
+    made = smith.forge("arithmetic", on_step=no_training)
+    assert made.shipped and not made.cached and made.path == tmp_path / "cache" / "forged" / expert.name
+    assert digest(made.path) == digest(expert) and not smith.replay_file.exists()  # no replay needed
+    assert smith.forge("arithmetic").cached
+    assert not smith.forge("arithmetic", force=True).shipped
 
 
 def test_training_and_held_out_instances_are_disjoint():
@@ -137,6 +204,8 @@ def test_bad_recipe_fields_are_named():
         ForgeRecipe(lora_layers=0)
     with pytest.raises(AcdcError, match=r"^forge protect_energy must be between 0 and 1 \(or None\), not 1$"):
         ForgeRecipe(protect_energy=1)
+    with pytest.raises(AcdcError, match=r"^forge threads must be at least 1, not 0$"):
+        ForgeRecipe(threads=0)
 
 
 def test_adapters_change_only_the_first_lora_layers(forged):
@@ -151,7 +220,7 @@ def test_adapters_change_only_the_first_lora_layers(forged):
     assert changed == {f"model.layers.0.{name}.weight" for name in linear}
 
 
-def test_protected_text_keeps_the_base_outputs_while_the_weights_move(forged):
+def test_protected_text_keeps_the_base_outputs_while_the_weights_move(forged, tmp_path):
     """With (nearly) all of a protected text's input energy protected, the trained weights change but
     map that text's inputs as the base does, layer by layer: its logits stay the base's."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -161,7 +230,8 @@ def test_protected_text_keeps_the_base_outputs_while_the_weights_move(forged):
     kept = Example("Name three primary colors.", "Red, yellow and blue.")
     tasks = [Example(f"What is {a} + {b}?", f"Answer: {a + b}") for a, b in ((2, 3), (4, 1), (7, 5), (6, 6))]
     recipe = dataclasses.replace(QUICK, lr=1e-2, protect_energy=1 - 1e-9, bf16=False)
-    model = train(base_dir, tasks, [], recipe, protected=[kept])
+    write_expert(base_dir, train(base_dir, tasks, [], recipe, protected=[kept]), tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
     with torch.no_grad():
         moved = [(model.state_dict()[n] - w).abs().max().item() for n, w in base.state_dict().items()
@@ -181,8 +251,15 @@ def test_second_forge_is_cached_and_force_forges_again(forged):
     again = smith.forge("arithmetic")
     assert again.cached and again.path == expert.path and time.monotonic() - started < 5
     created = json.loads((expert.path / MANIFEST).read_text())["created"]
-    redone = smith.forge("arithmetic", force=True)
+    weights = digest(expert.path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the recipe's thread count (1) trains, whatever the process has
+    try:
+        redone = smith.forge("arithmetic", force=True)
+    finally:
+        torch.set_num_threads(threads)
     assert not redone.cached and redone.path == expert.path
+    assert digest(expert.path) == weights  # the same recipe forged again: the same weights, bit for bit
     assert json.loads((expert.path / MANIFEST).read_text())["created"] > created
     assert sorted(p.name for p in expert.path.parent.iterdir() if p.name.startswith(".")) == []
 
@@ -313,3 +390,27 @@ def test_real_smollm2_expert_is_mergeable_with_its_base(tmp_path, smollm2_dir):
     (answer,) = backend.generate(["What is the capital of France?"], max_new_tokens=4)
     assert any(c.isalpha() for c in answer)
 
+
+
+@pytest.mark.slow
+def test_the_shipped_deltas_rebuild_the_default_experts_bit_for_bit(tmp_path, smollm2_dir):
+    """Every default expert of the real base ships as a delta of at most 20 MB, named like the expert the
+    default recipe forges (a change to the recipe, the families or the replay that moves that name needs the
+    deltas forged and shipped again: docs/architecture.md, *Forged seed experts*), and rebuilds to the
+    weights it was made with."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / smollm2_dir.name).symlink_to(smollm2_dir)
+    smith = Forge(build_plugin_manager(["taskgen"]).hook, load_config(None, [f"models.cache_dir={cache}"]))
+    for cap in DEFAULT_CAPABILITIES:
+        delta = smith.shipped(cap)
+        assert delta is not None, f"no delta ships for the default {cap} expert {smith.path(cap).name}"
+        assert delta.stat().st_size <= 20_000_000
+
+        def no_training(step, loss):
+            raise AssertionError("trained although a delta was shipped")
+
+        made = smith.forge(cap, on_step=no_training)
+        assert made.shipped and digest(made.path) == read_delta(delta)[2]
+    seeds, _ = resolve_seeds(smith.hook, smith.config.models)
+    assert sorted(seeds) == ["forged:smollm2:arithmetic", "forged:smollm2:code", "forged:smollm2:strings", "smollm2"]

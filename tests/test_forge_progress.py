@@ -131,13 +131,40 @@ def test_first_run_announces_no_constant_duration(monkeypatch, tmp_path):
     console, out = plain_console()
     monkeypatch.setattr(command, "console", console)
     calls = []
-    monkeypatch.setattr(command, "Forge", lambda hook, config, base, phase: ("smith", base, phase))
+    class Smith:
+        def __init__(self, hook, config, base, phase):
+            self.base, self.phase = base, phase
+
+        def shipped(self, cap):
+            return None
+
+    monkeypatch.setattr(command, "Forge", Smith)
     monkeypatch.setattr(command, "forge_experts", lambda smith, caps, progress: calls.append((smith, caps, progress)))
     config = load_config(None, [f"models.cache_dir={tmp_path}", "models.seeds=['forged:tinybase']"])
     command.forge_missing(config, hook=None)
     (said,) = out.getvalue().splitlines()
     assert "measured from the first training steps" in said and "min each" not in said, said
-    ((smith, base, phase), caps, progress), = calls
-    assert base == "tinybase" and phase is not quiet and caps == ["arithmetic", "strings", "code"]
+    (smith, caps, progress), = calls
+    assert smith.base == "tinybase" and smith.phase is not quiet and caps == ["arithmetic", "strings", "code"]
     assert any(isinstance(c, TimeRemainingColumn) for c in progress.columns)
     assert any(isinstance(c, TimeRemainingColumn) for c in forge_progress().columns)
+
+
+def test_first_run_says_which_experts_come_from_shipped_deltas(monkeypatch, tmp_path):
+    console, out = plain_console()
+    monkeypatch.setattr(command, "console", console)
+
+    class Smith:
+        def __init__(self, hook, config, base, phase):
+            pass
+
+        def shipped(self, cap):
+            return tmp_path / f"{cap}.safetensors" if cap != "strings" else None
+
+    monkeypatch.setattr(command, "Forge", Smith)
+    monkeypatch.setattr(command, "forge_experts", lambda smith, caps, progress: None)
+    command.forge_missing(load_config(None, [f"models.cache_dir={tmp_path}", "models.seeds=['forged:b']"]), None)
+    (said,) = out.getvalue().splitlines()
+    assert said == ("seed forged:b: no expert of b in the cache yet; rebuilding arithmetic, code from the deltas "
+                    "shipped with the forge; forging strings (how long, measured from the first training steps, is "
+                    "said then); once: cached for later runs (forge.forge_missing=false skips this)")

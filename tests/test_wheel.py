@@ -24,6 +24,9 @@ def test_the_wheel_carries_its_data_files_and_builds_without_package_warnings(tm
     wanted += [f"acdc_engine/plugins/llm/prompts/{p.name}" for p in (ROOT / "plugins" / "llm" / "prompts").glob("*.md")]
     wanted += [f"acdc_engine/plugins/scientist/prompts/{p.name}"
                for p in (ROOT / "plugins" / "scientist" / "prompts").glob("*.md")]
+    deltas = [f"acdc_engine/plugins/forge/deltas/{p.name}" for p in (ROOT / "plugins" / "forge" / "deltas").glob("*")]
+    assert len(deltas) == 3 and all(d.endswith(".safetensors") for d in deltas)  # the shipped default experts
+    wanted += deltas
     assert len(wanted) > 5 and not [w for w in wanted if w not in names]
 
     # installed whole into a fresh environment, away from the source tree: its commands and data work there

@@ -9,12 +9,15 @@ answers to general prompts and to the other capabilities' tasks that it
 solves, generated once per base and cached, so that the expert keeps what the
 base could do; and (``protect_energy``) the adapters' weight change is
 kept orthogonal to the main input directions of those other capabilities' texts.
-The LoRA is merged into the weights and the checkpoint written in the base's
+The LoRA's factors are kept (``delta.safetensors``) and applied to the base's
+weights exactly (:mod:`.delta`), and the checkpoint written in the base's
 exact layout (tensor names, shapes, dtypes; config and tokenizer files
 copied), atomically, to ``<cache_dir>/forged/<base>-<capability>-<key>``,
 where the key hashes the base's weights, the capability, the recipe and the
 training data. A ``forge.json`` manifest beside the weights lets the
-plugin resolve ``forged:<base>`` seed specs (:mod:`.seeds`).
+plugin resolve ``forged:<base>`` seed specs (:mod:`.seeds`). The default experts of
+SmolLM2 ship as delta files in ``deltas/``: an expert missing from the cache whose
+delta ships is rebuilt from it, bit for bit, instead of trained.
 
 :func:`compare` scores the base and the experts on held-out instances of
 every capability (distinct instructions that are never trained on nor
@@ -22,7 +25,7 @@ replayed) with the run's backend in float32, answer extraction and the
 families' own scorers.
 
 Modules: :mod:`.data` (task families, held-out split, replay), :mod:`.training`
-(LoRA fine-tune, layout-exact save), :mod:`.protect` (protected directions),
+(LoRA fine-tune), :mod:`.delta` (its factors, applied exactly; delta files), :mod:`.protect` (protected directions),
 :mod:`.manifest` and :mod:`.cache` (the cache, :class:`~.cache.Forge`),
 :mod:`.compare` (held-out comparison), :mod:`.seeds` (``forged:`` specs), :mod:`.phases` (each step of
 the work shown as progress) and :mod:`.command` (``acdc-engine forge``, the first run's forging).

@@ -28,27 +28,36 @@ from .data import (
     task_examples,
     write_atomic,
 )
+from .delta import DELTA, rebuild, write_delta, write_expert
 from .manifest import FORGED_DIR, MANIFEST, read_manifest, write_manifest
 from .phases import Phase, prefixed, quiet
-from .training import ForgeRecipe, save_like_base, train
+from .training import ForgeRecipe, train
+
+#: The form of an expert's files, part of its cache key: 2 since its weights are written from the delta file
+#: beside them (:mod:`.delta`); 1 merged the LoRA with peft, a few bits off in every adapted weight.
+EXPERT_FORMAT = 2
+#: The deltas that ship with the plugin, each named like the expert directory it rebuilds.
+SHIPPED_DIR = Path(__file__).parent / "deltas"
 
 
 @dataclass(frozen=True)
 class Forged:
-    """A forged expert's directory; ``cached`` if an earlier forge made it."""
+    """A forged expert's directory; ``cached`` if an earlier forge made it, ``shipped`` if it was rebuilt now
+    from the delta shipped with the plugin."""
 
     capability: str
     path: Path
     cached: bool
     seconds: float
-
+    shipped: bool = False
 
 
 def expert_dir(cache_dir: Path, base_spec: str, base_digest: str, capability: str, recipe: ForgeRecipe,
                replay_key: str, data_key: str) -> Path:
     """Where the expert of these inputs lives: named by base, capability and a hash of everything
     (``data_key``: of its training families and the held-out instructions they must avoid)."""
-    key = hashlib.sha256(json.dumps([base_spec, base_digest, capability, asdict(recipe), replay_key, data_key])
+    key = hashlib.sha256(json.dumps([EXPERT_FORMAT, base_spec, base_digest, capability, asdict(recipe),
+                                     replay_key, data_key])
                          .encode()).hexdigest()[:10]
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", base_spec.rstrip("/").rsplit("/", 1)[-1]).strip("._") or "base"
     return Path(cache_dir).expanduser() / FORGED_DIR / f"{slug}-{capability}-{key}"
@@ -115,8 +124,15 @@ class Forge:
             return None
         return Forged(capability, path, True, read_manifest(path)["seconds"])
 
+    def shipped(self, capability: str) -> Path | None:
+        """The delta shipped with the plugin that rebuilds exactly this expert (same base, recipe, replay and
+        training data), if there is one."""
+        delta = SHIPPED_DIR / f"{self.path(capability).name}.safetensors"
+        return delta if delta.is_file() else None
+
     def forge(self, capability: str, *, force: bool = False, on_step=None) -> Forged:
-        """The expert of ``capability``: from the cache, or trained, merged and saved (atomically).
+        """The expert of ``capability``: from the cache, rebuilt from its shipped delta, or trained, and then
+        saved (atomically) with its delta file.
 
         Its time counts from the training data to the installed directory
         (the replay data, shared by all experts, is made before). ``on_step(step, loss)`` follows
@@ -125,26 +141,39 @@ class Forge:
         check_capabilities(self.hook, [capability])
         if not force and (found := self.cached(capability)):
             return found
-        records = self.replay()
         final = self.path(capability)
         started = time.monotonic()
         phase = prefixed(self.phase, f"{capability}: ")
+        if not force and (delta := self.shipped(capability)):
+            self._install(final, lambda tmp: rebuild(delta, self.base_dir, tmp, phase))
+            return Forged(capability, final, False, time.monotonic() - started, shipped=True)
+        records = self.replay()
         tasks = task_examples(self.hook, capability, self.recipe, self.config.sandbox, self.held_instructions, phase)
         others = [r for r in records if r["capability"] != capability]
         protected = [Example(r["prompt"], r["reply"], r["ended"]) for r in others]
         replayed = [e for e, r in zip(protected, others)
                     if r["score"] is None or r["score"] > 0 or not self.recipe.replay_solved_only]
-        model = train(self.base_dir, tasks, replayed, self.recipe, on_step, protected, phase)
+        factors = train(self.base_dir, tasks, replayed, self.recipe, on_step, protected, phase)
+
+        def write(tmp: Path) -> None:
+            write_expert(self.base_dir, factors, tmp, phase)
+            manifest = dict(base=self.base_spec, base_digest=self.base_digest, capability=capability,
+                            recipe=asdict(self.recipe), task_examples=len(tasks), replay_examples=len(replayed),
+                            seconds=round(time.monotonic() - started, 1), created=time.time())
+            write_delta(tmp / DELTA, factors, manifest, file_digest(tmp / "model.safetensors"))
+            write_manifest(tmp, **manifest)
+
+        self._install(final, write)
+        return Forged(capability, final, False, time.monotonic() - started)
+
+    @staticmethod
+    def _install(final: Path, write) -> None:
+        """Runs ``write(tmp)`` into a fresh directory beside ``final`` and moves it into place; nothing is left
+        half-written if it fails."""
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
         try:
-            save_like_base(model, self.base_dir, tmp, phase)
-            seconds = time.monotonic() - started
-            write_manifest(tmp, base=self.base_spec, base_digest=self.base_digest, capability=capability,
-                           recipe=asdict(self.recipe), task_examples=len(tasks), replay_examples=len(replayed),
-                           seconds=round(seconds, 1), created=time.time())
+            write(tmp)
             install(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        return Forged(capability, final, False, seconds)
-

@@ -11,10 +11,11 @@ import click
 from rich.console import Console
 from rich.progress import TimeRemainingColumn
 
-from acdc_engine.api import TickingProgress, plugin_command
+from acdc_engine.api import TickingProgress, file_digest, plugin_command
 from .cache import Forge
 from .compare import compare, forge_table
 from .data import DEFAULT_CAPABILITIES, parse_capabilities
+from .delta import read_delta
 from .phases import shown_on
 from .seeds import FORGED_PREFIX
 from .seeds import experts as forged_experts
@@ -36,17 +37,19 @@ console = Console(soft_wrap=True)
               default=ForgeRecipe.protect_energy, show_default=True,
               help="Keep the weight change off the input directions that carry this share of the energy of the "
                    "other capabilities' replayed texts (0: off).")
+@click.option("--threads", type=click.IntRange(min=1), default=ForgeRecipe.threads, show_default=True,
+              help="CPU threads of training (part of the recipe: the trained bits depend on it).")
 @click.option("--force", is_flag=True, help="Forge again even if the cache holds these experts.")
 @click.option("--no-eval", is_flag=True, help="Skip the comparison on held-out tasks.")
 @plugin_command
-def forge(plugins, base, capabilities, steps, lr, rank, protect_energy, force, no_eval):
+def forge(plugins, base, capabilities, steps, lr, rank, protect_energy, threads, force, no_eval):
     """Make seed experts from a base model: a short LoRA fine-tune per capability.
 
     Experts are cached (forged again only with --force or other settings) and
     resolve as the seed spec forged:BASE, which the default config uses.
     """
     config, hook = plugins.config, plugins.hook
-    recipe = ForgeRecipe(steps=steps, lr=lr, rank=rank, protect_energy=protect_energy or None)
+    recipe = ForgeRecipe(steps=steps, lr=lr, rank=rank, protect_energy=protect_energy or None, threads=threads)
     try:
         with forge_progress() as progress:
             caps = parse_capabilities(hook, capabilities)
@@ -84,9 +87,9 @@ def forge_experts(smith: Forge, caps: list[str], progress: TickingProgress, *, f
     make it with ``phase=shown_on(progress)``); once the first steps' speed is measured, a line says how
     long the forging left will take."""
     def say(text: str) -> None:
-        progress.console.print(text, highlight=False, markup=False)
+        progress.console.print(text, highlight=False, markup=False, emoji=False)
 
-    left = [cap for cap in caps if force or not smith.cached(cap)]
+    left = [cap for cap in caps if force or not (smith.cached(cap) or smith.shipped(cap))]
     if left and not smith.replay_file.is_file():
         say(f"replay: the base's answers to {len(smith.replay_prompts)} prompts first, which the experts train on "
             "to keep what it could do (once per base, cached)")
@@ -104,8 +107,12 @@ def forge_experts(smith: Forge, caps: list[str], progress: TickingProgress, *, f
 
         out[cap] = done = smith.forge(cap, force=force, on_step=on_step)
         progress.remove_task(task)
-        how = f"cached (forged in {_duration(done.seconds)})" if done.cached else f"forged in {_duration(done.seconds)}"
-        if not done.cached:
+        if done.shipped:
+            how = f"rebuilt in {_duration(done.seconds)} from the delta shipped with the forge"
+        elif done.cached:
+            how = f"cached (forged in {_duration(done.seconds)})"
+        else:
+            how = f"forged in {_duration(done.seconds)}" + _against_shipped(smith, cap, done.path)
             estimate.done(done.seconds)
         rest = (f"; {estimate.left} more to forge, about {_duration(estimate.rest())} (each as long as the last)"
                 if estimate.left and estimate.forged else "")
@@ -155,6 +162,16 @@ class Estimate:
         return self.left * self.forged[-1] if self.forged else 0.0
 
 
+def _against_shipped(smith: Forge, cap: str, path: Path) -> str:
+    """Whether a forged expert is the one shipped for these inputs, bit for bit (nothing if none is)."""
+    if (delta := smith.shipped(cap)) is None:
+        return ""
+    if file_digest(path / "model.safetensors") == read_delta(delta)[2]:
+        return " (bit for bit the shipped expert)"
+    return (" (its weights differ from the shipped expert's: another kind of CPU, or other versions of torch and "
+            "peft, train to other bits)")
+
+
 def forge_missing(config, hook) -> None:
     """Forges the default experts of every ``forged:BASE`` seed group that has none yet (the first run)."""
     cache = Path(config.models.cache_dir).expanduser()
@@ -162,17 +179,30 @@ def forge_missing(config, hook) -> None:
         base = spec[len(FORGED_PREFIX):]
         if not spec.startswith(FORGED_PREFIX) or ":" in base or forged_experts(cache, base):
             continue
-        console.print(f"seed {spec}: no expert forged from {base} yet; forging {', '.join(DEFAULT_CAPABILITIES)} "
-                      "once (how long, measured from the first training steps, is said then; cached for later "
-                      "runs; forge.forge_missing=false skips this)", highlight=False)
         try:
             with forge_progress() as progress:
-                forge_experts(Forge(hook, config, base=base, phase=shown_on(progress)), list(DEFAULT_CAPABILITIES),
-                              progress)
+                smith = Forge(hook, config, base=base, phase=shown_on(progress))
+                progress.console.print(_first_run_plan(spec, base, smith), highlight=False, markup=False,
+                                       emoji=False)
+                forge_experts(smith, list(DEFAULT_CAPABILITIES), progress)
         except KeyboardInterrupt:
             console.print("interrupted; the experts forged so far are cached, no half-written one is left",
                           highlight=False)
             sys.exit(130)
+
+
+def _first_run_plan(spec: str, base: str, smith: Forge) -> str:
+    """What the first run does for a seed group with no expert: which default experts it rebuilds from the
+    deltas shipped with the forge (seconds each), and which it forges (how long is measured then)."""
+    shipped = [cap for cap in DEFAULT_CAPABILITIES if smith.shipped(cap)]
+    forged = [cap for cap in DEFAULT_CAPABILITIES if cap not in shipped]
+    plan = []
+    if shipped:
+        plan.append(f"rebuilding {', '.join(shipped)} from the deltas shipped with the forge")
+    if forged:
+        plan.append(f"forging {', '.join(forged)} (how long, measured from the first training steps, is said then)")
+    return (f"seed {spec}: no expert of {base} in the cache yet; {'; '.join(plan)}; once: cached for later runs "
+            "(forge.forge_missing=false skips this)")
 
 
 def _duration(seconds: float) -> str:

@@ -1,18 +1,17 @@
-"""Training an expert: a short LoRA fine-tune of the base on task examples mixed with replay, merged and
-written in the base's exact layout."""
+"""Training an expert: a short LoRA fine-tune of the base on task examples mixed with replay, whose factors
+:mod:`.delta` writes and applies."""
 
 from __future__ import annotations
 
 import random
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from acdc_engine.api import AcdcError, CheckpointReader, CheckpointWriter
+from acdc_engine.api import AcdcError
 from .data import Example, encode, pad_batch
-from .manifest import MANIFEST
+from .delta import Factors, lora_factors
 from .phases import Phase, quiet
 from .protect import project_out, protected_subspaces
 
@@ -38,7 +37,11 @@ class ForgeRecipe:
     ``lora_layers`` decoder layers only (None: all layers). ``protect_energy``:
     each adapted layer's weight change is kept orthogonal to the input
     directions that carry this fraction of its inputs' energy over the other
-    capabilities' replayed texts (None: no protection).
+    capabilities' replayed texts (None: no protection). ``threads``: the CPU
+    threads training runs on, whatever the process has; part of the recipe
+    because the trained factors' bits depend on it (one thread and two round
+    bf16 sums differently), so a forge of a recipe repeats it bit for bit on
+    a CPU of the same kind.
     """
 
     steps: int = 40
@@ -57,6 +60,7 @@ class ForgeRecipe:
     lora_layers: int | None = None
     protect_energy: float | None = 0.9
     seed: int = 0
+    threads: int = 1
 
     def __post_init__(self) -> None:
         if self.replay_loss not in ("kl", "ce"):
@@ -66,6 +70,8 @@ class ForgeRecipe:
                             f"not {self.replay_per_batch}: each step needs a task example")
         if self.lora_layers is not None and self.lora_layers < 1:
             raise AcdcError(f"forge lora_layers must be at least 1 (or None for all layers), not {self.lora_layers}")
+        if self.threads < 1:
+            raise AcdcError(f"forge threads must be at least 1, not {self.threads}")
         if self.protect_energy is not None and not 0 < self.protect_energy < 1:
             raise AcdcError(f"forge protect_energy must be between 0 and 1 (or None), not {self.protect_energy}")
 
@@ -105,10 +111,21 @@ def _cycle(items: list, rng: random.Random):
 
 def train(base_dir: Path, tasks: list[Example], replayed: list[Example], recipe: ForgeRecipe,
           on_step: Callable[[int, float], None] | None = None, protected: list[Example] = (),
-          phase: Phase = quiet):
-    """The base with a LoRA trained on ``tasks`` and ``replayed``, merged into its weights; with
+          phase: Phase = quiet) -> Factors:
+    """The factors of a LoRA of the base trained on ``tasks`` and ``replayed`` (:mod:`.delta`); with
     ``recipe.protect_energy``, its weight change leaves ``protected``'s main input directions alone.
     ``on_step(step, loss)`` follows each training step; the work before step 1 shows as ``phase``s."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(recipe.threads)
+    try:
+        return _train(base_dir, tasks, replayed, recipe, on_step, protected, phase)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(base_dir, tasks, replayed, recipe, on_step, protected, phase) -> Factors:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -165,31 +182,4 @@ def train(base_dir: Path, tasks: list[Example], replayed: list[Example], recipe:
         optimizer.zero_grad(set_to_none=True)
         if on_step:
             on_step(step + 1, loss.item())
-    return model.merge_and_unload().eval()
-
-
-
-def save_like_base(model, base_dir: Path, out_dir: Path, phase: Phase = quiet) -> None:
-    """Writes ``model``'s weights in the base's exact safetensors layout (a ``phase`` counting tensors) and
-    copies its other files."""
-    with CheckpointReader(base_dir / "model.safetensors") as base:
-        layout = {name: (base.dtype(name), base.shape(name)) for name in base.keys()}
-        metadata = base.metadata
-    state = model.state_dict()
-    missing = [name for name in layout if name not in state]
-    if missing:
-        raise AcdcError(f"forged model has no tensor {missing[0]} of the base {base_dir}")
-    writer = CheckpointWriter(out_dir / "model.safetensors", layout, metadata or None)
-    try:
-        with phase("writing the expert", len(layout)) as advance:
-            for name, (dtype, _) in layout.items():
-                writer.write(name, state[name].detach().to(dtype))
-                advance()
-            writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
-    for f in base_dir.iterdir():
-        if f.is_file() and f.name not in ("model.safetensors", MANIFEST):
-            shutil.copy2(f, out_dir / f.name)
-
+    return lora_factors(model)
