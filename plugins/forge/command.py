@@ -96,8 +96,8 @@ def forge_experts(smith: Forge, caps: list[str], progress: TickingProgress, *, f
         smith.replay()
     estimate = Estimate(smith.recipe.steps, len(left))
     out = {}
-    for cap in caps:
-        task = progress.add_task(f"forging {cap}", total=smith.recipe.steps)
+    for cap in caps:  # a bar of training steps only for those trained (a shipped one shows its writing)
+        task = progress.add_task(f"forging {cap}", total=smith.recipe.steps) if cap in left else None
         estimate.start()
 
         def on_step(step, loss, task=task, cap=cap):
@@ -106,7 +106,8 @@ def forge_experts(smith: Forge, caps: list[str], progress: TickingProgress, *, f
                 say(f"{cap}: {announced}")
 
         out[cap] = done = smith.forge(cap, force=force, on_step=on_step)
-        progress.remove_task(task)
+        if task is not None:
+            progress.remove_task(task)
         if done.shipped:
             how = f"rebuilt in {_duration(done.seconds)} from the delta shipped with the forge"
         elif done.cached:
