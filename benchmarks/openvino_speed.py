@@ -8,7 +8,8 @@ compression). Every engine runs on ``--threads`` threads (default 1). Prompts ar
 pool's instructions (as ``benchmarks/answer_speed.py`` builds them), greedy, ``--max-new`` new tokens. The
 reference for equality is transformers' float32 ``model.generate()``, one prompt per call, on the first
 ``--ref-prompts`` prompts. Prints one table: tok/s, ratio to the default, start-up time (conversion
-for OpenVINO, when this run converted) and answers equal to the reference (with the differing prompts).
+for OpenVINO, when this run converted), answers equal to the reference (with the differing prompts) and
+answers equal to the default backend's.
 
 Environment: ``bash scripts/setup_openvino.sh`` installs the ``openvino`` extra (OpenVINO GenAI 2026.4.1,
 prebuilt) into ``.venv`` and makes ``.venv-openvino-export``, where optimum-intel converts checkpoints (it
@@ -217,13 +218,14 @@ def main() -> None:
     print(f"\n{len(texts)} prompts, greedy, {args.max_new} new tokens, {args.threads} threads; equality against "
           f"transformers fp32 generate() on the first {n}; end load {os.getloadavg()[0]:.2f}")
     print("| engine | tok/s (best of reps) | reps | ratio to default | start-up | equal to fp32 generate() "
-          "| differing prompts |")
-    print("|---|---|---|---|---|---|---|")
+          "| differing prompts | equal to the default's |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, speeds, answers, note in rows:
         diff = [i for i in range(n) if answers[i] != ref[i]]
+        same = sum(a == b for a, b in zip(answers, rows[0][2]))
         reps = " / ".join(f"{s:.1f}" for s in speeds)
         print(f"| {name} | {max(speeds):.1f} | {reps} | {max(speeds) / default:.2f}x | {note} | {n - len(diff)}/{n} "
-              f"| {', '.join(map(str, diff)) or '-'} |")
+              f"| {', '.join(map(str, diff)) or '-'} | {same}/{len(answers)} |")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"\nwall {time.perf_counter() - started:.0f} s; peak RSS {rss:.2f} GiB")
 

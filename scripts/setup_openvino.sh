@@ -16,7 +16,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 echo "setting up OpenVINO: the openvino extra in .venv, and .venv-openvino-export (first time: about 2 minutes)"
-.venv/bin/pip install --quiet -e ".[openvino]"
+PYTHONWARNINGS=ignore .venv/bin/pip install --quiet -e ".[openvino]"
 "$PY" -m venv .venv-openvino-export
 .venv-openvino-export/bin/pip install --quiet --upgrade "pip>=24" "setuptools>=77" wheel
 .venv-openvino-export/bin/pip install --quiet "torch==2.13.0"  # the local CPU build first, as in setup.sh
