@@ -109,6 +109,8 @@ def test_the_live_header_clock_ticks_between_events():
 
 
 SLOW_ANSWERS = {"generation.max_new_tokens": 32, "generation.batch_size": 1, "tasks.instances_per_family": 2}
+# The view redraws twice a second (REFRESH_PER_S): answering must take seconds for a poll to see its bar part-way.
+SLOWER_ANSWERS = {**SLOW_ANSWERS, "generation.max_new_tokens": 96, "tasks.instances_per_family": 4}
 
 
 def run_args(tiny_models, tmp_path, run_dir, generations, **extra):
@@ -131,7 +133,7 @@ def committed(db_path) -> int:
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (scripts/setup.sh installs it)")
 def test_live_view_in_an_80x24_tmux_pane_keeps_its_results_whole(tiny_models, tmp_path):
     session = f"acdc-view-{os.getpid()}"
-    args = [sys.executable, "-m", "acdc_engine", *run_args(tiny_models, tmp_path, tmp_path / "run", 1, **SLOW_ANSWERS)]
+    args = [sys.executable, "-m", "acdc_engine", *run_args(tiny_models, tmp_path, tmp_path / "run", 1, **SLOWER_ANSWERS)]
     script = tmp_path / "go.sh"
     script.write_text(f"cd {shlex.quote(str(tmp_path))} && {shlex.join(args)}; sleep 60\n")
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", "bash", str(script)],
