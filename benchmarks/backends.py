@@ -11,15 +11,19 @@ tokens, with every backend below in turn:
   (tests/test_speed_cache.py); the reference for equality;
 - ``ctranslate2 fp32`` and ``ctranslate2 int8``: ``generation.backend = "ctranslate2"`` with
   ``compute_type`` float32 and int8_float32;
+- ``openvino f32`` and ``openvino bf16``: ``generation.backend = "openvino"`` (OpenVINO GenAI's continuous
+  batching on a model converted per checkpoint; ``bash scripts/setup_openvino.sh`` installs it) with
+  ``[openvino] precision`` f32 and bf16;
 - ``transformers cb bf16``: continuous batching, as transformers offers it (``generate_batch`` over a
   paged KV cache, finished rows refilled from the queue), on the same model in bfloat16. It is measured
   here only, not a backend: on this machine it ran 5-7x slower than the default (docs/performance.md).
   It has no likelihood path.
 
 For each backend and size it prints useful tokens/s (tokens up to each answer's end), the ratio to
-today's default, and how many answers equal the float32 reference (int8 apart: it changes answers). For
+today's default, and how many answers equal the float32 reference (int8 apart: it changes answers) and
+today's default's. For
 each backend it prints the time to swap in another checkpoint's weights (``load_weights`` of a copy of the
-seed: CTranslate2 converts the checkpoint, transformers copies tensors in place), and the speed of the
+seed: CTranslate2 and OpenVINO convert the checkpoint, transformers copies tensors in place), and the speed of the
 likelihood path (``reply_logprobs``, multiple choice by likelihood) on ``--choices`` questions of the
 screened development set, with how many picks equal the float32 reference's.
 """
@@ -41,6 +45,8 @@ BACKENDS = {  # name -> (backend, dtype / compute type)
     "transformers fp32": ("transformers", "float32"),
     "ctranslate2 fp32": ("ctranslate2", "float32"),
     "ctranslate2 int8": ("ctranslate2", "int8_float32"),
+    "openvino f32": ("openvino", "f32"),
+    "openvino bf16": ("openvino", "bf16"),
     "transformers cb bf16": ("continuous", "bfloat16"),
 }
 REFERENCE = "transformers fp32"
@@ -49,9 +55,12 @@ DEFAULT = "transformers bf16"
 
 def make(name: str, checkpoint: Path):
     from acdc_engine.plugins.generation.ctranslate2_backend import CTranslate2Backend
+    from acdc_engine.plugins.generation.openvino_backend import OpenVinoBackend
     from acdc_engine.plugins.generation.transformers_backend import TransformersBackend
 
     kind, dtype = BACKENDS[name]
+    if kind == "openvino":
+        return OpenVinoBackend(checkpoint, precision=dtype)
     if kind == "transformers":
         return TransformersBackend(checkpoint, dtype=dtype)
     if kind == "continuous":
@@ -165,15 +174,18 @@ def main() -> None:
                   f"{wall / len(questions) * 1000:6.0f} ms each", flush=True)
         backend.close()
 
-    print("\nbackend            " + "".join(f"{n:>8} prompts" for n in sizes) + "   equal to fp32   picks equal")
+    print("\nbackend            " + "".join(f"{n:>8} prompts" for n in sizes)
+          + "   equal to fp32   equal to default   picks equal")
     for name in names:
         ratios = "".join(f"{speed[name][n]:7.1f} {speed[name][n] / speed[DEFAULT][n]:4.2f}x"
                          if DEFAULT in speed else f"{speed[name][n]:15.1f}" for n in sizes)
         same = sum(a == b for n in sizes for a, b in zip(answers[name][n], answers[REFERENCE][n]))
         total = sum(map(len, answers[name].values()))
+        like = (f"{sum(a == b for n in sizes for a, b in zip(answers[name][n], answers[DEFAULT][n])):5d}/{total:<5d}"
+                if DEFAULT in answers else "-")
         pick = (f"{sum(a == b for a, b in zip(picks[name], picks[REFERENCE]))}/{len(questions)}"
                 if name in picks else "-")
-        print(f"{name:<18} {ratios}   {same:5d}/{total:<5d}   {pick:>11}")
+        print(f"{name:<18} {ratios}   {same:5d}/{total:<5d}   {like:>15}   {pick:>11}")
     print(f"(ratios against {DEFAULT}, today's default; tok/s counts tokens up to each answer's end)")
     shutil.rmtree(copy.parent, ignore_errors=True)
 

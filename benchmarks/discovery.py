@@ -278,13 +278,18 @@ class Answerer:
         self.backend = hook.acdc_make_backend(config=answering, model_dir=base_dir)
         precision = getattr(self.backend, "compute_type", answering.generation.dtype)
         self.decoding = f"{answering.generation.backend}/{precision}"  # part of the answer book's keys
+        self.scorer = self.backend  # likelihoods: the answering backend, or the run's where it offers none
+        if not callable(getattr(self.backend, "reply_logprobs", None)):
+            self.scorer = hook.acdc_make_backend(config=config, model_dir=base_dir)
+            precision = getattr(self.scorer, "compute_type", config.generation.dtype)
+            self.decoding += f"+{config.generation.backend}/{precision}"
         self.tokens = {"code": CODE_TOKENS}
         self.seconds = dict.fromkeys(("weights", "generate", "likelihood", "sandbox"), 0.0)  # where the time went
         self.answered: set[Path] = set()  # the weights files answered with
 
-    def _load(self, weights: Path) -> None:
+    def _load(self, weights: Path, backend=None) -> None:
         t0 = time.monotonic()
-        self.backend.load_weights(weights)
+        (backend or self.backend).load_weights(weights)
         self.seconds["weights"] += time.monotonic() - t0
         self.answered.add(Path(weights))
 
@@ -328,14 +333,14 @@ class Answerer:
         from acdc_engine.evaluation.outside_benchmarks import choice_replies
         from acdc_engine.evaluation.discovery_measure import choice_pick
 
-        self._load(weights)
+        self._load(weights, self.scorer)
         t0 = time.monotonic()
         rng = np.random.default_rng(seed)
         asked = [it for it in self.items if it.kind == "choice"]
-        if callable(getattr(self.backend, "replies_logprobs", None)):  # several questions per forward pass
-            scores = self.backend.replies_logprobs([(it.prompt, choice_replies(it)) for it in asked])
+        if callable(getattr(self.scorer, "replies_logprobs", None)):  # several questions per forward pass
+            scores = self.scorer.replies_logprobs([(it.prompt, choice_replies(it)) for it in asked])
         else:
-            scores = [self.backend.reply_logprobs(it.prompt, choice_replies(it)) for it in asked]
+            scores = [self.scorer.reply_logprobs(it.prompt, choice_replies(it)) for it in asked]
         out = []
         for item, logprobs in zip(asked, scores):  # in the set's order, so a sampled pick draws as before
             picked = choice_pick(logprobs, temperature, rng)
@@ -344,7 +349,8 @@ class Answerer:
         return out
 
     def close(self) -> None:
-        self.backend.close()
+        for backend in {id(b): b for b in (self.backend, self.scorer)}.values():
+            backend.close()
 
 
 def measure(run_dir: Path, items, cache: Path, choices: str, units: str, ceiling: bool = False,

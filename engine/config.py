@@ -184,9 +184,11 @@ class GenerationConfig(_Section):
     backend: str = Field("transformers", description="Generation backend name.")
     answer_backend: str = Field(
         "", description="Backend that answers outside benchmarks (acdc-engine evaluate, the discovery benchmark), "
-        "where one model answers many prompts; empty: the run's own backend. ctranslate2 answers in float32 as the "
-        "transformers backend does, but on a quiet 2-core machine with AMX it ran at 0.32x the default's speed "
-        "(docs/performance.md). lm-eval tasks (evaluate --lm-eval) always use the run's backend.")
+        "where one model answers many prompts; empty: the run's own backend. openvino and ctranslate2 answer in "
+        "float32 as the transformers backend does, after a conversion per model; on a quiet 2-core machine with AMX "
+        "openvino ran faster than the default and ctranslate2 slower (docs/performance.md). Likelihoods (evaluate's "
+        "judge, multiple choice) use the run's backend where this one offers none; lm-eval tasks (evaluate "
+        "--lm-eval) always do.")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="Dtype of the resident model; 'auto': the one whose matmuls this machine runs faster "
         "(bfloat16 where the CPU has bf16 matrix units), probed once per machine and kept in "

@@ -37,6 +37,7 @@ ALWAYS_ON = {
     "transformers": "acdc_engine.plugins.generation.transformers_backend",
     "vllm": "acdc_engine.plugins.generation.vllm_backend",
     "ctranslate2": "acdc_engine.plugins.generation.ctranslate2_backend",
+    "openvino": "acdc_engine.plugins.generation.openvino_backend",
     "sandbox": "acdc_engine.plugins.sandbox.sandbox_plugin:Sandbox",
     "gibberish": "acdc_engine.plugins.selection.gibberish",
     "skills": "acdc_engine.plugins.selection.skills",

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Sets up the OpenVINO GenAI measurement (benchmarks/openvino_speed.py, issue 43):
+# Sets up the openvino generation backend (plugins/generation/openvino_backend.py)
+# and its measurements (benchmarks/backends.py, benchmarks/openvino_speed.py):
 # the `openvino` extra (runtime, GenAI, tokenizers; prebuilt wheels, 274 MB)
 # into .venv, and .venv-openvino-export, used only to convert a checkpoint
 # with optimum-intel, in an environment of its own because optimum-intel 2.2
-# pins transformers<5.6 (the project needs >=5.19). Neither the run nor the
-# tests need them. Safe to re-run: it reinstalls only when this file or
-# pyproject.toml changed.
+# pins transformers<5.6 (the project needs >=5.19). The default run never
+# needs them; the test command (scripts/test.sh) runs this. Safe to re-run: it
+# reinstalls only when this file or pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

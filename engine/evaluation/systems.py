@@ -113,9 +113,12 @@ class Evaluation:
 
     def __init__(self, run_dir: Path, *, model_dirs: list[Path] = (), samples: int | None = None,
                  judge_dir: Path | None = None, method: str | None = None, max_new_tokens: int | None = None,
-                 seed: int = 0, on_progress=None) -> None:
+                 answer_backend: str | None = None, seed: int = 0, on_progress=None) -> None:
         self.store = RunStore.open(run_dir)
         self.config = self.store.config()
+        if answer_backend:  # this evaluation's choice over the run's generation.answer_backend
+            gen = self.config.generation.model_copy(update={"answer_backend": answer_backend})
+            self.config = self.config.model_copy(update={"generation": gen})
         self.plugins = ExitStack()
         self.hook = self.plugins.enter_context(PluginContext(self.config)).hook
         seed_dirs, self.base_dir = resolve_seeds(self.hook, self.config.models)
@@ -143,6 +146,7 @@ class Evaluation:
         self.judge_file = Path(judge_dir or self.base_dir) / "model.safetensors"
         self.judge_name = str(judge_dir or self.base_dir)
         self.backend = None
+        self.scorer = None  # the run's own backend, where the answering one scores no likelihoods
 
     def model_file(self, model_id: str) -> Path:
         """The run's kept file of a model, or one rebuilt from its ancestry into a scratch folder."""
@@ -163,6 +167,16 @@ class Evaluation:
                 raise AcdcError(f"no plugin provides the backend {self.config.answering().generation.backend!r}")
         return self.backend
 
+    def likelihood_backend(self):
+        """The answering backend if it scores likelihoods (``mean_logprob``), else the run's own backend
+        (``generation.backend``), made on first use."""
+        backend = self.resident_backend()
+        if callable(getattr(backend, "mean_logprob", None)):
+            return backend
+        if self.scorer is None:
+            self.scorer = self.hook.acdc_make_backend(config=self.config, model_dir=self.base_dir)
+        return self.scorer
+
     def answers(self, system: System, prompts: list[str]) -> list[list[str]]:
         """N raw responses per prompt."""
         backend = self.resident_backend()
@@ -180,7 +194,7 @@ class Evaluation:
 
     def judge(self, items: list[Item], responses: list[list[str]]) -> list[int]:
         """Per question, the index of the response with the highest mean log-probability under the judge."""
-        backend = self.resident_backend()
+        backend = self.likelihood_backend()
         backend.load_weights(self.judge_file)
         picks = []
         for item, group in zip(items, responses):
@@ -219,8 +233,9 @@ class Evaluation:
                                           files=list(files))
 
     def close(self) -> None:
-        if self.backend is not None:
-            self.backend.close()
+        for backend in (self.backend, self.scorer):
+            if backend is not None:
+                backend.close()
         self.plugins.close()
         self.store.close()
         shutil.rmtree(self.scratch, ignore_errors=True)

@@ -392,11 +392,15 @@ def lineage(run_dir, model_id):
               help="Re-select the task force from the kept models (default: the run's own).")
 @click.option("--judge-dir", type=click.Path(path_type=Path), help="Judge checkpoint for best-of-N (default: base).")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), help="Answer length (default: the run's).")
+@click.option("--answer-backend", metavar="NAME",
+              help="Backend that answers the benchmarks, e.g. openvino (default: the run's "
+                   "generation.answer_backend, else its backend); likelihoods stay with one that offers them.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of sampled answers (the control's, and lm-eval generation that --gen-kwargs samples).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the results as JSON here.")
 def evaluate(run_dir, specs, lm_tasks, lm_eval_include, limit, num_fewshot, apply_chat_template, system_instruction,
-             gen_kwargs, output_path, model_dirs, samples, method, judge_dir, max_new_tokens, seed, json_out):
+             gen_kwargs, output_path, model_dirs, samples, method, judge_dir, max_new_tokens, answer_backend, seed,
+             json_out):
     """Score the task force, the seeds, a control and other models on outside benchmarks
     (--benchmark) and lm-evaluation-harness tasks (--lm-eval)."""
     from ..evaluation.systems import Evaluation
@@ -427,7 +431,7 @@ def evaluate(run_dir, specs, lm_tasks, lm_eval_include, limit, num_fewshot, appl
         progress.update(task, completed=len(started) - 1, description=f"evaluating {text}")
 
     ev = Evaluation(run_dir, model_dirs=list(model_dirs), samples=samples, judge_dir=judge_dir, method=method,
-                    max_new_tokens=max_new_tokens, seed=seed, on_progress=on_progress)
+                    max_new_tokens=max_new_tokens, answer_backend=answer_backend, seed=seed, on_progress=on_progress)
     try:
         with _progress() as progress:
             task = progress.add_task("evaluating", total=(len(specs) + bool(lm)) * len(ev.systems))
