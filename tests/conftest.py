@@ -68,6 +68,35 @@ def tiny_overrides(tiny_models, tmp_path, **extra) -> list[str]:
     return [f"{k}={v!r}" if not isinstance(v, str) else f"{k}={v}" for k, v in values.items()]
 
 
+#: Prompts on which a compiled backend's greedy answers are compared with the transformers backend's.
+BACKEND_PROMPTS = ["What is 2 + 2?", "Name a colour.", "Reverse 'abc'.", "Write a haiku about the sea, please, in English.",
+                   "x", "List three fruits and say which one is the sweetest, with a reason for each of them."]
+
+
+def check_seeded_sampling(backend) -> None:
+    """Sampled answers repeat with their seed, change with another, and differ from greedy ones."""
+    one = backend.generate(BACKEND_PROMPTS, max_new_tokens=10, temperature=1.0, seed=3)
+    assert backend.generate(BACKEND_PROMPTS, max_new_tokens=10, temperature=1.0, seed=3) == one
+    assert backend.generate(BACKEND_PROMPTS, max_new_tokens=10, temperature=1.0, seed=4) != one
+    assert one != backend.generate(BACKEND_PROMPTS, max_new_tokens=10)
+
+
+def check_real_seed_answers(smollm2_dir: Path, make_backend) -> None:
+    """``make_backend(model_dir)`` answers the real seed greedily as the transformers backend in float32."""
+    from acdc_engine.plugins.generation.transformers_backend import TransformersBackend
+
+    prompts = ["What is 17 + 25?", "Reverse the string 'hello'.", "What is the capital of Italy?",
+               "Write a Python function that returns the square of x."]
+    ref = TransformersBackend(smollm2_dir, dtype="float32")
+    want = ref.generate(prompts, max_new_tokens=16)
+    ref.close()
+    backend = make_backend(smollm2_dir)
+    try:
+        assert backend.generate(prompts, max_new_tokens=16) == want
+    finally:
+        backend.close()
+
+
 @pytest.fixture
 def tiny_config(tiny_models, tmp_path):
     """A validated config for a tiny run; call with extra overrides."""

@@ -6,9 +6,7 @@ import pytest
 from acdc_engine.errors import AcdcError
 from acdc_engine.plugins.generation.ctranslate2_backend import CTranslate2Backend
 from acdc_engine.plugins.generation.transformers_backend import TransformersBackend
-
-PROMPTS = ["What is 2 + 2?", "Name a colour.", "Reverse 'abc'.", "Write a haiku about the sea, please, in English.",
-           "x", "List three fruits and say which one is the sweetest, with a reason for each of them."]
+from conftest import BACKEND_PROMPTS, check_real_seed_answers, check_seeded_sampling
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +24,9 @@ def test_greedy_answers_equal_the_transformers_backend_in_float32(pair, tiny_mod
         ct2.load_weights(tiny_models[model] / "model.safetensors")
         before = ct2.generated_tokens, ref.generated_tokens
         told = []
-        got = ct2.generate(PROMPTS, max_new_tokens=12, on_batch=told.append)
-        want = ref.generate(PROMPTS, max_new_tokens=12)
-        assert got == want and sum(told) == len(PROMPTS)
+        got = ct2.generate(BACKEND_PROMPTS, max_new_tokens=12, on_batch=told.append)
+        want = ref.generate(BACKEND_PROMPTS, max_new_tokens=12)
+        assert got == want and sum(told) == len(BACKEND_PROMPTS)
         assert ct2.generated_tokens - before[0] == ref.generated_tokens - before[1]
     assert ct2.complete(["The sea is", "1, 2, 3,"], max_new_tokens=8, stop=(",",)) == ref.complete(
         ["The sea is", "1, 2, 3,"], max_new_tokens=8, stop=(",",))
@@ -50,10 +48,7 @@ def test_likelihoods_equal_the_transformers_backend(pair, tiny_models):
 def test_sampling_is_reproducible_from_its_seed(pair, tiny_models):
     _, ct2 = pair
     ct2.load_weights(tiny_models["a"] / "model.safetensors")
-    one = ct2.generate(PROMPTS, max_new_tokens=10, temperature=1.0, seed=3)
-    assert ct2.generate(PROMPTS, max_new_tokens=10, temperature=1.0, seed=3) == one
-    assert ct2.generate(PROMPTS, max_new_tokens=10, temperature=1.0, seed=4) != one
-    assert one != ct2.generate(PROMPTS, max_new_tokens=10)
+    check_seeded_sampling(ct2)
 
 
 def test_bad_settings_and_weights_get_one_line_errors(tiny_models, tiny_config, plugin_manager, tmp_path):
@@ -73,13 +68,4 @@ def test_bad_settings_and_weights_get_one_line_errors(tiny_models, tiny_config, 
 
 
 def test_the_real_seed_answers_as_with_the_transformers_backend(smollm2_dir):
-    prompts = ["What is 17 + 25?", "Reverse the string 'hello'.", "What is the capital of Italy?",
-               "Write a Python function that returns the square of x."]
-    ref = TransformersBackend(smollm2_dir, dtype="float32")
-    want = ref.generate(prompts, max_new_tokens=16)
-    ref.close()
-    ct2 = CTranslate2Backend(smollm2_dir)
-    try:
-        assert ct2.generate(prompts, max_new_tokens=16) == want
-    finally:
-        ct2.close()
+    check_real_seed_answers(smollm2_dir, CTranslate2Backend)

@@ -18,11 +18,8 @@ from acdc_engine.plugin_manager import build_plugin_manager  # noqa: E402
 from acdc_engine.plugins.generation.openvino_backend import OpenVinoBackend, default_optimum_cli  # noqa: E402
 from acdc_engine.plugins.generation.transformers_backend import TransformersBackend  # noqa: E402
 from acdc_engine.ui.cli import main  # noqa: E402
-from conftest import tiny_overrides  # noqa: E402
+from conftest import BACKEND_PROMPTS, check_real_seed_answers, check_seeded_sampling, tiny_overrides  # noqa: E402
 from test_evaluate import QA, tiny_run  # noqa: E402, F401  (tiny_run: a fixture)
-
-PROMPTS = ["What is 2 + 2?", "Name a colour.", "Reverse 'abc'.", "Write a haiku about the sea, please, in English.",
-           "x", "List three fruits and say which one is the sweetest, with a reason for each of them."]
 
 
 @pytest.fixture(scope="module")
@@ -43,19 +40,16 @@ def test_greedy_answers_equal_the_transformers_backend_in_float32(pair, tiny_mod
         ov.load_weights(tiny_models[model] / "model.safetensors")
         before = ov.generated_tokens, ref.generated_tokens
         told = []
-        got = ov.generate(PROMPTS, max_new_tokens=12, on_batch=told.append)
-        want = ref.generate(PROMPTS, max_new_tokens=12)
-        assert got == want and sum(told) == len(PROMPTS)
+        got = ov.generate(BACKEND_PROMPTS, max_new_tokens=12, on_batch=told.append)
+        want = ref.generate(BACKEND_PROMPTS, max_new_tokens=12)
+        assert got == want and sum(told) == len(BACKEND_PROMPTS)
         assert ov.generated_tokens - before[0] == ref.generated_tokens - before[1]
 
 
 def test_sampling_is_reproducible_from_its_seed(pair, tiny_models):
     _, ov = pair
     ov.load_weights(tiny_models["a"] / "model.safetensors")
-    one = ov.generate(PROMPTS, max_new_tokens=10, temperature=1.0, seed=3)
-    assert ov.generate(PROMPTS, max_new_tokens=10, temperature=1.0, seed=3) == one
-    assert ov.generate(PROMPTS, max_new_tokens=10, temperature=1.0, seed=4) != one
-    assert one != ov.generate(PROMPTS, max_new_tokens=10)
+    check_seeded_sampling(ov)
 
 
 def test_bad_settings_and_weights_get_one_line_errors(pair, tiny_models, tiny_config, tmp_path):
@@ -102,16 +96,7 @@ def test_evaluate_answers_with_openvino_as_with_the_run_backend(tiny_run, tmp_pa
 
 
 def test_the_real_seed_answers_as_with_the_transformers_backend(smollm2_dir):
-    prompts = ["What is 17 + 25?", "Reverse the string 'hello'.", "What is the capital of Italy?",
-               "Write a Python function that returns the square of x."]
-    ref = TransformersBackend(smollm2_dir, dtype="float32")
-    want = ref.generate(prompts, max_new_tokens=16)
-    ref.close()
-    ov = OpenVinoBackend(smollm2_dir)
-    try:
-        assert ov.generate(prompts, max_new_tokens=16) == want
-    finally:
-        ov.close()
+    check_real_seed_answers(smollm2_dir, OpenVinoBackend)
 
 
 def test_the_discovery_benchmark_answers_with_openvino_and_chooses_by_the_run_backend(tiny_models, tiny_config,
