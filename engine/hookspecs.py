@@ -231,7 +231,9 @@ def acdc_judge(question: str, answer: str, rubric: str) -> float | None:
 def acdc_make_backend(config: Config, model_dir: Path) -> Backend | None:
     """Create the generation backend named by ``[generation] backend``.
 
-    ``model_dir`` is a seed checkpoint that fixes the architecture and
+    For outside benchmarks (``acdc-engine evaluate``) the engine asks with a
+    config whose ``backend`` is ``generation.answer_backend``, where that is
+    set. ``model_dir`` is a seed checkpoint that fixes the architecture and
     tokenizer. Return ``None`` if the configured backend is not yours.
     """
 
