@@ -69,8 +69,22 @@ def tiny_overrides(tiny_models, tmp_path, **extra) -> list[str]:
 
 
 #: Prompts on which a compiled backend's greedy answers are compared with the transformers backend's.
-BACKEND_PROMPTS = ["What is 2 + 2?", "Name a colour.", "Reverse 'abc'.", "Write a haiku about the sea, please, in English.",
-                   "x", "List three fruits and say which one is the sweetest, with a reason for each of them."]
+BACKEND_PROMPTS = ["What is 2 + 2?", "Name a colour.", "Reverse 'abc'.",
+                   "Write a haiku about the sea, please, in English.", "x",
+                   "List three fruits and say which one is the sweetest, with a reason for each of them."]
+
+
+def check_greedy_answers(ref, backend, weights_files) -> None:
+    """After each of ``weights_files`` is loaded into both, ``backend`` answers greedily as ``ref`` (the
+    transformers backend in float32) does, tells its progress in full and counts the same tokens."""
+    for weights in weights_files:
+        ref.load_weights(weights)
+        backend.load_weights(weights)
+        before = backend.generated_tokens, ref.generated_tokens
+        told = []
+        got = backend.generate(BACKEND_PROMPTS, max_new_tokens=12, on_batch=told.append)
+        assert got == ref.generate(BACKEND_PROMPTS, max_new_tokens=12) and sum(told) == len(BACKEND_PROMPTS)
+        assert backend.generated_tokens - before[0] == ref.generated_tokens - before[1]
 
 
 def check_seeded_sampling(backend) -> None:

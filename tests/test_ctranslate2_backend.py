@@ -6,7 +6,7 @@ import pytest
 from acdc_engine.errors import AcdcError
 from acdc_engine.plugins.generation.ctranslate2_backend import CTranslate2Backend
 from acdc_engine.plugins.generation.transformers_backend import TransformersBackend
-from conftest import BACKEND_PROMPTS, check_real_seed_answers, check_seeded_sampling
+from conftest import check_greedy_answers, check_real_seed_answers, check_seeded_sampling
 
 
 @pytest.fixture(scope="module")
@@ -19,15 +19,7 @@ def pair(tiny_models):
 
 def test_greedy_answers_equal_the_transformers_backend_in_float32(pair, tiny_models):
     ref, ct2 = pair
-    for model in ("a", "b"):  # b: weights swapped in after the start
-        ref.load_weights(tiny_models[model] / "model.safetensors")
-        ct2.load_weights(tiny_models[model] / "model.safetensors")
-        before = ct2.generated_tokens, ref.generated_tokens
-        told = []
-        got = ct2.generate(BACKEND_PROMPTS, max_new_tokens=12, on_batch=told.append)
-        want = ref.generate(BACKEND_PROMPTS, max_new_tokens=12)
-        assert got == want and sum(told) == len(BACKEND_PROMPTS)
-        assert ct2.generated_tokens - before[0] == ref.generated_tokens - before[1]
+    check_greedy_answers(ref, ct2, [tiny_models[m] / "model.safetensors" for m in ("a", "b")])  # b: swapped in
     assert ct2.complete(["The sea is", "1, 2, 3,"], max_new_tokens=8, stop=(",",)) == ref.complete(
         ["The sea is", "1, 2, 3,"], max_new_tokens=8, stop=(",",))
 

@@ -18,7 +18,7 @@ from acdc_engine.plugin_manager import build_plugin_manager  # noqa: E402
 from acdc_engine.plugins.generation.openvino_backend import OpenVinoBackend, default_optimum_cli  # noqa: E402
 from acdc_engine.plugins.generation.transformers_backend import TransformersBackend  # noqa: E402
 from acdc_engine.ui.cli import main  # noqa: E402
-from conftest import BACKEND_PROMPTS, check_real_seed_answers, check_seeded_sampling, tiny_overrides  # noqa: E402
+from conftest import check_greedy_answers, check_real_seed_answers, check_seeded_sampling, tiny_overrides  # noqa: E402
 from test_evaluate import QA, tiny_run  # noqa: E402, F401  (tiny_run: a fixture)
 
 
@@ -35,15 +35,7 @@ def pair(tiny_models, tmp_path_factory):
 
 def test_greedy_answers_equal_the_transformers_backend_in_float32(pair, tiny_models):
     ref, ov = pair
-    for model in ("b", "a"):  # b: converted and swapped in after the start
-        ref.load_weights(tiny_models[model] / "model.safetensors")
-        ov.load_weights(tiny_models[model] / "model.safetensors")
-        before = ov.generated_tokens, ref.generated_tokens
-        told = []
-        got = ov.generate(BACKEND_PROMPTS, max_new_tokens=12, on_batch=told.append)
-        want = ref.generate(BACKEND_PROMPTS, max_new_tokens=12)
-        assert got == want and sum(told) == len(BACKEND_PROMPTS)
-        assert ov.generated_tokens - before[0] == ref.generated_tokens - before[1]
+    check_greedy_answers(ref, ov, [tiny_models[m] / "model.safetensors" for m in ("b", "a")])  # b: swapped in
 
 
 def test_sampling_is_reproducible_from_its_seed(pair, tiny_models):
@@ -110,7 +102,8 @@ def test_the_discovery_benchmark_answers_with_openvino_and_chooses_by_the_run_ba
     from discovery import Answerer
 
     items = [Item("1", "What is 2 + 3?", ("5",), "numeric"),
-             Item("2", "Which is a fruit?\nA. car\nB. apple\nC. stone", ("apple",), "choice", ("car", "apple", "stone"))]
+             Item("2", "Which is a fruit?\nA. car\nB. apple\nC. stone", ("apple",), "choice",
+                  ("car", "apple", "stone"))]
     weights = tiny_models["b"] / "model.safetensors"
     verdicts = {}
     for answer_backend in ("", "openvino"):

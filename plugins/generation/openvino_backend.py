@@ -18,8 +18,9 @@ changes answers as the default's bf16 does. Its speed-up over the default
 grows with the answers' length and number (1.1x at 400 answers of 48 tokens,
 2.2x at 400 of 128; bf16 2.3x and 5.1x), and each checkpoint costs a
 conversion, so it pays where one model answers many long prompts (``acdc-engine
-evaluate --answer-backend openvino``), not for a run's children. Sampled answers are draws of the same distribution, not the same
-draws. No log-probability path is offered: multiple choice by likelihood and
+evaluate --answer-backend openvino``), not for a run's children. Sampled
+answers are draws of the same distribution, not the same draws. No
+log-probability path is offered: multiple choice by likelihood and
 ``evaluate --lm-eval`` keep the run's backend.
 
 Where the extra or the export environment is missing, only choosing this
