@@ -264,7 +264,9 @@ class WorkerPool:
             judge_budget: int = 8) -> list:
         """Runs ``calls`` against a family's source; raises :class:`TaskCodeError` on failure."""
         worker = self._acquire()
-        message = {"id": next(self.ids), "source": source, "calls": calls, "cpu_s": math.ceil(timeout_s)}
+        # The CPU limit is a backstop a second past the wall-clock limit: a busy loop, whose CPU time keeps
+        # pace with the clock, is then always reported as a timeout, not by whichever limit fired first.
+        message = {"id": next(self.ids), "source": source, "calls": calls, "cpu_s": math.ceil(timeout_s) + 1}
         healthy = False
         try:
             results = worker.run(message, timeout_s=timeout_s, judge=judge, judge_budget=judge_budget)
