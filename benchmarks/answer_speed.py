@@ -120,8 +120,10 @@ def decode_costs(config, dtype_bytes: int, context: int) -> tuple[float, float, 
     return 2 * matmul_params + attention, matmul_params * dtype_bytes, kv_bytes
 
 
-def roofline(backend: TransformersBackend, texts: list[str], tok_s: float, batch: int, dtype: torch.dtype) -> None:
-    """Prints the machine's limits for this model and batch, and ``tok_s`` as a share of the lower one."""
+def roofline(backend: TransformersBackend, texts: list[str], tok_s: float, batch: int,
+             dtype: torch.dtype) -> float:
+    """Prints the machine's limits for this model and batch, and ``tok_s`` as a share of the lower one;
+    returns the lower limit (tok/s)."""
     config = backend.model.config
     square = matmul_flops(2048, 2048, 2048, dtype)
     decode = matmul_flops(batch, config.hidden_size, config.intermediate_size, dtype)
@@ -139,6 +141,7 @@ def roofline(backend: TransformersBackend, texts: list[str], tok_s: float, batch
           f"weights, {kv_bytes / 1e6:.1f} MB of KV cache per sequence (context {context})")
     print(f"                  limits at {batch} sequences: compute {compute_limit:.0f} tok/s, memory "
           f"{memory_limit:.0f} tok/s; the backend's {tok_s:.1f} tok/s is {tok_s / lower:.1%} of the lower")
+    return lower
 
 
 def default_backend(backend: TransformersBackend, timer: ForwardTimer, texts: list[str],

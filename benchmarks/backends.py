@@ -24,7 +24,9 @@ tokens, with every backend below in turn:
 
 For each backend and size it prints useful tokens/s (tokens up to each answer's end), the ratio to
 today's default, and how many answers equal the float32 reference (int8 apart: it changes answers) and
-today's default's. For each backend it prints the time to swap in another checkpoint's weights
+today's default's; then the machine's roofline at the largest size (``answer_speed.roofline``: the
+lower of its compute and memory limits for SmolLM2 in bfloat16 at that batch) and each backend's share
+of it there. For each backend it prints the time to swap in another checkpoint's weights
 (``load_weights`` of a copy of the seed: CTranslate2 and OpenVINO convert the checkpoint, transformers
 copies tensors in place, vLLM reloads them in its running engine), and the speed of the likelihood path
 (``reply_logprobs``, multiple choice by likelihood) on ``--choices`` questions of the screened development
@@ -130,6 +132,21 @@ def choice_questions(n: int) -> list:
     return [i for i in screened_set(cache) if i.kind == "choice"][:n]
 
 
+def print_roofline(checkpoint: Path, texts: list[str], tok_s: dict[str, float]) -> None:
+    """The machine's roofline for SmolLM2 in bfloat16 at ``len(texts)`` sequences, and each backend's
+    tok/s at that size as a share of its lower limit."""
+    import torch
+    from answer_speed import roofline
+
+    from acdc_engine.plugins.generation.transformers_backend import TransformersBackend
+
+    backend = TransformersBackend(checkpoint, dtype="bfloat16")
+    lower = roofline(backend, texts, tok_s.get(DEFAULT, 0.0), len(texts), torch.bfloat16)
+    backend.close()
+    for name, value in tok_s.items():
+        print(f"{name:<18} {value:7.1f} tok/s at {len(texts)} prompts = {value / lower:6.1%} of the roofline")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint", nargs="?", default=str(Path("~/.cache/acdc-engine/smollm2-135m-instruct").expanduser()))
@@ -196,6 +213,7 @@ def main() -> None:
                 if name in picks else "-")
         print(f"{name:<18} {ratios}   {same:5d}/{total:<5d}   {like:>15}   {pick:>11}")
     print(f"(ratios against {DEFAULT}, today's default; tok/s counts tokens up to each answer's end)")
+    print_roofline(checkpoint, texts[sizes[-1]], {name: speed[name][sizes[-1]] for name in names})
     shutil.rmtree(copy.parent, ignore_errors=True)
 
 
