@@ -35,6 +35,7 @@ from typing import Literal
 from pydantic import Field
 
 from acdc_engine.api import AcdcError, CheckpointReader, PluginSection, hookimpl
+from .transformers_backend import end_token_ids
 
 NAME = "ctranslate2"
 CHUNK = 64  # prompts per generate_batch call: progress is told after each
@@ -101,15 +102,7 @@ class CTranslate2Backend:
         self.max_batch_size = max_batch_size
         self.generated_tokens = 0
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        eos = self.tokenizer.eos_token_id
-        from transformers import GenerationConfig
-
-        try:
-            extra = GenerationConfig.from_pretrained(model_dir).eos_token_id
-        except OSError:
-            extra = None
-        extra = [extra] if isinstance(extra, int) else list(extra or [])
-        self.end_tokens = self.tokenizer.convert_ids_to_tokens(sorted({eos, *extra} - {None}))
+        self.end_tokens = self.tokenizer.convert_ids_to_tokens(end_token_ids(model_dir, self.tokenizer))
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
         self._params = dict(self.model.state_dict())
         self.scratch = Path(tempfile.mkdtemp(prefix="acdc-ct2-"))

@@ -40,6 +40,7 @@ from typing import Literal
 from pydantic import Field
 
 from acdc_engine.api import AcdcError, CheckpointReader, PluginSection, hookimpl
+from .transformers_backend import end_token_ids
 
 NAME = "openvino"
 CHUNK = 128  # prompts per generate call: progress is told after each
@@ -120,7 +121,7 @@ class OpenVinoBackend:
 
     def __init__(self, model_dir: Path, *, precision: str = "f32", threads: int = 0, kv_cache_gb: int = 1,
                  max_num_seqs: int = 64, optimum_cli: Path | None = None) -> None:
-        from transformers import AutoTokenizer, GenerationConfig
+        from transformers import AutoTokenizer
 
         _import()
         self.threads = threads or len(os.sched_getaffinity(0))
@@ -132,12 +133,7 @@ class OpenVinoBackend:
         self.optimum_cli = Path(optimum_cli) if optimum_cli else default_optimum_cli()
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.tokenizer.padding_side = "left"
-        try:
-            extra = GenerationConfig.from_pretrained(model_dir).eos_token_id
-        except OSError:
-            extra = None
-        extra = [extra] if isinstance(extra, int) else list(extra or [])
-        self.end_ids = sorted({self.tokenizer.eos_token_id, *extra} - {None})
+        self.end_ids = end_token_ids(model_dir, self.tokenizer)
         self.generated_tokens = 0
         self.scratch = Path(tempfile.mkdtemp(prefix="acdc-openvino-"))
         self.pipe = None

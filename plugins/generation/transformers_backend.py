@@ -75,6 +75,19 @@ def auto_batch_size(config, length: int, dtype_bytes: int, available: int | None
     return max(1, min(MAX_AUTO_BATCH, free // 4 // sequence_bytes(config, length, dtype_bytes)))
 
 
+def end_token_ids(model_dir: Path, tokenizer) -> list[int]:
+    """The token ids that end an answer: the tokenizer's end of text and the ``eos_token_id`` of the
+    checkpoint's generation config (the compiled backends stop where the model's ``generate`` stops)."""
+    from transformers import GenerationConfig
+
+    try:
+        extra = GenerationConfig.from_pretrained(model_dir).eos_token_id
+    except OSError:
+        extra = None
+    extra = [extra] if isinstance(extra, int) else list(extra or [])
+    return sorted({tokenizer.eos_token_id, *extra} - {None})
+
+
 class TransformersBackend:
     """A resident transformers model whose weights are swapped per candidate."""
 
